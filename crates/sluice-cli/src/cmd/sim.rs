@@ -1,0 +1,251 @@
+//! `sluice sim`: replay a trace through one or more policies on the simulated device model and
+//! report latency, fairness, utilisation and memory movement.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_sim::config::SimConfig;
+use sluice_sim::experiment::{Experiment, LoadResult};
+use sluice_sim::report::{self, Summary, SweepRow};
+use sluice_sim::trace::{Catalog, Spread, TraceSpec};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// azure2019:<dir>/<N> | iluvatar:<trace.csv>,<metadata.csv> | poisson:<class>=<rate>[,…][;duration=<s>]
+    #[arg(long)]
+    trace: String,
+    /// Comma-separated queueing policies: fcfs, sjf, eedf, batch, paella, mqfq, mqfq-sticky.
+    #[arg(long, default_value = "fcfs,mqfq-sticky", value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Number of GPUs (overrides the config).
+    #[arg(long)]
+    gpus: Option<usize>,
+    /// Offered GPU utilisation(s) to scale the trace to, comma-separated (e.g. 0.5,0.8,0.95).
+    /// Without it the trace is replayed at its recorded rate.
+    #[arg(long, value_delimiter = ',')]
+    target_util: Vec<f64>,
+    /// Seed for arrival spreading and synthetic mixes (overrides the config).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Spread of arrivals within an Azure minute: poisson or uniform (overrides the config).
+    #[arg(long)]
+    spread: Option<Spread>,
+    /// Simulator configuration file (TOML); embedded defaults otherwise.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// GPU function catalogue (TOML) that trace functions are mapped onto.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Directory for per-invocation CSVs, summaries and SVG plots.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(args: SimArgs) -> Result<()> {
+    let exp = experiment(&args)?;
+    exp.validate()?;
+    let (workload, warnings) = exp.load()?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if workload.arrivals.is_empty() {
+        bail!("the trace has no invocations");
+    }
+    let bars = Bars::new(&exp.policies, workload.arrivals.len() as u64, args.quiet);
+    let mut loads = Vec::new();
+    for (i, load) in exp.loads.iter().enumerate() {
+        bars.reset(i, exp.loads.len(), *load);
+        let single = Experiment {
+            loads: vec![*load],
+            ..exp.clone()
+        };
+        loads.extend(single.run(&workload, &|p, n| bars.set(p, n))?);
+    }
+    bars.clear();
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &loads)?;
+    }
+    print(&args, &exp, &workload.name, &loads)
+}
+
+fn experiment(args: &SimArgs) -> Result<Experiment> {
+    let mut config = match &args.config {
+        Some(p) => SimConfig::load(p)?,
+        None => SimConfig::embedded(),
+    };
+    if let Some(g) = args.gpus {
+        config.gpus = g;
+    }
+    if let Some(s) = args.seed {
+        config.trace.seed = s;
+    }
+    if let Some(s) = args.spread {
+        config.trace.spread = s;
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let catalog = match &args.catalog {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read catalogue {}", p.display()))?;
+            let c: Catalog = toml::from_str(&text)
+                .with_context(|| format!("invalid catalogue {}", p.display()))?;
+            c.validate()?;
+            c
+        }
+        None => Catalog::builtin(),
+    };
+    for &u in &args.target_util {
+        if !(u.is_finite() && u > 0.0 && u <= 10.0) {
+            bail!("--target-util values must be in (0, 10], got {u}");
+        }
+    }
+    let loads = if args.target_util.is_empty() {
+        vec![None]
+    } else {
+        args.target_util.iter().map(|&u| Some(u)).collect()
+    };
+    Ok(Experiment {
+        trace: args.trace.parse::<TraceSpec>()?,
+        policies: args.policies.iter().map(|p| p.trim().to_string()).collect(),
+        loads,
+        config,
+        catalog,
+    })
+}
+
+fn print(args: &SimArgs, exp: &Experiment, name: &str, loads: &[LoadResult]) -> Result<()> {
+    let rows = sweep_rows(loads);
+    if args.json {
+        let mut v = report::to_json(&rows.iter().map(|r| r.summary.clone()).collect::<Vec<_>>());
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("trace".into(), name.into());
+            obj.insert("gpus".into(), exp.config.gpus.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("trace: {name}   gpus: {}", exp.config.gpus);
+    for l in loads {
+        let summaries: Vec<Summary> = l.results.iter().map(report::summarize).collect();
+        match l.target_util {
+            Some(u) => println!(
+                "\noffered GPU utilisation {u} (inter-arrival times x{:.4})",
+                l.scale
+            ),
+            None => println!(
+                "\nas recorded: offered GPU utilisation {:.3}",
+                summaries.first().map_or(0.0, |s| s.offered_util)
+            ),
+        }
+        print!("{}", report::render_table(&summaries));
+    }
+    Ok(())
+}
+
+fn sweep_rows(loads: &[LoadResult]) -> Vec<SweepRow> {
+    loads
+        .iter()
+        .flat_map(|l| {
+            l.results.iter().map(move |r| {
+                let summary = report::summarize(r);
+                SweepRow {
+                    target_util: l.target_util.unwrap_or(summary.offered_util),
+                    summary,
+                }
+            })
+        })
+        .collect()
+}
+
+fn write_outputs(dir: &Path, loads: &[LoadResult]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for l in loads {
+        let tag = l
+            .target_util
+            .map_or_else(|| "recorded".to_string(), |u| format!("u{u}"));
+        for r in &l.results {
+            let path = dir.join(format!("records-{tag}-{}.csv", r.policy));
+            let f =
+                File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            report::write_records_csv(r, BufWriter::new(f))?;
+        }
+        let refs: Vec<_> = l.results.iter().collect();
+        report::write_latency_cdf_svg(&refs, &dir.join(format!("latency-cdf-{tag}.svg")))?;
+    }
+    let rows = sweep_rows(loads);
+    let summaries: Vec<Summary> = rows.iter().map(|r| r.summary.clone()).collect();
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&report::to_json(&summaries))?,
+    )?;
+    std::fs::write(dir.join("sweep.md"), report::render_sweep_markdown(&rows))?;
+    if loads.len() > 1 {
+        report::write_latency_vs_load_svg(&rows, &dir.join("latency-vs-load.svg"))?;
+    }
+    Ok(())
+}
+
+/// One progress bar per policy on stderr (hidden when stderr is not a terminal or with -q).
+struct Bars {
+    multi: MultiProgress,
+    bars: Vec<ProgressBar>,
+}
+
+impl Bars {
+    fn new(policies: &[String], total: u64, quiet: bool) -> Self {
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let style = ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> ");
+        let bars = policies
+            .iter()
+            .map(|p| {
+                let b = multi.add(ProgressBar::new(total));
+                b.set_style(style.clone());
+                b.set_prefix(p.clone());
+                b
+            })
+            .collect();
+        Bars { multi, bars }
+    }
+
+    fn reset(&self, i: usize, n: usize, load: Option<f64>) {
+        let msg = load.map_or_else(
+            || "as recorded".into(),
+            |u| format!("util {u} ({}/{n})", i + 1),
+        );
+        for b in &self.bars {
+            b.set_position(0);
+            b.set_message(msg.clone());
+        }
+    }
+
+    fn set(&self, policy: usize, done: u64) {
+        if let Some(b) = self.bars.get(policy) {
+            b.set_position(done);
+        }
+    }
+
+    fn clear(&self) {
+        for b in &self.bars {
+            b.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}

@@ -1,0 +1,14 @@
+//! Sluice's policy layer: pure, deterministic state machines driven by events that carry `now`.
+//!
+//! Nothing here reads a clock, spawns a thread or touches a file. The simulator and the worker
+//! drive the same code: [`scheduler::Scheduler`] composes a queueing policy ([`queue`]), device
+//! concurrency tokens ([`slots`]), device-memory residency ([`memory`]), the warm-sandbox pool
+//! ([`keepalive`]) and service-time estimates ([`estimator`]) into one event-driven core that
+//! answers "what should start now, where, and which memory must move".
+
+pub mod estimator;
+pub mod keepalive;
+pub mod memory;
+pub mod queue;
+pub mod scheduler;
+pub mod slots;

@@ -1,0 +1,265 @@
+//! Device-memory residency of sandboxes: which sandboxes' memory is on each device and which is
+//! on the host, and the moves that change it.
+//!
+//! Every sandbox on a device owns `bytes` of device memory (its tracked allocations) that are
+//! either resident on the device or pushed to host memory (managed memory makes both legal for a
+//! black-box process). A running sandbox is always resident. Before a start, room is made by
+//! pushing the least-recently-used *idle* resident sandboxes of that device to the host; if that
+//! cannot make room the start is refused and nothing changes. Resident bytes never exceed
+//! `capacity × oversubscribe` (1.0 unless oversubscription is configured).
+//!
+//! This module decides; it moves nothing. The engine carries out the returned [`MemMove`]s.
+
+use serde::{Deserialize, Serialize};
+use sluice_core::{GpuId, SandboxId, Time};
+use std::collections::{BTreeSet, HashMap};
+
+/// Memory parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryParams {
+    /// Resident bytes may reach `capacity × oversubscribe` (≥ 1; 1 = never oversubscribe).
+    pub oversubscribe: f64,
+    /// Move idle sandboxes' memory with their flow's state (prefetch on Active, push to host on
+    /// Throttled/Inactive). Only flow-based policies report flow states.
+    pub flow_coupled: bool,
+}
+
+impl Default for MemoryParams {
+    fn default() -> Self {
+        MemoryParams {
+            oversubscribe: 1.0,
+            flow_coupled: true,
+        }
+    }
+}
+
+impl MemoryParams {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.oversubscribe.is_finite() && self.oversubscribe >= 1.0) {
+            return Err("memory.oversubscribe must be a number ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a sandbox's device memory is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Device,
+    Host,
+}
+
+/// Move `bytes` of `sandbox`'s memory on `gpu` to `to`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemMove {
+    pub sandbox: SandboxId,
+    pub gpu: GpuId,
+    pub bytes: u64,
+    pub to: Location,
+}
+
+/// Why a sandbox could not be made resident.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("sandbox {0} is unknown to the memory manager")]
+    Unknown(SandboxId),
+    #[error("needs {need} bytes but the device allows {limit} in all")]
+    TooLarge { need: u64, limit: u64 },
+    #[error("needs {need} bytes; only {free} free after pushing out every idle sandbox")]
+    NoRoom { need: u64, free: u64 },
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    gpu: GpuId,
+    bytes: u64,
+    location: Location,
+    busy: bool,
+    /// Whether its memory was ever on the device (a new sandbox allocates, it does not move).
+    populated: bool,
+    last_used: Time,
+}
+
+/// Residency bookkeeping for all devices.
+#[derive(Clone, Debug)]
+pub struct DeviceMemory {
+    capacity: Vec<u64>,
+    limit: Vec<u64>,
+    resident: Vec<u64>,
+    entries: HashMap<SandboxId, Entry>,
+    /// Per device, idle resident sandboxes by (last use, id): eviction candidates, LRU first.
+    idle_lru: Vec<BTreeSet<(Time, SandboxId)>>,
+}
+
+impl DeviceMemory {
+    /// `capacity[i]` is device i's memory in bytes.
+    pub fn new(capacity: Vec<u64>, params: &MemoryParams) -> Self {
+        let k = params.oversubscribe.max(1.0);
+        let limit = capacity.iter().map(|&c| (c as f64 * k) as u64).collect();
+        let n = capacity.len();
+        DeviceMemory {
+            capacity,
+            limit,
+            resident: vec![0; n],
+            entries: HashMap::new(),
+            idle_lru: vec![BTreeSet::new(); n],
+        }
+    }
+
+    /// Declares a new sandbox on `gpu` needing `bytes`; its memory is not yet allocated.
+    pub fn add(&mut self, sandbox: SandboxId, gpu: GpuId, bytes: u64, now: Time) {
+        self.remove(sandbox);
+        self.entries.insert(
+            sandbox,
+            Entry {
+                gpu,
+                bytes,
+                location: Location::Host,
+                busy: false,
+                populated: false,
+                last_used: now,
+            },
+        );
+    }
+
+    /// Forgets a sandbox (destroyed), freeing its device memory.
+    pub fn remove(&mut self, sandbox: SandboxId) {
+        if let Some(e) = self.entries.remove(&sandbox) {
+            let g = e.gpu.index();
+            if e.location == Location::Device {
+                self.resident[g] -= e.bytes;
+                self.idle_lru[g].remove(&(e.last_used, sandbox));
+            }
+        }
+    }
+
+    /// Makes `sandbox` resident and marks it running. Returns the moves to perform first: the
+    /// idle sandboxes pushed to host to make room, then the sandbox's own memory brought back
+    /// (absent for a new sandbox, whose memory is allocated rather than moved). On error nothing
+    /// changed.
+    pub fn admit(&mut self, sandbox: SandboxId, now: Time) -> Result<Vec<MemMove>, AdmitError> {
+        let e = self
+            .entries
+            .get(&sandbox)
+            .ok_or(AdmitError::Unknown(sandbox))?;
+        let (g, bytes, location, last_used) = (e.gpu.index(), e.bytes, e.location, e.last_used);
+        let mut moves = Vec::new();
+        if location == Location::Device {
+            self.idle_lru[g].remove(&(last_used, sandbox));
+        } else {
+            if bytes > self.limit[g] {
+                return Err(AdmitError::TooLarge {
+                    need: bytes,
+                    limit: self.limit[g],
+                });
+            }
+            let mut free = self.limit[g] - self.resident[g];
+            let mut victims = Vec::new();
+            for &(_, victim) in &self.idle_lru[g] {
+                if free >= bytes {
+                    break;
+                }
+                free += self.entries[&victim].bytes;
+                victims.push(victim);
+            }
+            if free < bytes {
+                return Err(AdmitError::NoRoom { need: bytes, free });
+            }
+            for victim in victims {
+                moves.extend(self.offload(victim));
+            }
+            let e = self.entries.get_mut(&sandbox).expect("checked above");
+            if e.populated {
+                moves.push(MemMove {
+                    sandbox,
+                    gpu: e.gpu,
+                    bytes,
+                    to: Location::Device,
+                });
+            }
+            e.location = Location::Device;
+            e.populated = true;
+            self.resident[g] += bytes;
+        }
+        let e = self.entries.get_mut(&sandbox).expect("checked above");
+        e.busy = true;
+        e.last_used = now;
+        Ok(moves)
+    }
+
+    /// Marks a running sandbox idle at `now` (a sandbox that is not running is left alone).
+    pub fn release(&mut self, sandbox: SandboxId, now: Time) {
+        if let Some(e) = self.entries.get_mut(&sandbox).filter(|e| e.busy) {
+            e.busy = false;
+            e.last_used = now;
+            if e.location == Location::Device {
+                self.idle_lru[e.gpu.index()].insert((now, sandbox));
+            }
+        }
+    }
+
+    /// Brings an idle sandbox's memory back to the device if it fits without pushing anything
+    /// else out.
+    pub fn prefetch(&mut self, sandbox: SandboxId) -> Option<MemMove> {
+        let e = self.entries.get_mut(&sandbox)?;
+        let g = e.gpu.index();
+        if e.busy || !e.populated || e.location == Location::Device {
+            return None;
+        }
+        if self.resident[g] + e.bytes > self.limit[g] {
+            return None;
+        }
+        e.location = Location::Device;
+        self.resident[g] += e.bytes;
+        self.idle_lru[g].insert((e.last_used, sandbox));
+        Some(MemMove {
+            sandbox,
+            gpu: e.gpu,
+            bytes: e.bytes,
+            to: Location::Device,
+        })
+    }
+
+    /// Pushes an idle resident sandbox's memory to the host.
+    pub fn offload(&mut self, sandbox: SandboxId) -> Option<MemMove> {
+        let e = self.entries.get_mut(&sandbox)?;
+        let g = e.gpu.index();
+        if e.busy || e.location == Location::Host {
+            return None;
+        }
+        e.location = Location::Host;
+        self.resident[g] -= e.bytes;
+        self.idle_lru[g].remove(&(e.last_used, sandbox));
+        Some(MemMove {
+            sandbox,
+            gpu: e.gpu,
+            bytes: e.bytes,
+            to: Location::Host,
+        })
+    }
+
+    /// Where `sandbox`'s memory is.
+    pub fn location(&self, sandbox: SandboxId) -> Option<Location> {
+        self.entries.get(&sandbox).map(|e| e.location)
+    }
+
+    /// Bytes resident on `gpu`.
+    pub fn resident(&self, gpu: GpuId) -> u64 {
+        self.resident.get(gpu.index()).copied().unwrap_or(0)
+    }
+
+    /// Physical capacity of `gpu`.
+    pub fn capacity(&self, gpu: GpuId) -> u64 {
+        self.capacity.get(gpu.index()).copied().unwrap_or(0)
+    }
+
+    /// Most bytes that may be resident on `gpu`.
+    pub fn limit(&self, gpu: GpuId) -> u64 {
+        self.limit.get(gpu.index()).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+use proptest::prelude::*;
+
+const MB: u64 = 1 << 20;
+
+fn mem(cap_mb: u64, k: f64) -> DeviceMemory {
+    DeviceMemory::new(
+        vec![cap_mb * MB],
+        &MemoryParams {
+            oversubscribe: k,
+            flow_coupled: true,
+        },
+    )
+}
+
+fn t(us: u64) -> Time {
+    Time::from_micros(us)
+}
+
+#[test]
+fn new_sandbox_allocates_without_moving() {
+    let mut m = mem(100, 1.0);
+    m.add(SandboxId(1), GpuId(0), 40 * MB, t(0));
+    assert_eq!(m.admit(SandboxId(1), t(1)), Ok(vec![]));
+    assert_eq!(m.resident(GpuId(0)), 40 * MB);
+}
+
+#[test]
+fn lru_idle_sandboxes_make_room() {
+    let mut m = mem(100, 1.0);
+    for (i, at) in [(1, 10), (2, 20), (3, 30)] {
+        m.add(SandboxId(i), GpuId(0), 30 * MB, t(0));
+        m.admit(SandboxId(i), t(0)).unwrap();
+        m.release(SandboxId(i), t(at));
+    }
+    m.add(SandboxId(4), GpuId(0), 50 * MB, t(40));
+    let moves = m.admit(SandboxId(4), t(40)).unwrap();
+    let victims: Vec<_> = moves.iter().map(|mv| mv.sandbox).collect();
+    assert_eq!(victims, vec![SandboxId(1), SandboxId(2)]);
+    assert!(moves.iter().all(|mv| mv.to == Location::Host));
+    assert_eq!(m.resident(GpuId(0)), 80 * MB);
+    // Bringing sandbox 1 back moves its bytes to the device (after evicting LRU sandbox 3).
+    let moves = m.admit(SandboxId(1), t(50)).unwrap();
+    assert_eq!(moves.len(), 2);
+    assert_eq!(moves[0].sandbox, SandboxId(3));
+    assert_eq!(moves[1].to, Location::Device);
+}
+
+#[test]
+fn busy_sandboxes_are_never_evicted_and_refusal_changes_nothing() {
+    let mut m = mem(100, 1.0);
+    m.add(SandboxId(1), GpuId(0), 60 * MB, t(0));
+    m.admit(SandboxId(1), t(0)).unwrap();
+    m.add(SandboxId(2), GpuId(0), 50 * MB, t(0));
+    assert!(matches!(
+        m.admit(SandboxId(2), t(1)),
+        Err(AdmitError::NoRoom { .. })
+    ));
+    assert_eq!(m.resident(GpuId(0)), 60 * MB);
+    assert_eq!(m.location(SandboxId(1)), Some(Location::Device));
+    m.add(SandboxId(3), GpuId(0), 101 * MB, t(0));
+    assert!(matches!(
+        m.admit(SandboxId(3), t(1)),
+        Err(AdmitError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn oversubscription_raises_the_limit() {
+    let mut m = mem(100, 1.5);
+    m.add(SandboxId(1), GpuId(0), 80 * MB, t(0));
+    m.admit(SandboxId(1), t(0)).unwrap();
+    m.add(SandboxId(2), GpuId(0), 60 * MB, t(0));
+    assert!(m.admit(SandboxId(2), t(0)).is_ok());
+    assert_eq!(m.resident(GpuId(0)), 140 * MB);
+}
+
+#[test]
+fn prefetch_only_into_free_room_and_offload_only_idle() {
+    let mut m = mem(100, 1.0);
+    m.add(SandboxId(1), GpuId(0), 60 * MB, t(0));
+    m.admit(SandboxId(1), t(0)).unwrap();
+    assert_eq!(m.offload(SandboxId(1)), None, "busy sandboxes stay");
+    m.release(SandboxId(1), t(5));
+    assert!(m.offload(SandboxId(1)).is_some());
+    m.add(SandboxId(2), GpuId(0), 50 * MB, t(6));
+    m.admit(SandboxId(2), t(6)).unwrap();
+    assert_eq!(m.prefetch(SandboxId(1)), None, "would not fit");
+    m.release(SandboxId(2), t(7));
+    m.offload(SandboxId(2)).unwrap();
+    assert_eq!(m.prefetch(SandboxId(1)).map(|mv| mv.bytes), Some(60 * MB));
+    m.remove(SandboxId(1));
+    assert_eq!(m.resident(GpuId(0)), 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Add(u64, u64),
+    Admit(u64),
+    Release(u64),
+    Prefetch(u64),
+    Offload(u64),
+    Remove(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u64..12, 1u64..70).prop_map(|(s, b)| Op::Add(s, b)),
+        (0u64..12).prop_map(Op::Admit),
+        (0u64..12).prop_map(Op::Release),
+        (0u64..12).prop_map(Op::Prefetch),
+        (0u64..12).prop_map(Op::Offload),
+        (0u64..12).prop_map(Op::Remove),
+    ]
+}
+
+proptest! {
+    /// Residency never exceeds the limit, running sandboxes stay resident, and the resident
+    /// count equals the sum over resident sandboxes.
+    #[test]
+    fn residency_invariants(ops in proptest::collection::vec(op(), 1..300), k in prop_oneof![Just(1.0), Just(1.5)]) {
+        let mut m = mem(100, k);
+        let mut busy = std::collections::BTreeSet::new();
+        let mut sizes = std::collections::BTreeMap::new();
+        for (i, o) in ops.into_iter().enumerate() {
+            let now = t(i as u64);
+            match o {
+                Op::Add(s, b) => { m.add(SandboxId(s), GpuId(0), b * MB, now); busy.remove(&s); sizes.insert(s, b * MB); }
+                Op::Admit(s) => { if m.admit(SandboxId(s), now).is_ok() { busy.insert(s); } }
+                Op::Release(s) => { m.release(SandboxId(s), now); busy.remove(&s); }
+                Op::Prefetch(s) => { m.prefetch(SandboxId(s)); }
+                Op::Offload(s) => { m.offload(SandboxId(s)); }
+                Op::Remove(s) => { m.remove(SandboxId(s)); busy.remove(&s); sizes.remove(&s); }
+            }
+            prop_assert!(m.resident(GpuId(0)) <= m.limit(GpuId(0)));
+            for s in &busy {
+                prop_assert_eq!(m.location(SandboxId(*s)), Some(Location::Device));
+            }
+            let sum: u64 = sizes.iter()
+                .filter(|(s, _)| m.location(SandboxId(**s)) == Some(Location::Device))
+                .map(|(_, b)| *b).sum();
+            prop_assert_eq!(sum, m.resident(GpuId(0)));
+        }
+    }
+}

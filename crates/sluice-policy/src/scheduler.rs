@@ -1,0 +1,328 @@
+//! The scheduling core that both engines drive: a queueing policy, device tokens, device memory,
+//! the warm pool and service estimates composed into one event-driven state machine.
+//!
+//! The engine reports what happened (an invocation arrived, a sandbox finished starting, an
+//! invocation finished) and calls [`Scheduler::poll`]; the scheduler answers with [`Action`]s:
+//! start this invocation in this sandbox on this device after these memory moves; move this idle
+//! sandbox's memory; destroy this sandbox. The simulator carries actions out on its device model,
+//! the worker on real processes and GPUs.
+
+use crate::estimator::{Estimator, EstimatorParams};
+use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
+use crate::memory::{DeviceMemory, MemMove, MemoryParams};
+use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueueParams, QueuePolicy};
+use crate::slots::{DeviceSlots, SlotParams};
+use serde::{Deserialize, Serialize};
+use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
+
+/// Everything that configures a [`Scheduler`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Queueing policy name (see [`queue::POLICY_NAMES`]).
+    pub policy: String,
+    pub queue: QueueParams,
+    pub slots: SlotParams,
+    pub memory: MemoryParams,
+    pub keepalive: KeepAliveParams,
+    pub estimator: EstimatorParams,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            policy: "mqfq-sticky".into(),
+            queue: QueueParams::default(),
+            slots: SlotParams::default(),
+            memory: MemoryParams::default(),
+            keepalive: KeepAliveParams::default(),
+            estimator: EstimatorParams::default(),
+        }
+    }
+}
+
+/// A configuration the scheduler refuses.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Queue(#[from] queue::BuildError),
+    #[error("invalid parameter: {0}")]
+    Invalid(String),
+}
+
+/// What the scheduler knows of a function.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct FunctionInfo {
+    /// Fair-share weight (> 0).
+    pub weight: f64,
+    /// Device memory a sandbox of it holds, bytes.
+    pub gpu_mem_bytes: u64,
+    /// A fixed service-time estimate that overrides measurement.
+    pub fixed_estimate: Option<Dur>,
+}
+
+impl Default for FunctionInfo {
+    fn default() -> Self {
+        FunctionInfo {
+            weight: 1.0,
+            gpu_mem_bytes: 0,
+            fixed_estimate: None,
+        }
+    }
+}
+
+/// Start `inv` in `sandbox` on `gpu` once `moves` are done (and, if `cold`, the sandbox created).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start {
+    pub inv: Invocation,
+    pub gpu: GpuId,
+    pub sandbox: SandboxId,
+    pub cold: bool,
+    pub moves: Vec<MemMove>,
+}
+
+/// An instruction for the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start(Start),
+    /// Move an idle sandbox's memory (flow-state coupling), asynchronously.
+    Move(MemMove),
+    /// Destroy an idle sandbox (keep-alive expiry or pool trim).
+    Destroy(SandboxId),
+}
+
+/// The composed scheduling state machine.
+pub struct Scheduler {
+    queue: Box<dyn QueuePolicy>,
+    slots: DeviceSlots,
+    memory: DeviceMemory,
+    pool: WarmPool,
+    estimator: Estimator,
+    functions: Vec<FunctionInfo>,
+    flow_coupled: bool,
+    events: Vec<FlowEvent>,
+}
+
+impl Scheduler {
+    /// A scheduler over devices with the given memory capacities (bytes), one entry per device.
+    pub fn new(cfg: &SchedulerConfig, gpu_memory: Vec<u64>) -> Result<Self, ConfigError> {
+        cfg.slots.validate().map_err(ConfigError::Invalid)?;
+        cfg.memory.validate().map_err(ConfigError::Invalid)?;
+        cfg.keepalive.validate().map_err(ConfigError::Invalid)?;
+        cfg.estimator.validate().map_err(ConfigError::Invalid)?;
+        if gpu_memory.is_empty() || gpu_memory.len() > u16::MAX as usize {
+            return Err(ConfigError::Invalid(
+                "need between 1 and 65535 devices".into(),
+            ));
+        }
+        Ok(Scheduler {
+            queue: queue::build(&cfg.policy, &cfg.queue)?,
+            slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
+            memory: DeviceMemory::new(gpu_memory, &cfg.memory),
+            pool: WarmPool::new(&cfg.keepalive),
+            estimator: Estimator::new(&cfg.estimator),
+            functions: Vec::new(),
+            flow_coupled: cfg.memory.flow_coupled,
+            events: Vec::new(),
+        })
+    }
+
+    /// Declares (or updates) a function.
+    pub fn register(&mut self, func: FunctionId, info: FunctionInfo) {
+        if self.functions.len() <= func.index() {
+            self.functions
+                .resize(func.index() + 1, FunctionInfo::default());
+        }
+        self.functions[func.index()] = info;
+        if let Some(d) = info.fixed_estimate {
+            self.estimator.set_fixed(func, d);
+        }
+        self.queue.register(func, info.weight);
+        self.queue.set_estimate(func, self.estimator.estimate(func));
+    }
+
+    fn info(&self, func: FunctionId) -> FunctionInfo {
+        self.functions
+            .get(func.index())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// An invocation of `func` arrived.
+    pub fn submit(&mut self, id: InvocationId, func: FunctionId, now: Time) {
+        let inv = Invocation {
+            id,
+            func,
+            arrival: now,
+            est_service: self.estimator.estimate(func),
+        };
+        self.queue.enqueue(inv, now);
+    }
+
+    /// A cold-started sandbox is ready and its first invocation begins.
+    pub fn sandbox_ready(&mut self, sandbox: SandboxId) {
+        self.pool.started(sandbox);
+    }
+
+    /// An invocation that ran in `sandbox` finished after executing for `exec`.
+    pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
+        if let Some(sb) = self.pool.get(sandbox) {
+            self.slots.release(sb.gpu);
+        }
+        self.pool.release(sandbox, now);
+        self.memory.release(sandbox, now);
+        self.estimator.observe(func, exec);
+        self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.queue.complete(func, now);
+    }
+
+    /// A sandbox failed while running an invocation of `func` (crashed, or could not be
+    /// created): forget it and free its token. Reporting the invocation is the engine's job.
+    pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
+        if let Some(sb) = self.pool.remove(sandbox) {
+            self.slots.release(sb.gpu);
+            self.queue.complete(func, now);
+        }
+        self.memory.remove(sandbox);
+    }
+
+    /// Records a device utilisation sample for the slot gate.
+    pub fn set_util(&mut self, gpu: GpuId, util: f64) {
+        self.slots.set_util(gpu, util);
+    }
+
+    /// Runs timers due at `now`, dispatches what may start, and emits the resulting actions.
+    /// Flow-state changes are applied before dispatching (so a flow that just turned Active has
+    /// its memory on the way before it starts) and again after (dispatch changes states too).
+    pub fn poll(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.queue.tick(now);
+        for sb in self.pool.expire(now) {
+            self.memory.remove(sb.id);
+            out.push(Action::Destroy(sb.id));
+        }
+        self.apply_flow_events(out);
+        self.dispatch(now, out);
+        self.apply_flow_events(out);
+    }
+
+    fn dispatch(&mut self, now: Time, out: &mut Vec<Action>) {
+        while !self.queue.is_empty() {
+            let Some(gpu) = self.slots.acquire() else {
+                break;
+            };
+            let pool = &self.pool;
+            let warm = |f: FunctionId| pool.has_idle(f, gpu);
+            let ctx = DispatchCtx { gpu, warm: &warm };
+            let Some(inv) = self.queue.dispatch(now, &ctx) else {
+                self.slots.release(gpu);
+                break;
+            };
+            if !self.place(inv, gpu, now, out) {
+                self.queue.requeue_front(inv, now);
+                self.slots.release(gpu);
+                break;
+            }
+        }
+    }
+
+    /// Finds a sandbox and memory for `inv` on `gpu`; false if it cannot start now.
+    fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> bool {
+        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, now) {
+            Acquire::Warm(sb) => (sb, false),
+            Acquire::Cold(sb) => {
+                let bytes = self.info(inv.func).gpu_mem_bytes;
+                self.memory.add(sb, gpu, bytes, now);
+                (sb, true)
+            }
+            Acquire::Blocked => return false,
+        };
+        match self.memory.admit(sandbox, now) {
+            Ok(moves) => {
+                out.push(Action::Start(Start {
+                    inv,
+                    gpu,
+                    sandbox,
+                    cold,
+                    moves,
+                }));
+                for sb in self.pool.trim() {
+                    self.memory.remove(sb.id);
+                    out.push(Action::Destroy(sb.id));
+                }
+                true
+            }
+            Err(_) if cold => {
+                self.pool.remove(sandbox);
+                self.memory.remove(sandbox);
+                false
+            }
+            Err(_) => {
+                self.pool.release(sandbox, now);
+                false
+            }
+        }
+    }
+
+    fn apply_flow_events(&mut self, out: &mut Vec<Action>) {
+        self.queue.drain_events(&mut self.events);
+        if !self.flow_coupled {
+            self.events.clear();
+            return;
+        }
+        for ev in self.events.drain(..) {
+            let idle: Vec<SandboxId> = self.pool.idle_of(ev.func).collect();
+            for sb in idle {
+                let mv = match ev.state {
+                    FlowState::Active => self.memory.prefetch(sb),
+                    FlowState::Throttled | FlowState::Inactive => self.memory.offload(sb),
+                };
+                out.extend(mv.map(Action::Move));
+            }
+        }
+    }
+
+    /// The earliest instant at which [`Scheduler::poll`] has timer work.
+    pub fn next_timer(&self) -> Option<Time> {
+        match (self.queue.next_timer(), self.pool.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Queued invocations.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The queueing policy's name.
+    pub fn policy_name(&self) -> &'static str {
+        self.queue.name()
+    }
+
+    /// `func`'s flow state, for flow-based policies.
+    pub fn flow_state(&self, func: FunctionId) -> Option<FlowState> {
+        self.queue.flow_state(func)
+    }
+
+    /// Tokens in use on `gpu`.
+    pub fn tokens_in_use(&self, gpu: GpuId) -> u32 {
+        self.slots.in_use(gpu)
+    }
+
+    /// Read access to memory residency and the pool, for metrics and tests.
+    pub fn memory(&self) -> &DeviceMemory {
+        &self.memory
+    }
+
+    pub fn pool(&self) -> &WarmPool {
+        &self.pool
+    }
+
+    /// The current service-time estimate of `func`.
+    pub fn estimate(&self, func: FunctionId) -> Dur {
+        self.estimator.estimate(func)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use super::*;
+use crate::memory::Location;
+use proptest::prelude::*;
+
+const MB: u64 = 1 << 20;
+
+fn ms(x: u64) -> Time {
+    Time::from_micros(x * 1_000)
+}
+
+fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
+    let cfg = SchedulerConfig {
+        policy: policy.into(),
+        ..SchedulerConfig::default()
+    };
+    Scheduler::new(&cfg, vec![mem_mb * MB; gpus]).unwrap()
+}
+
+fn starts(actions: &[Action]) -> Vec<Start> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rejects_bad_configuration_with_a_message() {
+    let mut cfg = SchedulerConfig {
+        policy: "lifo".into(),
+        ..SchedulerConfig::default()
+    };
+    let err = Scheduler::new(&cfg, vec![MB]).err().unwrap();
+    assert!(err.to_string().contains("unknown queueing policy"));
+    cfg.policy = "fcfs".into();
+    cfg.slots.tokens_per_gpu = 0;
+    let err = Scheduler::new(&cfg, vec![MB]).err().unwrap();
+    assert!(err.to_string().contains("tokens_per_gpu"));
+    cfg.slots.tokens_per_gpu = 2;
+    assert!(Scheduler::new(&cfg, vec![]).is_err());
+}
+
+#[test]
+fn cold_then_warm_and_d_tokens_per_gpu() {
+    let mut s = sched("fcfs", 1, 1000);
+    s.register(
+        FunctionId(0),
+        FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        },
+    );
+    for i in 0..3 {
+        s.submit(InvocationId(i), FunctionId(0), ms(0));
+    }
+    let mut out = Vec::new();
+    s.poll(ms(0), &mut out);
+    let st = starts(&out);
+    assert_eq!(st.len(), 2, "D = 2 tokens");
+    assert!(st.iter().all(|x| x.cold));
+    assert_eq!(s.queued(), 1);
+    s.sandbox_ready(st[0].sandbox);
+    s.finished(st[0].sandbox, FunctionId(0), Dur::from_millis(50), ms(60));
+    out.clear();
+    s.poll(ms(60), &mut out);
+    let st2 = starts(&out);
+    assert_eq!(st2.len(), 1);
+    assert!(!st2[0].cold, "reuses the idle sandbox");
+    assert_eq!(st2[0].sandbox, st[0].sandbox);
+    assert_eq!(s.estimate(FunctionId(0)), Dur::from_millis(50));
+}
+
+#[test]
+fn memory_pressure_pushes_idle_sandboxes_out_before_a_start() {
+    let mut s = sched("fcfs", 1, 250);
+    for f in 0..3 {
+        s.register(
+            FunctionId(f),
+            FunctionInfo {
+                gpu_mem_bytes: 100 * MB,
+                ..Default::default()
+            },
+        );
+    }
+    let mut out = Vec::new();
+    for f in 0..3u32 {
+        s.submit(InvocationId(f as u64), FunctionId(f), ms(f as u64 * 10));
+        out.clear();
+        s.poll(ms(f as u64 * 10), &mut out);
+        let st = starts(&out);
+        assert_eq!(st.len(), 1);
+        if f == 2 {
+            assert_eq!(st[0].moves.len(), 1, "LRU sandbox of fn 0 pushed to host");
+            assert_eq!(st[0].moves[0].to, Location::Host);
+        }
+        s.sandbox_ready(st[0].sandbox);
+        s.finished(
+            st[0].sandbox,
+            FunctionId(f),
+            Dur::from_millis(5),
+            ms(f as u64 * 10 + 5),
+        );
+        assert!(s.memory().resident(GpuId(0)) <= 250 * MB);
+    }
+}
+
+#[test]
+fn sticky_flows_move_memory_with_their_state() {
+    let mut cfg = SchedulerConfig::default();
+    cfg.queue.mqfq.ttl = queue::Ttl::AbsoluteS(1.0);
+    let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
+    s.register(
+        FunctionId(0),
+        FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        },
+    );
+    s.submit(InvocationId(0), FunctionId(0), ms(0));
+    let mut out = Vec::new();
+    s.poll(ms(0), &mut out);
+    let sb = starts(&out)[0].sandbox;
+    s.sandbox_ready(sb);
+    s.finished(sb, FunctionId(0), Dur::from_millis(10), ms(10));
+    out.clear();
+    s.poll(ms(10), &mut out);
+    assert!(out.is_empty(), "still inside its TTL: memory stays");
+    assert_eq!(s.next_timer(), Some(ms(1_010)));
+    s.poll(ms(1_010), &mut out);
+    assert_eq!(
+        out,
+        vec![Action::Move(MemMove {
+            sandbox: sb,
+            gpu: GpuId(0),
+            bytes: 100 * MB,
+            to: Location::Host
+        })]
+    );
+    out.clear();
+    s.submit(InvocationId(1), FunctionId(0), ms(2_000));
+    s.poll(ms(2_000), &mut out);
+    // The flow turned Active: prefetch the idle sandbox, then start it warm with nothing left to move.
+    assert!(matches!(
+        out[0],
+        Action::Move(MemMove {
+            to: Location::Device,
+            ..
+        })
+    ));
+    let st = starts(&out);
+    assert!(!st[0].cold && st[0].moves.is_empty());
+}
+
+#[test]
+fn creation_cap_defers_cold_starts() {
+    let mut cfg = SchedulerConfig {
+        policy: "fcfs".into(),
+        ..SchedulerConfig::default()
+    };
+    cfg.keepalive.max_concurrent_creates = 1;
+    let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
+    s.submit(InvocationId(0), FunctionId(0), ms(0));
+    s.submit(InvocationId(1), FunctionId(1), ms(0));
+    let mut out = Vec::new();
+    s.poll(ms(0), &mut out);
+    assert_eq!(starts(&out).len(), 1);
+    assert_eq!(s.queued(), 1);
+    assert_eq!(
+        s.tokens_in_use(GpuId(0)),
+        1,
+        "the refused start gave its token back"
+    );
+    s.sandbox_ready(starts(&out)[0].sandbox);
+    out.clear();
+    s.poll(ms(1), &mut out);
+    assert_eq!(starts(&out).len(), 1);
+}
+
+proptest! {
+    /// Driving any policy with random arrivals and completions: each invocation starts exactly
+    /// once, tokens never exceed D, residency never exceeds capacity, nothing is lost.
+    #[test]
+    fn scheduler_invariants(
+        policy in prop::sample::select(crate::queue::POLICY_NAMES),
+        arrivals in proptest::collection::vec((0u32..5, 0u64..50), 1..120),
+        gpus in 1usize..3,
+    ) {
+        let mut s = sched(policy, gpus, 300);
+        for f in 0..5 {
+            s.register(FunctionId(f), FunctionInfo { gpu_mem_bytes: (60 + 20 * f as u64) * MB, ..Default::default() });
+        }
+        let mut now = Time::ZERO;
+        let mut running: Vec<Start> = Vec::new();
+        let mut started = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let total = arrivals.len();
+        let mut pending = arrivals.into_iter().enumerate();
+        loop {
+            match pending.next() {
+                Some((i, (f, gap))) => { now += Dur::from_millis(gap); s.submit(InvocationId(i as u64), FunctionId(f), now); }
+                None if running.is_empty() && s.queued() == 0 => break,
+                None => {}
+            }
+            if (now.as_micros() / 1000).is_multiple_of(3) || pending.len() == 0 {
+                if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
+                    now += Dur::from_millis(1);
+                    if st.cold { s.sandbox_ready(st.sandbox); }
+                    s.finished(st.sandbox, st.inv.func, Dur::from_millis(7), now);
+                }
+            }
+            out.clear();
+            s.poll(now, &mut out);
+            for st in starts(&out) {
+                prop_assert!(started.insert(st.inv.id), "started twice");
+                running.push(st);
+            }
+            for g in 0..gpus {
+                prop_assert!(s.tokens_in_use(GpuId(g as u16)) <= 2);
+                prop_assert!(s.memory().resident(GpuId(g as u16)) <= 300 * MB);
+            }
+            prop_assert_eq!(running.len() as u32, (0..gpus).map(|g| s.tokens_in_use(GpuId(g as u16))).sum::<u32>());
+            if let Some(t) = s.next_timer() { if t <= now { out.clear(); s.poll(now, &mut out); } }
+        }
+        prop_assert_eq!(started.len(), total);
+    }
+}

@@ -1,0 +1,127 @@
+//! The simulator's configuration file: device model, scheduler parameters and trace options,
+//! with embedded defaults (`config/sim.toml`). Unknown keys are errors, so a typo is caught.
+
+use crate::device::DeviceModel;
+use crate::trace::Spread;
+use serde::{Deserialize, Serialize};
+use sluice_policy::scheduler::SchedulerConfig;
+use std::path::Path;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/sim.toml");
+
+/// Trace-replay options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceOptions {
+    /// How arrivals are spread inside an Azure trace minute.
+    pub spread: Spread,
+    /// Seed of every random choice (arrival spreading, Poisson mixes).
+    pub seed: u64,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            spread: Spread::Poisson,
+            seed: 42,
+        }
+    }
+}
+
+/// The whole simulator configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Number of devices modelled.
+    pub gpus: usize,
+    pub device: DeviceModel,
+    pub scheduler: SchedulerConfig,
+    pub trace: TraceOptions,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            gpus: 1,
+            device: DeviceModel::default(),
+            scheduler: SchedulerConfig::default(),
+            trace: TraceOptions::default(),
+        }
+    }
+}
+
+/// A configuration that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl SimConfig {
+    /// The embedded defaults.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_TOML, "(embedded)").expect("the embedded config is valid")
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let cfg: SimConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gpus == 0 || self.gpus > 1024 {
+            return Err(format!("gpus must be in 1..=1024, got {}", self.gpus));
+        }
+        self.device.validate()?;
+        let mems = vec![self.device.memory_bytes(); self.gpus];
+        sluice_policy::scheduler::Scheduler::new(&self.scheduler, mems)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_parses() {
+        let c = SimConfig::embedded();
+        assert_eq!(c.scheduler.slots.tokens_per_gpu, 2);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_clear_errors() {
+        let e = SimConfig::parse("[device]\nmemory_gb = 3\n", "t").unwrap_err();
+        assert!(e.to_string().contains("memory_gb"), "{e}");
+        let e = SimConfig::parse("[device]\nhost_device_gbps = -1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("host_device_gbps"), "{e}");
+        let e = SimConfig::parse("gpus = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("gpus"), "{e}");
+        let e = SimConfig::parse("[scheduler.slots]\ntokens_per_gpu = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("tokens_per_gpu"), "{e}");
+        assert!(SimConfig::parse("not toml [", "t").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+use super::*;
+use crate::workload::{Arrival, FunctionProfile};
+use sluice_core::FunctionId;
+
+fn profile(name: &str, warm_ms: u64, cold_ms: u64, mem_mb: u64) -> FunctionProfile {
+    FunctionProfile {
+        name: name.into(),
+        class: "test".into(),
+        gpu_warm: Dur::from_millis(warm_ms),
+        cpu_warm: Dur::from_millis(warm_ms * 5),
+        cold_start: Dur::from_millis(cold_ms),
+        gpu_mem_bytes: mem_mb << 20,
+    }
+}
+
+fn workload(functions: Vec<FunctionProfile>, arrivals: &[(u64, u32)]) -> Workload {
+    Workload {
+        name: "test".into(),
+        functions,
+        arrivals: arrivals
+            .iter()
+            .map(|&(ms, f)| Arrival {
+                at: Time::from_micros(ms * 1000),
+                func: FunctionId(f),
+            })
+            .collect(),
+    }
+}
+
+fn cfg(policy: &str) -> SchedulerConfig {
+    SchedulerConfig {
+        policy: policy.into(),
+        ..SchedulerConfig::default()
+    }
+}
+
+fn run_it(w: &Workload, policy: &str, model: &DeviceModel) -> RunResult {
+    run(w, &cfg(policy), model, 1, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn a_lone_invocation_pays_cold_start_then_runs_solo() {
+    let w = workload(vec![profile("a", 100, 1_000, 100)], &[(0, 0), (5_000, 0)]);
+    let r = run_it(&w, "fcfs", &DeviceModel::default());
+    assert_eq!(r.records.len(), 2);
+    assert_eq!(r.records[0].latency(), Dur::from_millis(1_100));
+    assert!(r.records[0].cold);
+    assert_eq!(r.records[1].latency(), Dur::from_millis(100), "warm reuse");
+    assert_eq!(r.cold_starts, 1);
+    assert_eq!(r.gpu_busy[0], Dur::from_millis(200));
+}
+
+#[test]
+fn co_running_invocations_share_the_device() {
+    let model = DeviceModel {
+        concurrency_slowdown: 0.5,
+        ..DeviceModel::default()
+    };
+    let w = workload(
+        vec![profile("a", 100, 0, 1), profile("b", 100, 0, 1)],
+        &[(0, 0), (0, 1)],
+    );
+    let r = run_it(&w, "fcfs", &model);
+    for rec in &r.records {
+        assert_eq!(rec.latency(), Dur::from_millis(150), "each at rate 1/1.5");
+    }
+    // A third waits for a token (D = 2).
+    let w = workload(vec![profile("a", 100, 0, 1)], &[(0, 0), (0, 0), (0, 0)]);
+    let r = run_it(&w, "fcfs", &model);
+    let mut lat: Vec<_> = r.records.iter().map(|x| x.latency()).collect();
+    lat.sort();
+    assert_eq!(
+        lat,
+        vec![
+            Dur::from_millis(150),
+            Dur::from_millis(150),
+            Dur::from_millis(250)
+        ]
+    );
+}
+
+#[test]
+fn memory_moves_cost_bandwidth_and_are_counted() {
+    // 16 GiB device, two 10 GiB functions alternating: each start pushes the other out.
+    let model = DeviceModel {
+        memory_gib: 16.0,
+        host_device_gbps: 10.0,
+        ..DeviceModel::default()
+    };
+    let w = workload(
+        vec![profile("a", 10, 0, 10 << 10), profile("b", 10, 0, 10 << 10)],
+        &[(0, 0), (1_000, 1), (10_000, 0)],
+    );
+    let r = run_it(&w, "fcfs", &model);
+    let gib10 = 10u64 << 30;
+    assert_eq!(r.bytes_to_host, 2 * gib10);
+    assert_eq!(r.bytes_to_device, gib10);
+    let third = r.records.iter().find(|x| x.id == 2).unwrap();
+    // Push b out (10 GiB) then bring a back (10 GiB) at 10 GB/s, then 10 ms of work.
+    let expect = model.transfer(gib10) + model.transfer(gib10) + Dur::from_millis(10);
+    assert_eq!(third.latency(), expect);
+    assert_eq!(third.bytes_to_device, gib10);
+}
+
+#[test]
+fn every_policy_completes_every_invocation_deterministically() {
+    let fns: Vec<_> = (0..6)
+        .map(|i| profile(&format!("f{i}"), 20 + 30 * i, 500, 2_000 + 1_000 * i))
+        .collect();
+    let arrivals: Vec<(u64, u32)> = (0..600)
+        .map(|i| (i * 37 % 20_000, (i * 7 % 6) as u32))
+        .collect();
+    let mut arrivals = arrivals;
+    arrivals.sort();
+    let w = workload(fns, &arrivals);
+    for policy in sluice_policy::queue::POLICY_NAMES {
+        let a = run_it(&w, policy, &DeviceModel::default());
+        let b = run_it(&w, policy, &DeviceModel::default());
+        assert_eq!(a.records.len(), 600, "{policy} lost invocations");
+        assert_eq!(a, b, "{policy} is not deterministic");
+        for r in &a.records {
+            assert!(
+                r.arrival <= r.dispatched && r.dispatched <= r.started && r.started < r.finished
+            );
+            assert!(r.slowdown() >= 0.999, "{policy}: faster than solo");
+        }
+    }
+}
+
+#[test]
+fn cpu_devices_use_cpu_times_and_move_no_memory() {
+    let model = DeviceModel {
+        kind: DeviceKind::Cpu,
+        ..DeviceModel::default()
+    };
+    let w = workload(vec![profile("a", 100, 0, 100)], &[(0, 0)]);
+    let r = run_it(&w, "fcfs", &model);
+    assert_eq!(r.records[0].latency(), Dur::from_millis(500));
+    assert_eq!(r.bytes_to_device + r.bytes_to_host, 0);
+}

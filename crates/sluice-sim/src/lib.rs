@@ -1,0 +1,13 @@
+//! Sluice's discrete-event simulator: a virtual clock and a device model ([`device`]) driving the
+//! policy layer's [`sluice_policy::scheduler::Scheduler`] unchanged ([`engine`]), trace loaders
+//! that build [`workload::Workload`]s from real traces ([`trace`]), and reports over
+//! [`record::RunResult`]s ([`report`]). Parameters come from [`config::SimConfig`].
+
+pub mod config;
+pub mod device;
+pub mod engine;
+pub mod experiment;
+pub mod record;
+pub mod report;
+pub mod trace;
+pub mod workload;
