@@ -103,14 +103,31 @@ impl WarmPool {
         }
     }
 
-    /// Takes an idle sandbox of `func` on `gpu`, or creates one.
-    pub fn acquire(&mut self, func: FunctionId, gpu: GpuId, now: Time) -> Acquire {
-        if let Some(id) = self.idle.get_mut(&(func, gpu)).and_then(Vec::pop) {
-            let sb = self.sandboxes.get_mut(&id).expect("idle sandboxes exist");
-            self.idle_lru.remove(&(sb.last_used, id));
-            sb.state = SandboxState::Busy;
-            sb.last_used = now;
-            return Acquire::Warm(id);
+    /// Takes an idle sandbox of `func` on `gpu` (the most recently used one for which `prefer`
+    /// holds, else the most recently used), or creates one.
+    pub fn acquire(
+        &mut self,
+        func: FunctionId,
+        gpu: GpuId,
+        now: Time,
+        prefer: impl Fn(SandboxId) -> bool,
+    ) -> Acquire {
+        if let Some(list) = self.idle.get_mut(&(func, gpu)) {
+            let pick = list
+                .iter()
+                .rposition(|&id| prefer(id))
+                .or(list.len().checked_sub(1));
+            if let Some(i) = pick {
+                let id = list.remove(i);
+                if list.is_empty() {
+                    self.idle.remove(&(func, gpu));
+                }
+                let sb = self.sandboxes.get_mut(&id).expect("idle sandboxes exist");
+                self.idle_lru.remove(&(sb.last_used, id));
+                sb.state = SandboxState::Busy;
+                sb.last_used = now;
+                return Acquire::Warm(id);
+            }
         }
         if self.creating >= self.max_creates {
             return Acquire::Blocked;
@@ -210,6 +227,11 @@ impl WarmPool {
     /// Whether `func` has an idle sandbox on `gpu`.
     pub fn has_idle(&self, func: FunctionId, gpu: GpuId) -> bool {
         self.idle.get(&(func, gpu)).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The idle sandboxes of `func` on `gpu`, least recently used first.
+    pub fn idle_on(&self, func: FunctionId, gpu: GpuId) -> impl Iterator<Item = SandboxId> + '_ {
+        self.idle.get(&(func, gpu)).into_iter().flatten().copied()
     }
 
     /// The idle sandboxes of `func` on any device.

@@ -4,9 +4,15 @@
 //! Every sandbox on a device owns `bytes` of device memory (its tracked allocations) that are
 //! either resident on the device or pushed to host memory (managed memory makes both legal for a
 //! black-box process). A running sandbox is always resident. Before a start, room is made by
-//! pushing the least-recently-used *idle* resident sandboxes of that device to the host; if that
-//! cannot make room the start is refused and nothing changes. Resident bytes never exceed
-//! `capacity × oversubscribe` (1.0 unless oversubscription is configured).
+//! pushing *idle* resident sandboxes of that device to the host, lowest [`Rank`] first and least
+//! recently used first within a rank; if that cannot make room the start is refused and nothing
+//! changes. Resident bytes never exceed `capacity × oversubscribe` (1.0 unless oversubscription
+//! is configured).
+//!
+//! How memory follows flow state is [`FlowCoupling`]: MQFQ-Sticky's eager movement (prefetch on
+//! Active, push to host on Throttled/Inactive), Sluice's lazy variant (prefetch on Active, but
+//! leaving Active only lowers a sandbox's rank so it is pushed out first *when room is needed*),
+//! or none.
 //!
 //! This module decides; it moves nothing. The engine carries out the returned [`MemMove`]s.
 
@@ -14,22 +20,45 @@ use serde::{Deserialize, Serialize};
 use sluice_core::{GpuId, SandboxId, Time};
 use std::collections::{BTreeSet, HashMap};
 
+/// How idle sandboxes' memory follows their flow's state (flow-based policies only).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowCoupling {
+    /// Memory moves only on demand, before a start.
+    Off,
+    /// MQFQ-Sticky: prefetch when the flow turns Active, push to host as soon as it leaves.
+    Eager,
+    /// Prefetch when the flow turns Active; leaving Active only makes its sandboxes the first
+    /// to be pushed out when a start needs room (no bytes move until they must).
+    Lazy,
+}
+
+/// Eviction rank of an idle sandbox: lower ranks are pushed to host first.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Rank {
+    /// Its flow is Inactive.
+    Cold,
+    /// Its flow is Throttled, or the policy has no flows.
+    Normal,
+    /// Its flow is Active: expected to run again soon.
+    Hot,
+}
+
 /// Memory parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryParams {
     /// Resident bytes may reach `capacity × oversubscribe` (≥ 1; 1 = never oversubscribe).
     pub oversubscribe: f64,
-    /// Move idle sandboxes' memory with their flow's state (prefetch on Active, push to host on
-    /// Throttled/Inactive). Only flow-based policies report flow states.
-    pub flow_coupled: bool,
+    /// How memory follows flow state.
+    pub flow_coupling: FlowCoupling,
 }
 
 impl Default for MemoryParams {
     fn default() -> Self {
         MemoryParams {
             oversubscribe: 1.0,
-            flow_coupled: true,
+            flow_coupling: FlowCoupling::Lazy,
         }
     }
 }
@@ -80,6 +109,7 @@ struct Entry {
     /// Whether its memory was ever on the device (a new sandbox allocates, it does not move).
     populated: bool,
     last_used: Time,
+    rank: Rank,
 }
 
 /// Residency bookkeeping for all devices.
@@ -89,8 +119,8 @@ pub struct DeviceMemory {
     limit: Vec<u64>,
     resident: Vec<u64>,
     entries: HashMap<SandboxId, Entry>,
-    /// Per device, idle resident sandboxes by (last use, id): eviction candidates, LRU first.
-    idle_lru: Vec<BTreeSet<(Time, SandboxId)>>,
+    /// Per device, idle resident sandboxes by (rank, last use, id): eviction order.
+    idle_lru: Vec<BTreeSet<(Rank, Time, SandboxId)>>,
 }
 
 impl DeviceMemory {
@@ -109,7 +139,7 @@ impl DeviceMemory {
     }
 
     /// Declares a new sandbox on `gpu` needing `bytes`; its memory is not yet allocated.
-    pub fn add(&mut self, sandbox: SandboxId, gpu: GpuId, bytes: u64, now: Time) {
+    pub fn add(&mut self, sandbox: SandboxId, gpu: GpuId, bytes: u64, rank: Rank, now: Time) {
         self.remove(sandbox);
         self.entries.insert(
             sandbox,
@@ -120,8 +150,21 @@ impl DeviceMemory {
                 busy: false,
                 populated: false,
                 last_used: now,
+                rank,
             },
         );
+    }
+
+    /// Changes a sandbox's eviction rank.
+    pub fn set_rank(&mut self, sandbox: SandboxId, rank: Rank) {
+        let Some(e) = self.entries.get_mut(&sandbox) else {
+            return;
+        };
+        let set = &mut self.idle_lru[e.gpu.index()];
+        if set.remove(&(e.rank, e.last_used, sandbox)) {
+            set.insert((rank, e.last_used, sandbox));
+        }
+        e.rank = rank;
     }
 
     /// Forgets a sandbox (destroyed), freeing its device memory.
@@ -130,7 +173,7 @@ impl DeviceMemory {
             let g = e.gpu.index();
             if e.location == Location::Device {
                 self.resident[g] -= e.bytes;
-                self.idle_lru[g].remove(&(e.last_used, sandbox));
+                self.idle_lru[g].remove(&(e.rank, e.last_used, sandbox));
             }
         }
     }
@@ -144,10 +187,11 @@ impl DeviceMemory {
             .entries
             .get(&sandbox)
             .ok_or(AdmitError::Unknown(sandbox))?;
-        let (g, bytes, location, last_used) = (e.gpu.index(), e.bytes, e.location, e.last_used);
+        let (g, bytes, location) = (e.gpu.index(), e.bytes, e.location);
+        let key = (e.rank, e.last_used, sandbox);
         let mut moves = Vec::new();
         if location == Location::Device {
-            self.idle_lru[g].remove(&(last_used, sandbox));
+            self.idle_lru[g].remove(&key);
         } else {
             if bytes > self.limit[g] {
                 return Err(AdmitError::TooLarge {
@@ -157,7 +201,7 @@ impl DeviceMemory {
             }
             let mut free = self.limit[g] - self.resident[g];
             let mut victims = Vec::new();
-            for &(_, victim) in &self.idle_lru[g] {
+            for &(_, _, victim) in &self.idle_lru[g] {
                 if free >= bytes {
                     break;
                 }
@@ -195,7 +239,7 @@ impl DeviceMemory {
             e.busy = false;
             e.last_used = now;
             if e.location == Location::Device {
-                self.idle_lru[e.gpu.index()].insert((now, sandbox));
+                self.idle_lru[e.gpu.index()].insert((e.rank, now, sandbox));
             }
         }
     }
@@ -213,7 +257,7 @@ impl DeviceMemory {
         }
         e.location = Location::Device;
         self.resident[g] += e.bytes;
-        self.idle_lru[g].insert((e.last_used, sandbox));
+        self.idle_lru[g].insert((e.rank, e.last_used, sandbox));
         Some(MemMove {
             sandbox,
             gpu: e.gpu,
@@ -231,7 +275,7 @@ impl DeviceMemory {
         }
         e.location = Location::Host;
         self.resident[g] -= e.bytes;
-        self.idle_lru[g].remove(&(e.last_used, sandbox));
+        self.idle_lru[g].remove(&(e.rank, e.last_used, sandbox));
         Some(MemMove {
             sandbox,
             gpu: e.gpu,

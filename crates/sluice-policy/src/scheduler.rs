@@ -9,7 +9,7 @@
 
 use crate::estimator::{Estimator, EstimatorParams};
 use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
-use crate::memory::{DeviceMemory, MemMove, MemoryParams};
+use crate::memory::{DeviceMemory, FlowCoupling, Location, MemMove, MemoryParams, Rank};
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueueParams, QueuePolicy};
 use crate::slots::{DeviceSlots, SlotParams};
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub struct Scheduler {
     pool: WarmPool,
     estimator: Estimator,
     functions: Vec<FunctionInfo>,
-    flow_coupled: bool,
+    coupling: FlowCoupling,
     events: Vec<FlowEvent>,
 }
 
@@ -122,7 +122,7 @@ impl Scheduler {
             pool: WarmPool::new(&cfg.keepalive),
             estimator: Estimator::new(&cfg.estimator),
             functions: Vec::new(),
-            flow_coupled: cfg.memory.flow_coupled,
+            coupling: cfg.memory.flow_coupling,
             events: Vec::new(),
         })
     }
@@ -210,8 +210,11 @@ impl Scheduler {
             let Some(gpu) = self.slots.acquire() else {
                 break;
             };
-            let pool = &self.pool;
-            let warm = |f: FunctionId| pool.has_idle(f, gpu);
+            let (pool, memory) = (&self.pool, &self.memory);
+            let warm = |f: FunctionId| {
+                pool.idle_on(f, gpu)
+                    .any(|sb| memory.location(sb) == Some(Location::Device))
+            };
             let ctx = DispatchCtx { gpu, warm: &warm };
             let Some(inv) = self.queue.dispatch(now, &ctx) else {
                 self.slots.release(gpu);
@@ -227,11 +230,14 @@ impl Scheduler {
 
     /// Finds a sandbox and memory for `inv` on `gpu`; false if it cannot start now.
     fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> bool {
-        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, now) {
+        let memory = &self.memory;
+        let resident = |sb| memory.location(sb) == Some(Location::Device);
+        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, now, resident) {
             Acquire::Warm(sb) => (sb, false),
             Acquire::Cold(sb) => {
                 let bytes = self.info(inv.func).gpu_mem_bytes;
-                self.memory.add(sb, gpu, bytes, now);
+                let rank = self.rank_of(inv.func);
+                self.memory.add(sb, gpu, bytes, rank, now);
                 (sb, true)
             }
             Acquire::Blocked => return false,
@@ -263,18 +269,35 @@ impl Scheduler {
         }
     }
 
+    /// The eviction rank that `func`'s flow state gives its idle sandboxes.
+    fn rank_of(&self, func: FunctionId) -> Rank {
+        match self.queue.flow_state(func) {
+            Some(FlowState::Active) => Rank::Hot,
+            Some(FlowState::Inactive) => Rank::Cold,
+            Some(FlowState::Throttled) | None => Rank::Normal,
+        }
+    }
+
+    /// Turns flow-state changes into memory ranks and moves, per the configured coupling.
     fn apply_flow_events(&mut self, out: &mut Vec<Action>) {
         self.queue.drain_events(&mut self.events);
-        if !self.flow_coupled {
+        if self.coupling == FlowCoupling::Off {
             self.events.clear();
             return;
         }
-        for ev in self.events.drain(..) {
+        for ev in std::mem::take(&mut self.events) {
+            let rank = match ev.state {
+                FlowState::Active => Rank::Hot,
+                FlowState::Throttled => Rank::Normal,
+                FlowState::Inactive => Rank::Cold,
+            };
             let idle: Vec<SandboxId> = self.pool.idle_of(ev.func).collect();
             for sb in idle {
-                let mv = match ev.state {
-                    FlowState::Active => self.memory.prefetch(sb),
-                    FlowState::Throttled | FlowState::Inactive => self.memory.offload(sb),
+                self.memory.set_rank(sb, rank);
+                let mv = match (ev.state, self.coupling) {
+                    (FlowState::Active, _) => self.memory.prefetch(sb),
+                    (_, FlowCoupling::Eager) => self.memory.offload(sb),
+                    _ => None,
                 };
                 out.extend(mv.map(Action::Move));
             }

@@ -182,7 +182,7 @@ fn trace_iluvatar_paper_trace_loads_in_metadata_order() {
     assert_eq!(f0.cpu_warm, Dur::from_millis(23));
     assert_eq!(
         f0.cold_start,
-        Dur::from_millis(10_672 - 23) + Dur::from_millis_f64(class.gpu_init_ms)
+        Dur::from_millis_f64(class.container_start_ms + class.gpu_init_ms)
     );
     assert_eq!(f0.gpu_mem_bytes, (class.gpu_mem_mb * 1048576.0) as u64);
 }

@@ -42,9 +42,12 @@ pub struct SimArgs {
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
     json: bool,
-    /// Directory for per-invocation CSVs, summaries and SVG plots.
+    /// Directory for summaries (summary.json, sweep.md) and SVG plots.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write one CSV of per-invocation records per policy and load into --out.
+    #[arg(long, requires = "out")]
+    records: bool,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -72,7 +75,7 @@ pub fn run(args: SimArgs) -> Result<()> {
     }
     bars.clear();
     if let Some(dir) = &args.out {
-        write_outputs(dir, &loads)?;
+        write_outputs(dir, &loads, args.records)?;
     }
     print(&args, &exp, &workload.name, &loads)
 }
@@ -168,13 +171,13 @@ fn sweep_rows(loads: &[LoadResult]) -> Vec<SweepRow> {
         .collect()
 }
 
-fn write_outputs(dir: &Path, loads: &[LoadResult]) -> Result<()> {
+fn write_outputs(dir: &Path, loads: &[LoadResult], records: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for l in loads {
         let tag = l
             .target_util
             .map_or_else(|| "recorded".to_string(), |u| format!("u{u}"));
-        for r in &l.results {
+        for r in l.results.iter().filter(|_| records) {
             let path = dir.join(format!("records-{tag}-{}.csv", r.policy));
             let f =
                 File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;

@@ -14,32 +14,66 @@ fn t(s: u64) -> Time {
 }
 
 const F: FunctionId = FunctionId(0);
+
+fn any(_: SandboxId) -> bool {
+    false
+}
 const G: GpuId = GpuId(0);
 
 #[test]
 fn cold_then_warm_on_the_same_device_only() {
     let mut p = pool(10.0, 8, 2);
-    let Acquire::Cold(a) = p.acquire(F, G, t(0)) else {
+    let Acquire::Cold(a) = p.acquire(F, G, t(0), any) else {
         panic!("first start is cold")
     };
     p.started(a);
     p.release(a, t(1));
     assert!(p.has_idle(F, G));
     assert!(!p.has_idle(F, GpuId(1)));
-    assert!(matches!(p.acquire(F, GpuId(1), t(2)), Acquire::Cold(_)));
-    assert_eq!(p.acquire(F, G, t(2)), Acquire::Warm(a));
+    assert!(matches!(
+        p.acquire(F, GpuId(1), t(2), any),
+        Acquire::Cold(_)
+    ));
+    assert_eq!(p.acquire(F, G, t(2), any), Acquire::Warm(a));
+}
+
+#[test]
+fn acquire_prefers_matching_idle_sandboxes() {
+    let mut p = pool(10.0, 8, 4);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let Acquire::Cold(id) = p.acquire(F, G, t(0), any) else {
+            panic!()
+        };
+        p.started(id);
+        ids.push(id);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        p.release(*id, t(i as u64));
+    }
+    let first = ids[0];
+    assert_eq!(
+        p.acquire(F, G, t(5), |id| id == first),
+        Acquire::Warm(first)
+    );
+    assert_eq!(
+        p.acquire(F, G, t(5), any),
+        Acquire::Warm(ids[2]),
+        "else most recent"
+    );
+    assert_eq!(p.idle_on(F, G).collect::<Vec<_>>(), vec![ids[1]]);
 }
 
 #[test]
 fn creation_cap_blocks_until_a_start_finishes() {
     let mut p = pool(10.0, 8, 1);
-    let Acquire::Cold(a) = p.acquire(F, G, t(0)) else {
+    let Acquire::Cold(a) = p.acquire(F, G, t(0), any) else {
         panic!()
     };
-    assert_eq!(p.acquire(FunctionId(1), G, t(0)), Acquire::Blocked);
+    assert_eq!(p.acquire(FunctionId(1), G, t(0), any), Acquire::Blocked);
     p.started(a);
     assert!(matches!(
-        p.acquire(FunctionId(1), G, t(0)),
+        p.acquire(FunctionId(1), G, t(0), any),
         Acquire::Cold(_)
     ));
 }
@@ -49,7 +83,7 @@ fn ttl_expiry_and_lru_trim() {
     let mut p = pool(10.0, 2, 4);
     let mut ids = Vec::new();
     for (i, f) in [0u32, 1, 2].into_iter().enumerate() {
-        let Acquire::Cold(id) = p.acquire(FunctionId(f), G, t(0)) else {
+        let Acquire::Cold(id) = p.acquire(FunctionId(f), G, t(0), any) else {
             panic!()
         };
         p.started(id);
@@ -74,7 +108,7 @@ proptest! {
         for (i, (op, f, g)) in ops.into_iter().enumerate() {
             let now = t(i as u64);
             match op {
-                0 => match p.acquire(FunctionId(f), GpuId(g), now) {
+                0 => match p.acquire(FunctionId(f), GpuId(g), now, any) {
                     Acquire::Warm(id) | Acquire::Cold(id) => live.push(id),
                     Acquire::Blocked => prop_assert_eq!(p.creating(), 2),
                 },

@@ -8,7 +8,7 @@ fn mem(cap_mb: u64, k: f64) -> DeviceMemory {
         vec![cap_mb * MB],
         &MemoryParams {
             oversubscribe: k,
-            flow_coupled: true,
+            flow_coupling: FlowCoupling::Lazy,
         },
     )
 }
@@ -20,7 +20,7 @@ fn t(us: u64) -> Time {
 #[test]
 fn new_sandbox_allocates_without_moving() {
     let mut m = mem(100, 1.0);
-    m.add(SandboxId(1), GpuId(0), 40 * MB, t(0));
+    m.add(SandboxId(1), GpuId(0), 40 * MB, Rank::Normal, t(0));
     assert_eq!(m.admit(SandboxId(1), t(1)), Ok(vec![]));
     assert_eq!(m.resident(GpuId(0)), 40 * MB);
 }
@@ -29,11 +29,11 @@ fn new_sandbox_allocates_without_moving() {
 fn lru_idle_sandboxes_make_room() {
     let mut m = mem(100, 1.0);
     for (i, at) in [(1, 10), (2, 20), (3, 30)] {
-        m.add(SandboxId(i), GpuId(0), 30 * MB, t(0));
+        m.add(SandboxId(i), GpuId(0), 30 * MB, Rank::Normal, t(0));
         m.admit(SandboxId(i), t(0)).unwrap();
         m.release(SandboxId(i), t(at));
     }
-    m.add(SandboxId(4), GpuId(0), 50 * MB, t(40));
+    m.add(SandboxId(4), GpuId(0), 50 * MB, Rank::Normal, t(40));
     let moves = m.admit(SandboxId(4), t(40)).unwrap();
     let victims: Vec<_> = moves.iter().map(|mv| mv.sandbox).collect();
     assert_eq!(victims, vec![SandboxId(1), SandboxId(2)]);
@@ -49,16 +49,16 @@ fn lru_idle_sandboxes_make_room() {
 #[test]
 fn busy_sandboxes_are_never_evicted_and_refusal_changes_nothing() {
     let mut m = mem(100, 1.0);
-    m.add(SandboxId(1), GpuId(0), 60 * MB, t(0));
+    m.add(SandboxId(1), GpuId(0), 60 * MB, Rank::Normal, t(0));
     m.admit(SandboxId(1), t(0)).unwrap();
-    m.add(SandboxId(2), GpuId(0), 50 * MB, t(0));
+    m.add(SandboxId(2), GpuId(0), 50 * MB, Rank::Normal, t(0));
     assert!(matches!(
         m.admit(SandboxId(2), t(1)),
         Err(AdmitError::NoRoom { .. })
     ));
     assert_eq!(m.resident(GpuId(0)), 60 * MB);
     assert_eq!(m.location(SandboxId(1)), Some(Location::Device));
-    m.add(SandboxId(3), GpuId(0), 101 * MB, t(0));
+    m.add(SandboxId(3), GpuId(0), 101 * MB, Rank::Normal, t(0));
     assert!(matches!(
         m.admit(SandboxId(3), t(1)),
         Err(AdmitError::TooLarge { .. })
@@ -68,9 +68,9 @@ fn busy_sandboxes_are_never_evicted_and_refusal_changes_nothing() {
 #[test]
 fn oversubscription_raises_the_limit() {
     let mut m = mem(100, 1.5);
-    m.add(SandboxId(1), GpuId(0), 80 * MB, t(0));
+    m.add(SandboxId(1), GpuId(0), 80 * MB, Rank::Normal, t(0));
     m.admit(SandboxId(1), t(0)).unwrap();
-    m.add(SandboxId(2), GpuId(0), 60 * MB, t(0));
+    m.add(SandboxId(2), GpuId(0), 60 * MB, Rank::Normal, t(0));
     assert!(m.admit(SandboxId(2), t(0)).is_ok());
     assert_eq!(m.resident(GpuId(0)), 140 * MB);
 }
@@ -78,12 +78,12 @@ fn oversubscription_raises_the_limit() {
 #[test]
 fn prefetch_only_into_free_room_and_offload_only_idle() {
     let mut m = mem(100, 1.0);
-    m.add(SandboxId(1), GpuId(0), 60 * MB, t(0));
+    m.add(SandboxId(1), GpuId(0), 60 * MB, Rank::Normal, t(0));
     m.admit(SandboxId(1), t(0)).unwrap();
     assert_eq!(m.offload(SandboxId(1)), None, "busy sandboxes stay");
     m.release(SandboxId(1), t(5));
     assert!(m.offload(SandboxId(1)).is_some());
-    m.add(SandboxId(2), GpuId(0), 50 * MB, t(6));
+    m.add(SandboxId(2), GpuId(0), 50 * MB, Rank::Normal, t(6));
     m.admit(SandboxId(2), t(6)).unwrap();
     assert_eq!(m.prefetch(SandboxId(1)), None, "would not fit");
     m.release(SandboxId(2), t(7));
@@ -125,7 +125,7 @@ proptest! {
         for (i, o) in ops.into_iter().enumerate() {
             let now = t(i as u64);
             match o {
-                Op::Add(s, b) => { m.add(SandboxId(s), GpuId(0), b * MB, now); busy.remove(&s); sizes.insert(s, b * MB); }
+                Op::Add(s, b) => { m.add(SandboxId(s), GpuId(0), b * MB, Rank::Normal, now); busy.remove(&s); sizes.insert(s, b * MB); }
                 Op::Admit(s) => { if m.admit(SandboxId(s), now).is_ok() { busy.insert(s); } }
                 Op::Release(s) => { m.release(SandboxId(s), now); busy.remove(&s); }
                 Op::Prefetch(s) => { m.prefetch(SandboxId(s)); }
@@ -142,4 +142,24 @@ proptest! {
             prop_assert_eq!(sum, m.resident(GpuId(0)));
         }
     }
+}
+
+#[test]
+fn lower_ranks_are_pushed_out_first() {
+    let mut m = mem(100, 1.0);
+    for (i, rank) in [(1, Rank::Hot), (2, Rank::Cold), (3, Rank::Normal)] {
+        m.add(SandboxId(i), GpuId(0), 30 * MB, rank, t(0));
+        m.admit(SandboxId(i), t(0)).unwrap();
+        m.release(SandboxId(i), t(i));
+    }
+    m.set_rank(SandboxId(1), Rank::Cold);
+    m.add(SandboxId(4), GpuId(0), 50 * MB, Rank::Hot, t(9));
+    let victims: Vec<_> = m
+        .admit(SandboxId(4), t(9))
+        .unwrap()
+        .iter()
+        .map(|mv| mv.sandbox)
+        .collect();
+    // Sandboxes 1 and 2 are Cold (1 used earlier), 3 is Normal.
+    assert_eq!(victims, vec![SandboxId(1), SandboxId(2)]);
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::memory::Location;
+use crate::memory::{FlowCoupling, Location};
 use proptest::prelude::*;
 
 const MB: u64 = 1 << 20;
@@ -110,6 +110,7 @@ fn memory_pressure_pushes_idle_sandboxes_out_before_a_start() {
 fn sticky_flows_move_memory_with_their_state() {
     let mut cfg = SchedulerConfig::default();
     cfg.queue.mqfq.ttl = queue::Ttl::AbsoluteS(1.0);
+    cfg.memory.flow_coupling = FlowCoupling::Eager;
     let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
     s.register(
         FunctionId(0),

@@ -74,7 +74,7 @@ pub(crate) fn load(
         .iter()
         .zip(&names)
         .zip(&warm)
-        .map(|((_, fname), &cpu_warm)| opts.catalog.class_for(fname).profile(fname, cpu_warm, None))
+        .map(|((_, fname), &cpu_warm)| opts.catalog.class_for(fname).profile(fname, cpu_warm))
         .collect();
     let total: u64 = kept.iter().map(|r| r.total).sum();
     let mut arrivals = Vec::with_capacity(usize::try_from(total).unwrap_or(0));

@@ -30,7 +30,7 @@ pub struct GpuClass {
     pub gpu_mem_mb: f64,
     /// CUDA context plus model load onto the device, added to every cold start, ms.
     pub gpu_init_ms: f64,
-    /// Sandbox creation, the cold-start base when the trace gives no cold time, ms.
+    /// Sandbox creation (process, namespaces, runtime start) before CUDA init, ms.
     pub container_start_ms: f64,
     /// Warm CPU time, used for synthetic (Poisson) functions of this class, ms.
     pub cpu_warm_ms: f64,
@@ -143,24 +143,19 @@ impl Catalog {
 }
 
 impl GpuClass {
-    /// The GPU profile of function `name` mapped onto this class, given its warm CPU time and, if the trace
-    /// has one, its cold time (both as the trace reports them, i.e. on a CPU):
-    /// `gpu_warm = cpu_warm / speedup` (at least 1 µs), `cold_start = (cold − warm, or container_start_ms) +
-    /// gpu_init_ms`, `gpu_mem_bytes = gpu_mem_mb MiB`.
-    pub fn profile(&self, name: &str, cpu_warm: Dur, trace_cold: Option<Dur>) -> FunctionProfile {
+    /// The GPU profile of function `name` mapped onto this class, given its warm CPU time as the
+    /// trace reports it: `gpu_warm = cpu_warm / speedup` (at least 1 µs),
+    /// `cold_start = container_start_ms + gpu_init_ms`, `gpu_mem_bytes = gpu_mem_mb MiB`.
+    pub fn profile(&self, name: &str, cpu_warm: Dur) -> FunctionProfile {
         let gpu_warm = cpu_warm
             .mul_f64(1.0 / self.speedup)
             .max(Dur::from_micros(1));
-        let sandbox = match trace_cold {
-            Some(cold) => cold.saturating_sub(cpu_warm),
-            None => Dur::from_millis_f64(self.container_start_ms),
-        };
         FunctionProfile {
             name: name.to_string(),
             class: self.name.clone(),
             gpu_warm,
             cpu_warm,
-            cold_start: sandbox + Dur::from_millis_f64(self.gpu_init_ms),
+            cold_start: Dur::from_millis_f64(self.container_start_ms + self.gpu_init_ms),
             gpu_mem_bytes: (self.gpu_mem_mb * 1024.0 * 1024.0).round() as u64,
         }
     }
@@ -236,11 +231,11 @@ mod tests {
     fn profile_follows_the_mapping_rule() {
         let c = Catalog::builtin();
         let sq = c.get("squeezenet").expect("squeezenet");
-        let p = sq.profile("f", Dur::from_millis(100), Some(Dur::from_millis(1100)));
+        let p = sq.profile("f", Dur::from_millis(100));
         assert_eq!(p.gpu_warm, Dur::from_millis(25));
-        assert_eq!(p.cold_start, Dur::from_millis(1000 + 2500));
+        assert_eq!(p.cold_start, Dur::from_millis(600 + 2500));
         assert_eq!(p.gpu_mem_bytes, 1000 << 20);
-        let p = sq.profile("f", Dur::ZERO, None);
+        let p = sq.profile("f", Dur::ZERO);
         assert_eq!(p.gpu_warm, Dur::from_micros(1));
         assert_eq!(p.cold_start, Dur::from_millis(600 + 2500));
     }

@@ -96,7 +96,8 @@ fn read_metadata(
     let mut rec = StringRecord::new();
     while let Some(line) = t.next_row(&mut rec)? {
         let fname = t.name(&rec, line, fcol)?;
-        let cold_ms = t.non_negative(&rec, line, cold)?;
+        // Validated but not used: see docs/traces.md on cold starts.
+        t.non_negative(&rec, line, cold)?;
         let warm_ms = t.non_negative(&rec, line, warm)?;
         for col in optional.into_iter().flatten() {
             t.non_negative(&rec, line, col)?;
@@ -114,7 +115,7 @@ fn read_metadata(
         }
         let class = opts.catalog.class_for(fname);
         let cpu_warm = Dur::from_millis_f64(warm_ms);
-        functions.push(class.profile(fname, cpu_warm, Some(Dur::from_millis_f64(cold_ms))));
+        functions.push(class.profile(fname, cpu_warm));
     }
     if functions.is_empty() {
         return Err(TraceError::NoRows {

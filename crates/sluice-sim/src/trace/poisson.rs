@@ -156,7 +156,7 @@ pub(crate) fn load(
                 limit: u64::from(u32::MAX),
             })?;
             let fname = format!("{}-{i}", class.name);
-            functions.push(class.profile(&fname, Dur::from_millis_f64(class.cpu_warm_ms), None));
+            functions.push(class.profile(&fname, Dur::from_millis_f64(class.cpu_warm_ms)));
             let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
             rng.set_stream(u64::from(id));
             let mut t = 0.0;

@@ -1,0 +1,146 @@
+//! End-to-end tests of `sluice sim`: the real binary on a small slice of the Ilúvatar trace
+//! (the first 600 invocations of `shared/data/iluvatar-paper-trace`, copied to tests/data), a
+//! golden summary, and bad input answered with a clear error and no panic.
+//!
+//! `UPDATE_GOLDEN=1 cargo test -p sluice-cli --test sim_cli` rewrites the golden file.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn slice_spec() -> String {
+    format!("iluvatar:{}", data("iluvatar-slice").display())
+}
+
+#[test]
+fn golden_summary_of_a_small_trace() {
+    let spec = slice_spec();
+    let out = sluice(&[
+        "sim",
+        "--trace",
+        &spec,
+        "--policies",
+        "fcfs,sjf,eedf,batch,paella,mqfq,mqfq-sticky",
+        "--target-util",
+        "0.8",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    // The trace path depends on where the repository is checked out.
+    json.as_object_mut().unwrap().remove("trace");
+    let policies = json["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 7);
+    for p in policies {
+        assert_eq!(p["invocations"], 600);
+        assert_eq!(p["completed"], 600);
+        for key in ["mean", "p50", "p99", "p999"] {
+            assert!(p["latency_ms"][key].as_f64().unwrap() > 0.0);
+        }
+    }
+    let text = serde_json::to_string_pretty(&json).unwrap() + "\n";
+    let golden = data("sim-golden.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).expect("golden file exists");
+    assert_eq!(
+        text, want,
+        "summary changed; rerun with UPDATE_GOLDEN=1 if intended"
+    );
+}
+
+#[test]
+fn table_output_and_out_dir() {
+    let dir = std::env::temp_dir().join(format!("sluice-sim-cli-{}", std::process::id()));
+    let spec = slice_spec();
+    let out = sluice(&[
+        "sim",
+        "--trace",
+        &spec,
+        "--policies",
+        "fcfs,mqfq-sticky",
+        "--target-util",
+        "0.5,0.9",
+        "--quiet",
+        "--records",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("mqfq-sticky") && stdout.contains("offered GPU utilisation 0.9"));
+    for f in [
+        "summary.json",
+        "sweep.md",
+        "latency-vs-load.svg",
+        "latency-cdf-u0.5.svg",
+        "records-u0.9-fcfs.csv",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("records-u0.9-fcfs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 601);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each bad input exits with status 1 and a message naming the problem; none panics.
+#[test]
+fn bad_input_is_a_clear_error() {
+    let spec = slice_spec();
+    let bad_cfg = std::env::temp_dir().join(format!("sluice-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad_cfg, "[device]\nmemory_gib = -4\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--trace", &spec, "--policies", "lifo"],
+            "unknown policy",
+        ),
+        (vec!["--trace", "nosuch:thing"], "nosuch"),
+        (vec!["--trace", "iluvatar:/no/such/dir"], "/no/such/dir"),
+        (
+            vec!["--trace", &spec, "--target-util", "0"],
+            "--target-util",
+        ),
+        (vec!["--trace", &spec, "--gpus", "0"], "gpus"),
+        (
+            vec!["--trace", &spec, "--config", bad_cfg.to_str().unwrap()],
+            "memory_gib",
+        ),
+        (vec!["--trace", "poisson:nosuchclass=3"], "nosuchclass"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["sim", "--quiet"];
+        all.extend(args.iter().copied());
+        let out = sluice(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{all:?}: {stderr}");
+        assert!(stderr.contains("error"), "{all:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{all:?} should mention {needle:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{all:?}: {stderr}");
+    }
+    std::fs::remove_file(bad_cfg).ok();
+}

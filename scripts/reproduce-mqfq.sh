@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduces docs/results/: every queueing policy on the Azure 2019 100-function day and on the
+# Ilúvatar paper trace, at offered GPU utilisation 0.5, 0.8 and 0.95, on one simulated GPU.
+# Usage: scripts/reproduce-mqfq.sh [data dir, default ../shared/data]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data}
+cargo build --release -q -p sluice-cli
+policies=fcfs,sjf,eedf,batch,paella,mqfq,mqfq-sticky
+run() {
+  local name=$1 trace=$2
+  ./target/release/sluice sim --trace "$trace" --policies "$policies" \
+    --target-util 0.5,0.8,0.95 --gpus 1 --quiet --out "docs/results/$name" | tee "docs/results/$name/table.txt"
+}
+mkdir -p docs/results/azure100 docs/results/iluvatar
+run azure100 "azure2019:$data/azure2019-sample/100"
+run iluvatar "iluvatar:$data/iluvatar-paper-trace"
