@@ -8,7 +8,7 @@
 //! gives the batch back one dispatch. Functions live in the ordered set of [`HeadOrdered`]
 //! (`sjf.rs`) keyed by `(head arrival, head sequence number, function)`: O(log n) per operation.
 
-use super::sjf::HeadOrdered;
+use super::heads::HeadOrdered;
 use super::{DispatchCtx, QueuePolicy};
 use sluice_core::{FunctionId, Invocation, Time};
 

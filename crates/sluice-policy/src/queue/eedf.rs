@@ -4,17 +4,19 @@
 //! Ordering rule: dispatch the head of the function whose *head* invocation has the earliest
 //! expected deadline; ties go to the earlier enqueue (a requeued invocation ranks before every
 //! invocation queued so far). Functions are keyed by their head, as in SJF (the shared
-//! [`HeadOrdered`] structure of `sjf.rs`), so each function stays FIFO even when its estimate
+//! structure of `heads.rs`), so each function stays FIFO even when its estimate
 //! changed between enqueues. Cost: O(log n) per operation in backlogged functions.
 
-use super::sjf::HeadOrdered;
-use super::{DispatchCtx, QueuePolicy};
-use sluice_core::{FunctionId, Invocation, Time};
+use super::heads::HeadPolicy;
+use sluice_core::Time;
 
 /// Earliest expected deadline first, FIFO within a function (see the module documentation).
-#[derive(Debug)]
-pub struct Eedf {
-    inner: HeadOrdered<Time>,
+pub type Eedf = HeadPolicy<Time>;
+
+impl Eedf {
+    pub fn new() -> Self {
+        HeadPolicy::with_key("eedf", |inv| inv.arrival + inv.est_service)
+    }
 }
 
 impl Default for Eedf {
@@ -23,42 +25,11 @@ impl Default for Eedf {
     }
 }
 
-impl Eedf {
-    pub fn new() -> Self {
-        Eedf {
-            inner: HeadOrdered::new(|inv| inv.arrival + inv.est_service),
-        }
-    }
-}
-
-impl QueuePolicy for Eedf {
-    fn name(&self) -> &'static str {
-        "eedf"
-    }
-
-    fn enqueue(&mut self, inv: Invocation, _now: Time) {
-        self.inner.push_back(inv);
-    }
-
-    fn dispatch(&mut self, _now: Time, _ctx: &DispatchCtx<'_>) -> Option<Invocation> {
-        self.inner.pop_first()
-    }
-
-    fn requeue_front(&mut self, inv: Invocation, _now: Time) {
-        self.inner.push_front(inv);
-    }
-
-    fn complete(&mut self, _func: FunctionId, _now: Time) {}
-
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::{Dur, GpuId, InvocationId};
+    use crate::queue::{DispatchCtx, QueuePolicy};
+    use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId};
 
     fn inv(id: u64, func: u32, arrival_ms: u64, est_ms: u64) -> Invocation {
         Invocation {

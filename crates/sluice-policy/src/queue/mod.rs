@@ -9,6 +9,7 @@
 mod batch;
 mod eedf;
 mod fcfs;
+mod heads;
 mod mqfq;
 mod ord;
 mod paella;
@@ -20,6 +21,7 @@ mod tests;
 pub use batch::Batch;
 pub use eedf::Eedf;
 pub use fcfs::Fcfs;
+pub use heads::HeadPolicy;
 pub use mqfq::{Mqfq, MqfqParams, Ttl};
 pub use paella::Paella;
 pub use sjf::Sjf;

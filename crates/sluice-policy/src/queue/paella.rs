@@ -17,8 +17,8 @@
 //! zero whenever the backlog empties. Two ordered sets give the smallest estimate and the largest
 //! deficit.
 
+use super::heads::Seq;
 use super::ord::OrdF64;
-use super::sjf::Seq;
 use super::{DispatchCtx, QueuePolicy};
 use sluice_core::{Dur, FunctionId, Invocation, Time};
 use std::cmp::Reverse;
