@@ -1,0 +1,182 @@
+//! A registered function: any executable plus the resources and limits it runs under.
+//! Specs arrive as JSON through the API and are kept in the store; [`FunctionSpec::validate`]
+//! is the single place that decides whether one is acceptable.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Resources a function's sandbox is given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores (may be fractional): the sandbox's CPU quota.
+    pub cpus: f64,
+    /// Memory limit of the sandbox, MiB.
+    pub memory_mb: u64,
+    /// Most processes/threads in the sandbox.
+    pub pids: u32,
+    /// Whether the function uses a GPU.
+    pub gpu: bool,
+    /// Estimated device memory of one sandbox, MiB (the memory policy's input).
+    pub gpu_memory_mb: u64,
+    /// Whether the sandbox may use the network (otherwise it gets none, loopback only).
+    pub network: bool,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: 1.0,
+            memory_mb: 512,
+            pids: 256,
+            gpu: false,
+            gpu_memory_mb: 0,
+            network: false,
+        }
+    }
+}
+
+/// A function as registered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Unique name: 1–63 characters of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
+    pub name: String,
+    /// The executable and its arguments (`command[0]` is the program).
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox (default: the sandbox's private tmp).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    #[serde(default)]
+    pub resources: Resources,
+    /// An invocation running longer than this is killed, ms.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most invocations one sandbox runs at once.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Fair-share weight of the function's flow.
+    #[serde(default = "unit")]
+    pub weight: f64,
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+fn one() -> u32 {
+    1
+}
+fn unit() -> f64 {
+    1.0
+}
+
+/// Why a spec is refused; the message names the field.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid function spec: {field}: {reason}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn err(field: &'static str, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl FunctionSpec {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let n = &self.name;
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if n.is_empty() || n.len() > 63 || !n.chars().all(ok_char) || n.starts_with(['-', '_']) {
+            return Err(err(
+                "name",
+                "1-63 characters of a-z, 0-9, '-', '_', starting with a letter or digit",
+            ));
+        }
+        if self.command.is_empty() || self.command[0].is_empty() {
+            return Err(err("command", "must name a program"));
+        }
+        if self.command.iter().any(|a| a.contains('\0')) {
+            return Err(err("command", "arguments may not contain NUL"));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(err("env", format!("bad variable {k:?}")));
+            }
+        }
+        let r = &self.resources;
+        if !(r.cpus.is_finite() && r.cpus > 0.0 && r.cpus <= 1024.0) {
+            return Err(err("resources.cpus", "must be in (0, 1024]"));
+        }
+        if r.memory_mb < 16 {
+            return Err(err("resources.memory_mb", "must be at least 16"));
+        }
+        if r.pids < 4 {
+            return Err(err("resources.pids", "must be at least 4"));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 24 * 3_600_000 {
+            return Err(err("timeout_ms", "must be in 1..=86400000"));
+        }
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            return Err(err("concurrency", "must be in 1..=1024"));
+        }
+        if !(self.weight.is_finite() && self.weight > 0.0) {
+            return Err(err("weight", "must be a positive number"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> FunctionSpec {
+        serde_json::from_str(r#"{"name":"hello","command":["python3","hello.py"]}"#).unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = spec();
+        assert_eq!(s.timeout_ms, 60_000);
+        assert_eq!(s.concurrency, 1);
+        assert_eq!(s.resources.memory_mb, 512);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(fn(&mut FunctionSpec), &str)> = vec![
+            (|s| s.name = "Bad Name".into(), "name"),
+            (|s| s.name = String::new(), "name"),
+            (|s| s.command.clear(), "command"),
+            (|s| s.resources.cpus = 0.0, "resources.cpus"),
+            (|s| s.resources.memory_mb = 1, "resources.memory_mb"),
+            (|s| s.timeout_ms = 0, "timeout_ms"),
+            (|s| s.concurrency = 0, "concurrency"),
+            (|s| s.weight = f64::NAN, "weight"),
+            (|s| {
+                s.env.insert("A=B".into(), "x".into());
+            }, "env"),
+        ];
+        for (mutate, field) in cases {
+            let mut s = spec();
+            mutate(&mut s);
+            assert_eq!(s.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let r: Result<FunctionSpec, _> =
+            serde_json::from_str(r#"{"name":"a","command":["x"],"colour":"red"}"#);
+        assert!(r.unwrap_err().to_string().contains("colour"));
+    }
+}
