@@ -15,14 +15,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the worker daemon (HTTP API, sandboxes, GPU scheduling).
+    Worker(cmd::worker::WorkerArgs),
+    /// Manage functions on a running worker.
+    #[command(subcommand)]
+    Fn(cmd::manage::FnCommand),
+    /// Invoke a function on a running worker and print its result.
+    Invoke(cmd::manage::InvokeArgs),
+    /// Show a running worker's status.
+    Status {
+        #[command(flatten)]
+        ep: cmd::client::Endpoint,
+    },
     /// Replay a trace through the scheduling policies on a simulated device model.
     Sim(cmd::sim::SimArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Worker(args) => block_on(cmd::worker::run(args)),
+        Command::Fn(c) => block_on(cmd::manage::fns(c)),
+        Command::Invoke(args) => block_on(cmd::manage::invoke(args)),
+        Command::Status { ep } => block_on(cmd::manage::status(ep)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -31,6 +54,14 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on a multi-threaded runtime.
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// The error and its causes, skipping causes whose text the message already holds.

@@ -186,6 +186,45 @@ impl Scheduler {
         self.memory.remove(sandbox);
     }
 
+    /// Creates a sandbox for `func` ahead of demand on the device with the most free memory, if
+    /// the creation cap and memory allow; the engine starts it and then calls
+    /// [`Scheduler::prewarm_done`]. Returns the sandbox and its device.
+    pub fn prewarm(&mut self, func: FunctionId, now: Time) -> Option<(SandboxId, GpuId)> {
+        let gpu = (0..self.slots.gpus())
+            .map(|g| GpuId(g as u16))
+            .max_by_key(|&g| {
+                (
+                    self.memory.limit(g).saturating_sub(self.memory.resident(g)),
+                    std::cmp::Reverse(g),
+                )
+            })?;
+        let Acquire::Cold(sb) = self.pool.acquire(func, gpu, now, |_| false) else {
+            return None;
+        };
+        let rank = self.rank_of(func);
+        self.memory
+            .add(sb, gpu, self.info(func).gpu_mem_bytes, rank, now);
+        if self.memory.admit(sb, now).is_err() {
+            self.pool.remove(sb);
+            self.memory.remove(sb);
+            return None;
+        }
+        Some((sb, gpu))
+    }
+
+    /// A prewarmed sandbox finished starting: it joins the warm pool as idle.
+    pub fn prewarm_done(&mut self, sandbox: SandboxId, now: Time) {
+        self.pool.started(sandbox);
+        self.pool.release(sandbox, now);
+        self.memory.release(sandbox, now);
+    }
+
+    /// A sandbox that was never running an invocation (a failed prewarm) is forgotten.
+    pub fn forget_sandbox(&mut self, sandbox: SandboxId) {
+        self.pool.remove(sandbox);
+        self.memory.remove(sandbox);
+    }
+
     /// Records a device utilisation sample for the slot gate.
     pub fn set_util(&mut self, gpu: GpuId, util: f64) {
         self.slots.set_util(gpu, util);

@@ -93,7 +93,8 @@ impl FunctionSpec {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), SpecError> {
         let n = &self.name;
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         if n.is_empty() || n.len() > 63 || !n.chars().all(ok_char) || n.starts_with(['-', '_']) {
             return Err(err(
                 "name",
@@ -151,9 +152,11 @@ mod tests {
         assert!(s.validate().is_ok());
     }
 
+    type Mutation = fn(&mut FunctionSpec);
+
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(fn(&mut FunctionSpec), &str)> = vec![
+        let cases: Vec<(Mutation, &str)> = vec![
             (|s| s.name = "Bad Name".into(), "name"),
             (|s| s.name = String::new(), "name"),
             (|s| s.command.clear(), "command"),
@@ -162,9 +165,12 @@ mod tests {
             (|s| s.timeout_ms = 0, "timeout_ms"),
             (|s| s.concurrency = 0, "concurrency"),
             (|s| s.weight = f64::NAN, "weight"),
-            (|s| {
-                s.env.insert("A=B".into(), "x".into());
-            }, "env"),
+            (
+                |s| {
+                    s.env.insert("A=B".into(), "x".into());
+                },
+                "env",
+            ),
         ];
         for (mutate, field) in cases {
             let mut s = spec();

@@ -227,3 +227,25 @@ proptest! {
         prop_assert_eq!(started.len(), total);
     }
 }
+
+#[test]
+fn prewarm_creates_an_idle_warm_sandbox() {
+    let mut s = sched("fcfs", 2, 1000);
+    s.register(
+        FunctionId(0),
+        FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        },
+    );
+    let (sb, gpu) = s.prewarm(FunctionId(0), ms(0)).expect("room to prewarm");
+    s.prewarm_done(sb, ms(5));
+    assert_eq!(s.pool().counts(), (0, 1, 0));
+    s.submit(InvocationId(0), FunctionId(0), ms(10));
+    let mut out = Vec::new();
+    s.poll(ms(10), &mut out);
+    // Both devices are empty: the prewarm went to gpu 0, as does the least-loaded token.
+    let st = starts(&out);
+    assert_eq!((gpu, st.len()), (GpuId(0), 1));
+    assert_eq!((st[0].gpu, st[0].cold, st[0].sandbox), (gpu, false, sb));
+}

@@ -1,0 +1,153 @@
+//! `sluice fn register|list|rm`, `sluice invoke` and `sluice status`: thin clients of the API.
+
+use super::client::{Api, Endpoint};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum FnCommand {
+    /// Register (or update) a function from a function.json file.
+    Register {
+        file: PathBuf,
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+    /// List registered functions.
+    List {
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+    /// Delete a function.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        ep: Endpoint,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InvokeArgs {
+    /// The function's name.
+    name: String,
+    /// The JSON argument (default: null).
+    #[arg(default_value = "null")]
+    input: String,
+    /// Submit asynchronously and wait for the result by polling.
+    #[arg(long = "async")]
+    asynchronous: bool,
+    /// Print the timing headers to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+    #[command(flatten)]
+    ep: Endpoint,
+}
+
+fn pretty(body: &Bytes) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
+}
+
+pub async fn fns(cmd: FnCommand) -> Result<()> {
+    match cmd {
+        FnCommand::Register { file, ep } => {
+            let cwd = std::env::current_dir()?;
+            let spec = sluice_worker::server::load_function_file(&file, &cwd)?;
+            let body = Bytes::from(serde_json::to_vec(&spec)?);
+            let a = Api::new(&ep)
+                .call(Method::POST, "/v1/functions", Some(body))
+                .await?
+                .ok()?;
+            let verb = if a.status == hyper::StatusCode::CREATED {
+                "registered"
+            } else {
+                "updated"
+            };
+            println!("{verb} {}", spec.name);
+        }
+        FnCommand::List { ep } => {
+            let a = Api::new(&ep)
+                .call(Method::GET, "/v1/functions", None)
+                .await?
+                .ok()?;
+            let fns: Vec<sluice_worker::function::FunctionSpec> = serde_json::from_slice(&a.body)?;
+            for f in fns {
+                let gpu = if f.resources.gpu { "gpu" } else { "cpu" };
+                println!("{:<24} {gpu}  {}", f.name, f.command.join(" "));
+            }
+        }
+        FnCommand::Rm { name, ep } => {
+            Api::new(&ep)
+                .call(Method::DELETE, &format!("/v1/functions/{name}"), None)
+                .await?
+                .ok()?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn invoke(args: InvokeArgs) -> Result<()> {
+    serde_json::from_str::<serde_json::Value>(&args.input)
+        .with_context(|| format!("the argument is not JSON: {}", args.input))?;
+    let api = Api::new(&args.ep);
+    let body = Some(Bytes::from(args.input.clone()));
+    if !args.asynchronous {
+        let a = api
+            .call(
+                Method::POST,
+                &format!("/v1/functions/{}/invoke", args.name),
+                body,
+            )
+            .await?
+            .ok()?;
+        if args.verbose {
+            for (k, v) in a
+                .headers
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("x-sluice"))
+            {
+                eprintln!("{k}: {}", v.to_str().unwrap_or(""));
+            }
+        }
+        println!("{}", pretty(&a.body));
+        return Ok(());
+    }
+    let a = api
+        .call(
+            Method::POST,
+            &format!("/v1/functions/{}/invoke-async", args.name),
+            body,
+        )
+        .await?
+        .ok()?;
+    let id = serde_json::from_slice::<serde_json::Value>(&a.body)?["id"]
+        .as_str()
+        .map(str::to_string)
+        .context("the worker returned no id")?;
+    eprintln!("accepted as {id}");
+    loop {
+        let a = api
+            .call(Method::GET, &format!("/v1/invocations/{id}"), None)
+            .await?
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&a.body)?;
+        if v["done"].as_bool() == Some(true) {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn status(ep: Endpoint) -> Result<()> {
+    let a = Api::new(&ep)
+        .call(Method::GET, "/v1/status", None)
+        .await?
+        .ok()?;
+    println!("{}", pretty(&a.body));
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `sluice worker`: run the worker daemon with the embedded defaults, a config file, or both
+//! with flags on top.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sluice_worker::config::WorkerConfig;
+use sluice_worker::server::{shutdown_signal, Worker};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Configuration file (TOML); embedded defaults otherwise.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the config).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (overrides the config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Register the example functions (examples/functions/*/function.json under this directory).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "examples/functions")]
+    examples: Option<PathBuf>,
+    /// Use simulated GPUs even if real ones are found.
+    #[arg(long)]
+    simulate_gpus: bool,
+}
+
+pub async fn run(args: WorkerArgs) -> Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => WorkerConfig::load(p)?,
+        None => WorkerConfig::embedded(),
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if args.simulate_gpus {
+        cfg.gpu.force_simulated = true;
+    }
+    if let Some(dir) = &args.examples {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read examples directory {}", dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path().join("function.json")))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        cfg.functions.extend(files);
+    }
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let worker = Worker::start(cfg).await?;
+    let status = worker.state.engine.status();
+    eprintln!(
+        "sluice worker on http://{addr}: {} function(s), devices: {:?} ({} GPU), sandboxes: {}, policy: {}",
+        status.functions,
+        status.devices,
+        status.gpus.len(),
+        status.isolation,
+        status.policy
+    );
+    if let Some(note) = status.note {
+        eprintln!("note: {note}");
+    }
+    worker.serve(listener, shutdown_signal()).await
+}

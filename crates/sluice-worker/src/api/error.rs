@@ -1,0 +1,93 @@
+//! API errors: every failure is a JSON body `{"error": {"code", "message"}}` with the right
+//! status (400 malformed, 401 unauthorised, 404 unknown, 413 too large, 429 queue full with
+//! `Retry-After`, 502/504 function failures, 503 draining, 500 internal).
+
+use crate::engine::InvokeError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            InvokeError::UnknownFunction(_) => ApiError::not_found(msg),
+            InvokeError::QueueFull { retry_after_s, .. } => ApiError {
+                retry_after_s: Some(retry_after_s),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", msg)
+            },
+            InvokeError::Draining => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", msg)
+            }
+            InvokeError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", msg),
+            InvokeError::ColdStartFailed(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "start_failed", msg)
+            }
+            InvokeError::Crashed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "crashed", msg),
+            InvokeError::FunctionError { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "function_error", msg)
+            }
+            InvokeError::ResponseTooLarge(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "response_too_large", msg)
+            }
+            InvokeError::Internal(_) => ApiError::internal(msg),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "payload_too_large",
+                "request body exceeds max_body_bytes",
+            )
+        } else {
+            ApiError::new(status, "bad_request", r.body_text())
+        }
+    }
+}

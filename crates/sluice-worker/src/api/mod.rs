@@ -1,0 +1,116 @@
+//! The HTTP/JSON API. Handlers only turn requests into calls on the [`Engine`] and the
+//! [`Store`] and results into responses; the OpenAPI description is served at `/openapi.json`.
+
+mod asynch;
+mod error;
+mod functions;
+mod invoke;
+
+pub use asynch::resume as resume_async;
+pub use error::ApiError;
+
+use crate::engine::Engine;
+use crate::store::Store;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Engine,
+    pub store: Arc<Store>,
+}
+
+pub type Shared = Arc<AppState>;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The API router.
+pub fn router(state: Shared) -> Router {
+    let limit = state.engine.config().max_body_bytes;
+    let api = Router::new()
+        .route("/v1/functions", post(functions::put).get(functions::list))
+        .route(
+            "/v1/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route("/v1/functions/{name}/invoke", post(invoke::sync))
+        .route("/v1/functions/{name}/invoke-async", post(asynch::submit))
+        .route("/v1/functions/{name}/prewarm", post(functions::prewarm))
+        .route("/v1/invocations/{id}", get(asynch::get))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Bearer-token check, when a token is configured.
+async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    if let Some(token) = s.engine.config().auth_token.as_deref() {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn status(State(s): State<Shared>) -> Response {
+    let counts = {
+        let store = s.store.clone();
+        tokio::task::spawn_blocking(move || store.counts()).await
+    };
+    let mut v = serde_json::to_value(s.engine.status()).unwrap_or_default();
+    if let (Ok(Ok(c)), Some(obj)) = (counts, v.as_object_mut()) {
+        obj.insert(
+            "async".into(),
+            serde_json::json!({"queued": c.queued, "running": c.running,
+                "succeeded": c.succeeded, "failed": c.failed}),
+        );
+    }
+    axum::Json(v).into_response()
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.engine.metrics_text(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Runs a blocking store call off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))
+}

@@ -1,0 +1,182 @@
+//! The worker's configuration file, with embedded defaults (`config/worker.toml`). Unknown keys
+//! are errors; [`WorkerConfig::validate`] checks what serde cannot.
+
+use serde::{Deserialize, Serialize};
+use sluice_policy::scheduler::SchedulerConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/worker.toml");
+
+/// How sandboxes are isolated.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationChoice {
+    Auto,
+    Bubblewrap,
+    Unshare,
+    Plain,
+}
+
+/// GPU discovery and sharing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuConfig {
+    pub force_simulated: bool,
+    pub simulated_count: u32,
+    pub simulated_memory_gib: f64,
+    pub mps: bool,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            force_simulated: false,
+            simulated_count: 1,
+            simulated_memory_gib: 24.0,
+            mps: false,
+        }
+    }
+}
+
+/// The whole worker configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub auth_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    pub max_queued: usize,
+    pub max_queued_per_function: usize,
+    pub isolation: IsolationChoice,
+    pub start_timeout_ms: u64,
+    pub async_retention_s: u64,
+    pub async_max_attempts: u32,
+    pub cpu_slots: u32,
+    pub functions: Vec<PathBuf>,
+    pub gpu: GpuConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("/var/lib/sluice"),
+            auth_token: None,
+            max_body_bytes: 8 << 20,
+            max_response_bytes: 8 << 20,
+            max_queued: 10_000,
+            max_queued_per_function: 2_000,
+            isolation: IsolationChoice::Auto,
+            start_timeout_ms: 30_000,
+            async_retention_s: 86_400,
+            async_max_attempts: 3,
+            cpu_slots: 0,
+            functions: Vec::new(),
+            gpu: GpuConfig::default(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+/// A configuration that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl WorkerConfig {
+    /// The embedded defaults.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_TOML, "(embedded)").expect("the embedded config is valid")
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let cfg: WorkerConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        cfg.validate().map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks ranges and combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() && self.auth_token.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "listen = {} is not a loopback address: set auth_token",
+                self.listen
+            ));
+        }
+        if self.max_body_bytes == 0 || self.max_response_bytes == 0 {
+            return Err("max_body_bytes and max_response_bytes must be positive".into());
+        }
+        if self.max_queued == 0 || self.max_queued_per_function == 0 {
+            return Err("max_queued and max_queued_per_function must be positive".into());
+        }
+        if self.start_timeout_ms == 0 || self.async_max_attempts == 0 {
+            return Err("start_timeout_ms and async_max_attempts must be positive".into());
+        }
+        if !(self.gpu.simulated_memory_gib.is_finite() && self.gpu.simulated_memory_gib > 0.0)
+            || self.gpu.simulated_count == 0
+        {
+            return Err("gpu.simulated_count and gpu.simulated_memory_gib must be positive".into());
+        }
+        sluice_policy::scheduler::Scheduler::new(&self.scheduler, vec![1 << 30])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// CPU slots, resolving 0 to the number of cores.
+    pub fn cpu_slots(&self) -> u32 {
+        if self.cpu_slots > 0 {
+            self.cpu_slots
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let c = WorkerConfig::embedded();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.scheduler.policy, "mqfq-sticky");
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token_and_typos_fail() {
+        let e = WorkerConfig::parse("listen = \"0.0.0.0:80\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("auth_token"), "{e}");
+        assert!(WorkerConfig::parse("listen = \"0.0.0.0:80\"\nauth_token = \"x\"\n", "t").is_ok());
+        let e = WorkerConfig::parse("listne = \"127.0.0.1:1\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+        let e = WorkerConfig::parse("[scheduler]\npolicy = \"lifo\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("lifo"), "{e}");
+    }
+}

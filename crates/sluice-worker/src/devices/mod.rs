@@ -1,0 +1,80 @@
+//! The worker's view of its accelerators: which GPUs exist, how much memory each has, and
+//! periodic utilisation samples. NVML is loaded at run time ([`nvml`]), so one binary runs with
+//! or without an NVIDIA driver; where no GPU is found, a simulated backend ([`simulated`]) with
+//! the configured count and memory stands in: the GPU queue, tokens and memory policy then run
+//! unchanged while functions execute on the CPU, and the worker says so.
+
+mod mps;
+mod nvml;
+mod simulated;
+
+pub use mps::MpsDaemon;
+pub use simulated::SimulatedGpus;
+
+use serde::{Deserialize, Serialize};
+
+/// One schedulable device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    pub memory_bytes: u64,
+}
+
+/// One utilisation sample of a device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuSample {
+    /// SM utilisation over the driver's last sampling period, 0..1.
+    pub util: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// Compute processes on the device (MPS clients included).
+    pub processes: u32,
+}
+
+/// Where the devices come from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Nvml,
+    Simulated,
+}
+
+/// A source of devices and samples.
+pub trait DeviceBackend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn gpus(&self) -> &[GpuInfo];
+    /// A fresh sample per device, in `gpus()` order.
+    fn sample(&self) -> Vec<GpuSample>;
+}
+
+/// Simulated devices to use when no GPU is found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatedConfig {
+    pub count: u32,
+    pub memory_gib: f64,
+}
+
+impl Default for SimulatedConfig {
+    fn default() -> Self {
+        SimulatedConfig {
+            count: 1,
+            memory_gib: 24.0,
+        }
+    }
+}
+
+/// NVML's devices if the library loads and reports at least one GPU, else simulated ones.
+/// `force_simulated` skips NVML (tests, or a GPU host that should not be used).
+pub fn detect(sim: &SimulatedConfig, force_simulated: bool) -> Box<dyn DeviceBackend> {
+    if !force_simulated {
+        match nvml::NvmlGpus::open() {
+            Ok(Some(g)) => return Box::new(g),
+            Ok(None) => tracing::info!("NVML loaded but reports no GPU"),
+            Err(e) => tracing::info!("no NVML ({e}); using simulated GPUs"),
+        }
+    }
+    Box::new(SimulatedGpus::new(sim))
+}

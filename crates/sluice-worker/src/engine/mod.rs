@@ -1,0 +1,299 @@
+//! The worker engine: the policy layer's [`Scheduler`] driven by a real clock. It owns the
+//! registered functions, the queued and running invocations and the live sandboxes, and turns
+//! the scheduler's actions into sandbox processes, invocations and memory moves ([`exec`]).
+//!
+//! GPU functions go through one scheduler whose devices are the GPUs found (or simulated); CPU
+//! functions through a second one with a single device of `cpu_slots` tokens. Every scheduler
+//! call happens under one mutex and is pure bookkeeping (sub-microsecond); everything that waits
+//! (process start, the function's own execution) happens in tasks outside it.
+
+mod exec;
+mod metrics;
+mod types;
+
+pub use metrics::Metrics;
+pub use types::{InvokeError, InvokeOk, Timing};
+
+use crate::config::WorkerConfig;
+use crate::devices::{BackendKind, DeviceBackend};
+use crate::function::FunctionSpec;
+use crate::sandbox::{Launcher, Sandbox};
+use bytes::Bytes;
+use serde::Serialize;
+use sluice_core::{FunctionId, InvocationId, SandboxId, Time};
+use sluice_policy::scheduler::{Action, FunctionInfo, Scheduler};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{oneshot, Notify};
+
+/// Which scheduler a function belongs to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    Gpu,
+    Cpu,
+}
+
+struct Registered {
+    id: FunctionId,
+    queue: QueueKind,
+}
+
+struct Pending {
+    func: String,
+    input: Bytes,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<InvokeOk, InvokeError>>,
+}
+
+struct State {
+    gpu: Scheduler,
+    cpu: Scheduler,
+    functions: HashMap<String, Registered>,
+    /// Every spec ever registered, by id (an update gets a new id, so old sandboxes retire).
+    specs: Vec<Arc<FunctionSpec>>,
+    pending: HashMap<u64, Pending>,
+    queued: HashMap<String, usize>,
+    queued_total: usize,
+    /// Idle sandboxes (running ones are held by their invocation's task).
+    idle: HashMap<(QueueKind, SandboxId), Sandbox>,
+    next_invocation: u64,
+    draining: bool,
+}
+
+impl State {
+    fn sched(&mut self, q: QueueKind) -> &mut Scheduler {
+        match q {
+            QueueKind::Gpu => &mut self.gpu,
+            QueueKind::Cpu => &mut self.cpu,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    cfg: WorkerConfig,
+    started: Instant,
+    launcher: Launcher,
+    devices: Box<dyn DeviceBackend>,
+    sandbox_root: PathBuf,
+    state: Mutex<State>,
+    timer: Arc<Notify>,
+    metrics: Metrics,
+    /// Next sandbox serial (see `create_sandbox`).
+    serial: std::sync::atomic::AtomicU64,
+}
+
+/// A handle on the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// A snapshot for `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub devices: BackendKind,
+    pub gpus: Vec<crate::devices::GpuInfo>,
+    pub note: Option<String>,
+    pub isolation: String,
+    pub policy: String,
+    pub functions: usize,
+    pub queued: usize,
+    pub sandboxes: SandboxCounts,
+    pub draining: bool,
+    pub uptime_s: f64,
+}
+
+/// Sandboxes by state, over both queues.
+#[derive(Debug, Default, Serialize)]
+pub struct SandboxCounts {
+    pub starting: usize,
+    pub idle: usize,
+    pub busy: usize,
+}
+
+impl Engine {
+    /// An engine over `devices`, starting sandboxes with `launcher` under `cfg.data_dir`.
+    pub fn new(
+        cfg: WorkerConfig,
+        devices: Box<dyn DeviceBackend>,
+        launcher: Launcher,
+    ) -> Result<Engine, sluice_policy::scheduler::ConfigError> {
+        let mems: Vec<u64> = devices.gpus().iter().map(|g| g.memory_bytes).collect();
+        let gpu = Scheduler::new(&cfg.scheduler, mems)?;
+        let mut cpu_cfg = cfg.scheduler.clone();
+        cpu_cfg.slots.tokens_per_gpu = cfg.cpu_slots();
+        cpu_cfg.slots.util_gate = None;
+        let cpu = Scheduler::new(&cpu_cfg, vec![u64::MAX / 4])?;
+        let sandbox_root = cfg.data_dir.join("sandboxes");
+        let inner = Arc::new(Inner {
+            started: Instant::now(),
+            launcher,
+            devices,
+            sandbox_root,
+            state: Mutex::new(State {
+                gpu,
+                cpu,
+                functions: HashMap::new(),
+                specs: Vec::new(),
+                pending: HashMap::new(),
+                queued: HashMap::new(),
+                queued_total: 0,
+                idle: HashMap::new(),
+                next_invocation: 0,
+                draining: false,
+            }),
+            timer: Arc::new(Notify::new()),
+            metrics: Metrics::new(),
+            serial: std::sync::atomic::AtomicU64::new(serial_base()),
+            cfg,
+        });
+        tokio::spawn(exec::timer_loop(Arc::downgrade(&inner)));
+        Ok(Engine { inner })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.inner.cfg
+    }
+
+    /// Registers (or replaces) a function; returns true if it replaced one.
+    pub fn register(&self, spec: FunctionSpec) -> bool {
+        let queue = if spec.resources.gpu {
+            QueueKind::Gpu
+        } else {
+            QueueKind::Cpu
+        };
+        let info = FunctionInfo {
+            weight: spec.weight,
+            gpu_mem_bytes: spec.resources.gpu_memory_mb << 20,
+            fixed_estimate: None,
+        };
+        let mut st = self.inner.lock();
+        let id = FunctionId(st.specs.len() as u32);
+        st.sched(queue).register(id, info);
+        let name = spec.name.clone();
+        st.specs.push(Arc::new(spec));
+        st.functions
+            .insert(name, Registered { id, queue })
+            .is_some()
+    }
+
+    /// Forgets a function; its idle sandboxes expire with keep-alive. True if it existed.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.inner.lock().functions.remove(name).is_some()
+    }
+
+    /// Runs `name` on `input` and waits for its result.
+    pub async fn invoke(&self, name: &str, input: Bytes) -> Result<InvokeOk, InvokeError> {
+        let (tx, rx) = oneshot::channel();
+        let actions = {
+            let mut st = self.inner.lock();
+            if st.draining {
+                return Err(InvokeError::Draining);
+            }
+            let Some(f) = st.functions.get(name) else {
+                return Err(InvokeError::UnknownFunction(name.to_string()));
+            };
+            let (id, queue) = (f.id, f.queue);
+            let per_fn = st.queued.get(name).copied().unwrap_or(0);
+            if st.queued_total >= self.inner.cfg.max_queued
+                || per_fn >= self.inner.cfg.max_queued_per_function
+            {
+                return Err(InvokeError::QueueFull {
+                    queued: st.queued_total,
+                    retry_after_s: 1,
+                });
+            }
+            *st.queued.entry(name.to_string()).or_default() += 1;
+            st.queued_total += 1;
+            let inv = st.next_invocation;
+            st.next_invocation += 1;
+            st.pending.insert(
+                inv,
+                Pending {
+                    func: name.to_string(),
+                    input,
+                    arrived: Instant::now(),
+                    reply: tx,
+                },
+            );
+            let now = self.inner.now();
+            st.sched(queue).submit(InvocationId(inv), id, now);
+            self.inner.poll(&mut st, queue, now)
+        };
+        self.inner.execute(actions);
+        rx.await
+            .unwrap_or_else(|_| Err(InvokeError::Internal("invocation dropped".into())))
+    }
+
+    /// Starts up to `count` sandboxes of `name` ahead of demand; returns how many were started.
+    pub fn prewarm(&self, name: &str, count: u32) -> Result<u32, InvokeError> {
+        exec::prewarm(&self.inner, name, count)
+    }
+
+    /// Stops accepting invocations (503) and lets queued ones finish.
+    pub fn drain(&self) {
+        self.inner.lock().draining = true;
+    }
+
+    /// A status snapshot.
+    pub fn status(&self) -> Status {
+        let st = self.inner.lock();
+        let mut sandboxes = SandboxCounts::default();
+        for s in [&st.gpu, &st.cpu] {
+            let (starting, idle, busy) = s.pool().counts();
+            sandboxes.starting += starting;
+            sandboxes.idle += idle;
+            sandboxes.busy += busy;
+        }
+        let simulated = self.inner.devices.kind() == BackendKind::Simulated;
+        Status {
+            devices: self.inner.devices.kind(),
+            gpus: self.inner.devices.gpus().to_vec(),
+            note: simulated.then(|| {
+                "no GPU found: simulated GPUs; GPU functions run on the CPU but are scheduled as on a GPU".into()
+            }),
+            isolation: self.inner.launcher.isolation().to_string(),
+            policy: st.gpu.policy_name().to_string(),
+            functions: st.functions.len(),
+            queued: st.queued_total,
+            sandboxes,
+            draining: st.draining,
+            uptime_s: self.inner.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// The OpenMetrics exposition, with state gauges refreshed.
+    pub fn metrics_text(&self) -> String {
+        exec::refresh_gauges(&self.inner);
+        self.inner.metrics.encode()
+    }
+}
+
+/// A starting serial that differs between worker starts: milliseconds since the epoch, shifted
+/// to leave room for 2^20 sandboxes per start.
+fn serial_base() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_millis() as u64) << 20)
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> Time {
+        Time::from_micros(self.started.elapsed().as_micros() as u64)
+    }
+
+    /// Polls one scheduler and wakes the timer task (its next deadline may have moved).
+    fn poll(&self, st: &mut State, q: QueueKind, now: Time) -> Vec<(QueueKind, Action)> {
+        let mut out = Vec::new();
+        st.sched(q).poll(now, &mut out);
+        self.timer.notify_one();
+        out.into_iter().map(|a| (q, a)).collect()
+    }
+}

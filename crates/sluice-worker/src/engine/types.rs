@@ -1,0 +1,74 @@
+//! What the engine answers: invocation results with their timing, and the ways an invocation
+//! can fail (each maps to one HTTP status in the API).
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Where an invocation's time went.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// Arrival to dispatch (a token granted).
+    pub queue_ms: f64,
+    /// Sandbox creation until ready (0 when warm).
+    pub cold_start_ms: f64,
+    /// The function's own time: request sent to response read.
+    pub exec_ms: f64,
+    /// Arrival to response.
+    pub total_ms: f64,
+}
+
+impl Timing {
+    pub(crate) fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e3
+    }
+}
+
+/// A successful invocation.
+#[derive(Clone, Debug)]
+pub struct InvokeOk {
+    /// The function's JSON response, as it sent it.
+    pub body: Bytes,
+    pub timing: Timing,
+    pub cold: bool,
+}
+
+/// Why an invocation produced no result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("unknown function {0:?}")]
+    UnknownFunction(String),
+    #[error("queue full ({queued} invocations waiting); retry later")]
+    QueueFull { queued: usize, retry_after_s: u64 },
+    #[error("the worker is draining and accepts no new invocations")]
+    Draining,
+    #[error("the function's sandbox failed to start: {0}")]
+    ColdStartFailed(String),
+    #[error("the function ran longer than its timeout of {0} ms and was killed")]
+    Timeout(u64),
+    #[error("the function process crashed: {0}")]
+    Crashed(String),
+    #[error("the function returned status {status}: {body}")]
+    FunctionError { status: u16, body: String },
+    #[error("the function's response exceeded {0} bytes")]
+    ResponseTooLarge(usize),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// A short label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            InvokeError::UnknownFunction(_) => "unknown",
+            InvokeError::QueueFull { .. } => "rejected",
+            InvokeError::Draining => "draining",
+            InvokeError::ColdStartFailed(_) => "start_failed",
+            InvokeError::Timeout(_) => "timeout",
+            InvokeError::Crashed(_) => "crashed",
+            InvokeError::FunctionError { .. } => "function_error",
+            InvokeError::ResponseTooLarge(_) => "too_large",
+            InvokeError::Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Client side of the function protocol: the contract every function implements, in any language.
+//!
+//! The worker passes `SLUICE_SOCKET=<path>`; the function serves HTTP/1.1 on that Unix socket:
+//! `GET /ready` answers 200 once it can take work, `POST /invoke` takes a JSON body and answers 200
+//! with a JSON body (the result) or a non-2xx status with a body describing the error.
+//!
+//! [`FunctionClient`] opens one connection per call (Unix connects cost microseconds, and a
+//! connection per call can never starve a single-threaded function server the way an idle pooled
+//! keep-alive connection can). Response bodies are read frame by frame against a limit, so a huge
+//! response is refused without being buffered.
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::{header, Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::time::{sleep, timeout_at, Instant};
+
+/// How much of an error response's body is kept.
+pub const ERROR_BODY_LIMIT: usize = 4096;
+/// Largest `/ready` body read (it is discarded).
+const READY_BODY_LIMIT: usize = 64 * 1024;
+
+/// Why a call to a function failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The socket does not exist yet or nobody accepts on it.
+    #[error("cannot connect to the function's socket: {0}")]
+    Connect(#[source] io::Error),
+    /// The connection failed after it was made (the function closed it, died, or spoke no HTTP).
+    #[error("talking to the function failed: {0}")]
+    Io(#[source] io::Error),
+    /// The function answered with a non-2xx status.
+    #[error("the function answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// The response body is larger than the caller accepts.
+    #[error("the function's response is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// `/ready` did not answer 200 within the start timeout.
+    #[error("the function was not ready within {0:?}")]
+    NotReady(Duration),
+    /// The request could not be built (never expected).
+    #[error("bad request: {0}")]
+    Request(String),
+}
+
+fn transport(e: hyper::Error) -> ProtocolError {
+    ProtocolError::Io(io::Error::other(e))
+}
+
+/// Talks to one function over its Unix socket. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FunctionClient {
+    socket: PathBuf,
+}
+
+impl FunctionClient {
+    pub fn new(socket: PathBuf) -> Self {
+        FunctionClient { socket }
+    }
+
+    /// The socket this client connects to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// One `GET /ready`: `Ok(true)` on 2xx, `Ok(false)` on any other status.
+    pub async fn ready(&self) -> Result<bool, ProtocolError> {
+        let resp = self.call(Method::GET, "/ready", Bytes::new()).await?;
+        let ok = resp.status().is_success();
+        // Drain (bounded) so the function sees a clean close; the content does not matter.
+        let _ = read_limited(resp.into_body(), READY_BODY_LIMIT).await;
+        Ok(ok)
+    }
+
+    /// Polls `/ready` (every 5 ms, backing off to 50 ms) until it answers 200; a missing socket or
+    /// a refused connection just means "not yet". Fails with [`ProtocolError::NotReady`].
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), ProtocolError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Ok(Ok(true)) = timeout_at(deadline, self.ready()).await {
+                return Ok(());
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(ProtocolError::NotReady(timeout));
+            }
+            sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// `POST /invoke` with a JSON body; returns the 2xx response's body. A body (or a declared
+    /// length) over `max_response` bytes fails with [`ProtocolError::TooLarge`] as soon as it is
+    /// seen; a non-2xx status gives [`ProtocolError::Status`] with the first 4 KiB of the body.
+    pub async fn invoke(&self, body: Bytes, max_response: usize) -> Result<Bytes, ProtocolError> {
+        let resp = self.call(Method::POST, "/invoke", body).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_prefix(resp.into_body(), ERROR_BODY_LIMIT).await;
+            return Err(ProtocolError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        read_limited(resp.into_body(), max_response).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ProtocolError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(ProtocolError::Connect)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(transport)?;
+        tokio::spawn(async move {
+            // Ends when the response is read (or dropped) and the connection closes.
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "localhost")
+            .header(header::CONNECTION, "close");
+        if !body.is_empty() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ProtocolError::Request(e.to_string()))?;
+        sender.send_request(req).await.map_err(transport)
+    }
+}
+
+/// Reads a whole body, failing as soon as it is known to exceed `limit`.
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, ProtocolError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ProtocolError::TooLarge { limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(transport)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ProtocolError::TooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The first `limit` bytes of a body as text (lossy); read errors just end it.
+async fn read_prefix(mut body: Incoming, limit: usize) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    truncate_text(&buf, limit)
+}
+
+/// `bytes` as text, cut to at most `limit` bytes (lossy UTF-8, no split characters).
+fn truncate_text(bytes: &[u8], limit: usize) -> String {
+    let mut s = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
+    while s.len() > limit {
+        s.pop();
+    }
+    s.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_is_cut_to_the_limit() {
+        let long = "é".repeat(3000);
+        let t = truncate_text(long.as_bytes(), ERROR_BODY_LIMIT);
+        assert!(t.len() <= ERROR_BODY_LIMIT);
+        assert!(t.chars().all(|c| c == 'é' || c == '\u{fffd}'));
+        assert_eq!(truncate_text(b"oops\n", 10), "oops");
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_a_connect_error_and_never_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = FunctionClient::new(dir.path().join("none.sock"));
+        assert!(matches!(c.ready().await, Err(ProtocolError::Connect(_))));
+        let t = Duration::from_millis(60);
+        let r = c.wait_ready(t).await;
+        assert!(matches!(r, Err(ProtocolError::NotReady(d)) if d == t));
+    }
+}

@@ -1,0 +1,287 @@
+//! Cgroup limits of a sandbox: detection of the usable hierarchy (v2 unified, v1 per controller,
+//! or none), creation of `sluice/<id>` with the memory, CPU-quota and pids limits, the files a new
+//! process writes itself into before exec, killing everything inside, and removal.
+
+use super::SandboxError;
+use crate::function::Resources;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Which cgroup hierarchy sandboxes get their limits from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Unified hierarchy with the memory, cpu and pids controllers.
+    V2,
+    /// Legacy per-controller hierarchies (`memory`, `cpu`, `pids`).
+    V1,
+    /// No usable cgroups: sandboxes run without resource limits.
+    None,
+}
+
+impl std::fmt::Display for CgroupMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupMode::V2 => "cgroup v2",
+            CgroupMode::V1 => "cgroup v1",
+            CgroupMode::None => "no cgroups",
+        })
+    }
+}
+
+const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const V2_ENABLE: &str = "+memory +cpu +pids";
+/// CFS period used for the CPU quota, µs.
+const CPU_PERIOD_US: u64 = 100_000;
+
+fn writable(p: &Path) -> bool {
+    match CString::new(p.as_os_str().as_bytes()) {
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        Ok(c) => unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 },
+        Err(_) => false,
+    }
+}
+
+/// Detects the usable hierarchy under `root` (normally `/sys/fs/cgroup`).
+pub fn detect(root: &Path) -> CgroupMode {
+    let listed = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let has = |c: &str| listed.split_whitespace().any(|x| x == c);
+    let subtree = root.join("cgroup.subtree_control");
+    if V1_CONTROLLERS.iter().all(|c| has(c)) && writable(&subtree) {
+        // Enabling is idempotent and needed anyway; it fails where this is not the real root
+        // (a cgroup namespace whose root holds processes).
+        match fs::write(&subtree, V2_ENABLE) {
+            Ok(()) => return CgroupMode::V2,
+            Err(e) => tracing::warn!("cannot enable cgroup v2 controllers: {e}"),
+        }
+    }
+    if V1_CONTROLLERS.iter().all(|c| writable(&root.join(c))) {
+        return CgroupMode::V1;
+    }
+    CgroupMode::None
+}
+
+/// One sandbox's cgroup: a directory per controller (v1) or a single one (v2).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    mode: CgroupMode,
+    dirs: Vec<PathBuf>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), SandboxError> {
+    fs::write(path, value).map_err(|source| SandboxError::Cgroup {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), SandboxError> {
+    match fs::create_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(source) => Err(SandboxError::Cgroup {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+impl Cgroup {
+    /// Creates `sluice/<id>` under `root` and writes the limits of `r`. `None` for [`CgroupMode::None`].
+    pub fn create(
+        mode: CgroupMode,
+        root: &Path,
+        id: u64,
+        r: &Resources,
+    ) -> Result<Option<Cgroup>, SandboxError> {
+        let memory = r.memory_mb.saturating_mul(1 << 20).to_string();
+        let quota = ((r.cpus * CPU_PERIOD_US as f64).round() as u64).max(1000);
+        let pids = r.pids.to_string();
+        let cg = match mode {
+            CgroupMode::None => return Ok(None),
+            CgroupMode::V2 => {
+                let parent = root.join("sluice");
+                // The root is exempt from the no-internal-processes rule; enabling is idempotent.
+                write(&root.join("cgroup.subtree_control"), V2_ENABLE)?;
+                mkdir(&parent)?;
+                write(&parent.join("cgroup.subtree_control"), V2_ENABLE)?;
+                let dir = parent.join(id.to_string());
+                mkdir(&dir)?;
+                let cg = Cgroup {
+                    mode,
+                    dirs: vec![dir.clone()],
+                };
+                cg.limit(&dir.join("memory.max"), &memory)?;
+                if dir.join("memory.swap.max").exists() {
+                    cg.limit(&dir.join("memory.swap.max"), "0")?;
+                }
+                cg.limit(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                cg.limit(&dir.join("pids.max"), &pids)?;
+                cg
+            }
+            CgroupMode::V1 => {
+                let dirs: Vec<PathBuf> = V1_CONTROLLERS
+                    .iter()
+                    .map(|c| root.join(c).join("sluice").join(id.to_string()))
+                    .collect();
+                let cg = Cgroup { mode, dirs };
+                for d in &cg.dirs {
+                    if let Err(e) = mkdir(d) {
+                        cg.remove();
+                        return Err(e);
+                    }
+                }
+                let [mem, cpu, pid] = [&cg.dirs[0], &cg.dirs[1], &cg.dirs[2]];
+                cg.limit(&mem.join("memory.limit_in_bytes"), &memory)?;
+                if mem.join("memory.memsw.limit_in_bytes").exists() {
+                    cg.limit(&mem.join("memory.memsw.limit_in_bytes"), &memory)?;
+                }
+                cg.limit(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                cg.limit(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                cg.limit(&pid.join("pids.max"), &pids)?;
+                cg
+            }
+        };
+        Ok(Some(cg))
+    }
+
+    /// Writes one limit; on failure removes the half-made cgroup.
+    fn limit(&self, path: &Path, value: &str) -> Result<(), SandboxError> {
+        write(path, value).inspect_err(|_| {
+            self.remove();
+        })
+    }
+
+    /// The cgroup's directories (one per v1 controller, one for v2).
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Opens every `cgroup.procs` for writing (close-on-exec): the child writes `0` to each
+    /// before exec, so the function never runs outside its limits.
+    pub fn open_procs(&self) -> io::Result<Vec<File>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(d.join("cgroup.procs"))
+            })
+            .collect()
+    }
+
+    /// Processes now in the cgroup (pids in the worker's namespace).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .dirs
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// SIGKILLs everything inside (v2: `cgroup.kill` where the kernel has it).
+    pub fn kill_all(&self) {
+        if self.mode == CgroupMode::V2 {
+            if let Some(d) = self.dirs.first() {
+                let _ = fs::write(d.join("cgroup.kill"), "1");
+            }
+        }
+        for pid in self.pids() {
+            if pid > 0 {
+                // SAFETY: plain kill(2) on a pid read from the cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// Removes the directories; `true` once none is left. Fails (EBUSY) while processes remain.
+    pub fn remove(&self) -> bool {
+        let mut gone = true;
+        for d in &self.dirs {
+            match fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => gone = false,
+            }
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res() -> Resources {
+        Resources {
+            cpus: 0.5,
+            memory_mb: 64,
+            pids: 32,
+            ..Resources::default()
+        }
+    }
+
+    fn read(p: PathBuf) -> String {
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn v1_limits_are_written_per_controller() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for c in V1_CONTROLLERS {
+            fs::create_dir(root.path().join(c)).expect("mkdir");
+        }
+        assert_eq!(detect(root.path()), CgroupMode::V1);
+        let cg = Cgroup::create(CgroupMode::V1, root.path(), 7, &res())
+            .expect("create")
+            .expect("some");
+        let r = root.path();
+        assert_eq!(
+            read(r.join("memory/sluice/7/memory.limit_in_bytes")),
+            "67108864"
+        );
+        assert_eq!(read(r.join("cpu/sluice/7/cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(r.join("cpu/sluice/7/cpu.cfs_period_us")), "100000");
+        assert_eq!(read(r.join("pids/sluice/7/pids.max")), "32");
+        assert_eq!(cg.dirs().len(), 3);
+    }
+
+    #[test]
+    fn v2_enables_controllers_and_writes_limits() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let r = root.path();
+        fs::write(r.join("cgroup.controllers"), "cpuset cpu io memory pids\n").expect("write");
+        fs::write(r.join("cgroup.subtree_control"), "").expect("write");
+        assert_eq!(detect(r), CgroupMode::V2);
+        let cg = Cgroup::create(CgroupMode::V2, r, 9, &res())
+            .expect("create")
+            .expect("some");
+        assert_eq!(
+            read(r.join("sluice/cgroup.subtree_control")),
+            "+memory +cpu +pids"
+        );
+        assert_eq!(read(r.join("sluice/9/memory.max")), "67108864");
+        assert_eq!(read(r.join("sluice/9/cpu.max")), "50000 100000");
+        assert_eq!(read(r.join("sluice/9/pids.max")), "32");
+        assert_eq!(cg.dirs(), &[r.join("sluice/9")]);
+    }
+
+    #[test]
+    fn nothing_usable_is_none() {
+        let root = tempfile::tempdir().expect("tempdir");
+        assert_eq!(detect(root.path()), CgroupMode::None);
+        let cg = Cgroup::create(CgroupMode::None, root.path(), 1, &res()).expect("ok");
+        assert!(cg.is_none());
+    }
+}

@@ -1,0 +1,138 @@
+//! Starting and stopping a whole worker: open the store, find devices, choose the sandbox
+//! isolation, build the engine, re-register stored functions, resume accepted asynchronous
+//! invocations, serve the API until SIGINT/SIGTERM, then drain.
+
+use crate::api::{self, AppState};
+use crate::config::{IsolationChoice, WorkerConfig};
+use crate::devices::{self, BackendKind, MpsDaemon, SimulatedConfig};
+use crate::engine::Engine;
+use crate::function::FunctionSpec;
+use crate::sandbox::{Isolation, Launcher};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A worker ready to serve.
+pub struct Worker {
+    pub state: api::Shared,
+    _mps: Option<MpsDaemon>,
+}
+
+fn launcher(choice: IsolationChoice) -> Launcher {
+    match choice {
+        IsolationChoice::Auto => Launcher::detect(),
+        IsolationChoice::Bubblewrap => Launcher::with(Isolation::Bubblewrap),
+        IsolationChoice::Unshare => Launcher::with(Isolation::Unshare),
+        IsolationChoice::Plain => Launcher::with(Isolation::Plain),
+    }
+}
+
+/// Reads a `function.json`, resolving a relative `workdir` and relative `PYTHONPATH`-style env
+/// values against `base`.
+pub fn load_function_file(path: &Path, base: &Path) -> Result<FunctionSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read function file {}", path.display()))?;
+    let mut spec: FunctionSpec = serde_json::from_str(&text)
+        .with_context(|| format!("invalid function file {}", path.display()))?;
+    if let Some(w) = spec.workdir.take() {
+        spec.workdir = Some(if w.is_relative() { base.join(w) } else { w });
+    }
+    if let Some(p) = spec.env.get_mut("PYTHONPATH") {
+        let joined: Vec<String> = p
+            .split(':')
+            .map(|part| {
+                let pb = PathBuf::from(part);
+                if pb.is_relative() { base.join(pb) } else { pb }
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        *p = joined.join(":");
+    }
+    spec.validate()
+        .with_context(|| format!("in {}", path.display()))?;
+    Ok(spec)
+}
+
+impl Worker {
+    /// Builds the worker from `cfg` (inside a tokio runtime).
+    pub async fn start(cfg: WorkerConfig) -> Result<Worker> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+        let store = Arc::new(Store::open(&cfg.data_dir.join("sluice.redb"))?);
+        let sim = SimulatedConfig {
+            count: cfg.gpu.simulated_count,
+            memory_gib: cfg.gpu.simulated_memory_gib,
+        };
+        let devices = devices::detect(&sim, cfg.gpu.force_simulated);
+        if devices.kind() == BackendKind::Simulated {
+            tracing::warn!(
+                "no GPU found: {} simulated GPU(s); GPU functions run on the CPU but are scheduled as on a GPU",
+                devices.gpus().len()
+            );
+        }
+        let mps = if cfg.gpu.mps && devices.kind() == BackendKind::Nvml {
+            Some(MpsDaemon::start(
+                "nvidia-cuda-mps-control".into(),
+                cfg.data_dir.join("mps"),
+            )?)
+        } else {
+            None
+        };
+        let launcher = launcher(cfg.isolation);
+        tracing::info!("sandboxes: {}", launcher.isolation());
+        let cwd = std::env::current_dir()?;
+        let files = cfg.functions.clone();
+        let engine = Engine::new(cfg, devices, launcher)?;
+        for spec in store.list_functions()? {
+            engine.register(spec);
+        }
+        for f in &files {
+            let spec = load_function_file(f, &cwd)?;
+            store.put_function(&spec)?;
+            engine.register(spec);
+        }
+        let state = Arc::new(AppState { engine, store });
+        let resumed = api::resume_async(state.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        if resumed > 0 {
+            tracing::info!("re-running {resumed} accepted asynchronous invocation(s)");
+        }
+        Ok(Worker { state, _mps: mps })
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let engine = self.state.engine.clone();
+        let app = api::router(self.state.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                engine.drain();
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,78 @@
+//! The store's error type: every failure of [`Store`](super::Store) is one of these, with enough
+//! context (the file's path, the invocation id, the record that failed to decode) to act on.
+//! Owns the conversions from redb's error types; does not own any retry or recovery policy.
+
+use super::Status;
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be created, opened or initialised (unreadable, not a redb
+    /// file, damaged beyond repair, already open by another process, no space, ...).
+    #[error("cannot open store at {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The file was written by a newer version of Sluice whose schema this one does not know.
+    #[error(
+        "store at {} has schema version {found}, newer than the {supported} this build supports; \
+         upgrade Sluice or point it at another file",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    /// The embedded database reported an error (I/O, storage, transaction).
+    #[error("store database error: {0}")]
+    Db(String),
+    /// A stored value does not decode, or the tables disagree with each other.
+    #[error("store is corrupt: {what}")]
+    Corrupt { what: String },
+    /// A value could not be encoded for storage.
+    #[error("cannot encode {what}: {reason}")]
+    Encode { what: String, reason: String },
+    /// No invocation with this id is stored (never accepted, malformed, or already purged).
+    #[error("unknown invocation {0:?}")]
+    UnknownInvocation(String),
+    /// The invocation is not in a state that allows the requested change (e.g. finishing one
+    /// that already finished).
+    #[error("invocation {id} is {from}; cannot {action}")]
+    InvalidTransition {
+        id: String,
+        from: Status,
+        action: &'static str,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl StoreError {
+    /// A decode failure of `what` (e.g. `"invocation inv-000000000007"`).
+    pub(crate) fn corrupt(what: impl std::fmt::Display, why: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: format!("{what}: {why}"),
+        }
+    }
+}
