@@ -29,6 +29,8 @@ enum Command {
     },
     /// Replay a trace through the scheduling policies on a simulated device model.
     Sim(cmd::sim::SimArgs),
+    /// Replay a trace (or a Poisson mix) against a running worker, open loop, and report.
+    Load(cmd::load::LoadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
         Command::Invoke(args) => block_on(cmd::manage::invoke(args)),
         Command::Status { ep } => block_on(cmd::manage::status(ep)),
+        Command::Load(args) => block_on(cmd::load::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

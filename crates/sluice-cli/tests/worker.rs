@@ -294,3 +294,27 @@ fn concurrency_is_bounded_by_cpu_slots() {
         "one slot runs them one at a time"
     );
 }
+
+#[test]
+fn draining_answers_503_and_finishes_what_it_accepted() {
+    let w = Worker::start(&[]);
+    http(&w, "POST", "/v1/functions", Some(&echo_fn("d").to_string()));
+    let w2 = w.clone_addr();
+    let running = std::thread::spawn(move || {
+        http(
+            &w2,
+            "POST",
+            "/v1/functions/d/invoke",
+            Some(r#"{"do":"sleep","seconds":1}"#),
+        )
+        .0
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(http(&w, "POST", "/v1/drain", None).0, 202);
+    let (s, body, _) = http(&w, "POST", "/v1/functions/d/invoke", Some("{}"));
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("draining"), "{body}");
+    let (s, _, _) = http(&w, "POST", "/v1/functions/d/invoke-async", Some("{}"));
+    assert_eq!(s, 503);
+    assert_eq!(running.join().unwrap(), 200, "accepted work still finishes");
+}

@@ -82,6 +82,7 @@ impl Worker {
         };
         let launcher = launcher(cfg.isolation);
         tracing::info!("sandboxes: {}", launcher.isolation());
+        launcher.sweep_stale_cgroups();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();
         let engine = Engine::new(cfg, devices, launcher)?;
@@ -94,6 +95,10 @@ impl Worker {
             engine.register(spec);
         }
         let state = Arc::new(AppState { engine, store });
+        tokio::spawn(purge_loop(
+            state.store.clone(),
+            state.engine.config().async_retention_s,
+        ));
         let resumed = api::resume_async(state.clone())
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -118,6 +123,26 @@ impl Worker {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Deletes finished asynchronous invocations older than the retention, once a minute.
+async fn purge_loop(store: Arc<Store>, retention_s: u64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let cutoff = now_ms.saturating_sub(retention_s.saturating_mul(1000));
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.purge_finished_before(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!("purged {n} finished invocation(s) past retention")
+            }
+            Ok(Err(e)) => tracing::warn!("retention purge failed: {e}"),
+            _ => {}
+        }
     }
 }
 

@@ -43,6 +43,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/functions/{name}/prewarm", post(functions::prewarm))
         .route("/v1/invocations/{id}", get(asynch::get))
         .route("/v1/status", get(status))
+        .route("/v1/drain", post(drain))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -88,6 +89,16 @@ async fn status(State(s): State<Shared>) -> Response {
         );
     }
     axum::Json(v).into_response()
+}
+
+/// Stops accepting invocations (503 from now on); queued and running ones finish.
+async fn drain(State(s): State<Shared>) -> Response {
+    s.engine.drain();
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"draining": true})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {

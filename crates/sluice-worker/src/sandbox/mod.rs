@@ -187,6 +187,16 @@ impl Launcher {
         self.cgroups
     }
 
+    /// Removes empty `sluice/<id>` cgroups left by a worker that died without cleaning up; call
+    /// once at start, before the first spawn. Returns how many were removed.
+    pub fn sweep_stale_cgroups(&self) -> usize {
+        let n = cgroup::sweep(self.cgroups, &self.cgroup_root);
+        if n > 0 {
+            tracing::info!(removed = n, "removed stale sandbox cgroups");
+        }
+        n
+    }
+
     /// Starts a sandbox; the caller then waits for [`Sandbox::wait_ready`]. From this call on
     /// `req.dir` belongs to the sandbox: it is removed by kill, drop, or a failed spawn.
     pub async fn spawn(&self, req: SandboxRequest<'_>) -> Result<Sandbox, SandboxError> {
