@@ -267,35 +267,6 @@ fn status_metrics_openapi_and_policy_selection() {
 }
 
 #[test]
-fn concurrency_is_bounded_by_cpu_slots() {
-    let w = Worker::start(&["cpu_slots = 1"]);
-    http(&w, "POST", "/v1/functions", Some(&echo_fn("c").to_string()));
-    http(&w, "POST", "/v1/functions/c/invoke", Some("{}"));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            let w = w.clone_addr();
-            std::thread::spawn(move || {
-                http(
-                    &w,
-                    "POST",
-                    "/v1/functions/c/invoke",
-                    Some(r#"{"do":"sleep","seconds":0.4}"#),
-                )
-                .0
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), 200);
-    }
-    assert!(
-        started.elapsed() >= Duration::from_millis(1150),
-        "one slot runs them one at a time"
-    );
-}
-
-#[test]
 fn draining_answers_503_and_finishes_what_it_accepted() {
     let w = Worker::start(&[]);
     http(&w, "POST", "/v1/functions", Some(&echo_fn("d").to_string()));

@@ -1,78 +1,24 @@
-//! The warm-sandbox pool: which sandboxes exist, on which device, and in what state; which to
-//! reuse, which to create (cold start), and which to destroy.
+//! The warm-sandbox pool: which sandboxes exist, on which device, in what state and with how
+//! many invocations running in each; which to reuse, which to share, which to create (cold
+//! start), and which to destroy.
 //!
-//! A start reuses the most recently used idle sandbox of the function on the chosen device;
-//! otherwise it creates one, unless `max_concurrent_creates` sandboxes are already starting.
-//! Idle sandboxes are destroyed after `ttl_s` without use, and the least recently used idle one
-//! is destroyed whenever the pool holds more than `max_sandboxes`.
+//! A sandbox runs up to its *capacity* invocations at once (the function's `concurrency`, fixed
+//! when the sandbox is created). A start takes, in order: the most recently used idle sandbox of
+//! the function on the chosen device; else a busy one there with spare capacity (fewest running
+//! first, then lowest id) — no cold start; else a new one, unless `max_concurrent_creates`
+//! sandboxes are already starting. Only *Busy* sandboxes are shared: a Starting sandbox serves
+//! the one invocation it is created for until it is ready. A sandbox becomes idle when its last
+//! invocation ends; idle sandboxes are destroyed after `ttl_s` without use, and the least
+//! recently used idle one is destroyed whenever the pool holds more than `max_sandboxes`.
 
-use serde::{Deserialize, Serialize};
+mod types;
+
+pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
+
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Keep-alive parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KeepAliveParams {
-    /// Idle sandboxes older than this are destroyed (seconds; 0 destroys at once).
-    pub ttl_s: f64,
-    /// Most sandboxes kept (idle, running and starting together) before LRU idle ones go.
-    pub max_sandboxes: usize,
-    /// Most sandboxes being created at once; further cold starts wait.
-    pub max_concurrent_creates: usize,
-}
-
-impl Default for KeepAliveParams {
-    fn default() -> Self {
-        KeepAliveParams {
-            ttl_s: 600.0,
-            max_sandboxes: 64,
-            max_concurrent_creates: 4,
-        }
-    }
-}
-
-impl KeepAliveParams {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.ttl_s.is_finite() && self.ttl_s >= 0.0) {
-            return Err("keepalive.ttl_s must be a non-negative number of seconds".into());
-        }
-        if self.max_sandboxes == 0 || self.max_concurrent_creates == 0 {
-            return Err("keepalive.max_sandboxes and max_concurrent_creates must be ≥ 1".into());
-        }
-        Ok(())
-    }
-}
-
-/// A sandbox's lifecycle state.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxState {
-    Starting,
-    Idle,
-    Busy,
-}
-
-/// A sandbox as the pool tracks it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Sandbox {
-    pub id: SandboxId,
-    pub func: FunctionId,
-    pub gpu: GpuId,
-    pub state: SandboxState,
-    pub last_used: Time,
-}
-
-/// The outcome of asking for a sandbox.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Acquire {
-    /// Reuse this idle sandbox (now Busy).
-    Warm(SandboxId),
-    /// Create this new sandbox (now Starting): a cold start.
-    Cold(SandboxId),
-    /// Too many sandboxes are being created; try later.
-    Blocked,
-}
+type Place = (FunctionId, GpuId);
 
 /// The pool of all sandboxes.
 #[derive(Clone, Debug)]
@@ -84,9 +30,31 @@ pub struct WarmPool {
     creating: usize,
     sandboxes: HashMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
-    idle: BTreeMap<(FunctionId, GpuId), Vec<SandboxId>>,
+    idle: BTreeMap<Place, Vec<SandboxId>>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
     idle_lru: BTreeSet<(Time, SandboxId)>,
+    /// Busy sandboxes with spare capacity per (function, device), by (running, id).
+    spare: BTreeMap<Place, BTreeSet<(u32, SandboxId)>>,
+}
+
+/// Lists `sb` among the sandboxes with spare capacity if it is Busy and has some.
+fn list_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+    if sb.state == SandboxState::Busy && sb.running < sb.capacity {
+        spare
+            .entry((sb.func, sb.gpu))
+            .or_default()
+            .insert((sb.running, sb.id));
+    }
+}
+
+/// Takes `sb` off the spare-capacity list (a no-op if it is not listed).
+fn unlist_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+    if let Some(set) = spare.get_mut(&(sb.func, sb.gpu)) {
+        set.remove(&(sb.running, sb.id));
+        if set.is_empty() {
+            spare.remove(&(sb.func, sb.gpu));
+        }
+    }
 }
 
 impl WarmPool {
@@ -100,52 +68,95 @@ impl WarmPool {
             sandboxes: HashMap::new(),
             idle: BTreeMap::new(),
             idle_lru: BTreeSet::new(),
+            spare: BTreeMap::new(),
         }
     }
 
-    /// Takes an idle sandbox of `func` on `gpu` (the most recently used one for which `prefer`
-    /// holds, else the most recently used), or creates one.
+    /// A sandbox of `func` on `gpu` for one more invocation: an idle one (the most recently used
+    /// for which `prefer` holds, else the most recently used), else a busy one with spare
+    /// capacity, else a new one that runs up to `capacity` invocations at once.
     pub fn acquire(
+        &mut self,
+        func: FunctionId,
+        gpu: GpuId,
+        capacity: u32,
+        now: Time,
+        prefer: impl Fn(SandboxId) -> bool,
+    ) -> Acquire {
+        if let Some(id) = self.take_idle(func, gpu, now, prefer) {
+            return Acquire::Warm(id);
+        }
+        if let Some(id) = self.share(func, gpu, now) {
+            return Acquire::Shared(id);
+        }
+        self.create(func, gpu, capacity, now)
+            .map_or(Acquire::Blocked, Acquire::Cold)
+    }
+
+    fn take_idle(
         &mut self,
         func: FunctionId,
         gpu: GpuId,
         now: Time,
         prefer: impl Fn(SandboxId) -> bool,
-    ) -> Acquire {
-        if let Some(list) = self.idle.get_mut(&(func, gpu)) {
-            let pick = list
-                .iter()
-                .rposition(|&id| prefer(id))
-                .or(list.len().checked_sub(1));
-            if let Some(i) = pick {
-                let id = list.remove(i);
-                if list.is_empty() {
-                    self.idle.remove(&(func, gpu));
-                }
-                let sb = self.sandboxes.get_mut(&id).expect("idle sandboxes exist");
-                self.idle_lru.remove(&(sb.last_used, id));
-                sb.state = SandboxState::Busy;
-                sb.last_used = now;
-                return Acquire::Warm(id);
-            }
+    ) -> Option<SandboxId> {
+        let list = self.idle.get_mut(&(func, gpu))?;
+        let i = list
+            .iter()
+            .rposition(|&id| prefer(id))
+            .or(list.len().checked_sub(1))?;
+        let id = list.remove(i);
+        if list.is_empty() {
+            self.idle.remove(&(func, gpu));
         }
+        let sb = self.sandboxes.get_mut(&id)?;
+        self.idle_lru.remove(&(sb.last_used, id));
+        sb.state = SandboxState::Busy;
+        sb.running = 1;
+        sb.last_used = now;
+        list_spare(&mut self.spare, sb);
+        Some(id)
+    }
+
+    fn share(&mut self, func: FunctionId, gpu: GpuId, now: Time) -> Option<SandboxId> {
+        let set = self.spare.get_mut(&(func, gpu))?;
+        let (_, id) = set.pop_first()?;
+        if set.is_empty() {
+            self.spare.remove(&(func, gpu));
+        }
+        let sb = self.sandboxes.get_mut(&id)?;
+        sb.running += 1;
+        sb.last_used = now;
+        list_spare(&mut self.spare, sb);
+        Some(id)
+    }
+
+    /// Creates a sandbox of `func` on `gpu` (Starting, counting one use) unless the creation
+    /// cap is reached.
+    pub fn create(
+        &mut self,
+        func: FunctionId,
+        gpu: GpuId,
+        capacity: u32,
+        now: Time,
+    ) -> Option<SandboxId> {
         if self.creating >= self.max_creates {
-            return Acquire::Blocked;
+            return None;
         }
         self.creating += 1;
         let id = SandboxId(self.next_id);
         self.next_id += 1;
-        self.sandboxes.insert(
+        let sb = Sandbox {
             id,
-            Sandbox {
-                id,
-                func,
-                gpu,
-                state: SandboxState::Starting,
-                last_used: now,
-            },
-        );
-        Acquire::Cold(id)
+            func,
+            gpu,
+            state: SandboxState::Starting,
+            last_used: now,
+            running: 1,
+            capacity: capacity.max(1),
+        };
+        self.sandboxes.insert(id, sb);
+        Some(id)
     }
 
     /// A created sandbox finished starting and now runs its first invocation.
@@ -157,10 +168,12 @@ impl WarmPool {
         {
             sb.state = SandboxState::Busy;
             self.creating -= 1;
+            list_spare(&mut self.spare, sb);
         }
     }
 
-    /// A running (or starting) sandbox becomes idle at `now`.
+    /// One invocation in a running (or starting) sandbox ended at `now`; after its last one the
+    /// sandbox is idle.
     pub fn release(&mut self, id: SandboxId, now: Time) {
         let Some(sb) = self.sandboxes.get_mut(&id) else {
             return;
@@ -168,7 +181,13 @@ impl WarmPool {
         match sb.state {
             SandboxState::Idle => return,
             SandboxState::Starting => self.creating -= 1,
-            SandboxState::Busy => {}
+            SandboxState::Busy => unlist_spare(&mut self.spare, sb),
+        }
+        sb.running = sb.running.saturating_sub(1);
+        if sb.running > 0 {
+            sb.state = SandboxState::Busy;
+            list_spare(&mut self.spare, sb);
+            return;
         }
         sb.state = SandboxState::Idle;
         sb.last_used = now;
@@ -176,7 +195,8 @@ impl WarmPool {
         self.idle_lru.insert((now, id));
     }
 
-    /// Destroys a sandbox whatever its state (crash, eviction).
+    /// Destroys a sandbox whatever its state (crash, eviction); returns it as it was, with the
+    /// invocations still running in it.
     pub fn remove(&mut self, id: SandboxId) -> Option<Sandbox> {
         let sb = self.sandboxes.remove(&id)?;
         match sb.state {
@@ -190,7 +210,7 @@ impl WarmPool {
                     }
                 }
             }
-            SandboxState::Busy => {}
+            SandboxState::Busy => unlist_spare(&mut self.spare, &sb),
         }
         Some(sb)
     }
@@ -229,6 +249,11 @@ impl WarmPool {
         self.idle.get(&(func, gpu)).is_some_and(|v| !v.is_empty())
     }
 
+    /// Whether `func` has a busy sandbox on `gpu` that can take one more invocation.
+    pub fn has_spare(&self, func: FunctionId, gpu: GpuId) -> bool {
+        self.spare.get(&(func, gpu)).is_some_and(|s| !s.is_empty())
+    }
+
     /// The idle sandboxes of `func` on `gpu`, least recently used first.
     pub fn idle_on(&self, func: FunctionId, gpu: GpuId) -> impl Iterator<Item = SandboxId> + '_ {
         self.idle.get(&(func, gpu)).into_iter().flatten().copied()
@@ -245,7 +270,7 @@ impl WarmPool {
         self.sandboxes.get(&id)
     }
 
-    /// Sandboxes in the pool, and how many of them are starting.
+    /// Sandboxes in the pool.
     pub fn len(&self) -> usize {
         self.sandboxes.len()
     }
@@ -254,6 +279,7 @@ impl WarmPool {
         self.sandboxes.is_empty()
     }
 
+    /// Sandboxes being created.
     pub fn creating(&self) -> usize {
         self.creating
     }

@@ -3,7 +3,9 @@
 //!
 //! Every sandbox on a device owns `bytes` of device memory (its tracked allocations) that are
 //! either resident on the device or pushed to host memory (managed memory makes both legal for a
-//! black-box process). A running sandbox is always resident. Before a start, room is made by
+//! black-box process). A running sandbox is always resident: it counts the invocations running
+//! in it (a sandbox with `concurrency` > 1 may run several), and only once the last one is
+//! released does it become a candidate for eviction. Before a start, room is made by
 //! pushing *idle* resident sandboxes of that device to the host, lowest [`Rank`] first and least
 //! recently used first within a rank; if that cannot make room the start is refused and nothing
 //! changes. Resident bytes never exceed `capacity × oversubscribe` (1.0 unless oversubscription
@@ -16,61 +18,13 @@
 //!
 //! This module decides; it moves nothing. The engine carries out the returned [`MemMove`]s.
 
+mod params;
+
+pub use params::{FlowCoupling, MemoryParams, Rank};
+
 use serde::{Deserialize, Serialize};
 use sluice_core::{GpuId, SandboxId, Time};
 use std::collections::{BTreeSet, HashMap};
-
-/// How idle sandboxes' memory follows their flow's state (flow-based policies only).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlowCoupling {
-    /// Memory moves only on demand, before a start.
-    Off,
-    /// MQFQ-Sticky: prefetch when the flow turns Active, push to host as soon as it leaves.
-    Eager,
-    /// Prefetch when the flow turns Active; leaving Active only makes its sandboxes the first
-    /// to be pushed out when a start needs room (no bytes move until they must).
-    Lazy,
-}
-
-/// Eviction rank of an idle sandbox: lower ranks are pushed to host first.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Rank {
-    /// Its flow is Inactive.
-    Cold,
-    /// Its flow is Throttled, or the policy has no flows.
-    Normal,
-    /// Its flow is Active: expected to run again soon.
-    Hot,
-}
-
-/// Memory parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemoryParams {
-    /// Resident bytes may reach `capacity × oversubscribe` (≥ 1; 1 = never oversubscribe).
-    pub oversubscribe: f64,
-    /// How memory follows flow state.
-    pub flow_coupling: FlowCoupling,
-}
-
-impl Default for MemoryParams {
-    fn default() -> Self {
-        MemoryParams {
-            oversubscribe: 1.0,
-            flow_coupling: FlowCoupling::Lazy,
-        }
-    }
-}
-
-impl MemoryParams {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.oversubscribe.is_finite() && self.oversubscribe >= 1.0) {
-            return Err("memory.oversubscribe must be a number ≥ 1".into());
-        }
-        Ok(())
-    }
-}
 
 /// Where a sandbox's device memory is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +59,8 @@ struct Entry {
     gpu: GpuId,
     bytes: u64,
     location: Location,
-    busy: bool,
+    /// Invocations running in it; > 0 keeps it resident.
+    busy: u32,
     /// Whether its memory was ever on the device (a new sandbox allocates, it does not move).
     populated: bool,
     last_used: Time,
@@ -147,7 +102,7 @@ impl DeviceMemory {
                 gpu,
                 bytes,
                 location: Location::Host,
-                busy: false,
+                busy: 0,
                 populated: false,
                 last_used: now,
                 rank,
@@ -178,15 +133,20 @@ impl DeviceMemory {
         }
     }
 
-    /// Makes `sandbox` resident and marks it running. Returns the moves to perform first: the
-    /// idle sandboxes pushed to host to make room, then the sandbox's own memory brought back
-    /// (absent for a new sandbox, whose memory is allocated rather than moved). On error nothing
-    /// changed.
+    /// Makes `sandbox` resident and counts one more invocation running in it. Returns the moves
+    /// to perform first: the idle sandboxes pushed to host to make room, then the sandbox's own
+    /// memory brought back (absent for a new sandbox, whose memory is allocated rather than
+    /// moved; and for a sandbox already running, which is resident). On error nothing changed.
     pub fn admit(&mut self, sandbox: SandboxId, now: Time) -> Result<Vec<MemMove>, AdmitError> {
         let e = self
             .entries
-            .get(&sandbox)
+            .get_mut(&sandbox)
             .ok_or(AdmitError::Unknown(sandbox))?;
+        if e.busy > 0 {
+            e.busy += 1;
+            e.last_used = now;
+            return Ok(Vec::new());
+        }
         let (g, bytes, location) = (e.gpu.index(), e.bytes, e.location);
         let key = (e.rank, e.last_used, sandbox);
         let mut moves = Vec::new();
@@ -228,20 +188,26 @@ impl DeviceMemory {
             self.resident[g] += bytes;
         }
         let e = self.entries.get_mut(&sandbox).expect("checked above");
-        e.busy = true;
+        e.busy = 1;
         e.last_used = now;
         Ok(moves)
     }
 
-    /// Marks a running sandbox idle at `now` (a sandbox that is not running is left alone).
+    /// One invocation in a running sandbox ended at `now`; after its last one the sandbox is
+    /// idle and may be pushed out (a sandbox that is not running is left alone).
     pub fn release(&mut self, sandbox: SandboxId, now: Time) {
-        if let Some(e) = self.entries.get_mut(&sandbox).filter(|e| e.busy) {
-            e.busy = false;
+        if let Some(e) = self.entries.get_mut(&sandbox).filter(|e| e.busy > 0) {
+            e.busy -= 1;
             e.last_used = now;
-            if e.location == Location::Device {
+            if e.busy == 0 && e.location == Location::Device {
                 self.idle_lru[e.gpu.index()].insert((e.rank, now, sandbox));
             }
         }
+    }
+
+    /// Invocations running in `sandbox` (0 when idle or unknown).
+    pub fn running(&self, sandbox: SandboxId) -> u32 {
+        self.entries.get(&sandbox).map_or(0, |e| e.busy)
     }
 
     /// Brings an idle sandbox's memory back to the device if it fits without pushing anything
@@ -249,7 +215,7 @@ impl DeviceMemory {
     pub fn prefetch(&mut self, sandbox: SandboxId) -> Option<MemMove> {
         let e = self.entries.get_mut(&sandbox)?;
         let g = e.gpu.index();
-        if e.busy || !e.populated || e.location == Location::Device {
+        if e.busy > 0 || !e.populated || e.location == Location::Device {
             return None;
         }
         if self.resident[g] + e.bytes > self.limit[g] {
@@ -270,7 +236,7 @@ impl DeviceMemory {
     pub fn offload(&mut self, sandbox: SandboxId) -> Option<MemMove> {
         let e = self.entries.get_mut(&sandbox)?;
         let g = e.gpu.index();
-        if e.busy || e.location == Location::Host {
+        if e.busy > 0 || e.location == Location::Host {
             return None;
         }
         e.location = Location::Host;

@@ -6,90 +6,23 @@
 //! start this invocation in this sandbox on this device after these memory moves; move this idle
 //! sandbox's memory; destroy this sandbox. The simulator carries actions out on its device model,
 //! the worker on real processes and GPUs.
+//!
+//! Every invocation that starts holds one device token until it finishes, also when it shares a
+//! sandbox with others (a function with `concurrency` > 1): sharing saves the cold start and the
+//! memory, not the token. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
 
-use crate::estimator::{Estimator, EstimatorParams};
-use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
-use crate::memory::{DeviceMemory, FlowCoupling, Location, MemMove, MemoryParams, Rank};
-use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueueParams, QueuePolicy};
-use crate::slots::{DeviceSlots, SlotParams};
-use serde::{Deserialize, Serialize};
+mod lifecycle;
+mod types;
+
+pub use types::{Action, ConfigError, FunctionInfo, SchedulerConfig, Start};
+
+use crate::estimator::Estimator;
+use crate::keepalive::{Acquire, WarmPool};
+use crate::memory::{DeviceMemory, FlowCoupling, Location, Rank};
+use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
+use crate::slots::DeviceSlots;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
-
-/// Everything that configures a [`Scheduler`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchedulerConfig {
-    /// Queueing policy name (see [`queue::POLICY_NAMES`]).
-    pub policy: String,
-    pub queue: QueueParams,
-    pub slots: SlotParams,
-    pub memory: MemoryParams,
-    pub keepalive: KeepAliveParams,
-    pub estimator: EstimatorParams,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig {
-            policy: "mqfq-sticky".into(),
-            queue: QueueParams::default(),
-            slots: SlotParams::default(),
-            memory: MemoryParams::default(),
-            keepalive: KeepAliveParams::default(),
-            estimator: EstimatorParams::default(),
-        }
-    }
-}
-
-/// A configuration the scheduler refuses.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
-    #[error(transparent)]
-    Queue(#[from] queue::BuildError),
-    #[error("invalid parameter: {0}")]
-    Invalid(String),
-}
-
-/// What the scheduler knows of a function.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct FunctionInfo {
-    /// Fair-share weight (> 0).
-    pub weight: f64,
-    /// Device memory a sandbox of it holds, bytes.
-    pub gpu_mem_bytes: u64,
-    /// A fixed service-time estimate that overrides measurement.
-    pub fixed_estimate: Option<Dur>,
-}
-
-impl Default for FunctionInfo {
-    fn default() -> Self {
-        FunctionInfo {
-            weight: 1.0,
-            gpu_mem_bytes: 0,
-            fixed_estimate: None,
-        }
-    }
-}
-
-/// Start `inv` in `sandbox` on `gpu` once `moves` are done (and, if `cold`, the sandbox created).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Start {
-    pub inv: Invocation,
-    pub gpu: GpuId,
-    pub sandbox: SandboxId,
-    pub cold: bool,
-    pub moves: Vec<MemMove>,
-}
-
-/// An instruction for the engine.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    Start(Start),
-    /// Move an idle sandbox's memory (flow-state coupling), asynchronously.
-    Move(MemMove),
-    /// Destroy an idle sandbox (keep-alive expiry or pool trim).
-    Destroy(SandboxId),
-}
+use std::collections::HashMap;
 
 /// The composed scheduling state machine.
 pub struct Scheduler {
@@ -101,6 +34,9 @@ pub struct Scheduler {
     functions: Vec<FunctionInfo>,
     coupling: FlowCoupling,
     events: Vec<FlowEvent>,
+    /// Sandboxes that failed while several invocations ran in them: their device, and how many
+    /// of those invocations have not yet been reported (each still holds its token).
+    orphans: HashMap<SandboxId, (GpuId, u32)>,
 }
 
 impl Scheduler {
@@ -124,6 +60,7 @@ impl Scheduler {
             functions: Vec::new(),
             coupling: cfg.memory.flow_coupling,
             events: Vec::new(),
+            orphans: HashMap::new(),
         })
     }
 
@@ -159,72 +96,6 @@ impl Scheduler {
         self.queue.enqueue(inv, now);
     }
 
-    /// A cold-started sandbox is ready and its first invocation begins.
-    pub fn sandbox_ready(&mut self, sandbox: SandboxId) {
-        self.pool.started(sandbox);
-    }
-
-    /// An invocation that ran in `sandbox` finished after executing for `exec`.
-    pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
-        if let Some(sb) = self.pool.get(sandbox) {
-            self.slots.release(sb.gpu);
-        }
-        self.pool.release(sandbox, now);
-        self.memory.release(sandbox, now);
-        self.estimator.observe(func, exec);
-        self.queue.set_estimate(func, self.estimator.estimate(func));
-        self.queue.complete(func, now);
-    }
-
-    /// A sandbox failed while running an invocation of `func` (crashed, or could not be
-    /// created): forget it and free its token. Reporting the invocation is the engine's job.
-    pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
-        if let Some(sb) = self.pool.remove(sandbox) {
-            self.slots.release(sb.gpu);
-            self.queue.complete(func, now);
-        }
-        self.memory.remove(sandbox);
-    }
-
-    /// Creates a sandbox for `func` ahead of demand on the device with the most free memory, if
-    /// the creation cap and memory allow; the engine starts it and then calls
-    /// [`Scheduler::prewarm_done`]. Returns the sandbox and its device.
-    pub fn prewarm(&mut self, func: FunctionId, now: Time) -> Option<(SandboxId, GpuId)> {
-        let gpu = (0..self.slots.gpus())
-            .map(|g| GpuId(g as u16))
-            .max_by_key(|&g| {
-                (
-                    self.memory.limit(g).saturating_sub(self.memory.resident(g)),
-                    std::cmp::Reverse(g),
-                )
-            })?;
-        let Acquire::Cold(sb) = self.pool.acquire(func, gpu, now, |_| false) else {
-            return None;
-        };
-        let rank = self.rank_of(func);
-        self.memory
-            .add(sb, gpu, self.info(func).gpu_mem_bytes, rank, now);
-        if self.memory.admit(sb, now).is_err() {
-            self.pool.remove(sb);
-            self.memory.remove(sb);
-            return None;
-        }
-        Some((sb, gpu))
-    }
-
-    /// A prewarmed sandbox finished starting: it joins the warm pool as idle.
-    pub fn prewarm_done(&mut self, sandbox: SandboxId, now: Time) {
-        self.pool.started(sandbox);
-        self.pool.release(sandbox, now);
-        self.memory.release(sandbox, now);
-    }
-
-    /// A sandbox that was never running an invocation (a failed prewarm) is forgotten.
-    pub fn forget_sandbox(&mut self, sandbox: SandboxId) {
-        self.pool.remove(sandbox);
-        self.memory.remove(sandbox);
-    }
-
     /// Records a device utilisation sample for the slot gate.
     pub fn set_util(&mut self, gpu: GpuId, util: f64) {
         self.slots.set_util(gpu, util);
@@ -250,9 +121,13 @@ impl Scheduler {
                 break;
             };
             let (pool, memory) = (&self.pool, &self.memory);
+            // Warm: an idle sandbox with its memory on the device, or a running one (always
+            // resident) that can take one more invocation.
             let warm = |f: FunctionId| {
-                pool.idle_on(f, gpu)
-                    .any(|sb| memory.location(sb) == Some(Location::Device))
+                pool.has_spare(f, gpu)
+                    || pool
+                        .idle_on(f, gpu)
+                        .any(|sb| memory.location(sb) == Some(Location::Device))
             };
             let ctx = DispatchCtx { gpu, warm: &warm };
             let Some(inv) = self.queue.dispatch(now, &ctx) else {
@@ -271,8 +146,9 @@ impl Scheduler {
     fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> bool {
         let memory = &self.memory;
         let resident = |sb| memory.location(sb) == Some(Location::Device);
-        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, now, resident) {
-            Acquire::Warm(sb) => (sb, false),
+        let capacity = self.info(inv.func).concurrency;
+        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, capacity, now, resident) {
+            Acquire::Warm(sb) | Acquire::Shared(sb) => (sb, false),
             Acquire::Cold(sb) => {
                 let bytes = self.info(inv.func).gpu_mem_bytes;
                 let rank = self.rank_of(inv.func);
@@ -386,5 +262,7 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;

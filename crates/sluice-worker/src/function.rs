@@ -56,7 +56,9 @@ pub struct FunctionSpec {
     /// An invocation running longer than this is killed, ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Most invocations one sandbox runs at once.
+    /// Most invocations one sandbox runs at once: with more than 1 the worker sends further
+    /// requests to a running sandbox instead of starting another (the function must serve them
+    /// concurrently); each invocation still holds its own device slot.
     #[serde(default = "one")]
     pub concurrency: u32,
     /// Fair-share weight of the function's flow.

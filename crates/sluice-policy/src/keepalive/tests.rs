@@ -23,7 +23,7 @@ const G: GpuId = GpuId(0);
 #[test]
 fn cold_then_warm_on_the_same_device_only() {
     let mut p = pool(10.0, 8, 2);
-    let Acquire::Cold(a) = p.acquire(F, G, t(0), any) else {
+    let Acquire::Cold(a) = p.acquire(F, G, 1, t(0), any) else {
         panic!("first start is cold")
     };
     p.started(a);
@@ -31,10 +31,10 @@ fn cold_then_warm_on_the_same_device_only() {
     assert!(p.has_idle(F, G));
     assert!(!p.has_idle(F, GpuId(1)));
     assert!(matches!(
-        p.acquire(F, GpuId(1), t(2), any),
+        p.acquire(F, GpuId(1), 1, t(2), any),
         Acquire::Cold(_)
     ));
-    assert_eq!(p.acquire(F, G, t(2), any), Acquire::Warm(a));
+    assert_eq!(p.acquire(F, G, 1, t(2), any), Acquire::Warm(a));
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn acquire_prefers_matching_idle_sandboxes() {
     let mut p = pool(10.0, 8, 4);
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let Acquire::Cold(id) = p.acquire(F, G, t(0), any) else {
+        let Acquire::Cold(id) = p.acquire(F, G, 1, t(0), any) else {
             panic!()
         };
         p.started(id);
@@ -53,11 +53,11 @@ fn acquire_prefers_matching_idle_sandboxes() {
     }
     let first = ids[0];
     assert_eq!(
-        p.acquire(F, G, t(5), |id| id == first),
+        p.acquire(F, G, 1, t(5), |id| id == first),
         Acquire::Warm(first)
     );
     assert_eq!(
-        p.acquire(F, G, t(5), any),
+        p.acquire(F, G, 1, t(5), any),
         Acquire::Warm(ids[2]),
         "else most recent"
     );
@@ -67,13 +67,13 @@ fn acquire_prefers_matching_idle_sandboxes() {
 #[test]
 fn creation_cap_blocks_until_a_start_finishes() {
     let mut p = pool(10.0, 8, 1);
-    let Acquire::Cold(a) = p.acquire(F, G, t(0), any) else {
+    let Acquire::Cold(a) = p.acquire(F, G, 1, t(0), any) else {
         panic!()
     };
-    assert_eq!(p.acquire(FunctionId(1), G, t(0), any), Acquire::Blocked);
+    assert_eq!(p.acquire(FunctionId(1), G, 1, t(0), any), Acquire::Blocked);
     p.started(a);
     assert!(matches!(
-        p.acquire(FunctionId(1), G, t(0), any),
+        p.acquire(FunctionId(1), G, 1, t(0), any),
         Acquire::Cold(_)
     ));
 }
@@ -83,7 +83,7 @@ fn ttl_expiry_and_lru_trim() {
     let mut p = pool(10.0, 2, 4);
     let mut ids = Vec::new();
     for (i, f) in [0u32, 1, 2].into_iter().enumerate() {
-        let Acquire::Cold(id) = p.acquire(FunctionId(f), G, t(0), any) else {
+        let Acquire::Cold(id) = p.acquire(FunctionId(f), G, 1, t(0), any) else {
             panic!()
         };
         p.started(id);
@@ -99,27 +99,165 @@ fn ttl_expiry_and_lru_trim() {
     assert_eq!(p.len(), 1);
 }
 
+#[test]
+fn busy_sandboxes_with_spare_capacity_are_shared() {
+    let mut p = pool(10.0, 8, 4);
+    let Acquire::Cold(a) = p.acquire(F, G, 2, t(0), any) else {
+        panic!("first start is cold")
+    };
+    assert!(
+        matches!(p.acquire(F, G, 2, t(0), any), Acquire::Cold(b) if b != a),
+        "a starting sandbox is not shared"
+    );
+    p.started(a);
+    assert!(p.has_spare(F, G) && !p.has_spare(F, GpuId(1)));
+    assert_eq!(p.acquire(F, G, 2, t(1), any), Acquire::Shared(a));
+    assert_eq!(p.get(a).map(|s| s.running), Some(2));
+    assert!(!p.has_spare(F, G), "full at its capacity");
+    assert!(matches!(
+        p.acquire(F, GpuId(1), 2, t(1), any),
+        Acquire::Cold(_)
+    ));
+    p.release(a, t(2));
+    let sb = *p.get(a).unwrap();
+    assert_eq!((sb.state, sb.running), (SandboxState::Busy, 1));
+    assert!(!p.has_idle(F, G), "one invocation still runs in it");
+    assert_eq!(p.acquire(F, G, 2, t(3), any), Acquire::Shared(a));
+    p.release(a, t(4));
+    p.release(a, t(5));
+    assert_eq!(p.get(a).map(|s| s.state), Some(SandboxState::Idle));
+    assert_eq!(p.idle_on(F, G).collect::<Vec<_>>(), vec![a]);
+    assert_eq!(p.acquire(F, G, 2, t(6), any), Acquire::Warm(a));
+}
+
+#[test]
+fn idle_first_then_the_least_loaded_busy_sandbox() {
+    let mut p = pool(10.0, 8, 4);
+    let (Acquire::Cold(a), Acquire::Cold(b)) =
+        (p.acquire(F, G, 3, t(0), any), p.acquire(F, G, 3, t(0), any))
+    else {
+        panic!("both cold: neither is started yet")
+    };
+    p.started(a);
+    p.started(b);
+    assert_eq!(
+        p.acquire(F, G, 3, t(1), any),
+        Acquire::Shared(a),
+        "tie: lowest id"
+    );
+    p.release(b, t(2));
+    assert_eq!(
+        p.acquire(F, G, 3, t(3), any),
+        Acquire::Warm(b),
+        "an idle sandbox goes before sharing a busy one"
+    );
+    assert_eq!(
+        p.acquire(F, G, 3, t(4), any),
+        Acquire::Shared(b),
+        "b runs 1, a runs 2"
+    );
+    assert_eq!(p.counts(), (0, 0, 2));
+}
+
+#[test]
+fn removing_a_shared_sandbox_and_odd_calls_keep_the_pool_consistent() {
+    let mut p = pool(10.0, 8, 1);
+    let Acquire::Cold(a) = p.acquire(F, G, 4, t(0), any) else {
+        panic!()
+    };
+    p.started(a);
+    p.started(a);
+    assert_eq!(p.acquire(F, G, 4, t(1), any), Acquire::Shared(a));
+    assert_eq!(p.remove(a).map(|s| s.running), Some(2));
+    assert!(!p.has_spare(F, G));
+    p.release(a, t(2));
+    p.started(a);
+    assert!(p.remove(a).is_none());
+    assert_eq!((p.len(), p.counts()), (0, (0, 0, 0)));
+    // A prewarm creates even when an idle sandbox exists.
+    let Acquire::Cold(b) = p.acquire(F, G, 1, t(3), any) else {
+        panic!()
+    };
+    p.started(b);
+    p.release(b, t(4));
+    let c = p.create(F, G, 1, t(5)).expect("below the cap");
+    assert_ne!(b, c);
+    assert!(p.has_idle(F, G));
+    assert_eq!(p.create(F, G, 1, t(5)), None, "creation cap");
+}
+
+/// Checks every internal index against the sandbox records.
+fn check(p: &WarmPool) -> Result<(), TestCaseError> {
+    let mut starting = 0;
+    for sb in p.sandboxes.values() {
+        prop_assert!(sb.capacity >= 1 && sb.running <= sb.capacity, "{:?}", sb);
+        prop_assert_eq!(sb.state == SandboxState::Idle, sb.running == 0);
+        let idle = p
+            .idle
+            .get(&(sb.func, sb.gpu))
+            .is_some_and(|v| v.contains(&sb.id));
+        prop_assert_eq!(idle, sb.state == SandboxState::Idle);
+        prop_assert_eq!(p.idle_lru.contains(&(sb.last_used, sb.id)), idle);
+        let listed = p
+            .spare
+            .get(&(sb.func, sb.gpu))
+            .is_some_and(|s| s.contains(&(sb.running, sb.id)));
+        prop_assert_eq!(
+            listed,
+            sb.state == SandboxState::Busy && sb.running < sb.capacity
+        );
+        starting += usize::from(sb.state == SandboxState::Starting);
+    }
+    let spare: usize = p.spare.values().map(|s| s.len()).sum();
+    prop_assert!(spare <= p.sandboxes.len());
+    prop_assert_eq!(starting, p.creating());
+    prop_assert_eq!(
+        p.idle_lru.len(),
+        p.idle.values().map(Vec::len).sum::<usize>()
+    );
+    Ok(())
+}
+
 proptest! {
-    /// The pool never has more sandboxes starting than the cap; counts stay consistent.
+    /// Random acquires (capacities 1 to 3), starts, releases, removals and expiry: the creation
+    /// cap holds, every sandbox runs between 0 and its capacity invocations, exactly as many as
+    /// were acquired and not released, and every index matches the records.
     #[test]
     fn counts_stay_consistent(ops in proptest::collection::vec((0u8..5, 0u32..4, 0u16..2), 1..300)) {
         let mut p = pool(5.0, 6, 2);
+        // One entry per invocation holding a sandbox.
         let mut live: Vec<SandboxId> = Vec::new();
         for (i, (op, f, g)) in ops.into_iter().enumerate() {
             let now = t(i as u64);
+            let (func, gpu) = (FunctionId(f), GpuId(g));
             match op {
-                0 => match p.acquire(FunctionId(f), GpuId(g), now, any) {
-                    Acquire::Warm(id) | Acquire::Cold(id) => live.push(id),
-                    Acquire::Blocked => prop_assert_eq!(p.creating(), 2),
-                },
-                1 => if let Some(&id) = live.first() { p.started(id) },
+                0 => {
+                    let (idle, spare) = (p.has_idle(func, gpu), p.has_spare(func, gpu));
+                    match p.acquire(func, gpu, f % 3 + 1, now, any) {
+                        Acquire::Warm(id) => { prop_assert!(idle); live.push(id) }
+                        Acquire::Shared(id) => { prop_assert!(!idle && spare); live.push(id) }
+                        Acquire::Cold(id) => { prop_assert!(!idle && !spare); live.push(id) }
+                        Acquire::Blocked => prop_assert_eq!(p.creating(), 2),
+                    }
+                }
+                1 => {
+                    let starting = live.iter().copied()
+                        .find(|id| p.get(*id).is_some_and(|s| s.state == SandboxState::Starting));
+                    if let Some(id) = starting { p.started(id) }
+                }
                 2 => if let Some(id) = live.pop() { p.release(id, now) },
                 3 => { p.expire(now); p.trim(); }
-                _ => if let Some(id) = live.pop() { p.remove(id); },
+                _ => if let Some(id) = live.pop() { p.remove(id); live.retain(|x| *x != id); },
             }
             prop_assert!(p.creating() <= 2);
             let (s, idle, busy) = p.counts();
             prop_assert_eq!(s + idle + busy, p.len());
+            for sb in p.sandboxes.values() {
+                let n = live.iter().filter(|id| **id == sb.id).count();
+                prop_assert_eq!(sb.running as usize, n);
+            }
+            prop_assert!(live.iter().all(|id| p.get(*id).is_some()));
+            check(&p)?;
         }
     }
 }

@@ -66,6 +66,38 @@ fn busy_sandboxes_are_never_evicted_and_refusal_changes_nothing() {
 }
 
 #[test]
+fn a_sandbox_stays_resident_until_its_last_invocation_ends() {
+    let mut m = mem(100, 1.0);
+    m.add(SandboxId(1), GpuId(0), 60 * MB, Rank::Cold, t(0));
+    assert_eq!(m.admit(SandboxId(1), t(0)), Ok(vec![]));
+    assert_eq!(
+        m.admit(SandboxId(1), t(1)),
+        Ok(vec![]),
+        "a second invocation"
+    );
+    assert_eq!(m.running(SandboxId(1)), 2);
+    assert_eq!(m.resident(GpuId(0)), 60 * MB, "counted once");
+    m.release(SandboxId(1), t(2));
+    assert_eq!(m.running(SandboxId(1)), 1);
+    assert_eq!(m.offload(SandboxId(1)), None, "one invocation still runs");
+    m.add(SandboxId(2), GpuId(0), 50 * MB, Rank::Hot, t(3));
+    assert!(
+        matches!(m.admit(SandboxId(2), t(3)), Err(AdmitError::NoRoom { .. })),
+        "a sandbox with a running invocation is never pushed out"
+    );
+    assert_eq!(m.location(SandboxId(1)), Some(Location::Device));
+    m.release(SandboxId(1), t(4));
+    m.release(SandboxId(1), t(5));
+    assert_eq!(m.running(SandboxId(1)), 0);
+    let moves = m.admit(SandboxId(2), t(6)).unwrap();
+    assert_eq!(moves.len(), 1, "now idle: pushed out for the new start");
+    assert_eq!(
+        (moves[0].sandbox, moves[0].to),
+        (SandboxId(1), Location::Host)
+    );
+}
+
+#[test]
 fn oversubscription_raises_the_limit() {
     let mut m = mem(100, 1.5);
     m.add(SandboxId(1), GpuId(0), 80 * MB, Rank::Normal, t(0));
@@ -115,26 +147,32 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    /// Residency never exceeds the limit, running sandboxes stay resident, and the resident
-    /// count equals the sum over resident sandboxes.
+    /// Residency never exceeds the limit, running sandboxes stay resident (however many
+    /// invocations run in them), running counts match, and the resident count equals the sum
+    /// over resident sandboxes.
     #[test]
     fn residency_invariants(ops in proptest::collection::vec(op(), 1..300), k in prop_oneof![Just(1.0), Just(1.5)]) {
         let mut m = mem(100, k);
-        let mut busy = std::collections::BTreeSet::new();
+        // Running invocations per sandbox.
+        let mut busy = std::collections::BTreeMap::<u64, u32>::new();
         let mut sizes = std::collections::BTreeMap::new();
         for (i, o) in ops.into_iter().enumerate() {
             let now = t(i as u64);
             match o {
                 Op::Add(s, b) => { m.add(SandboxId(s), GpuId(0), b * MB, Rank::Normal, now); busy.remove(&s); sizes.insert(s, b * MB); }
-                Op::Admit(s) => { if m.admit(SandboxId(s), now).is_ok() { busy.insert(s); } }
-                Op::Release(s) => { m.release(SandboxId(s), now); busy.remove(&s); }
+                Op::Admit(s) => { if m.admit(SandboxId(s), now).is_ok() { *busy.entry(s).or_default() += 1; } }
+                Op::Release(s) => {
+                    m.release(SandboxId(s), now);
+                    if let Some(n) = busy.get_mut(&s) { *n -= 1; if *n == 0 { busy.remove(&s); } }
+                }
                 Op::Prefetch(s) => { m.prefetch(SandboxId(s)); }
                 Op::Offload(s) => { m.offload(SandboxId(s)); }
                 Op::Remove(s) => { m.remove(SandboxId(s)); busy.remove(&s); sizes.remove(&s); }
             }
             prop_assert!(m.resident(GpuId(0)) <= m.limit(GpuId(0)));
-            for s in &busy {
+            for (s, n) in &busy {
                 prop_assert_eq!(m.location(SandboxId(*s)), Some(Location::Device));
+                prop_assert_eq!(m.running(SandboxId(*s)), *n);
             }
             let sum: u64 = sizes.iter()
                 .filter(|(s, _)| m.location(SandboxId(**s)) == Some(Location::Device))

@@ -1,5 +1,5 @@
 use super::*;
-use crate::memory::{FlowCoupling, Location};
+use crate::memory::{FlowCoupling, Location, MemMove};
 use proptest::prelude::*;
 
 const MB: u64 = 1 << 20;
@@ -180,8 +180,10 @@ fn creation_cap_defers_cold_starts() {
 }
 
 proptest! {
-    /// Driving any policy with random arrivals and completions: each invocation starts exactly
-    /// once, tokens never exceed D, residency never exceeds capacity, nothing is lost.
+    /// Driving any policy with random arrivals and completions (functions of concurrency 1 to
+    /// 3): each invocation starts exactly once, tokens never exceed D, residency never exceeds
+    /// capacity, a sandbox never runs more than its capacity and stays resident while it runs,
+    /// nothing is lost.
     #[test]
     fn scheduler_invariants(
         policy in prop::sample::select(crate::queue::POLICY_NAMES),
@@ -190,7 +192,8 @@ proptest! {
     ) {
         let mut s = sched(policy, gpus, 300);
         for f in 0..5 {
-            s.register(FunctionId(f), FunctionInfo { gpu_mem_bytes: (60 + 20 * f as u64) * MB, ..Default::default() });
+            let info = FunctionInfo { gpu_mem_bytes: (60 + 20 * f as u64) * MB, concurrency: f % 3 + 1, ..Default::default() };
+            s.register(FunctionId(f), info);
         }
         let mut now = Time::ZERO;
         let mut running: Vec<Start> = Vec::new();
@@ -215,7 +218,17 @@ proptest! {
             s.poll(now, &mut out);
             for st in starts(&out) {
                 prop_assert!(started.insert(st.inv.id), "started twice");
+                let sb = s.pool().get(st.sandbox).copied();
+                prop_assert!(sb.is_some_and(|sb| sb.running <= st.inv.func.0 % 3 + 1), "over capacity");
+                if running.iter().any(|r| r.sandbox == st.sandbox) {
+                    prop_assert!(!st.cold && st.moves.is_empty(), "a shared start moves nothing");
+                }
                 running.push(st);
+            }
+            for r in &running {
+                let n = running.iter().filter(|x| x.sandbox == r.sandbox).count() as u32;
+                prop_assert_eq!(s.pool().get(r.sandbox).map(|sb| sb.running), Some(n));
+                prop_assert_eq!(s.memory().location(r.sandbox), Some(Location::Device));
             }
             for g in 0..gpus {
                 prop_assert!(s.tokens_in_use(GpuId(g as u16)) <= 2);

@@ -1,6 +1,8 @@
 //! Carrying out the scheduler's actions: start an invocation (creating its sandbox on a cold
-//! start), move memory, destroy idle sandboxes; plus the timer task, prewarming and the gauges
-//! read at scrape time. Everything that waits runs in its own task, never under the state lock.
+//! start, or sending it to a sandbox that already runs others of its function), move memory,
+//! destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
+//! invocation running in it then fails as crashed. Everything that waits runs in its own task,
+//! never under the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
 use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
 use crate::devices::BackendKind;
@@ -9,9 +11,8 @@ use crate::protocol::ProtocolError;
 use crate::sandbox::{Sandbox, SandboxRequest};
 use sluice_core::{FunctionId, GpuId, SandboxId};
 use sluice_policy::memory::Location;
-use sluice_policy::queue::FlowState;
 use sluice_policy::scheduler::{Action, Start};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Inner {
@@ -24,7 +25,7 @@ impl Inner {
                 }
                 Action::Move(m) => self.count_move(m.bytes, m.to),
                 Action::Destroy(sb) => {
-                    if let Some(mut sandbox) = self.lock().idle.remove(&(q, sb)) {
+                    if let Some(mut sandbox) = self.lock().live.remove(&(q, sb)) {
                         tokio::spawn(async move { sandbox.kill().await });
                     }
                 }
@@ -45,7 +46,7 @@ impl Inner {
             .inc_by(bytes);
     }
 
-    fn spec(&self, st: &State, func: FunctionId) -> Option<Arc<FunctionSpec>> {
+    pub(super) fn spec(&self, st: &State, func: FunctionId) -> Option<Arc<FunctionSpec>> {
         st.specs.get(func.index()).cloned()
     }
 
@@ -78,7 +79,7 @@ impl Inner {
     }
 
     /// Creates and starts a sandbox; waits until it is ready.
-    async fn create_sandbox(
+    pub(super) async fn create_sandbox(
         &self,
         q: QueueKind,
         sb: SandboxId,
@@ -118,10 +119,13 @@ fn queue_tag(q: QueueKind) -> &'static str {
     }
 }
 
-/// Runs one dispatched invocation to completion and reports it to the scheduler.
+/// Runs one dispatched invocation to completion and reports it to the scheduler. Several of
+/// these tasks may run in one sandbox at once (a function with `concurrency` > 1): each sends
+/// its request through its own clone of the sandbox's client, while the process itself stays in
+/// `State.live`.
 async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
     let dispatched = Instant::now();
-    let (pending, spec, warm) = {
+    let (pending, spec, client) = {
         let mut st = inner.lock();
         let pending = st.pending.remove(&s.inv.id.0);
         if let Some(p) = &pending {
@@ -130,43 +134,52 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
             }
             st.queued_total = st.queued_total.saturating_sub(1);
         }
-        let warm = if s.cold {
-            None
-        } else {
-            st.idle.remove(&(q, s.sandbox))
-        };
-        (pending, inner.spec(&st, s.inv.func), warm)
+        let client = st.live.get(&(q, s.sandbox)).map(|sb| sb.client().clone());
+        (pending, inner.spec(&st, s.inv.func), client)
     };
     for m in &s.moves {
         inner.count_move(m.bytes, m.to);
     }
     let (Some(pending), Some(spec)) = (pending, spec) else {
-        return finish(&inner, q, &s, None, Duration::ZERO);
+        // Nothing to run (cannot happen): give back what the start took, and leave a running
+        // sandbox alone — other invocations may be using it.
+        if s.cold {
+            fail_sandbox(&inner, q, &s).await;
+        } else {
+            finish(&inner, q, &s, Duration::ZERO);
+        }
+        return;
     };
     let queue_time = dispatched.duration_since(pending.arrived);
-    let sandbox = match warm {
-        Some(sb) => Ok(sb),
-        None if !s.cold => Err(InvokeError::Internal("warm sandbox missing".into())),
-        None => inner
-            .create_sandbox(q, s.sandbox, s.gpu, &spec)
-            .await
-            .map_err(InvokeError::ColdStartFailed),
+    let client = match (s.cold, client) {
+        (false, Some(client)) => Ok(client),
+        (false, None) => Err(InvokeError::Crashed(GONE.to_string())),
+        (true, _) => match inner.create_sandbox(q, s.sandbox, s.gpu, &spec).await {
+            Ok(sandbox) => {
+                let client = sandbox.client().clone();
+                let actions = {
+                    let mut st = inner.lock();
+                    st.live.insert((q, s.sandbox), sandbox);
+                    st.sched(q).sandbox_ready(s.sandbox);
+                    // It may take more invocations now, and one fewer sandbox is starting.
+                    inner.poll(&mut st, q, inner.now())
+                };
+                inner.execute(actions);
+                Ok(client)
+            }
+            Err(e) => Err(InvokeError::ColdStartFailed(e)),
+        },
     };
-    let mut sandbox = match sandbox {
-        Ok(sb) => sb,
+    let client = match client {
+        Ok(c) => c,
         Err(e) => {
-            respond(&inner.metrics, &pending.func, pending.reply, Err(e));
-            return fail(&inner, q, &s);
+            fail_sandbox(&inner, q, &s).await;
+            return respond(&inner.metrics, &pending.func, pending.reply, Err(e));
         }
     };
     let ready = Instant::now();
-    if s.cold {
-        inner.lock().sched(q).sandbox_ready(s.sandbox);
-    }
     let timeout = Duration::from_millis(spec.timeout_ms);
-    let call = sandbox
-        .client()
-        .invoke(pending.input, inner.cfg.max_response_bytes);
+    let call = client.invoke(pending.input, inner.cfg.max_response_bytes);
     let result = tokio::time::timeout(timeout, call).await;
     let done = Instant::now();
     let exec = done.duration_since(ready);
@@ -177,25 +190,17 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         }
         Ok(Err(ProtocolError::TooLarge { limit })) => Err(InvokeError::ResponseTooLarge(limit)),
         Ok(Err(e)) => {
-            let detail = format!("{e}; stderr: {}", sandbox.stderr_tail());
-            sandbox.kill().await;
-            respond(
-                &inner.metrics,
-                &pending.func,
-                pending.reply,
-                Err(InvokeError::Crashed(detail)),
-            );
-            return fail(&inner, q, &s);
+            let detail = match fail_sandbox(&inner, q, &s).await {
+                Some(tail) => format!("{e}; stderr: {tail}"),
+                None => format!("{e}; {GONE}"),
+            };
+            let err = Err(InvokeError::Crashed(detail));
+            return respond(&inner.metrics, &pending.func, pending.reply, err);
         }
         Err(_) => {
-            sandbox.kill().await;
-            respond(
-                &inner.metrics,
-                &pending.func,
-                pending.reply,
-                Err(InvokeError::Timeout(spec.timeout_ms)),
-            );
-            return fail(&inner, q, &s);
+            fail_sandbox(&inner, q, &s).await;
+            let err = Err(InvokeError::Timeout(spec.timeout_ms));
+            return respond(&inner.metrics, &pending.func, pending.reply, err);
         }
     };
     let timing = Timing {
@@ -229,8 +234,11 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         cold: s.cold,
     });
     respond(m, &pending.func, pending.reply, reply);
-    finish(&inner, q, &s, Some(sandbox), exec);
+    finish(&inner, q, &s, exec);
 }
+
+/// Why an invocation lost its sandbox without its own request failing first.
+const GONE: &str = "its sandbox was stopped after another invocation in it crashed or timed out";
 
 fn respond(
     metrics: &Metrics,
@@ -242,147 +250,34 @@ fn respond(
     let _ = reply.send(r);
 }
 
-/// The invocation finished and its sandbox is healthy: it goes back to the pool.
-fn finish(inner: &Arc<Inner>, q: QueueKind, s: &Start, sandbox: Option<Sandbox>, exec: Duration) {
+/// The invocation finished and its sandbox is healthy: the scheduler frees its token (and,
+/// after the sandbox's last running invocation, returns the sandbox to the warm pool).
+fn finish(inner: &Arc<Inner>, q: QueueKind, s: &Start, exec: Duration) {
     let actions = {
         let mut st = inner.lock();
         let now = inner.now();
-        match sandbox {
-            Some(sb) => {
-                st.idle.insert((q, s.sandbox), sb);
-                let exec = sluice_core::Dur::from_micros(exec.as_micros() as u64);
-                st.sched(q).finished(s.sandbox, s.inv.func, exec, now);
-            }
-            None => st.sched(q).sandbox_failed(s.sandbox, s.inv.func, now),
-        }
+        let exec = sluice_core::Dur::from_micros(exec.as_micros() as u64);
+        st.sched(q).finished(s.sandbox, s.inv.func, exec, now);
         inner.poll(&mut st, q, now)
     };
     inner.execute(actions);
 }
 
-/// The sandbox is gone (failed start, crash, timeout).
-fn fail(inner: &Arc<Inner>, q: QueueKind, s: &Start) {
-    finish(inner, q, s, None, Duration::ZERO)
-}
-
-/// Wakes at the schedulers' next timer (TTL expiry, keep-alive) or when poked, and polls.
-pub(super) async fn timer_loop(inner: Weak<Inner>) {
-    loop {
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let next = {
-            let st = strong.lock();
-            [st.gpu.next_timer(), st.cpu.next_timer()]
-                .into_iter()
-                .flatten()
-                .min()
-        };
-        let wait = next.map_or(Duration::from_secs(3600), |t| {
-            Duration::from_micros(t.as_micros().saturating_sub(strong.now().as_micros()))
-        });
-        let timer = strong.timer.clone();
-        drop(strong);
-        let notified = timer.notified();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = notified => continue,
-        }
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let actions = {
-            let mut st = strong.lock();
-            let now = strong.now();
-            let mut a = strong.poll(&mut st, QueueKind::Gpu, now);
-            a.extend(strong.poll(&mut st, QueueKind::Cpu, now));
-            a
-        };
-        strong.execute(actions);
-    }
-}
-
-/// Starts up to `count` sandboxes of `name` ahead of demand.
-pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32, InvokeError> {
-    let mut started = 0;
-    let mut st = inner.lock();
-    let Some(f) = st.functions.get(name) else {
-        return Err(InvokeError::UnknownFunction(name.to_string()));
-    };
-    let (id, q) = (f.id, f.queue);
-    let spec = inner
-        .spec(&st, id)
-        .ok_or_else(|| InvokeError::Internal("spec missing".into()))?;
-    for _ in 0..count {
+/// The invocation's sandbox failed (it could not start, crashed, or this invocation timed out):
+/// the scheduler forgets it and frees this invocation's token, then the process is killed.
+/// Other invocations running in it fail as their requests break, and each reports itself here.
+/// Returns the stderr tail if this call was the one that stopped the process.
+async fn fail_sandbox(inner: &Arc<Inner>, q: QueueKind, s: &Start) -> Option<String> {
+    let (sandbox, actions) = {
+        let mut st = inner.lock();
         let now = inner.now();
-        let Some((sb, gpu)) = st.sched(q).prewarm(id, now) else {
-            break;
-        };
-        started += 1;
-        let (inner, spec) = (inner.clone(), spec.clone());
-        tokio::spawn(async move {
-            let created = inner.create_sandbox(q, sb, gpu, &spec).await;
-            let mut st = inner.lock();
-            match created {
-                Ok(sandbox) => {
-                    st.idle.insert((q, sb), sandbox);
-                    let now = inner.now();
-                    st.sched(q).prewarm_done(sb, now);
-                }
-                Err(e) => {
-                    tracing::warn!("prewarm of {} failed: {e}", spec.name);
-                    st.sched(q).forget_sandbox(sb);
-                }
-            }
-        });
-    }
-    Ok(started)
-}
-
-/// Refreshes the gauges that mirror engine state.
-pub(super) fn refresh_gauges(inner: &Inner) {
-    let m = &inner.metrics;
-    let samples = inner.devices.sample();
-    let st = inner.lock();
-    Metrics::set(&m.queue_length, "gpu", st.gpu.queued() as i64);
-    Metrics::set(&m.queue_length, "cpu", st.cpu.queued() as i64);
-    let (mut starting, mut idle, mut busy) = (0, 0, 0);
-    for s in [&st.gpu, &st.cpu] {
-        let (a, b, c) = s.pool().counts();
-        (starting, idle, busy) = (starting + a, idle + b, busy + c);
-    }
-    Metrics::set(&m.sandboxes, "starting", starting as i64);
-    Metrics::set(&m.sandboxes, "idle", idle as i64);
-    Metrics::set(&m.sandboxes, "busy", busy as i64);
-    let (mut active, mut throttled, mut inactive) = (0, 0, 0);
-    for r in st.functions.values() {
-        let sched = match r.queue {
-            QueueKind::Gpu => &st.gpu,
-            QueueKind::Cpu => &st.cpu,
-        };
-        match sched.flow_state(r.id) {
-            Some(FlowState::Active) => active += 1,
-            Some(FlowState::Throttled) => throttled += 1,
-            Some(FlowState::Inactive) => inactive += 1,
-            None => {}
-        }
-    }
-    Metrics::set(&m.flows, "active", active);
-    Metrics::set(&m.flows, "throttled", throttled);
-    Metrics::set(&m.flows, "inactive", inactive);
-    for (i, g) in inner.devices.gpus().iter().enumerate() {
-        let label = super::metrics::Gpu {
-            gpu: g.index.to_string(),
-        };
-        let s = samples.get(i).cloned().unwrap_or_default();
-        m.gpu_util.get_or_create(&label).set(s.util);
-        m.gpu_mem_used
-            .get_or_create(&label)
-            .set(s.memory_used_bytes as i64);
-        m.gpu_mem_total
-            .get_or_create(&label)
-            .set(g.memory_bytes as i64);
-        let resident = st.gpu.memory().resident(GpuId(i as u16));
-        m.gpu_resident.get_or_create(&label).set(resident as i64);
-    }
+        let sandbox = st.live.remove(&(q, s.sandbox));
+        st.sched(q).sandbox_failed(s.sandbox, s.inv.func, now);
+        (sandbox, inner.poll(&mut st, q, now))
+    };
+    inner.execute(actions);
+    let mut sandbox = sandbox?;
+    let tail = sandbox.stderr_tail();
+    sandbox.kill().await;
+    Some(tail)
 }

@@ -1,6 +1,8 @@
 //! The worker engine: the policy layer's [`Scheduler`] driven by a real clock. It owns the
 //! registered functions, the queued and running invocations and the live sandboxes, and turns
-//! the scheduler's actions into sandbox processes, invocations and memory moves ([`exec`]).
+//! the scheduler's actions into sandbox processes, invocations and memory moves ([`exec`]);
+//! the timer task, prewarming and gauges are in `upkeep`. A function's `concurrency` is the
+//! most invocations one sandbox serves at once; each still holds its own device token.
 //!
 //! GPU functions go through one scheduler whose devices are the GPUs found (or simulated); CPU
 //! functions through a second one with a single device of `cpu_slots` tokens. Every scheduler
@@ -10,9 +12,10 @@
 mod exec;
 mod metrics;
 mod types;
+mod upkeep;
 
 pub use metrics::Metrics;
-pub use types::{InvokeError, InvokeOk, Timing};
+pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
 
 use crate::config::WorkerConfig;
 use crate::devices::{BackendKind, DeviceBackend};
@@ -57,8 +60,10 @@ struct State {
     pending: HashMap<u64, Pending>,
     queued: HashMap<String, usize>,
     queued_total: usize,
-    /// Idle sandboxes (running ones are held by their invocation's task).
-    idle: HashMap<(QueueKind, SandboxId), Sandbox>,
+    /// Every live sandbox, idle or running: the process owner stays here (to be killed on
+    /// failure, expiry or trim) while invocation tasks call it through clones of its client, so
+    /// one sandbox can serve several invocations at once.
+    live: HashMap<(QueueKind, SandboxId), Sandbox>,
     next_invocation: u64,
     draining: bool,
 }
@@ -91,29 +96,6 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// A snapshot for `/v1/status`.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub devices: BackendKind,
-    pub gpus: Vec<crate::devices::GpuInfo>,
-    pub note: Option<String>,
-    pub isolation: String,
-    pub policy: String,
-    pub functions: usize,
-    pub queued: usize,
-    pub sandboxes: SandboxCounts,
-    pub draining: bool,
-    pub uptime_s: f64,
-}
-
-/// Sandboxes by state, over both queues.
-#[derive(Debug, Default, Serialize)]
-pub struct SandboxCounts {
-    pub starting: usize,
-    pub idle: usize,
-    pub busy: usize,
-}
-
 impl Engine {
     /// An engine over `devices`, starting sandboxes with `launcher` under `cfg.data_dir`.
     pub fn new(
@@ -141,7 +123,7 @@ impl Engine {
                 pending: HashMap::new(),
                 queued: HashMap::new(),
                 queued_total: 0,
-                idle: HashMap::new(),
+                live: HashMap::new(),
                 next_invocation: 0,
                 draining: false,
             }),
@@ -150,7 +132,7 @@ impl Engine {
             serial: std::sync::atomic::AtomicU64::new(serial_base()),
             cfg,
         });
-        tokio::spawn(exec::timer_loop(Arc::downgrade(&inner)));
+        tokio::spawn(upkeep::timer_loop(Arc::downgrade(&inner)));
         Ok(Engine { inner })
     }
 
@@ -169,6 +151,7 @@ impl Engine {
             weight: spec.weight,
             gpu_mem_bytes: spec.resources.gpu_memory_mb << 20,
             fixed_estimate: None,
+            concurrency: spec.concurrency,
         };
         let mut st = self.inner.lock();
         let id = FunctionId(st.specs.len() as u32);
@@ -230,7 +213,7 @@ impl Engine {
 
     /// Starts up to `count` sandboxes of `name` ahead of demand; returns how many were started.
     pub fn prewarm(&self, name: &str, count: u32) -> Result<u32, InvokeError> {
-        exec::prewarm(&self.inner, name, count)
+        upkeep::prewarm(&self.inner, name, count)
     }
 
     /// Stops accepting invocations (503) and lets queued ones finish.
@@ -267,17 +250,22 @@ impl Engine {
 
     /// The OpenMetrics exposition, with state gauges refreshed.
     pub fn metrics_text(&self) -> String {
-        exec::refresh_gauges(&self.inner);
+        upkeep::refresh_gauges(&self.inner);
         self.inner.metrics.encode()
     }
 }
 
-/// A starting serial that differs between worker starts: milliseconds since the epoch, shifted
-/// to leave room for 2^20 sandboxes per start.
+/// A starting serial unique among the workers of this host, and across restarts: it names
+/// sandbox cgroups (`sluice/<serial>`), which all workers share, so two workers started in the
+/// same millisecond must not collide. The process id (Linux pids are < 2^22) takes the top 22
+/// bits, the start time in milliseconds modulo 2^22 (about 70 minutes) the next 22, and the
+/// low 20 leave room for 2^20 sandboxes per start.
 fn serial_base() -> u64 {
-    std::time::SystemTime::now()
+    const MASK: u64 = (1 << 22) - 1;
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| (d.as_millis() as u64) << 20)
+        .map_or(0, |d| d.as_millis() as u64);
+    ((u64::from(std::process::id()) & MASK) << 42) | ((ms & MASK) << 20)
 }
 
 impl Inner {

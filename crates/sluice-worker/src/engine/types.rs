@@ -1,6 +1,7 @@
-//! What the engine answers: invocation results with their timing, and the ways an invocation
-//! can fail (each maps to one HTTP status in the API).
+//! What the engine answers: invocation results with their timing, the ways an invocation can
+//! fail (each maps to one HTTP status in the API), and the status snapshot.
 
+use crate::devices::BackendKind;
 use bytes::Bytes;
 use serde::Serialize;
 use std::time::Duration;
@@ -71,4 +72,27 @@ impl InvokeError {
             InvokeError::Internal(_) => "internal",
         }
     }
+}
+
+/// A snapshot for `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub devices: BackendKind,
+    pub gpus: Vec<crate::devices::GpuInfo>,
+    pub note: Option<String>,
+    pub isolation: String,
+    pub policy: String,
+    pub functions: usize,
+    pub queued: usize,
+    pub sandboxes: SandboxCounts,
+    pub draining: bool,
+    pub uptime_s: f64,
+}
+
+/// Sandboxes by state, over both queues.
+#[derive(Debug, Default, Serialize)]
+pub struct SandboxCounts {
+    pub starting: usize,
+    pub idle: usize,
+    pub busy: usize,
 }

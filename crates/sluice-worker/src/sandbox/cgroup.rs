@@ -85,7 +85,8 @@ fn mkdir(path: &Path) -> Result<(), SandboxError> {
     })
 }
 
-/// Removes the empty `sluice/<id>` cgroups that a worker killed without cleanup left behind
+/// Removes the empty `sluice/<name>` cgroups that a worker killed without cleanup left behind
+/// (never those of a worker that is still running)
 /// (a cgroup that still holds processes cannot be removed); returns how many went.
 pub fn sweep(mode: CgroupMode, root: &Path) -> usize {
     let parents: Vec<PathBuf> = match mode {
@@ -103,8 +104,23 @@ pub fn sweep(mode: CgroupMode, root: &Path) -> usize {
     children
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !owner_alive(&e.file_name().to_string_lossy()))
         .filter(|e| fs::remove_dir(e.path()).is_ok())
         .count()
+}
+
+/// The cgroup name of sandbox `id`: `w<worker pid>-<id>`, so that a sweep can tell a live
+/// worker's cgroups (possibly still empty, just created) from a dead worker's leftovers.
+pub fn name(id: u64) -> String {
+    format!("w{}-{id}", std::process::id())
+}
+
+/// Whether the worker that created cgroup `name` is still running.
+fn owner_alive(name: &str) -> bool {
+    name.strip_prefix('w')
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 impl Cgroup {
@@ -126,7 +142,7 @@ impl Cgroup {
                 write(&root.join("cgroup.subtree_control"), V2_ENABLE)?;
                 mkdir(&parent)?;
                 write(&parent.join("cgroup.subtree_control"), V2_ENABLE)?;
-                let dir = parent.join(id.to_string());
+                let dir = parent.join(name(id));
                 mkdir(&dir)?;
                 let cg = Cgroup {
                     mode,
@@ -143,7 +159,7 @@ impl Cgroup {
             CgroupMode::V1 => {
                 let dirs: Vec<PathBuf> = V1_CONTROLLERS
                     .iter()
-                    .map(|c| root.join(c).join("sluice").join(id.to_string()))
+                    .map(|c| root.join(c).join("sluice").join(name(id)))
                     .collect();
                 let cg = Cgroup { mode, dirs };
                 for d in &cg.dirs {

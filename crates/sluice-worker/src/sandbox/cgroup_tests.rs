@@ -27,12 +27,21 @@ fn v1_limits_are_written_per_controller() {
         .expect("some");
     let r = root.path();
     assert_eq!(
-        read(r.join("memory/sluice/7/memory.limit_in_bytes")),
+        read(r.join(format!("memory/sluice/{}/memory.limit_in_bytes", name(7)))),
         "67108864"
     );
-    assert_eq!(read(r.join("cpu/sluice/7/cpu.cfs_quota_us")), "50000");
-    assert_eq!(read(r.join("cpu/sluice/7/cpu.cfs_period_us")), "100000");
-    assert_eq!(read(r.join("pids/sluice/7/pids.max")), "32");
+    assert_eq!(
+        read(r.join(format!("cpu/sluice/{}/cpu.cfs_quota_us", name(7)))),
+        "50000"
+    );
+    assert_eq!(
+        read(r.join(format!("cpu/sluice/{}/cpu.cfs_period_us", name(7)))),
+        "100000"
+    );
+    assert_eq!(
+        read(r.join(format!("pids/sluice/{}/pids.max", name(7)))),
+        "32"
+    );
     assert_eq!(cg.dirs().len(), 3);
 }
 
@@ -50,10 +59,16 @@ fn v2_enables_controllers_and_writes_limits() {
         read(r.join("sluice/cgroup.subtree_control")),
         "+memory +cpu +pids"
     );
-    assert_eq!(read(r.join("sluice/9/memory.max")), "67108864");
-    assert_eq!(read(r.join("sluice/9/cpu.max")), "50000 100000");
-    assert_eq!(read(r.join("sluice/9/pids.max")), "32");
-    assert_eq!(cg.dirs(), &[r.join("sluice/9")]);
+    assert_eq!(
+        read(r.join(format!("sluice/{}/memory.max", name(9)))),
+        "67108864"
+    );
+    assert_eq!(
+        read(r.join(format!("sluice/{}/cpu.max", name(9)))),
+        "50000 100000"
+    );
+    assert_eq!(read(r.join(format!("sluice/{}/pids.max", name(9)))), "32");
+    assert_eq!(cg.dirs(), &[r.join(format!("sluice/{}", name(9)))]);
 }
 
 #[test]
@@ -67,6 +82,11 @@ fn sweep_removes_only_empty_cgroups() {
     assert_eq!(sweep(CgroupMode::V1, r), 2);
     assert!(r.join("pids/sluice/2").exists());
     assert_eq!(sweep(CgroupMode::None, r), 0);
+    // A live worker's cgroup (this process's) stays even when empty; a dead one's goes.
+    fs::create_dir_all(r.join("memory/sluice").join(name(5))).expect("mkdir");
+    fs::create_dir_all(r.join("memory/sluice/w4294967295-5")).expect("mkdir");
+    assert_eq!(sweep(CgroupMode::V1, r), 1);
+    assert!(r.join("memory/sluice").join(name(5)).exists());
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! Integration tests of how many invocations run at once: device tokens (`cpu_slots`) bound
+//! them, and a function's `concurrency` lets one sandbox (one process) serve several together.
+
+mod common;
+
+use common::{http, Worker};
+use serde_json::{json, Value};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A starting worker sweeps empty `sluice/<id>` cgroups, which can catch another worker's
+/// sandbox between creating its cgroup and joining it (a failed cold start); these tests time
+/// what runs in parallel, so they run one at a time.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn echo_fn(name: &str) -> Value {
+    common::function(name, json!({}))
+}
+
+#[test]
+fn concurrency_is_bounded_by_cpu_slots() {
+    let _one = one_at_a_time();
+    let w = Worker::start(&["cpu_slots = 1"]);
+    http(&w, "POST", "/v1/functions", Some(&echo_fn("c").to_string()));
+    http(&w, "POST", "/v1/functions/c/invoke", Some("{}"));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let w = w.clone_addr();
+            std::thread::spawn(move || {
+                http(
+                    &w,
+                    "POST",
+                    "/v1/functions/c/invoke",
+                    Some(r#"{"do":"sleep","seconds":0.4}"#),
+                )
+                .0
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1150),
+        "one slot runs them one at a time"
+    );
+}
+
+/// A worker with two CPU slots and the behaviours function `p` registered with `concurrency`,
+/// one sandbox of it warmed by a first call.
+fn warm_worker(concurrency: u32) -> Worker {
+    let w = Worker::start(&["cpu_slots = 2"]);
+    let mut spec = echo_fn("p");
+    spec["concurrency"] = json!(concurrency);
+    let (s, body, _) = http(&w, "POST", "/v1/functions", Some(&spec.to_string()));
+    assert_eq!(s, 201, "{body}");
+    let (s, body, _) = http(
+        &w,
+        "POST",
+        "/v1/functions/p/invoke",
+        Some(r#"{"do":"pid"}"#),
+    );
+    assert_eq!(s, 200, "warm-up: {body}");
+    w
+}
+
+/// Sends each input to `p` at once, `gap` apart; returns the (status, pid, instance) answers
+/// (the instance tells processes apart where PID namespaces make pids repeat) and the wall
+/// time they took.
+fn at_once(w: &Worker, inputs: &[&str], gap: Duration) -> (Vec<(u16, u64, String)>, Duration) {
+    let started = Instant::now();
+    let handles: Vec<_> = inputs
+        .iter()
+        .map(|input| {
+            let (w, input) = (w.clone_addr(), input.to_string());
+            let h = std::thread::spawn(move || {
+                let (s, body, _) = http(&w, "POST", "/v1/functions/p/invoke", Some(&input));
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let instance = v["instance"].as_str().unwrap_or_default().to_string();
+                (s, v["pid"].as_u64().unwrap_or(0), instance)
+            });
+            std::thread::sleep(gap);
+            h
+        })
+        .collect();
+    let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    (out, started.elapsed())
+}
+
+const SLEEP: &str = r#"{"do":"sleep","seconds":0.5}"#;
+
+#[test]
+fn concurrency_two_runs_two_invocations_in_one_sandbox() {
+    let _one = one_at_a_time();
+    let w = warm_worker(2);
+    let (out, took) = at_once(&w, &[SLEEP, SLEEP], Duration::ZERO);
+    assert!(
+        out.iter().all(|(s, pid, _)| *s == 200 && *pid > 0),
+        "{out:?}"
+    );
+    assert_eq!(out[0].1, out[1].1, "one process served both: {out:?}");
+    assert_eq!(out[0].2, out[1].2, "one process served both: {out:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "ran together, not one after the other: {took:?}"
+    );
+}
+
+#[test]
+fn concurrency_one_runs_them_in_two_sandboxes() {
+    let _one = one_at_a_time();
+    let w = warm_worker(1);
+    let (out, _) = at_once(&w, &[SLEEP, SLEEP], Duration::ZERO);
+    assert!(
+        out.iter().all(|(s, pid, _)| *s == 200 && *pid > 0),
+        "{out:?}"
+    );
+    assert_ne!(out[0].2, out[1].2, "a second sandbox: {out:?}");
+}
+
+#[test]
+fn a_crash_fails_every_invocation_in_the_shared_sandbox_and_frees_their_slots() {
+    let _one = one_at_a_time();
+    let w = warm_worker(2);
+    let long = r#"{"do":"sleep","seconds":2}"#;
+    let crash = r#"{"do":"crash"}"#;
+    let (out, took) = at_once(&w, &[long, crash], Duration::from_millis(300));
+    assert!(
+        out.iter().all(|(s, _, _)| *s == 502),
+        "both crashed: {out:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "the sleeper did not run on: {took:?}"
+    );
+    let (s, body, _) = http(
+        &w,
+        "POST",
+        "/v1/functions/p/invoke",
+        Some(r#"{"do":"pid"}"#),
+    );
+    assert_eq!(s, 200, "a new sandbox: {body}");
+    // Both slots are free again: two sleeps still run together.
+    let (out, took) = at_once(&w, &[SLEEP, SLEEP], Duration::ZERO);
+    assert!(out.iter().all(|(s, _, _)| *s == 200), "{out:?}");
+    assert!(took < Duration::from_millis(900), "{took:?}");
+    let (_, status, _) = http(&w, "GET", "/v1/status", None);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["sandboxes"]["busy"], 0, "{status}");
+}

@@ -1,0 +1,56 @@
+//! Memory parameters and vocabulary: how memory follows flow state ([`FlowCoupling`]), eviction
+//! ranks ([`Rank`]) and the oversubscription limit ([`MemoryParams`]).
+
+use serde::{Deserialize, Serialize};
+
+/// How idle sandboxes' memory follows their flow's state (flow-based policies only).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowCoupling {
+    /// Memory moves only on demand, before a start.
+    Off,
+    /// MQFQ-Sticky: prefetch when the flow turns Active, push to host as soon as it leaves.
+    Eager,
+    /// Prefetch when the flow turns Active; leaving Active only makes its sandboxes the first
+    /// to be pushed out when a start needs room (no bytes move until they must).
+    Lazy,
+}
+
+/// Eviction rank of an idle sandbox: lower ranks are pushed to host first.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Rank {
+    /// Its flow is Inactive.
+    Cold,
+    /// Its flow is Throttled, or the policy has no flows.
+    Normal,
+    /// Its flow is Active: expected to run again soon.
+    Hot,
+}
+
+/// Memory parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryParams {
+    /// Resident bytes may reach `capacity × oversubscribe` (≥ 1; 1 = never oversubscribe).
+    pub oversubscribe: f64,
+    /// How memory follows flow state.
+    pub flow_coupling: FlowCoupling,
+}
+
+impl Default for MemoryParams {
+    fn default() -> Self {
+        MemoryParams {
+            oversubscribe: 1.0,
+            flow_coupling: FlowCoupling::Lazy,
+        }
+    }
+}
+
+impl MemoryParams {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.oversubscribe.is_finite() && self.oversubscribe >= 1.0) {
+            return Err("memory.oversubscribe must be a number ≥ 1".into());
+        }
+        Ok(())
+    }
+}

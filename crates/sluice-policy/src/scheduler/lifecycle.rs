@@ -1,0 +1,103 @@
+//! Sandbox lifecycle events the engine reports to the [`Scheduler`]: a sandbox ready, an
+//! invocation finished, a sandbox failed, prewarming. Each running invocation holds one device
+//! token; when a sandbox that ran several invocations at once fails, it leaves the pool at
+//! once and each of its invocations frees its own token as the engine reports it.
+
+use super::Scheduler;
+use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
+
+impl Scheduler {
+    /// A cold-started sandbox is ready and its first invocation begins.
+    pub fn sandbox_ready(&mut self, sandbox: SandboxId) {
+        self.pool.started(sandbox);
+    }
+
+    /// An invocation that ran in `sandbox` finished after executing for `exec`.
+    pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
+        match self.pool.get(sandbox) {
+            Some(sb) if sb.running > 0 => {
+                self.slots.release(sb.gpu);
+                self.pool.release(sandbox, now);
+                self.memory.release(sandbox, now);
+            }
+            Some(_) => {}
+            None => {
+                self.orphan_done(sandbox);
+            }
+        }
+        self.estimator.observe(func, exec);
+        self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.queue.complete(func, now);
+    }
+
+    /// A sandbox failed while running an invocation of `func` (crashed, timed out, or could
+    /// not be created): forget it and free that invocation's token. Reporting the invocation
+    /// is the engine's job. Call it once per invocation that was running in the sandbox: the
+    /// others (with `concurrency` > 1) each free their own token when reported, as failed or
+    /// as finished.
+    pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
+        if let Some(sb) = self.pool.remove(sandbox) {
+            if sb.running > 0 {
+                self.slots.release(sb.gpu);
+                self.queue.complete(func, now);
+            }
+            if sb.running > 1 {
+                self.orphans.insert(sandbox, (sb.gpu, sb.running - 1));
+            }
+        } else if self.orphan_done(sandbox) {
+            self.queue.complete(func, now);
+        }
+        self.memory.remove(sandbox);
+    }
+
+    /// One invocation of a failed sandbox was reported: frees its token. False if none was due.
+    fn orphan_done(&mut self, sandbox: SandboxId) -> bool {
+        let Some((gpu, left)) = self.orphans.get_mut(&sandbox) else {
+            return false;
+        };
+        self.slots.release(*gpu);
+        *left -= 1;
+        if *left == 0 {
+            self.orphans.remove(&sandbox);
+        }
+        true
+    }
+
+    /// Creates a sandbox for `func` ahead of demand on the device with the most free memory, if
+    /// the creation cap and memory allow; the engine starts it and then calls
+    /// [`Scheduler::prewarm_done`]. Returns the sandbox and its device.
+    pub fn prewarm(&mut self, func: FunctionId, now: Time) -> Option<(SandboxId, GpuId)> {
+        let gpu = (0..self.slots.gpus())
+            .map(|g| GpuId(g as u16))
+            .max_by_key(|&g| {
+                (
+                    self.memory.limit(g).saturating_sub(self.memory.resident(g)),
+                    std::cmp::Reverse(g),
+                )
+            })?;
+        let capacity = self.info(func).concurrency;
+        let sb = self.pool.create(func, gpu, capacity, now)?;
+        let rank = self.rank_of(func);
+        self.memory
+            .add(sb, gpu, self.info(func).gpu_mem_bytes, rank, now);
+        if self.memory.admit(sb, now).is_err() {
+            self.pool.remove(sb);
+            self.memory.remove(sb);
+            return None;
+        }
+        Some((sb, gpu))
+    }
+
+    /// A prewarmed sandbox finished starting: it joins the warm pool as idle.
+    pub fn prewarm_done(&mut self, sandbox: SandboxId, now: Time) {
+        self.pool.started(sandbox);
+        self.pool.release(sandbox, now);
+        self.memory.release(sandbox, now);
+    }
+
+    /// A sandbox that was never running an invocation (a failed prewarm) is forgotten.
+    pub fn forget_sandbox(&mut self, sandbox: SandboxId) {
+        self.pool.remove(sandbox);
+        self.memory.remove(sandbox);
+    }
+}

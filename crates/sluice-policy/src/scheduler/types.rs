@@ -1,0 +1,91 @@
+//! The scheduler's vocabulary: its configuration, what it knows of a function, and the actions
+//! it answers with.
+
+use crate::estimator::EstimatorParams;
+use crate::keepalive::KeepAliveParams;
+use crate::memory::{MemMove, MemoryParams};
+use crate::queue::{self, QueueParams};
+use crate::slots::SlotParams;
+use serde::{Deserialize, Serialize};
+use sluice_core::{Dur, GpuId, Invocation, SandboxId};
+
+/// Everything that configures a [`Scheduler`](super::Scheduler).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Queueing policy name (see [`queue::POLICY_NAMES`]).
+    pub policy: String,
+    pub queue: QueueParams,
+    pub slots: SlotParams,
+    pub memory: MemoryParams,
+    pub keepalive: KeepAliveParams,
+    pub estimator: EstimatorParams,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            policy: "mqfq-sticky".into(),
+            queue: QueueParams::default(),
+            slots: SlotParams::default(),
+            memory: MemoryParams::default(),
+            keepalive: KeepAliveParams::default(),
+            estimator: EstimatorParams::default(),
+        }
+    }
+}
+
+/// A configuration the scheduler refuses.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Queue(#[from] queue::BuildError),
+    #[error("invalid parameter: {0}")]
+    Invalid(String),
+}
+
+/// What the scheduler knows of a function.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct FunctionInfo {
+    /// Fair-share weight (> 0).
+    pub weight: f64,
+    /// Device memory a sandbox of it holds, bytes.
+    pub gpu_mem_bytes: u64,
+    /// A fixed service-time estimate that overrides measurement.
+    pub fixed_estimate: Option<Dur>,
+    /// Most invocations one sandbox of it runs at once (≥ 1; 0 counts as 1).
+    pub concurrency: u32,
+}
+
+impl Default for FunctionInfo {
+    fn default() -> Self {
+        FunctionInfo {
+            weight: 1.0,
+            gpu_mem_bytes: 0,
+            fixed_estimate: None,
+            concurrency: 1,
+        }
+    }
+}
+
+/// Start `inv` in `sandbox` on `gpu` once `moves` are done (and, if `cold`, the sandbox created).
+/// A start in a sandbox that is already running other invocations (its function's
+/// `concurrency` > 1) is warm and has no moves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start {
+    pub inv: Invocation,
+    pub gpu: GpuId,
+    pub sandbox: SandboxId,
+    pub cold: bool,
+    pub moves: Vec<MemMove>,
+}
+
+/// An instruction for the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start(Start),
+    /// Move an idle sandbox's memory (flow-state coupling), asynchronously.
+    Move(MemMove),
+    /// Destroy an idle sandbox (keep-alive expiry or pool trim).
+    Destroy(SandboxId),
+}

@@ -1,0 +1,130 @@
+//! Work beside the invocations: the timer task that polls the schedulers when a timer is due,
+//! prewarming sandboxes ahead of demand, and the gauges refreshed at scrape time.
+
+use super::{Inner, InvokeError, Metrics, QueueKind};
+use sluice_core::GpuId;
+use sluice_policy::queue::FlowState;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Wakes at the schedulers' next timer (TTL expiry, keep-alive) or when poked, and polls.
+pub(super) async fn timer_loop(inner: Weak<Inner>) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let next = {
+            let st = strong.lock();
+            [st.gpu.next_timer(), st.cpu.next_timer()]
+                .into_iter()
+                .flatten()
+                .min()
+        };
+        let wait = next.map_or(Duration::from_secs(3600), |t| {
+            Duration::from_micros(t.as_micros().saturating_sub(strong.now().as_micros()))
+        });
+        let timer = strong.timer.clone();
+        drop(strong);
+        let notified = timer.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notified => continue,
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let actions = {
+            let mut st = strong.lock();
+            let now = strong.now();
+            let mut a = strong.poll(&mut st, QueueKind::Gpu, now);
+            a.extend(strong.poll(&mut st, QueueKind::Cpu, now));
+            a
+        };
+        strong.execute(actions);
+    }
+}
+
+/// Starts up to `count` sandboxes of `name` ahead of demand.
+pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32, InvokeError> {
+    let mut started = 0;
+    let mut st = inner.lock();
+    let Some(f) = st.functions.get(name) else {
+        return Err(InvokeError::UnknownFunction(name.to_string()));
+    };
+    let (id, q) = (f.id, f.queue);
+    let spec = inner
+        .spec(&st, id)
+        .ok_or_else(|| InvokeError::Internal("spec missing".into()))?;
+    for _ in 0..count {
+        let now = inner.now();
+        let Some((sb, gpu)) = st.sched(q).prewarm(id, now) else {
+            break;
+        };
+        started += 1;
+        let (inner, spec) = (inner.clone(), spec.clone());
+        tokio::spawn(async move {
+            let created = inner.create_sandbox(q, sb, gpu, &spec).await;
+            let mut st = inner.lock();
+            match created {
+                Ok(sandbox) => {
+                    st.live.insert((q, sb), sandbox);
+                    let now = inner.now();
+                    st.sched(q).prewarm_done(sb, now);
+                }
+                Err(e) => {
+                    tracing::warn!("prewarm of {} failed: {e}", spec.name);
+                    st.sched(q).forget_sandbox(sb);
+                }
+            }
+        });
+    }
+    Ok(started)
+}
+
+/// Refreshes the gauges that mirror engine state.
+pub(super) fn refresh_gauges(inner: &Inner) {
+    let m = &inner.metrics;
+    let samples = inner.devices.sample();
+    let st = inner.lock();
+    Metrics::set(&m.queue_length, "gpu", st.gpu.queued() as i64);
+    Metrics::set(&m.queue_length, "cpu", st.cpu.queued() as i64);
+    let (mut starting, mut idle, mut busy) = (0, 0, 0);
+    for s in [&st.gpu, &st.cpu] {
+        let (a, b, c) = s.pool().counts();
+        (starting, idle, busy) = (starting + a, idle + b, busy + c);
+    }
+    Metrics::set(&m.sandboxes, "starting", starting as i64);
+    Metrics::set(&m.sandboxes, "idle", idle as i64);
+    Metrics::set(&m.sandboxes, "busy", busy as i64);
+    let (mut active, mut throttled, mut inactive) = (0, 0, 0);
+    for r in st.functions.values() {
+        let sched = match r.queue {
+            QueueKind::Gpu => &st.gpu,
+            QueueKind::Cpu => &st.cpu,
+        };
+        match sched.flow_state(r.id) {
+            Some(FlowState::Active) => active += 1,
+            Some(FlowState::Throttled) => throttled += 1,
+            Some(FlowState::Inactive) => inactive += 1,
+            None => {}
+        }
+    }
+    Metrics::set(&m.flows, "active", active);
+    Metrics::set(&m.flows, "throttled", throttled);
+    Metrics::set(&m.flows, "inactive", inactive);
+    for (i, g) in inner.devices.gpus().iter().enumerate() {
+        let label = super::metrics::Gpu {
+            gpu: g.index.to_string(),
+        };
+        let s = samples.get(i).cloned().unwrap_or_default();
+        m.gpu_util.get_or_create(&label).set(s.util);
+        m.gpu_mem_used
+            .get_or_create(&label)
+            .set(s.memory_used_bytes as i64);
+        m.gpu_mem_total
+            .get_or_create(&label)
+            .set(g.memory_bytes as i64);
+        let resident = st.gpu.memory().resident(GpuId(i as u16));
+        m.gpu_resident.get_or_create(&label).set(resident as i64);
+    }
+}
