@@ -1,0 +1,90 @@
+//! The batch frame of the stage protocol: what `POST /batch` carries and what a stage answers.
+//!
+//! A frame is one line of UTF-8 JSON (the manifest, no raw newline inside), `\n`, then the data region
+//! (the concatenated inline payloads). This module owns the manifest types ([`BatchRequest`],
+//! [`BatchResponse`]), [`encode`] and [`decode`] with full validation (inline ranges inside the data
+//! region, segment names that are plain file names, unique ids), [`DataRegion`] to build a data region
+//! and [`DataRef::resolve`] to turn a reference into bytes. It does not own sockets or HTTP, nor the
+//! lifetime of shared-memory segments (that is [`crate::shm::ShmArena`]).
+
+mod codec;
+mod manifest;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{decode, encode, DataRegion, Payload};
+pub use manifest::{
+    BatchRequest, BatchResponse, DataRef, ErrorBody, InputRef, OutputMode, RequestItem,
+    ResponseItem,
+};
+
+use crate::name::NameError;
+use crate::shm::ShmError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+/// The `Content-Type` of batch frames, both ways.
+pub const CONTENT_TYPE: &str = "application/x-sluice-batch";
+
+/// The producer name of the pipeline input.
+pub const PIPELINE_INPUT: &str = "input";
+
+/// Why a frame (or a reference in it) was rejected.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("batch frame has no '\\n' after the manifest line")]
+    NoManifestLine,
+    #[error("batch manifest is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("duplicate item id {0:?} in the batch")]
+    DuplicateId(String),
+    #[error("{at}: {field} {name:?} is not a plain file name: {source}")]
+    BadName {
+        at: String,
+        field: &'static str,
+        name: String,
+        source: NameError,
+    },
+    #[error("{at}: inline range {offset}+{len} is outside the {data_len}-byte data region")]
+    OutOfRange {
+        at: String,
+        offset: u64,
+        len: u64,
+        data_len: u64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("shared-memory segment: {0}")]
+    Shm(#[from] ShmError),
+}
+
+/// A manifest that can travel in a frame: it knows how to check itself against its data region.
+pub trait Manifest: Serialize + DeserializeOwned {
+    /// Checks every rule of the protocol that the manifest alone (and the data region's length) can
+    /// tell.
+    fn validate(&self, data_len: u64) -> Result<(), FrameError>;
+}
+
+impl Manifest for BatchRequest {
+    fn validate(&self, data_len: u64) -> Result<(), FrameError> {
+        validate::request(self, data_len)
+    }
+}
+
+impl Manifest for BatchResponse {
+    fn validate(&self, data_len: u64) -> Result<(), FrameError> {
+        validate::response(self, data_len)
+    }
+}
+
+impl BatchResponse {
+    /// Checks that this response answers `request`: one item per request item, same ids in the same
+    /// order, and every shm output is the file the request named for that item (a stage told
+    /// "inline" may not answer shm).
+    pub fn check_answers(&self, request: &BatchRequest) -> Result<(), FrameError> {
+        validate::answers(self, request)
+    }
+}

@@ -1,0 +1,479 @@
+"""Write a Sluice pipeline stage in Python: ``serve(handler)`` speaks the stage protocol.
+
+This one file (standard library only, Python >= 3.9) owns the Python side of the Sluice stage
+protocol. The worker starts a stage instance with ``SLUICE_SOCKET=<path>``, ``SLUICE_STAGE=<name>``,
+``SLUICE_MAX_BATCH=<n>`` and, when the instance is co-located with neighbour stages,
+``SLUICE_SHM_DIR=<directory on a shared tmpfs>``. The stage serves HTTP/1.1 on that Unix socket:
+
+- ``GET /ready``  -> 200 ``ok`` (503 while the optional ``ready()`` callable returns false);
+- ``POST /batch`` with a batch frame (``Content-Type: application/x-sluice-batch``): one line of JSON
+  (the manifest), ``\\n``, then the data region (the concatenated inline payloads). The helper maps
+  shared-memory inputs read-only (zero-copy), calls ``handler(items)`` once for the batch, writes
+  each output into ``SLUICE_SHM_DIR/<out>`` when the request asks for shm output (and the directory
+  is set), else inline, and answers a batch frame with one entry per item, in order;
+- a frame that cannot be decoded -> 400 ``{"error": ...}``; an exception in the handler (or a
+  handler result of the wrong shape) -> 500; other paths -> 404; bodies over 1 GiB -> 413.
+
+``handler(items)`` gets a list with one entry per batch item; each entry is a list of ``memoryview``
+(one per input, in the order of the stage's predecessors). It returns a list of the same length whose
+entries are the outputs (``bytes``, ``bytearray`` or ``memoryview``) or an ``Exception`` instance (that
+item failed; the others go on). Input views are valid only during the call: copy what you keep. An
+item whose shm input cannot be mapped fails on its own, without reaching the handler.
+
+Usage::
+
+    from sluice_stage import serve
+
+    def handler(items):
+        return [bytes(inputs[0]).upper() for inputs in items]
+
+    if __name__ == "__main__":
+        serve(handler)
+
+Run alone (``SLUICE_SOCKET=/tmp/s.sock python3 sluice_stage.py``) it serves a stage whose output is
+the concatenation of its inputs.
+"""
+
+import http.server
+import json
+import mmap
+import os
+import socketserver
+import sys
+import traceback
+
+__all__ = [
+    "serve",
+    "make_server",
+    "encode_frame",
+    "decode_frame",
+    "FrameError",
+    "CONTENT_TYPE",
+    "MAX_BODY",
+    "SOCKET_ENV",
+    "SHM_DIR_ENV",
+]
+
+SOCKET_ENV = "SLUICE_SOCKET"
+SHM_DIR_ENV = "SLUICE_SHM_DIR"
+CONTENT_TYPE = "application/x-sluice-batch"
+MAX_BODY = 1 << 30
+MAX_NAME = 255
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class FrameError(ValueError):
+    """A batch frame (or a reference in it) that breaks the protocol."""
+
+
+def encode_frame(manifest, chunks=()):
+    """Returns manifest line + ``\\n`` + the concatenated ``chunks`` (bytes-like) as one ``bytes``."""
+    line = json.dumps(manifest, separators=(",", ":")).encode()
+    return b"".join([line, b"\n", *chunks])
+
+
+def decode_frame(body, kind="request"):
+    """Splits and validates a frame; returns ``(manifest, data)`` with ``data`` a memoryview.
+
+    ``kind`` is ``"request"`` (a ``POST /batch`` body) or ``"response"``. Raises ``FrameError``.
+    """
+    if not isinstance(body, (bytes, bytearray)):
+        body = bytes(body)
+    newline = body.find(b"\n")
+    if newline < 0:
+        raise FrameError("batch frame has no '\\n' after the manifest line")
+    try:
+        manifest = json.loads(body[:newline])
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise FrameError("batch manifest is not valid JSON: %s" % e) from None
+    data = memoryview(body)[newline + 1 :]
+    if kind == "request":
+        _check_request(manifest, len(data))
+    elif kind == "response":
+        _check_response(manifest, len(data))
+    else:
+        raise ValueError("kind must be 'request' or 'response'")
+    return manifest, data
+
+
+def _fail(message):
+    raise FrameError(message)
+
+
+def _is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < (1 << 64)
+
+
+def _check_name(at, field, name):
+    if not isinstance(name, str):
+        _fail("%s: %s must be a string" % (at, field))
+    why = None
+    if not name:
+        why = "it is empty"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        why = "it is longer than %d bytes" % MAX_NAME
+    elif name in (".", ".."):
+        why = "'.' and '..' are not file names"
+    elif "/" in name:
+        why = "it contains '/'"
+    elif "\0" in name:
+        why = "it contains a NUL byte"
+    if why:
+        _fail("%s: %s %s is not a plain file name: %s" % (at, field, json.dumps(name), why))
+
+
+def _check_ref(at, ref, data_len):
+    if not isinstance(ref, dict):
+        _fail("%s must be an object" % at)
+    kind = ref.get("kind")
+    if not _is_count(ref.get("len")):
+        _fail("%s: len must be a non-negative integer" % at)
+    if kind == "inline":
+        offset = ref.get("offset")
+        if not _is_count(offset):
+            _fail("%s: offset must be a non-negative integer" % at)
+        if offset + ref["len"] > data_len:
+            _fail(
+                "%s: inline range %d+%d is outside the %d-byte data region"
+                % (at, offset, ref["len"], data_len)
+            )
+    elif kind == "shm":
+        _check_name(at, "path", ref.get("path"))
+    else:
+        _fail("%s: kind must be \"inline\" or \"shm\", not %s" % (at, json.dumps(kind)))
+
+
+def _check_ids(items):
+    if not isinstance(items, list):
+        _fail("items must be a list")
+    seen = set()
+    for item in items:
+        if not isinstance(item, dict):
+            _fail("every item must be an object")
+        ident = item.get("id")
+        if not isinstance(ident, str) or not ident:
+            _fail("every item needs a non-empty string id")
+        if ident in seen:
+            _fail("duplicate item id %s in the batch" % json.dumps(ident))
+        seen.add(ident)
+
+
+def _check_request(m, data_len):
+    if not isinstance(m, dict):
+        _fail("batch manifest must be a JSON object")
+    if not isinstance(m.get("stage"), str) or not m["stage"]:
+        _fail("request names no stage")
+    output = m.get("output")
+    if output not in ("shm", "inline"):
+        _fail("output must be \"shm\" or \"inline\", not %s" % json.dumps(output))
+    items = m.get("items")
+    _check_ids(items)
+    outs = set()
+    for item in items:
+        at = "item %s" % json.dumps(item["id"])
+        out = item.get("out")
+        if output == "shm":
+            if out is None:
+                _fail("%s: output is \"shm\" but the item has no \"out\" file name" % at)
+            _check_name(at, "out", out)
+            if out in outs:
+                _fail("%s: output file %s is named by two items" % (at, json.dumps(out)))
+            outs.add(out)
+        elif out is not None:
+            _fail("%s: output is \"inline\" but the item names an \"out\" file" % at)
+        inputs = item.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            _fail("%s has no inputs" % at)
+        for i, ref in enumerate(inputs):
+            at_input = "%s input %d" % (at, i)
+            if not isinstance(ref, dict) or not isinstance(ref.get("from"), str) or not ref["from"]:
+                _fail("%s names no producer" % at_input)
+            _check_ref(at_input, ref, data_len)
+
+
+def _check_response(m, data_len):
+    if not isinstance(m, dict):
+        _fail("batch manifest must be a JSON object")
+    items = m.get("items")
+    _check_ids(items)
+    for item in items:
+        at = "response item %s" % json.dumps(item["id"])
+        if item.get("ok") is True and "output" in item and "error" not in item:
+            _check_ref(at + " output", item["output"], data_len)
+        elif item.get("ok") is False and isinstance(item.get("error"), str) and "output" not in item:
+            pass
+        else:
+            _fail("%s: needs \"ok\":true with an \"output\" or \"ok\":false with an \"error\"" % at)
+
+
+def _map_input(shm_dir, ref):
+    """A read-only, zero-copy view of a shm input, and the mmap to close after the call."""
+    if shm_dir is None:
+        raise FrameError("shm input %s but %s is not set" % (json.dumps(ref["path"]), SHM_DIR_ENV))
+    path = os.path.join(shm_dir, ref["path"])
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size != ref["len"]:
+            raise FrameError(
+                "segment %s holds %d bytes where %d were expected" % (json.dumps(ref["path"]), size, ref["len"])
+            )
+        if size == 0:
+            return memoryview(b""), None
+        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return memoryview(mm), mm
+
+
+def _write_segment(shm_dir, name, view):
+    """Creates ``shm_dir/name``, sizes it, writes ``view`` (a byte memoryview), closes it."""
+    fd = os.open(os.path.join(shm_dir, name), os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        os.ftruncate(fd, len(view))
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
+
+
+def _as_bytes_view(out):
+    view = memoryview(out)
+    if not view.contiguous:
+        raise TypeError("handler output must be a contiguous buffer")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _error_message(e):
+    return "%s: %s" % (type(e).__name__, e)
+
+
+def run_batch(handler, manifest, data, shm_dir):
+    """Runs one decoded batch; returns ``(response manifest, list of inline chunks)``.
+
+    Raises what the handler raises, and ``TypeError`` for a handler result of the wrong shape.
+    """
+    items = manifest["items"]
+    results = [None] * len(items)  # an error message (str) for items that failed before the handler
+    views = []
+    maps = []
+    try:
+        for i, item in enumerate(items):
+            inputs = []
+            try:
+                for n, ref in enumerate(item["inputs"]):
+                    if ref["kind"] == "inline":
+                        inputs.append(data[ref["offset"] : ref["offset"] + ref["len"]])
+                    else:
+                        try:
+                            view, mm = _map_input(shm_dir, ref)
+                        except (OSError, ValueError) as e:
+                            raise FrameError("input %d: %s" % (n, e)) from None
+                        inputs.append(view)
+                        if mm is not None:
+                            views.append(view)
+                            maps.append(mm)
+            except FrameError as e:
+                results[i] = str(e)
+                continue
+            results[i] = inputs
+        ready = [i for i, r in enumerate(results) if isinstance(r, list)]
+        outputs = handler([results[i] for i in ready]) if ready else []
+        if not isinstance(outputs, (list, tuple)):
+            raise TypeError("handler must return a list, not a %s" % type(outputs).__name__)
+        if len(outputs) != len(ready):
+            raise TypeError("handler returned %d outputs for %d items" % (len(outputs), len(ready)))
+        for i, out in zip(ready, outputs):
+            if isinstance(out, Exception):
+                results[i] = _error_message(out)
+            elif isinstance(out, (bytes, bytearray, memoryview)):
+                results[i] = _as_bytes_view(out)
+            else:
+                raise TypeError("handler output for item %d is a %s, not bytes or an Exception" % (i, type(out).__name__))
+    finally:
+        for view in views:
+            try:
+                view.release()
+            except BufferError:
+                pass  # exported by the handler (numpy, say): released with its last user
+        for mm in maps:
+            try:
+                mm.close()
+            except BufferError:
+                pass  # the handler kept a view: the mapping goes with the last reference
+    use_shm = manifest["output"] == "shm" and shm_dir is not None
+    answer = []
+    chunks = []
+    offset = 0
+    for item, result in zip(items, results):
+        if isinstance(result, str):
+            answer.append({"id": item["id"], "ok": False, "error": result})
+            continue
+        if use_shm:
+            try:
+                _write_segment(shm_dir, item["out"], result)
+            except OSError as e:
+                answer.append({"id": item["id"], "ok": False, "error": "writing output: %s" % e})
+                continue
+            output = {"kind": "shm", "path": item["out"], "len": len(result)}
+        else:
+            output = {"kind": "inline", "offset": offset, "len": len(result)}
+            chunks.append(result)
+            offset += len(result)
+        answer.append({"id": item["id"], "ok": True, "output": output})
+    return {"items": answer}, chunks
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """One thread per connection (the worker keeps its connections alive)."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, path, handler, ready, shm_dir):
+        self.handler = handler
+        self.ready = ready
+        self.shm_dir = shm_dir
+        super().__init__(path, _RequestHandler)
+
+
+class _RequestHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sluice-stage"
+
+    def address_string(self):
+        return "unix"  # Unix-socket peers have no address
+
+    def log_message(self, format, *args):  # noqa: A002 - base-class signature
+        pass
+
+    def _reply(self, status, chunks, content_type="application/json"):
+        """Writes the head and the first chunk in one write, then the (large) rest as they are."""
+        conn = b"close" if self.close_connection else b"keep-alive"
+        length = sum(len(c) for c in chunks)
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (
+            status,
+            _REASONS.get(status, "Unknown").encode(),
+            content_type.encode(),
+            length,
+            conn,
+        )
+        first = bytes(chunks[0]) if chunks else b""
+        self.wfile.write(head + first)
+        for chunk in chunks[1:]:
+            self.wfile.write(chunk)
+
+    def _error(self, status, message, close=False):
+        if close:
+            self.close_connection = True
+        self._reply(status, [json.dumps({"error": message}).encode()])
+
+    def send_error(self, code, message=None, explain=None):
+        self.close_connection = True
+        try:
+            self._reply(code, [json.dumps({"error": message or _REASONS.get(code, "error")}).encode()])
+        except OSError:
+            pass
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/ready":
+            ready = self.server.ready
+            try:
+                ok = ready is None or ready()
+            except Exception as e:  # noqa: BLE001 - a failing check means not ready
+                return self._error(503, "not ready: %s" % _error_message(e))
+            if ok:
+                self._reply(200, [b"ok"], "text/plain")
+            else:
+                self._error(503, "not ready")
+        elif path == "/batch":
+            self._error(405, "method not allowed")
+        else:
+            self._error(404, "not found")
+
+    def do_POST(self):
+        path = self.path.split("?", 1)[0]
+        if self.headers.get("Transfer-Encoding") is not None:
+            return self._error(400, "Transfer-Encoding (chunked) is not supported", close=True)
+        lengths = self.headers.get_all("Content-Length") or ["0"]
+        raw = lengths[0].strip()
+        if len(set(v.strip() for v in lengths)) != 1 or not raw.isdigit() or not raw.isascii():
+            return self._error(400, "bad Content-Length", close=True)
+        length = int(raw)
+        if length > MAX_BODY:
+            return self._error(413, "request body over 1 GiB", close=True)
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            self.close_connection = True
+            return
+        if path == "/ready":
+            return self._error(405, "method not allowed")
+        if path != "/batch":
+            return self._error(404, "not found")
+        self._batch(body)
+
+    def _batch(self, body):
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip()
+        if ctype != CONTENT_TYPE:
+            return self._error(400, "Content-Type must be %s, not %s" % (CONTENT_TYPE, json.dumps(ctype)))
+        try:
+            manifest, data = decode_frame(body)
+        except FrameError as e:
+            return self._error(400, str(e))
+        try:
+            answer, chunks = run_batch(self.server.handler, manifest, data, self.server.shm_dir)
+        except Exception as e:  # noqa: BLE001 - every handler failure fails the batch
+            traceback.print_exc(file=sys.stderr)
+            return self._error(500, _error_message(e))
+        line = json.dumps(answer, separators=(",", ":")).encode()
+        self._reply(200, [line + b"\n", *chunks], CONTENT_TYPE)
+
+
+def make_server(handler, path, *, ready=None, shm_dir=None):
+    """Binds ``path`` (removing a stale file there first) and returns the server, not yet serving.
+
+    ``shm_dir`` is where shm inputs and outputs live (``None``: inline only). Call
+    ``serve_forever()`` on it (and ``shutdown()`` / ``server_close()`` to stop, as in tests).
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return _Server(path, handler, ready, shm_dir)
+
+
+def serve(handler, *, ready=None, path=None):
+    """Serves ``handler`` on ``path`` (default ``$SLUICE_SOCKET``) until the process is killed.
+
+    ``ready``, if given, is called on each ``GET /ready``: the stage takes work once it returns true
+    (load models in a background thread and flip a flag, say). Shared memory is ``$SLUICE_SHM_DIR``.
+    """
+    path = path or os.environ.get(SOCKET_ENV)
+    if not path:
+        sys.exit("%s is not set: this program is meant to be started by a Sluice worker" % SOCKET_ENV)
+    server = make_server(handler, path, ready=ready, shm_dir=os.environ.get(SHM_DIR_ENV) or None)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _concat(items):
+    return [b"".join(inputs) for inputs in items]
+
+
+if __name__ == "__main__":
+    serve(_concat)

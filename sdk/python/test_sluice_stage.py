@@ -1,0 +1,331 @@
+"""Tests of sluice_stage.py: a stage server on a temporary Unix socket, spoken to with raw HTTP/1.1.
+
+Covers ready (and a ``ready`` callable), inline and shm inputs and outputs with random payloads and
+several inputs per item, per-item failures, handler exceptions and wrong results (500), bad frames
+(400), 404, frame encode/decode, and the concat stage run as a script.
+Standard library only: ``python3 -m unittest discover -s sdk/python``.
+"""
+
+import contextlib
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sluice_stage  # noqa: E402
+from sluice_stage import FrameError, decode_frame, encode_frame  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def concat_or_fail(items):
+    """Concatenates each item's inputs; an item whose first input is b"fail" fails; b"boom" raises."""
+    out = []
+    for inputs in items:
+        first = bytes(inputs[0][:4])
+        if first == b"boom":
+            raise RuntimeError("boom")
+        if first == b"fail":
+            out.append(ValueError("item refused"))
+        else:
+            out.append(b"".join(inputs))
+    return out
+
+
+class Conn:
+    """A raw HTTP/1.1 client over one Unix-socket connection."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+
+    def request(self, method, path, body=b"", ctype=sluice_stage.CONTENT_TYPE):
+        head = "%s %s HTTP/1.1\r\nHost: s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            method,
+            path,
+            ctype,
+            len(body),
+        )
+        self.sock.sendall(head.encode() + body)
+        status = int(self.file.readline().split(b" ")[1])
+        headers = {}
+        while True:
+            line = self.file.readline().rstrip(b"\r\n")
+            if not line:
+                break
+            k, v = line.split(b":", 1)
+            headers[k.strip().lower().decode()] = v.strip().decode()
+        return status, headers, self.file.read(int(headers["content-length"]))
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+class Batch:
+    """Builds a request frame: inline payloads go to the data region, shm ones to files."""
+
+    def __init__(self, shm_dir=None, output="inline", stage="det"):
+        self.shm_dir = shm_dir
+        self.manifest = {"stage": stage, "output": output, "items": []}
+        self.chunks = []
+        self.offset = 0
+        self.files = 0
+
+    def item(self, ident, payloads, kinds=None):
+        inputs = []
+        for n, payload in enumerate(payloads):
+            kind = kinds[n] if kinds else "inline"
+            if kind == "inline":
+                inputs.append({"from": "p%d" % n, "kind": "inline", "offset": self.offset, "len": len(payload)})
+                self.chunks.append(payload)
+                self.offset += len(payload)
+            else:
+                name = "in-%d" % self.files
+                self.files += 1
+                with open(os.path.join(self.shm_dir, name), "wb") as f:
+                    f.write(payload)
+                inputs.append({"from": "p%d" % n, "kind": "shm", "path": name, "len": len(payload)})
+        entry = {"id": ident, "inputs": inputs}
+        if self.manifest["output"] == "shm":
+            entry["out"] = "out-" + ident
+        self.manifest["items"].append(entry)
+        return self
+
+    def frame(self):
+        return encode_frame(self.manifest, self.chunks)
+
+
+class ServerCase(unittest.TestCase):
+    """A stage server on a temporary socket and shm directory, with one client connection."""
+
+    handler = staticmethod(concat_or_fail)
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.shm = os.path.join(self.dir.name, "shm")
+        os.mkdir(self.shm)
+        self.path = os.path.join(self.dir.name, "stage.sock")
+        self.server = sluice_stage.make_server(self.handler, self.path, shm_dir=self.shm)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.conn = Conn(self.path)
+
+    def tearDown(self):
+        self.conn.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.dir.cleanup()
+
+    def batch(self, frame):
+        with contextlib.redirect_stderr(io.StringIO()):  # 500s print their traceback
+            status, headers, body = self.conn.request("POST", "/batch", frame)
+        if status == 200:
+            self.assertEqual(headers["content-type"], sluice_stage.CONTENT_TYPE)
+            manifest, data = decode_frame(body, "response")
+            return status, manifest, data
+        return status, json.loads(body), None
+
+    def output(self, entry, data):
+        self.assertTrue(entry["ok"], entry)
+        out = entry["output"]
+        if out["kind"] == "inline":
+            return bytes(data[out["offset"] : out["offset"] + out["len"]])
+        with open(os.path.join(self.shm, out["path"]), "rb") as f:
+            got = f.read()
+        self.assertEqual(len(got), out["len"])
+        return got
+
+
+class StageTest(ServerCase):
+    def test_ready_and_unknown_paths(self):
+        self.assertEqual(self.conn.request("GET", "/ready")[:1], (200,))
+        self.assertEqual(self.conn.request("GET", "/nope")[0], 404)
+        self.assertEqual(self.conn.request("POST", "/invoke", b"x")[0], 404)
+        self.assertEqual(self.conn.request("GET", "/batch")[0], 405)
+
+    def test_inline_random_payloads_several_inputs(self):
+        rng = random.Random(1)
+        batch = Batch()
+        expected = {}
+        for i in range(8):
+            payloads = [rng.randbytes(rng.choice([0, 1, 100, 4096, 70000])) for _ in range(rng.randint(1, 3))]
+            if payloads[0][:4] in (b"fail", b"boom"):
+                payloads[0] = b"x" + payloads[0]
+            batch.item("i%d" % i, payloads)
+            expected["i%d" % i] = b"".join(payloads)
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200)
+        self.assertEqual([e["id"] for e in manifest["items"]], list(expected))
+        for entry in manifest["items"]:
+            self.assertEqual(entry["output"]["kind"], "inline")
+            self.assertEqual(self.output(entry, data), expected[entry["id"]])
+
+    def test_shm_inputs_and_outputs(self):
+        rng = random.Random(2)
+        batch = Batch(self.shm, output="shm")
+        expected = {}
+        for i in range(5):
+            payloads = [b"h%d" % i + rng.randbytes(rng.randint(0, 300000)) for _ in range(3)]
+            batch.item("s%d" % i, payloads, kinds=["shm", "inline", "shm"])
+            expected["s%d" % i] = b"".join(payloads)
+        batch.item("empty", [b"", b""], kinds=["shm", "shm"])
+        expected["empty"] = b""
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200)
+        self.assertEqual(len(data), 0)  # everything went through shared memory
+        for entry in manifest["items"]:
+            self.assertEqual(entry["output"], {"kind": "shm", "path": "out-" + entry["id"], "len": len(expected[entry["id"]])})
+            self.assertEqual(self.output(entry, data), expected[entry["id"]])
+        # Inputs are the worker's: the stage leaves them in place.
+        self.assertEqual(len([n for n in os.listdir(self.shm) if n.startswith("in-")]), 12)
+
+    def test_shm_output_without_shm_dir_falls_back_to_inline(self):
+        self.server.shm_dir = None
+        batch = Batch(output="shm").item("a", [b"abc", b"def"])
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200)
+        self.assertEqual(manifest["items"][0]["output"]["kind"], "inline")
+        self.assertEqual(self.output(manifest["items"][0], data), b"abcdef")
+
+    def test_item_failures_do_not_fail_the_batch(self):
+        batch = Batch(self.shm).item("ok", [b"fine"]).item("bad", [b"fail now"]).item("after", [b"also fine"])
+        batch.manifest["items"].append(
+            {"id": "missing", "inputs": [{"from": "det", "kind": "shm", "path": "gone", "len": 3}]}
+        )
+        batch.item("short", [b"xyz"], kinds=["shm"])
+        batch.manifest["items"][-1]["inputs"][0]["len"] = 2
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200)
+        entries = {e["id"]: e for e in manifest["items"]}
+        self.assertEqual(self.output(entries["ok"], data), b"fine")
+        self.assertEqual(self.output(entries["after"], data), b"also fine")
+        self.assertEqual(entries["bad"], {"id": "bad", "ok": False, "error": "ValueError: item refused"})
+        self.assertFalse(entries["missing"]["ok"])
+        self.assertIn("input 0", entries["missing"]["error"])
+        self.assertIn("holds 3 bytes where 2 were expected", entries["short"]["error"])
+
+    def test_handler_exception_fails_the_batch(self):
+        batch = Batch().item("a", [b"good"]).item("b", [b"boom"])
+        status, body, _ = self.batch(batch.frame())
+        self.assertEqual(status, 500)
+        self.assertEqual(body, {"error": "RuntimeError: boom"})
+        # The connection still works.
+        self.assertEqual(self.batch(Batch().item("a", [b"again"]).frame())[0], 200)
+
+    def test_bad_frames_are_400(self):
+        good = Batch().item("a", [b"abcd"])
+        cases = {
+            b"no newline at all": "no '\\n'",
+            b"{not json\n": "not valid JSON",
+            good.frame()[:-1]: "outside the 3-byte data region",
+            encode_frame(dict(good.manifest, items=good.manifest["items"] * 2), [b"abcd"]): "duplicate item id",
+            encode_frame({"stage": "det", "output": "gpu", "items": []}): "output must be",
+            encode_frame(
+                {"stage": "det", "output": "inline", "items": [{"id": "a", "inputs": [{"from": "x", "kind": "shm", "path": "../etc/passwd", "len": 1}]}]}
+            ): "not a plain file name",
+            encode_frame(
+                {"stage": "det", "output": "shm", "items": [{"id": "a", "out": "..", "inputs": [{"from": "x", "kind": "inline", "offset": 0, "len": 0}]}]}
+            ): "not a plain file name",
+        }
+        for frame, message in cases.items():
+            status, body, _ = self.batch(frame)
+            self.assertEqual(status, 400, frame[:80])
+            self.assertIn(message, body["error"])
+        status, _, body = self.conn.request("POST", "/batch", good.frame(), ctype="application/json")
+        self.assertEqual(status, 400)
+        self.assertIn("Content-Type", json.loads(body)["error"])
+
+
+class WrongResultTest(ServerCase):
+    handler = staticmethod(lambda items: [b"only one"])
+
+    def test_wrong_number_of_outputs_is_500(self):
+        status, body, _ = self.batch(Batch().item("a", [b"1"]).item("b", [b"2"]).frame())
+        self.assertEqual(status, 500)
+        self.assertIn("returned 1 outputs for 2 items", body["error"])
+
+    def test_output_of_the_wrong_type_is_500(self):
+        self.server.handler = lambda items: ["text, not bytes"]
+        status, body, _ = self.batch(Batch().item("a", [b"1"]).frame())
+        self.assertEqual(status, 500)
+        self.assertIn("is a str, not bytes", body["error"])
+
+
+class ReadyTest(unittest.TestCase):
+    def test_ready_callable_gates_ready(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "s.sock")
+            state = {"ready": False}
+            server = sluice_stage.make_server(concat_or_fail, path, ready=lambda: state["ready"])
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            conn = Conn(path)
+            try:
+                self.assertEqual(conn.request("GET", "/ready")[0], 503)
+                state["ready"] = True
+                self.assertEqual(conn.request("GET", "/ready")[0], 200)
+            finally:
+                conn.close()
+                server.shutdown()
+                server.server_close()
+
+
+class FrameTest(unittest.TestCase):
+    def test_round_trip(self):
+        manifest = {"items": [{"id": "a", "ok": True, "output": {"kind": "inline", "offset": 0, "len": 3}}]}
+        frame = encode_frame(manifest, [b"abc"])
+        self.assertEqual(frame, b'{"items":[{"id":"a","ok":true,"output":{"kind":"inline","offset":0,"len":3}}]}\nabc')
+        back, data = decode_frame(frame, "response")
+        self.assertEqual(back, manifest)
+        self.assertEqual(bytes(data), b"abc")
+
+    def test_newlines_in_strings_stay_escaped(self):
+        manifest = {"items": [{"id": "a\nb", "ok": False, "error": "line1\nline2"}]}
+        frame = encode_frame(manifest)
+        self.assertEqual(frame.count(b"\n"), 1)
+        self.assertEqual(decode_frame(frame, "response")[0], manifest)
+
+    def test_response_rules(self):
+        for item in [{"id": "a", "ok": True}, {"id": "a", "ok": False}, {"id": "a", "ok": "yes", "error": "x"}]:
+            with self.assertRaises(FrameError):
+                decode_frame(encode_frame({"items": [item]}), "response")
+        with self.assertRaises(FrameError):
+            decode_frame(encode_frame({"items": [{"id": "a", "ok": True, "output": {"kind": "inline", "offset": 2, "len": 2}}]}, [b"abc"]), "response")
+
+
+class ScriptTest(unittest.TestCase):
+    def test_script_serves_concat(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "s.sock")
+            env = dict(os.environ, SLUICE_SOCKET=path, SLUICE_SHM_DIR=d)
+            proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sluice_stage.py")], env=env)
+            try:
+                deadline = time.time() + 10
+                while not os.path.exists(path) and time.time() < deadline:
+                    time.sleep(0.02)
+                conn = Conn(path)
+                batch = Batch(d, output="shm").item("a", [b"left-", b"right"], kinds=["shm", "inline"])
+                status, _, body = conn.request("POST", "/batch", batch.frame())
+                conn.close()
+                self.assertEqual(status, 200)
+                manifest, _ = decode_frame(body, "response")
+                self.assertEqual(manifest["items"][0]["output"], {"kind": "shm", "path": "out-a", "len": 10})
+                with open(os.path.join(d, "out-a"), "rb") as f:
+                    self.assertEqual(f.read(), b"left-right")
+            finally:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    unittest.main()
