@@ -27,6 +27,10 @@ pub struct GpuConfig {
     pub simulated_count: u32,
     pub simulated_memory_gib: f64,
     pub mps: bool,
+    /// Preload the managed-memory shim into GPU sandboxes (real GPUs only).
+    pub shim: bool,
+    /// The shim library; default `libsluice_shim.so` beside the `sluice` executable.
+    pub shim_path: Option<PathBuf>,
 }
 
 impl Default for GpuConfig {
@@ -36,6 +40,8 @@ impl Default for GpuConfig {
             simulated_count: 1,
             simulated_memory_gib: 24.0,
             mps: false,
+            shim: false,
+            shim_path: None,
         }
     }
 }

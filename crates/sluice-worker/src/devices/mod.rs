@@ -2,10 +2,14 @@
 //! periodic utilisation samples. NVML is loaded at run time ([`nvml`]), so one binary runs with
 //! or without an NVIDIA driver; where no GPU is found, a simulated backend ([`simulated`]) with
 //! the configured count and memory stands in: the GPU queue, tokens and memory policy then run
-//! unchanged while functions execute on the CPU, and the worker says so.
+//! unchanged while functions execute on the CPU, and the worker says so. [`mps`] controls the
+//! MPS daemon, [`sandbox_env`] computes the environment that places a sandbox on its device,
+//! and [`shim`] talks to the managed-memory shim inside a sandbox.
 
 mod mps;
-mod nvml;
+pub mod nvml;
+pub mod sandbox_env;
+pub mod shim;
 mod simulated;
 
 pub use mps::MpsDaemon;
@@ -13,13 +17,33 @@ pub use simulated::SimulatedGpus;
 
 use serde::{Deserialize, Serialize};
 
-/// One schedulable device.
+/// One schedulable device: a whole GPU, or one MIG instance of a GPU in MIG mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuInfo {
     pub index: u32,
     pub name: String,
     pub uuid: String,
     pub memory_bytes: u64,
+    /// Set when the device is a MIG instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<MigInstance>,
+}
+
+/// Where a MIG instance lives: NVML's physical GPU index and its MIG device index there.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigInstance {
+    pub gpu: u32,
+    pub instance: u32,
+}
+
+/// A compute process on a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuProcess {
+    pub pid: u32,
+    /// Device memory it uses, where NVML can tell.
+    pub used_bytes: Option<u64>,
+    /// It is an MPS client.
+    pub mps: bool,
 }
 
 /// One utilisation sample of a device.
@@ -31,6 +55,8 @@ pub struct GpuSample {
     pub memory_total_bytes: u64,
     /// Compute processes on the device (MPS clients included).
     pub processes: u32,
+    /// Those processes.
+    pub process_list: Vec<GpuProcess>,
 }
 
 /// Where the devices come from.
@@ -47,6 +73,12 @@ pub trait DeviceBackend: Send + Sync {
     fn gpus(&self) -> &[GpuInfo];
     /// A fresh sample per device, in `gpus()` order.
     fn sample(&self) -> Vec<GpuSample>;
+    /// Puts every device in exclusive-process compute mode (one CUDA context per device: with
+    /// MPS, the MPS server's), as the MPS documentation recommends. Needs root; a backend
+    /// without compute modes says so.
+    fn set_exclusive_process(&self) -> Result<(), String> {
+        Err("this backend has no compute modes".into())
+    }
 }
 
 /// Simulated devices to use when no GPU is found.
@@ -70,7 +102,7 @@ impl Default for SimulatedConfig {
 /// `force_simulated` skips NVML (tests, or a GPU host that should not be used).
 pub fn detect(sim: &SimulatedConfig, force_simulated: bool) -> Box<dyn DeviceBackend> {
     if !force_simulated {
-        match nvml::NvmlGpus::open() {
+        match nvml::NvmlLib::init().and_then(nvml::NvmlGpus::open) {
             Ok(Some(g)) => return Box::new(g),
             Ok(None) => tracing::info!("NVML loaded but reports no GPU"),
             Err(e) => tracing::info!("no NVML ({e}); using simulated GPUs"),

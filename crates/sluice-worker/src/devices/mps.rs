@@ -1,10 +1,11 @@
 //! NVIDIA MPS control: start the MPS control daemon when the worker starts (if configured and
 //! the GPUs are real) and ask it to quit when the worker stops. Per-sandbox SM shares and memory
-//! limits are environment variables set by the engine (`CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`,
-//! `CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`).
+//! limits are environment variables ([`super::sandbox_env`]: `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`,
+//! `CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`, `CUDA_MPS_PIPE_DIRECTORY`); exclusive-process compute
+//! mode is [`super::DeviceBackend::set_exclusive_process`].
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A running MPS control daemon that this worker started.
@@ -17,7 +18,7 @@ impl MpsDaemon {
     /// Starts `nvidia-cuda-mps-control -d` (or `program`) with its pipe and log directories under
     /// `dir`.
     pub fn start(program: PathBuf, dir: PathBuf) -> std::io::Result<MpsDaemon> {
-        let pipe_dir = dir.join("pipe");
+        let pipe_dir = Self::pipe_dir_under(&dir);
         let log_dir = dir.join("log");
         std::fs::create_dir_all(&pipe_dir)?;
         std::fs::create_dir_all(&log_dir)?;
@@ -33,6 +34,11 @@ impl MpsDaemon {
             )));
         }
         Ok(MpsDaemon { program, pipe_dir })
+    }
+
+    /// The pipe directory of a daemon started with `dir`, for sandboxes to reach it.
+    pub fn pipe_dir_under(dir: &Path) -> PathBuf {
+        dir.join("pipe")
     }
 
     /// The pipe directory sandboxes must see (`CUDA_MPS_PIPE_DIRECTORY`).

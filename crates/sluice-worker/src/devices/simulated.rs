@@ -17,6 +17,7 @@ impl SimulatedGpus {
                     name: "simulated GPU".into(),
                     uuid: format!("SIM-{index}"),
                     memory_bytes: bytes,
+                    mig: None,
                 })
                 .collect(),
         }

@@ -5,13 +5,17 @@
 //! never under the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
 use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
-use crate::devices::BackendKind;
+use crate::devices::sandbox_env::{gpu_env, Placement};
+use crate::devices::shim::{self, ShimControl};
+use crate::devices::{BackendKind, MpsDaemon};
 use crate::function::FunctionSpec;
 use crate::protocol::ProtocolError;
 use crate::sandbox::{Sandbox, SandboxRequest};
 use sluice_core::{FunctionId, GpuId, SandboxId};
-use sluice_policy::memory::Location;
+use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{Action, Start};
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +27,11 @@ impl Inner {
                 Action::Start(s) => {
                     tokio::spawn(run_start(self.clone(), q, s));
                 }
-                Action::Move(m) => self.count_move(m.bytes, m.to),
+                Action::Move(m) => {
+                    if let Some(moving) = self.move_memory(q, m) {
+                        tokio::spawn(moving);
+                    }
+                }
                 Action::Destroy(sb) => {
                     if let Some(mut sandbox) = self.lock().live.remove(&(q, sb)) {
                         tokio::spawn(async move { sandbox.kill().await });
@@ -33,8 +41,36 @@ impl Inner {
         }
     }
 
-    /// Memory moves. On simulated GPUs they are bookkeeping only; on real GPUs the memory shim
-    /// of the sandbox carries them out (its control channel is part of the GPU-path work).
+    /// Memory moves: always counted; on real GPUs with `gpu.shim` on, carried out by the
+    /// sandbox's managed-memory shim (`PREFETCH device|host` on its socket), returned as a future
+    /// to await or spawn. On simulated GPUs, and for a sandbox that never used CUDA (no shim
+    /// socket), they stay bookkeeping.
+    fn move_memory(
+        &self,
+        q: QueueKind,
+        m: MemMove,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.count_move(m.bytes, m.to);
+        if q != QueueKind::Gpu || self.devices.kind() != BackendKind::Nvml || !self.cfg.gpu.shim {
+            return None;
+        }
+        let dir = self.lock().live.get(&(q, m.sandbox))?.dir()?.to_path_buf();
+        let control = ShimControl::for_sandbox(&dir);
+        Some(async move {
+            if !control.is_serving() {
+                return;
+            }
+            match control.prefetch(m.to).await {
+                Ok(c) => {
+                    tracing::debug!(sandbox = ?m.sandbox, to = ?m.to, bytes = c.bytes, ms = ?c.ms, "shim prefetch")
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = ?m.sandbox, to = ?m.to, "memory move failed: {e}")
+                }
+            }
+        })
+    }
+
     fn count_move(&self, bytes: u64, to: Location) {
         let dir = match to {
             Location::Device => "to_device",
@@ -50,32 +86,43 @@ impl Inner {
         st.specs.get(func.index()).cloned()
     }
 
-    /// Environment that places a GPU sandbox on its device.
-    fn device_env(&self, q: QueueKind, gpu: GpuId, spec: &FunctionSpec) -> Vec<(String, String)> {
+    /// Environment that places a GPU sandbox (directory `dir`) on its device.
+    fn device_env(
+        &self,
+        q: QueueKind,
+        gpu: GpuId,
+        spec: &FunctionSpec,
+        dir: &Path,
+    ) -> Vec<(String, String)> {
+        let no_device = || vec![("CUDA_VISIBLE_DEVICES".into(), String::new())];
         if q == QueueKind::Cpu {
-            return vec![("CUDA_VISIBLE_DEVICES".into(), String::new())];
+            return no_device();
         }
-        let mut env = vec![("SLUICE_GPU_INDEX".into(), gpu.0.to_string())];
-        if self.devices.kind() == BackendKind::Simulated {
-            env.push(("CUDA_VISIBLE_DEVICES".into(), String::new()));
-            env.push(("SLUICE_SIMULATED_GPU".into(), "1".into()));
-            return env;
+        let Some(info) = self.devices.gpus().get(usize::from(gpu.0)) else {
+            return no_device();
+        };
+        let g = &self.cfg.gpu;
+        let library = (g.shim && self.devices.kind() == BackendKind::Nvml)
+            .then(|| shim::locate_library(g.shim_path.as_deref()))
+            .flatten();
+        if g.shim && library.is_none() && self.devices.kind() == BackendKind::Nvml {
+            static MISSING: std::sync::Once = std::sync::Once::new();
+            MISSING.call_once(|| {
+                tracing::warn!(
+                    "gpu.shim is on but {} is not found: sandboxes run without it",
+                    shim::LIBRARY_NAME
+                )
+            });
         }
-        env.push(("CUDA_VISIBLE_DEVICES".into(), gpu.0.to_string()));
-        if self.cfg.gpu.mps {
-            let d = self.cfg.scheduler.slots.tokens_per_gpu.max(1);
-            env.push((
-                "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(),
-                (100 / d).to_string(),
-            ));
-            if spec.resources.gpu_memory_mb > 0 {
-                env.push((
-                    "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT".into(),
-                    format!("0={}M", spec.resources.gpu_memory_mb),
-                ));
-            }
-        }
-        env
+        let pipe = MpsDaemon::pipe_dir_under(&self.cfg.data_dir.join("mps"));
+        gpu_env(&Placement {
+            backend: self.devices.kind(),
+            gpu: info,
+            tokens_per_gpu: self.cfg.scheduler.slots.tokens_per_gpu,
+            gpu_memory_mb: spec.resources.gpu_memory_mb,
+            mps_pipe_dir: g.mps.then_some(pipe.as_path()),
+            shim: library.as_deref().map(|l| (l, dir)),
+        })
     }
 
     /// Creates and starts a sandbox; waits until it is ready.
@@ -95,11 +142,12 @@ impl Inner {
         let dir = self.sandbox_root.join(format!("{}-{serial}", queue_tag(q)));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let extra_env = self.device_env(q, gpu, spec, &dir);
         let req = SandboxRequest {
             id: serial,
             spec,
             dir,
-            extra_env: self.device_env(q, gpu, spec),
+            extra_env,
         };
         let mut sandbox = self.launcher.spawn(req).await.map_err(|e| e.to_string())?;
         let timeout = Duration::from_millis(self.cfg.start_timeout_ms);
@@ -137,8 +185,16 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         let client = st.live.get(&(q, s.sandbox)).map(|sb| sb.client().clone());
         (pending, inner.spec(&st, s.inv.func), client)
     };
-    for m in &s.moves {
-        inner.count_move(m.bytes, m.to);
+    for &m in &s.moves {
+        if let Some(moving) = inner.move_memory(q, m) {
+            // The starting sandbox's own memory is on the device before it runs; other
+            // sandboxes' memory moves in the background.
+            if m.sandbox == s.sandbox && m.to == Location::Device {
+                moving.await;
+            } else {
+                tokio::spawn(moving);
+            }
+        }
     }
     let (Some(pending), Some(spec)) = (pending, spec) else {
         // Nothing to run (cannot happen): give back what the start took, and leave a running
