@@ -20,6 +20,13 @@ enum Command {
     /// Manage functions on a running worker.
     #[command(subcommand)]
     Fn(cmd::manage::FnCommand),
+    /// Manage and invoke pipelines on a running worker.
+    #[command(subcommand)]
+    Pipeline(cmd::pipeline::PipelineCommand),
+    /// Place a pipeline on GPUs with a Camelot policy or a baseline and explain the plan.
+    Plan(cmd::plan::PlanArgs),
+    /// Measure a pipeline's stages across batch sizes and shares; write the profile CSV.
+    Profile(cmd::profile::ProfileArgs),
     /// Invoke a function on a running worker and print its result.
     Invoke(cmd::manage::InvokeArgs),
     /// Show a running worker's status.
@@ -46,6 +53,9 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => cmd::sim::run(args),
         Command::Worker(args) => block_on(cmd::worker::run(args)),
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
+        Command::Pipeline(c) => block_on(cmd::pipeline::run(c)),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::Profile(args) => block_on(cmd::profile::run(args)),
         Command::Invoke(args) => block_on(cmd::manage::invoke(args)),
         Command::Status { ep } => block_on(cmd::manage::status(ep)),
         Command::Load(args) => block_on(cmd::load::run(args)),

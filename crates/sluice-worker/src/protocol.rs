@@ -70,7 +70,7 @@ impl FunctionClient {
 
     /// One `GET /ready`: `Ok(true)` on 2xx, `Ok(false)` on any other status.
     pub async fn ready(&self) -> Result<bool, ProtocolError> {
-        let resp = self.call(Method::GET, "/ready", Bytes::new()).await?;
+        let resp = self.call(Method::GET, "/ready", "", Bytes::new()).await?;
         let ok = resp.status().is_success();
         // Drain (bounded) so the function sees a clean close; the content does not matter.
         let _ = read_limited(resp.into_body(), READY_BODY_LIMIT).await;
@@ -98,7 +98,30 @@ impl FunctionClient {
     /// length) over `max_response` bytes fails with [`ProtocolError::TooLarge`] as soon as it is
     /// seen; a non-2xx status gives [`ProtocolError::Status`] with the first 4 KiB of the body.
     pub async fn invoke(&self, body: Bytes, max_response: usize) -> Result<Bytes, ProtocolError> {
-        let resp = self.call(Method::POST, "/invoke", body).await?;
+        self.post("/invoke", "application/json", body, max_response)
+            .await
+    }
+
+    /// `POST /batch` of the stage protocol (a batch frame, see `sluice_handoff::frame`); returns
+    /// the 2xx response's frame, with the same limits and errors as [`FunctionClient::invoke`].
+    pub async fn batch(&self, frame: Bytes, max_response: usize) -> Result<Bytes, ProtocolError> {
+        self.post(
+            "/batch",
+            sluice_handoff::frame::CONTENT_TYPE,
+            frame,
+            max_response,
+        )
+        .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Bytes,
+        max_response: usize,
+    ) -> Result<Bytes, ProtocolError> {
+        let resp = self.call(Method::POST, path, content_type, body).await?;
         let status = resp.status();
         if !status.is_success() {
             let body = read_prefix(resp.into_body(), ERROR_BODY_LIMIT).await;
@@ -114,6 +137,7 @@ impl FunctionClient {
         &self,
         method: Method,
         path: &str,
+        content_type: &'static str,
         body: Bytes,
     ) -> Result<Response<Incoming>, ProtocolError> {
         let stream = UnixStream::connect(&self.socket)
@@ -132,7 +156,7 @@ impl FunctionClient {
             .header(header::HOST, "localhost")
             .header(header::CONNECTION, "close");
         if !body.is_empty() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+            req = req.header(header::CONTENT_TYPE, content_type);
         }
         let req = req
             .body(Full::new(body))

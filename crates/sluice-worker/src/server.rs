@@ -7,6 +7,7 @@ use crate::config::{IsolationChoice, WorkerConfig};
 use crate::devices::{self, BackendKind, MpsDaemon, SimulatedConfig};
 use crate::engine::Engine;
 use crate::function::FunctionSpec;
+use crate::pipeline::{DeployRequest, Pipelines};
 use crate::sandbox::{Isolation, Launcher};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -73,6 +74,9 @@ impl Worker {
             );
         }
         let mps = if cfg.gpu.mps && devices.kind() == BackendKind::Nvml {
+            if let Err(e) = devices.set_exclusive_process() {
+                tracing::warn!("cannot set exclusive-process compute mode for MPS: {e}");
+            }
             Some(MpsDaemon::start(
                 "nvidia-cuda-mps-control".into(),
                 cfg.data_dir.join("mps"),
@@ -85,6 +89,7 @@ impl Worker {
         launcher.sweep_stale_cgroups();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();
+        let cfg_data_dir = cfg.data_dir.clone();
         let engine = Engine::new(cfg, devices, launcher)?;
         for spec in store.list_functions()? {
             engine.register(spec);
@@ -94,7 +99,13 @@ impl Worker {
             store.put_function(&spec)?;
             engine.register(spec);
         }
-        let state = Arc::new(AppState { engine, store });
+        let pipelines = Pipelines::new(engine.clone(), shm_root(&cfg_data_dir));
+        let state = Arc::new(AppState {
+            engine,
+            store,
+            pipelines,
+        });
+        tokio::spawn(redeploy_pipelines(state.clone()));
         tokio::spawn(purge_loop(
             state.store.clone(),
             state.engine.config().async_retention_s,
@@ -122,7 +133,37 @@ impl Worker {
                 engine.drain();
             })
             .await?;
+        self.state.pipelines.shutdown().await;
         Ok(())
+    }
+}
+
+/// Where pipelines' shared-memory groups live: `/dev/shm/sluice` (a tmpfs) where it exists,
+/// else under the data directory.
+fn shm_root(data_dir: &Path) -> PathBuf {
+    let dev_shm = Path::new("/dev/shm");
+    if dev_shm.is_dir() {
+        dev_shm.join("sluice")
+    } else {
+        data_dir.join("shm")
+    }
+}
+
+/// Deploys the stored pipelines again after a restart (in the background: stages take seconds
+/// to start); one that fails is logged and left stored, so a later update can fix it.
+async fn redeploy_pipelines(state: Arc<AppState>) {
+    let store = state.store.clone();
+    let stored =
+        match tokio::task::spawn_blocking(move || store.list_pipelines::<DeployRequest>()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return tracing::error!("cannot read stored pipelines: {e}"),
+            Err(e) => return tracing::error!("cannot read stored pipelines: {e}"),
+        };
+    for (name, req) in stored {
+        match state.pipelines.deploy(req, false).await {
+            Ok(_) => tracing::info!(pipeline = %name, "pipeline deployed again"),
+            Err(e) => tracing::error!(pipeline = %name, "cannot deploy stored pipeline: {e}"),
+        }
     }
 }
 

@@ -22,17 +22,26 @@ use std::time::{Duration, Instant};
 pub struct LoadArgs {
     /// Trace to replay (same specs as `sluice sim`), e.g. iluvatar:<dir> or
     /// 'poisson:squeezenet=20;duration=30'.
-    #[arg(long, required_unless_present = "closed")]
+    #[arg(long, required_unless_present_any = ["closed", "pipeline"])]
     trace: Option<String>,
+    /// Load a deployed pipeline instead of functions: Poisson arrivals at each of --rates.
+    #[arg(long, conflicts_with_all = ["trace", "closed"], requires_all = ["rates", "inputs"])]
+    pipeline: Option<String>,
+    /// Pipeline load: requests per second, one run per rate (each --duration seconds).
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// Pipeline load: input files, cycled.
+    #[arg(long, num_args = 1..)]
+    inputs: Vec<std::path::PathBuf>,
     /// Closed loop instead of a trace: this many clients invoke back to back for --duration
     /// seconds (throughput and control-plane overhead).
     #[arg(long, conflicts_with = "trace")]
     closed: Option<usize>,
-    /// Seconds of the closed-loop run.
+    /// Seconds of the closed-loop run (and of each pipeline rate).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Registered functions the trace's functions are mapped onto, round-robin by trace function.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "pipeline")]
     functions: Vec<String>,
     /// Scale inter-arrival times so the offered GPU utilisation on --gpus devices is this.
     #[arg(long)]
@@ -112,6 +121,17 @@ fn workload(args: &LoadArgs) -> Result<Workload> {
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {
+    if let Some(pipeline) = args.pipeline.clone() {
+        let load = super::load_pipeline::PipelineLoad {
+            pipeline,
+            rates: args.rates.clone(),
+            duration_s: args.duration,
+            inputs: args.inputs.clone(),
+            seed: args.seed,
+            json: args.json,
+        };
+        return super::load_pipeline::run(&args.ep, load).await;
+    }
     serde_json::from_str::<serde_json::Value>(&args.input)
         .with_context(|| format!("--input is not JSON: {}", args.input))?;
     if let Some(clients) = args.closed {

@@ -3,6 +3,10 @@
 pub mod client;
 pub mod closed;
 pub mod load;
+pub mod load_pipeline;
 pub mod manage;
+pub mod pipeline;
+pub mod plan;
+pub mod profile;
 pub mod sim;
 pub mod worker;

@@ -31,26 +31,67 @@ pub(super) async fn submit(
     if blocking(move || store.get_function(&n)).await?.is_none() {
         return Err(ApiError::not_found(format!("unknown function {name:?}")));
     }
+    accept_and_run(&s, Target::Function(name), input).await
+}
+
+/// What an asynchronous invocation runs.
+pub(super) enum Target {
+    Function(String),
+    Pipeline(String),
+}
+
+/// Stored name prefix of asynchronous pipeline invocations (`:` is not allowed in function
+/// names, so the two never collide).
+const PIPELINE_PREFIX: &str = "pipeline:";
+
+impl Target {
+    fn stored_name(&self) -> String {
+        match self {
+            Target::Function(f) => f.clone(),
+            Target::Pipeline(p) => format!("{PIPELINE_PREFIX}{p}"),
+        }
+    }
+
+    fn from_stored(name: String) -> Target {
+        match name.strip_prefix(PIPELINE_PREFIX) {
+            Some(p) => Target::Pipeline(p.to_string()),
+            None => Target::Function(name),
+        }
+    }
+}
+
+/// Durably accepts an invocation of `target`, answers 202 with its id, and runs it.
+pub(super) async fn accept_and_run(
+    s: &Shared,
+    target: Target,
+    input: Bytes,
+) -> Result<Response, ApiError> {
     if s.engine.status().draining {
         return Err(InvokeError::Draining.into());
     }
     let store = s.store.clone();
-    let (n, bytes) = (name.clone(), input.to_vec());
+    let (n, bytes) = (target.stored_name(), input.to_vec());
     let rec = blocking(move || store.accept(&n, &bytes, now_ms())).await?;
-    tokio::spawn(run(s.clone(), rec.id.clone(), name, input));
+    tokio::spawn(run(s.clone(), rec.id.clone(), target, input));
     Ok((StatusCode::ACCEPTED, Json(json!({"id": rec.id}))).into_response())
 }
 
 /// Runs one accepted invocation and records its outcome.
-async fn run(s: Shared, id: String, function: String, input: Bytes) {
+async fn run(s: Shared, id: String, target: Target, input: Bytes) {
     let store = s.store.clone();
     let i = id.clone();
     if let Err(e) = blocking(move || store.mark_running(&i, now_ms())).await {
         tracing::error!("cannot mark {id} running: {}", e.message);
     }
-    let outcome = match s.engine.invoke(&function, input).await {
-        Ok(ok) => Outcome::Succeeded(ok.body.to_vec()),
-        Err(e) => Outcome::Failed(e.to_string()),
+    let outcome = match target {
+        Target::Function(function) => match s.engine.invoke(&function, input).await {
+            Ok(ok) => Outcome::Succeeded(ok.body.to_vec()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        Target::Pipeline(name) => match s.pipelines.invoke(&name, input).await {
+            Ok(f) => Outcome::Succeeded(f.body.to_vec()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
     };
     let store = s.store.clone();
     let i = id.clone();
@@ -66,7 +107,8 @@ pub async fn resume(s: Shared) -> Result<usize, ApiError> {
     let records = blocking(move || store.recover(max, now_ms())).await?;
     let n = records.len();
     for r in records {
-        tokio::spawn(run(s.clone(), r.id, r.function, Bytes::from(r.input)));
+        let target = Target::from_stored(r.function);
+        tokio::spawn(run(s.clone(), r.id, target, Bytes::from(r.input)));
     }
     Ok(n)
 }

@@ -5,11 +5,13 @@ mod asynch;
 mod error;
 mod functions;
 mod invoke;
+mod pipelines;
 
 pub use asynch::resume as resume_async;
 pub use error::ApiError;
 
 use crate::engine::Engine;
+use crate::pipeline::Pipelines;
 use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -23,6 +25,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub engine: Engine,
     pub store: Arc<Store>,
+    pub pipelines: Pipelines,
 }
 
 pub type Shared = Arc<AppState>;
@@ -42,6 +45,21 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/functions/{name}/invoke-async", post(asynch::submit))
         .route("/v1/functions/{name}/prewarm", post(functions::prewarm))
         .route("/v1/invocations/{id}", get(asynch::get))
+        .route(
+            "/v1/pipelines",
+            post(pipelines::create).get(pipelines::list),
+        )
+        .route(
+            "/v1/pipelines/{name}",
+            get(pipelines::get)
+                .put(pipelines::update)
+                .delete(pipelines::delete),
+        )
+        .route("/v1/pipelines/{name}/invoke", post(pipelines::invoke))
+        .route(
+            "/v1/pipelines/{name}/invoke-async",
+            post(pipelines::invoke_async),
+        )
         .route("/v1/status", get(status))
         .route("/v1/drain", post(drain))
         .route("/metrics", get(metrics))
@@ -107,9 +125,16 @@ async fn metrics(State(s): State<Shared>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.engine.metrics_text(),
+        metrics_text(&s),
     )
         .into_response()
+}
+
+/// The engine's families then the pipelines', as one OpenMetrics document.
+fn metrics_text(s: &AppState) -> String {
+    let engine = s.engine.metrics_text();
+    let engine = engine.strip_suffix("# EOF\n").unwrap_or(&engine);
+    format!("{engine}{}", s.pipelines.metrics_text())
 }
 
 async fn openapi() -> Response {

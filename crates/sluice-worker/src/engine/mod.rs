@@ -31,6 +31,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
+/// The engine's resources that pipeline stage instances share.
+#[derive(Clone, Debug)]
+pub(crate) struct StageHost {
+    pub launcher: Launcher,
+    pub sandbox_root: PathBuf,
+    pub backend: BackendKind,
+    pub gpus: u32,
+    pub mps: bool,
+    pub start_timeout: std::time::Duration,
+    pub max_response_bytes: usize,
+}
+
 /// Which scheduler a function belongs to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,7 +145,32 @@ impl Engine {
             cfg,
         });
         tokio::spawn(upkeep::timer_loop(Arc::downgrade(&inner)));
+        if inner.devices.kind() == BackendKind::Nvml {
+            tokio::spawn(upkeep::sample_loop(Arc::downgrade(&inner)));
+        }
         Ok(Engine { inner })
+    }
+
+    /// What pipeline stage instances are started with: the same launcher, sandbox root, device
+    /// backend and sandbox serials as functions (so cgroup names never collide).
+    pub(crate) fn stage_host(&self) -> StageHost {
+        let inner = &self.inner;
+        StageHost {
+            launcher: inner.launcher.clone(),
+            sandbox_root: inner.sandbox_root.clone(),
+            backend: inner.devices.kind(),
+            gpus: inner.devices.gpus().len() as u32,
+            mps: inner.cfg.gpu.mps,
+            start_timeout: std::time::Duration::from_millis(inner.cfg.start_timeout_ms),
+            max_response_bytes: inner.cfg.max_response_bytes,
+        }
+    }
+
+    /// A sandbox serial unique on this host (see `create_sandbox`).
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.inner
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &WorkerConfig {

@@ -44,6 +44,33 @@ pub(super) async fn timer_loop(inner: Weak<Inner>) {
     }
 }
 
+/// Feeds each real GPU's utilisation to the scheduler's utilisation gate once a second (and
+/// polls, since a lower reading may let a waiting invocation start). Simulated GPUs have no
+/// readings, so the loop does not run for them.
+pub(super) async fn sample_loop(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let sampler = strong.clone();
+        let Ok(samples) = tokio::task::spawn_blocking(move || sampler.devices.sample()).await
+        else {
+            continue;
+        };
+        let actions = {
+            let mut st = strong.lock();
+            for (i, s) in samples.iter().enumerate() {
+                st.gpu.set_util(GpuId(i as u16), s.util);
+            }
+            let now = strong.now();
+            strong.poll(&mut st, QueueKind::Gpu, now)
+        };
+        strong.execute(actions);
+    }
+}
+
 /// Starts up to `count` sandboxes of `name` ahead of demand.
 pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32, InvokeError> {
     let mut started = 0;

@@ -33,7 +33,8 @@ pub struct Layout {
     pub network: bool,
     /// Device nodes to expose (GPU functions).
     pub devices: Vec<PathBuf>,
-    /// Extra host directories bound read-write at their own path (MPS pipe and log dirs).
+    /// Extra host directories bound read-write at their own path (MPS pipe and log dirs, the
+    /// shared-memory directory of a pipeline stage's co-location group).
     pub binds: Vec<PathBuf>,
 }
 
@@ -124,11 +125,15 @@ pub fn spawn(
         } else {
             Vec::new()
         },
-        binds: ["CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"]
-            .iter()
-            .filter_map(|k| env_get(k).map(PathBuf::from))
-            .filter(|p| p.is_dir())
-            .collect(),
+        binds: [
+            "CUDA_MPS_PIPE_DIRECTORY",
+            "CUDA_MPS_LOG_DIRECTORY",
+            "SLUICE_SHM_DIR",
+        ]
+        .iter()
+        .filter_map(|k| env_get(k).map(PathBuf::from))
+        .filter(|p| p.is_dir())
+        .collect(),
         dir: dir.clone(),
         tmp,
         socket,

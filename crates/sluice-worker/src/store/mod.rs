@@ -24,6 +24,7 @@ mod error;
 mod functions;
 mod invocations;
 mod maintenance;
+mod pipelines;
 mod records;
 mod schema;
 mod types;

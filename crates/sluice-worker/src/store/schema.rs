@@ -4,6 +4,8 @@
 //! Tables:
 //! - `meta`: `&str -> u64`: `schema_version`, `next_invocation` (the id counter).
 //! - `functions`: name -> JSON of [`FunctionSpec`](crate::function::FunctionSpec).
+//! - `pipelines`: name -> JSON of the pipeline's deploy request (added without a version bump:
+//!   older builds never open it).
 //! - `invocations`: id number -> JSON of [`StoredInvocation`] (everything but the payloads).
 //! - `inputs`, `results`: id number -> raw request / response bytes (written once each, so
 //!   status changes never rewrite a payload).
@@ -26,6 +28,7 @@ pub(crate) const KEY_NEXT_ID: &str = "next_invocation";
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+pub(crate) const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("pipelines");
 pub(crate) const INVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("invocations");
 pub(crate) const INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("inputs");
 pub(crate) const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
@@ -82,6 +85,7 @@ fn create_tables(wtx: &WriteTransaction, fresh: bool) -> Result<(), redb::Error>
         }
     }
     wtx.open_table(FUNCTIONS)?;
+    wtx.open_table(PIPELINES)?;
     wtx.open_table(INVOCATIONS)?;
     wtx.open_table(INPUTS)?;
     wtx.open_table(RESULTS)?;

@@ -1,0 +1,293 @@
+//! Pipelines of GPU microservices in the worker (Camelot): deploy a spec under a placement plan,
+//! run requests through it, report per-stage figures, re-plan when load or latency drifts.
+//!
+//! - [`request`]: what a client sends to deploy (spec, profile, policy) and how it is planned;
+//! - `deploy`: a plan's stage instances, co-location groups and measurements;
+//! - `instance`: one stage instance: sandbox, batching queue, batch frames;
+//! - `route`: one request through the DAG, with in-place hand-off between co-located stages;
+//! - `payload`: inline bytes or shared-memory segments, deleted when the last holder drops them;
+//! - `control`: the re-planning loop over `sluice_pipeline::controller`;
+//! - `stats`: windows for the status view and the `sluice_pipeline_*` Prometheus families.
+//!
+//! Deployments are replaced whole: an update (or a re-plan) starts the new instances first, then
+//! switches new requests to them and stops the old ones once their requests are done.
+
+mod control;
+mod deploy;
+mod instance;
+mod payload;
+pub mod profile;
+pub mod request;
+mod route;
+mod stats;
+
+pub use deploy::{DeploymentStatus, StageStatus};
+pub use request::DeployRequest;
+pub use route::{Finished, StageTiming};
+
+use crate::engine::Engine;
+pub(crate) use deploy::Deployment;
+use serde::Serialize;
+use stats::{PipelineLabel, PipelineMetrics};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Why a pipeline call failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PipelineError {
+    #[error("unknown pipeline {0:?}")]
+    Unknown(String),
+    #[error("pipeline {0:?} already exists (update it instead)")]
+    Exists(String),
+    #[error("invalid pipeline request: {0}")]
+    Invalid(String),
+    #[error("cannot deploy pipeline: {0}")]
+    Deploy(String),
+    #[error("pipeline request failed: {0}")]
+    Failed(String),
+    #[error("pipeline request timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+struct Live {
+    request: DeployRequest,
+    deployment: Arc<Deployment>,
+}
+
+struct Inner {
+    engine: Engine,
+    metrics: Arc<PipelineMetrics>,
+    live: RwLock<BTreeMap<String, Live>>,
+    /// Serialises create/update/delete/re-plan (deployments take seconds to start).
+    changes: tokio::sync::Mutex<()>,
+    shm_root: PathBuf,
+    generation: AtomicU64,
+    next_request: AtomicU64,
+}
+
+/// The pipelines of one worker; cheap to clone.
+#[derive(Clone)]
+pub struct Pipelines {
+    inner: Arc<Inner>,
+}
+
+/// A pipeline in the list/status views.
+#[derive(Clone, Debug, Serialize)]
+pub struct PipelineView {
+    pub name: String,
+    pub policy: String,
+    pub slo_ms: f64,
+    pub stages: Vec<String>,
+    pub status: DeploymentStatus,
+}
+
+impl Pipelines {
+    /// Pipelines whose stage instances use `engine`'s launcher and devices, with shared-memory
+    /// groups under `shm_root`. Starts the re-planning loop.
+    pub fn new(engine: Engine, shm_root: PathBuf) -> Pipelines {
+        match sluice_handoff::shm::sweep(&shm_root) {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                removed = removed.len(),
+                "removed shared-memory groups of dead workers"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot sweep {}: {e}", shm_root.display()),
+        }
+        let p = Pipelines {
+            inner: Arc::new(Inner {
+                engine,
+                metrics: Arc::new(PipelineMetrics::new()),
+                live: RwLock::new(BTreeMap::new()),
+                changes: tokio::sync::Mutex::new(()),
+                shm_root,
+                generation: AtomicU64::new(1),
+                next_request: AtomicU64::new(1),
+            }),
+        };
+        tokio::spawn(control::run(Arc::downgrade(&p.inner)));
+        p
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Live>> {
+        self.inner.live.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deploys a new pipeline (`update = false`) or replaces one (`update = true`).
+    pub async fn deploy(
+        &self,
+        req: DeployRequest,
+        update: bool,
+    ) -> Result<PipelineView, PipelineError> {
+        let _guard = self.inner.changes.lock().await;
+        let name = req.spec.name.clone();
+        let exists = self.read().contains_key(&name);
+        match (exists, update) {
+            (true, false) => return Err(PipelineError::Exists(name)),
+            (false, true) => return Err(PipelineError::Unknown(name)),
+            _ => {}
+        }
+        let host = self.inner.engine.stage_host();
+        let plan = req.plan(host.gpus.max(1)).map_err(PipelineError::Invalid)?;
+        self.inner.install(req, plan).await?;
+        self.view(&name).ok_or(PipelineError::Unknown(name))
+    }
+
+    /// Stops and forgets a pipeline.
+    pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
+        let _guard = self.inner.changes.lock().await;
+        let removed = self
+            .inner
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        match removed {
+            Some(live) => {
+                live.deployment.stop().await;
+                Ok(())
+            }
+            None => Err(PipelineError::Unknown(name.to_string())),
+        }
+    }
+
+    /// The deploy requests of every pipeline (what the store keeps).
+    pub fn requests(&self) -> Vec<DeployRequest> {
+        self.read().values().map(|l| l.request.clone()).collect()
+    }
+
+    /// Every pipeline, by name.
+    pub fn list(&self) -> Vec<PipelineView> {
+        let names: Vec<String> = self.read().keys().cloned().collect();
+        names.iter().filter_map(|n| self.view(n)).collect()
+    }
+
+    /// One pipeline's status.
+    pub fn view(&self, name: &str) -> Option<PipelineView> {
+        let live = self.read();
+        let l = live.get(name)?;
+        let d = &l.deployment;
+        Some(PipelineView {
+            name: name.to_string(),
+            policy: d.plan.policy.clone(),
+            slo_ms: d.spec.slo_ms,
+            stages: d.spec.stages.iter().map(|s| s.name.clone()).collect(),
+            status: d.status(),
+        })
+    }
+
+    /// Runs one request through pipeline `name`.
+    pub async fn invoke(&self, name: &str, input: bytes::Bytes) -> Result<Finished, PipelineError> {
+        let dep = self
+            .read()
+            .get(name)
+            .map(|l| l.deployment.clone())
+            .ok_or_else(|| PipelineError::Unknown(name.to_string()))?;
+        let limit = request_timeout(dep.spec.slo_ms);
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let metrics = self.inner.metrics.clone();
+        let run = route::run(dep.clone(), metrics.clone(), id, input);
+        let result = match tokio::time::timeout(limit, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                dep.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(PipelineError::Timeout(limit));
+            }
+        };
+        route::account(&dep, &result);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        let label = PipelineLabel {
+            pipeline: name.to_string(),
+            outcome: outcome.into(),
+        };
+        metrics.requests.get_or_create(&label).inc();
+        if let Ok(f) = &result {
+            metrics
+                .e2e_seconds
+                .get_or_create(&label)
+                .observe(f.total_ms / 1e3);
+        }
+        result.map_err(PipelineError::Failed)
+    }
+
+    /// The `sluice_pipeline_*` metrics (OpenMetrics text with its `# EOF`).
+    pub fn metrics_text(&self) -> String {
+        for l in self.read().values() {
+            for (g, arena) in &l.deployment.groups {
+                let label = stats::StageLabel {
+                    pipeline: l.deployment.spec.name.clone(),
+                    stage: format!("gpu{g}"),
+                };
+                self.inner
+                    .metrics
+                    .shm_bytes
+                    .get_or_create(&label)
+                    .set(arena.usage().bytes as i64);
+            }
+        }
+        self.inner.metrics.encode()
+    }
+
+    /// Stops every deployment (worker shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Deployment>> =
+            std::mem::take(&mut *self.inner.live.write().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .map(|l| l.deployment)
+                .collect();
+        for d in all {
+            d.stop().await;
+        }
+    }
+}
+
+impl Inner {
+    /// Starts a deployment of `plan` and swaps it in; the old one (if any) stops after its
+    /// in-flight requests drain (bounded by the request timeout).
+    async fn install(
+        &self,
+        req: DeployRequest,
+        plan: sluice_pipeline::Plan,
+    ) -> Result<(), PipelineError> {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let dep = Deployment::start(
+            req.spec.clone(),
+            plan,
+            req.base_dir.clone(),
+            &self.engine,
+            &self.shm_root,
+            generation,
+            self.metrics.clone(),
+        )
+        .await
+        .map_err(PipelineError::Deploy)?;
+        let name = req.spec.name.clone();
+        let slo = req.spec.slo_ms;
+        let old = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(
+            name,
+            Live {
+                request: req,
+                deployment: Arc::new(dep),
+            },
+        );
+        if let Some(old) = old {
+            let grace = request_timeout(slo);
+            tokio::spawn(async move {
+                let until = tokio::time::Instant::now() + grace;
+                while Arc::strong_count(&old.deployment) > 1 && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                old.deployment.stop().await;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How long one request may take: generous next to the target, never below 30 s.
+fn request_timeout(slo_ms: f64) -> Duration {
+    Duration::from_secs_f64((slo_ms * 20.0 / 1e3).clamp(30.0, 600.0))
+}

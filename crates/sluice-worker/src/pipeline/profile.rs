@@ -1,0 +1,351 @@
+//! `sluice profile`: measure stages of a pipeline across batch sizes and shares, and write the
+//! profile table the planner reads (`model,batch,share,latency_ms,sm_util,l2_util,dram_util,
+//! mem_mb`). Each (stage, share) gets a fresh sandbox: on a GPU with MPS the share is the MPS
+//! thread percentage; without a GPU a CPU quota of that share of the host's cores stands in (the
+//! worker deploys stages the same way). Inputs of a stage that is not a source are made by
+//! running its predecessors once on the sample inputs at full share. Latency is the mean of
+//! `repeats` rotations over the samples (batch k starts at sample k, so every batch size sees the
+//! same mix) after one warm-up batch; memory is the sandbox cgroup's peak. SM, L2
+//! and DRAM utilisation are left 0 here: they need a GPU profiler (Nsight Compute), not timing.
+
+use crate::devices::BackendKind;
+use crate::engine::StageHost;
+use crate::function::{FunctionSpec, Resources};
+use crate::sandbox::{Launcher, Sandbox, SandboxRequest};
+use bytes::Bytes;
+use sluice_handoff::frame::{
+    decode, encode, BatchRequest, BatchResponse, DataRef, DataRegion, InputRef, OutputMode,
+    RequestItem, PIPELINE_INPUT,
+};
+use sluice_pipeline::PipelineSpec;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    /// Stages to profile (names); empty = all.
+    pub stages: Vec<String>,
+    pub batches: Vec<u32>,
+    /// Shares, percent.
+    pub shares: Vec<u32>,
+    pub repeats: usize,
+    /// Sample pipeline inputs.
+    pub inputs: Vec<Vec<u8>>,
+    /// Where sandbox directories go.
+    pub scratch: PathBuf,
+    pub start_timeout: Duration,
+}
+
+/// One measured point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileRow {
+    pub model: String,
+    pub batch: u32,
+    pub share: u32,
+    pub latency_ms: f64,
+    pub mem_mb: u64,
+}
+
+/// CSV header of a profile table.
+pub const CSV_HEADER: &str = "model,batch,share,latency_ms,sm_util,l2_util,dram_util,mem_mb";
+
+/// The rows as the planner's CSV.
+pub fn to_csv(rows: &[ProfileRow]) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{:.3},0,0,0,{}\n",
+            r.model, r.batch, r.share, r.latency_ms, r.mem_mb
+        ));
+    }
+    out
+}
+
+struct Profiler<'a> {
+    spec: &'a PipelineSpec,
+    base_dir: &'a Path,
+    host: StageHost,
+    opts: &'a ProfileOptions,
+    serial: u64,
+}
+
+/// Profiles the stages of `spec` (whose relative paths resolve against `base_dir`).
+pub async fn profile(
+    spec: &PipelineSpec,
+    base_dir: &Path,
+    launcher: Launcher,
+    backend: BackendKind,
+    mps: bool,
+    opts: &ProfileOptions,
+    mut progress: impl FnMut(&ProfileRow),
+) -> Result<Vec<ProfileRow>, String> {
+    if opts.inputs.is_empty() {
+        return Err("at least one sample input is needed".into());
+    }
+    if opts.batches.is_empty() || opts.shares.is_empty() || opts.repeats == 0 {
+        return Err("batches, shares and repeats must not be empty or zero".into());
+    }
+    if let Some(bad) = opts.shares.iter().find(|&&s| s == 0 || s > 100) {
+        return Err(format!("share {bad} is outside 1..=100"));
+    }
+    for name in &opts.stages {
+        if spec.stage_index(name).is_none() {
+            return Err(format!("no stage {name:?} in pipeline {:?}", spec.name));
+        }
+    }
+    let mut p = Profiler {
+        spec,
+        base_dir,
+        host: StageHost {
+            launcher,
+            sandbox_root: opts.scratch.clone(),
+            backend,
+            gpus: 1,
+            mps,
+            start_timeout: opts.start_timeout,
+            max_response_bytes: 1 << 30,
+        },
+        opts,
+        serial: std::process::id() as u64 * 1000,
+    };
+    let order = spec.topo_order().map_err(|e| e.to_string())?;
+    // outputs[s][i]: stage s's output for sample input i.
+    let mut outputs: Vec<Option<Vec<Bytes>>> = vec![None; spec.stages.len()];
+    let mut rows = Vec::new();
+    for &s in &order {
+        let inputs = p.stage_inputs(s, &outputs)?;
+        let wanted = opts.stages.is_empty() || opts.stages.contains(&spec.stages[s].name);
+        let needed_later = !spec.successors(s).is_empty();
+        if wanted {
+            for &share in &opts.shares {
+                for r in p.measure(s, share, &inputs).await? {
+                    progress(&r);
+                    rows.push(r);
+                }
+            }
+        }
+        if needed_later {
+            outputs[s] = Some(p.run_once(s, &inputs).await?);
+        }
+    }
+    Ok(rows)
+}
+
+impl Profiler<'_> {
+    /// Per sample: the stage's inputs (one per predecessor, or the sample itself).
+    fn stage_inputs(
+        &self,
+        s: usize,
+        outputs: &[Option<Vec<Bytes>>],
+    ) -> Result<Vec<Vec<Bytes>>, String> {
+        let preds = self.spec.predecessors(s);
+        (0..self.opts.inputs.len())
+            .map(|i| {
+                if preds.is_empty() {
+                    return Ok(vec![Bytes::from(self.opts.inputs[i].clone())]);
+                }
+                preds
+                    .iter()
+                    .map(|&p| {
+                        outputs[p].as_ref().map(|o| o[i].clone()).ok_or_else(|| {
+                            format!("stage {} has no outputs", self.spec.stages[p].name)
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn start(&mut self, s: usize, share: u32) -> Result<Sandbox, String> {
+        let st = &self.spec.stages[s];
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let fspec = FunctionSpec {
+            name: format!("{}-{}", self.spec.name, st.name),
+            command: st.command.clone(),
+            env: st.env.clone(),
+            workdir: Some(self.base_dir.to_path_buf()),
+            resources: Resources {
+                cpus: match self.host.backend {
+                    BackendKind::Simulated => (share as f64 / 100.0 * cores).max(0.05),
+                    BackendKind::Nvml => cores.min(2.0),
+                },
+                memory_mb: (2 * st.memory_mb).max(1024),
+                pids: 256,
+                gpu: self.host.backend == BackendKind::Nvml,
+                gpu_memory_mb: st.memory_mb,
+                network: false,
+            },
+            timeout_ms: 0,
+            concurrency: 1,
+            weight: 1.0,
+        };
+        self.serial += 1;
+        let dir = self
+            .host
+            .sandbox_root
+            .join(format!("profile-{}", self.serial));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let max_batch = self.opts.batches.iter().max().copied().unwrap_or(1);
+        let mut env = super::deploy::device_env(&self.host, 0, share, st.memory_mb);
+        env.push(("SLUICE_STAGE".into(), st.name.clone()));
+        env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
+        let req = SandboxRequest {
+            id: self.serial,
+            spec: &fspec,
+            dir,
+            extra_env: env,
+        };
+        let mut sb = self
+            .host
+            .launcher
+            .spawn(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = sb.wait_ready(self.host.start_timeout).await {
+            let msg = format!(
+                "stage {} did not start: {e}; stderr: {}",
+                st.name,
+                sb.stderr_tail()
+            );
+            sb.kill().await;
+            return Err(msg);
+        }
+        Ok(sb)
+    }
+
+    /// One batch of the given items; returns each item's output.
+    async fn batch(
+        &self,
+        sb: &Sandbox,
+        s: usize,
+        items: &[&Vec<Bytes>],
+    ) -> Result<Vec<Bytes>, String> {
+        let st = &self.spec.stages[s];
+        let preds: Vec<String> = self
+            .spec
+            .predecessors(s)
+            .into_iter()
+            .map(|p| self.spec.stages[p].name.clone())
+            .collect();
+        let mut data = DataRegion::new();
+        let items: Vec<RequestItem> = items
+            .iter()
+            .enumerate()
+            .map(|(k, ins)| RequestItem {
+                id: k.to_string(),
+                out: None,
+                inputs: ins
+                    .iter()
+                    .enumerate()
+                    .map(|(j, b)| InputRef {
+                        from: preds
+                            .get(j)
+                            .cloned()
+                            .unwrap_or_else(|| PIPELINE_INPUT.into()),
+                        data: data.push(b),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let manifest = BatchRequest {
+            stage: st.name.clone(),
+            output: OutputMode::Inline,
+            items,
+        };
+        let frame = encode(&manifest, data.as_bytes()).map_err(|e| e.to_string())?;
+        let answer = sb
+            .client()
+            .batch(Bytes::from(frame), self.host.max_response_bytes)
+            .await
+            .map_err(|e| format!("stage {}: {e}; stderr: {}", st.name, sb.stderr_tail()))?;
+        let (resp, region): (BatchResponse, &[u8]) = decode(&answer).map_err(|e| e.to_string())?;
+        let base = answer.len() - region.len();
+        resp.items
+            .into_iter()
+            .map(|it| match it.result {
+                Ok(DataRef::Inline { offset, len }) => {
+                    let o = base + offset as usize;
+                    Ok(answer.slice(o..o + len as usize))
+                }
+                Ok(DataRef::Shm { .. }) => {
+                    Err(format!("stage {} answered shm when told inline", st.name))
+                }
+                Err(e) => Err(format!("stage {}: {e}", st.name)),
+            })
+            .collect()
+    }
+
+    async fn run_once(&mut self, s: usize, inputs: &[Vec<Bytes>]) -> Result<Vec<Bytes>, String> {
+        let mut sb = self.start(s, 100).await?;
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut result = Ok(());
+        for ins in inputs {
+            match self.batch(&sb, s, &[ins]).await {
+                Ok(mut o) => out.push(o.remove(0)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        sb.kill().await;
+        result.map(|_| out)
+    }
+
+    async fn measure(
+        &mut self,
+        s: usize,
+        share: u32,
+        inputs: &[Vec<Bytes>],
+    ) -> Result<Vec<ProfileRow>, String> {
+        let mut sb = self.start(s, share).await?;
+        let result = self.measure_in(&sb, s, share, inputs).await;
+        sb.kill().await;
+        result
+    }
+
+    async fn measure_in(
+        &self,
+        sb: &Sandbox,
+        s: usize,
+        share: u32,
+        inputs: &[Vec<Bytes>],
+    ) -> Result<Vec<ProfileRow>, String> {
+        let mut rows = Vec::new();
+        let n = inputs.len();
+        for &b in &self.opts.batches {
+            // Batch k starts at sample k, so over a rotation every sample appears equally often
+            // at every batch size, and sizes are compared on the same mix.
+            let batch_at = |k: usize| -> Vec<&Vec<Bytes>> {
+                (0..b as usize).map(|i| &inputs[(k + i) % n]).collect()
+            };
+            self.batch(sb, s, &batch_at(0)).await?;
+            let mut total = 0.0;
+            let rounds = self.opts.repeats * n;
+            for k in 0..rounds {
+                let batch = batch_at(k);
+                let t = Instant::now();
+                self.batch(sb, s, &batch).await?;
+                total += t.elapsed().as_secs_f64() * 1e3;
+            }
+            rows.push(ProfileRow {
+                model: self.spec.stages[s].model().to_string(),
+                batch: b,
+                share,
+                latency_ms: total / rounds as f64,
+                mem_mb: peak_memory_mb(sb),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// The sandbox cgroup's peak memory, MB (0 when cgroups are off).
+fn peak_memory_mb(sb: &Sandbox) -> u64 {
+    sb.cgroup_dirs()
+        .iter()
+        .flat_map(|d| [d.join("memory.max_usage_in_bytes"), d.join("memory.peak")])
+        .find_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok())
+        .map_or(0, |b| b / (1 << 20))
+}

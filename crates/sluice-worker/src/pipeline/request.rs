@@ -1,0 +1,116 @@
+//! What a client sends to deploy a pipeline, and how it becomes a plan. With a profile (the CSV
+//! `sluice profile` writes) the Camelot planner places the stages: `min-resources` at the
+//! spec's expected load by default, `max-load` on request, or any baseline by name. Without one
+//! there is nothing to predict from, so every stage gets one instance on GPU 0 with an equal SM
+//! share and its largest batch (policy `unprofiled`), which keeps neighbours co-located.
+
+use serde::{Deserialize, Serialize};
+use sluice_pipeline::plan::{Instance, Prediction, FULL_SHARE};
+use sluice_pipeline::{ControllerConfig, PipelineSpec, Plan};
+use std::path::PathBuf;
+
+/// A deploy (or update) request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub spec: PipelineSpec,
+    /// Directory the stages' relative paths resolve against (their working directory).
+    pub base_dir: PathBuf,
+    /// Stage profiles, CSV (`model,batch,share,latency_ms,sm_util,l2_util,dram_util,mem_mb`).
+    #[serde(default)]
+    pub profile_csv: Option<String>,
+    /// Planner policy; default `min-resources` when the spec has a load, else `max-load`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// GPUs the plan may use (default: all of the worker's).
+    #[serde(default)]
+    pub gpus: Option<u32>,
+    /// Load to plan for (default: the spec's `load_rps`).
+    #[serde(default)]
+    pub load_rps: Option<f64>,
+    /// Re-planning thresholds (default: `ControllerConfig::default()`).
+    #[serde(default)]
+    pub controller: Option<ControllerConfig>,
+}
+
+impl DeployRequest {
+    /// Checks what can be checked without planning.
+    pub fn validate(&self) -> Result<(), String> {
+        self.spec.validate().map_err(|e| e.to_string())?;
+        if !self.base_dir.is_absolute() {
+            return Err(format!(
+                "base_dir must be an absolute path, got {}",
+                self.base_dir.display()
+            ));
+        }
+        for s in &self.spec.stages {
+            if s.command.is_empty() {
+                return Err(format!(
+                    "stage {:?} has no command: the worker can only deploy stages it can run",
+                    s.name
+                ));
+            }
+        }
+        if let Some(c) = &self.controller {
+            c.validate().map_err(|e| e.to_string())?;
+        }
+        if self.gpus == Some(0) {
+            return Err("gpus must be at least 1".into());
+        }
+        if let Some(l) = self.load_rps {
+            if !(l.is_finite() && l >= 0.0) {
+                return Err(format!("load_rps must be >= 0, got {l}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The load the plan is made for.
+    pub fn load(&self) -> f64 {
+        self.load_rps.unwrap_or(self.spec.load_rps)
+    }
+
+    /// Plans the deployment on at most `available` GPUs.
+    pub fn plan(&self, available: u32) -> Result<Plan, String> {
+        self.validate()?;
+        let gpus = self.gpus.unwrap_or(available);
+        if gpus > available {
+            return Err(format!(
+                "the request asks for {gpus} GPUs; this worker has {available}"
+            ));
+        }
+        match &self.profile_csv {
+            None => Ok(unprofiled(&self.spec, gpus)),
+            Some(csv) => super::control::plan_with_profile(self, csv, gpus, None),
+        }
+    }
+}
+
+/// One instance per stage on GPU 0, equal shares, largest batches.
+pub fn unprofiled(spec: &PipelineSpec, gpus: u32) -> Plan {
+    let n = spec.stages.len() as u32;
+    let share = (FULL_SHARE / n).max(1);
+    let instances = spec
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Instance {
+            stage: i,
+            gpu: 0,
+            sm_share: share,
+            batch: s.max_batch,
+            memory_mb: s.memory_mb,
+        })
+        .collect();
+    Plan {
+        pipeline: spec.name.clone(),
+        policy: "unprofiled".into(),
+        gpus,
+        instances,
+        predicted: Prediction::default(),
+        explain: vec![
+            "no profile given: one instance per stage on GPU 0, equal SM shares, largest batches"
+                .into(),
+        ],
+    }
+}
