@@ -1,0 +1,21 @@
+"""The OCR pipeline's ``cls``: det payload -> cls payload (crops turned upright).
+
+Started by the worker as a long-running stage instance (``SLUICE_SOCKET``, ``SLUICE_STAGE``,
+``SLUICE_MAX_BATCH``, maybe ``SLUICE_SHM_DIR``); ``sluice_stage.serve`` speaks the stage protocol.
+The model is loaded before serving, so ``/ready`` means "model loaded". ``SLUICE_OCR_DEVICE`` and
+``SLUICE_OCR_THREADS`` choose the provider and CPU threads (see ``ocr/runtime.py``).
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.normpath(os.path.join(HERE, "..", "..", "..", "sdk", "python")))
+sys.path.insert(0, HERE)
+
+from sluice_stage import serve  # noqa: E402
+
+from ocr.stages import make_handler  # noqa: E402
+
+if __name__ == "__main__":
+    serve(make_handler("cls"))
