@@ -10,14 +10,17 @@ protocol. The worker starts a stage instance with ``SLUICE_SOCKET=<path>``, ``SL
   (the manifest), ``\\n``, then the data region (the concatenated inline payloads). The helper maps
   shared-memory inputs read-only (zero-copy), calls ``handler(items)`` once for the batch, writes
   each output into ``SLUICE_SHM_DIR/<out>`` when the request asks for shm output (and the directory
-  is set), else inline, and answers a batch frame with one entry per item, in order;
+  is set; the file may exist already, a recycled segment: it is overwritten and truncated to the
+  output's length), else inline, and answers a batch frame with one entry per item, in order;
 - a frame that cannot be decoded -> 400 ``{"error": ...}``; an exception in the handler (or a
   handler result of the wrong shape) -> 500; other paths -> 404; bodies over 1 GiB -> 413.
 
 ``handler(items)`` gets a list with one entry per batch item; each entry is a list of ``memoryview``
 (one per input, in the order of the stage's predecessors). It returns a list of the same length whose
 entries are the outputs (``bytes``, ``bytearray`` or ``memoryview``) or an ``Exception`` instance (that
-item failed; the others go on). Input views are valid only during the call: copy what you keep. An
+item failed; the others go on). Input views are valid only during the call: copy what you keep (the
+worker recycles a segment's file once its consumers are done, so a view kept past the call would
+later show another item's bytes). An
 item whose shm input cannot be mapped fails on its own, without reaching the handler.
 
 Usage::
@@ -34,12 +37,14 @@ Run alone (``SLUICE_SOCKET=/tmp/s.sock python3 sluice_stage.py``) it serves a st
 the concatenation of its inputs.
 """
 
+import collections
 import http.server
 import json
 import mmap
 import os
 import socketserver
 import sys
+import threading
 import traceback
 
 __all__ = [
@@ -58,6 +63,7 @@ SOCKET_ENV = "SLUICE_SOCKET"
 SHM_DIR_ENV = "SLUICE_SHM_DIR"
 CONTENT_TYPE = "application/x-sluice-batch"
 MAX_BODY = 1 << 30
+MAP_CACHE_BYTES = 256 << 20  # segment mappings kept per stage process
 MAX_NAME = 255
 
 _REASONS = {
@@ -215,34 +221,107 @@ def _check_response(m, data_len):
             _fail("%s: needs \"ok\":true with an \"output\" or \"ok\":false with an \"error\"" % at)
 
 
-def _map_input(shm_dir, ref):
-    """A read-only, zero-copy view of a shm input, and the mmap to close after the call."""
+class _MapCache:
+    """Mappings of segment files kept from one batch to the next, keyed by (device, inode).
+
+    The worker recycles a released segment's file under a new name, so a stage meets the same few
+    files again and again; keeping their mappings saves mapping and unmapping them (kernel work per
+    4 KiB page) at every batch: a shm output is then one copy into memory already mapped and a shm
+    input plain loads. At most ``max_bytes`` (one larger file aside) and ``MAX_MAPS`` files; the
+    least recently used go first, and before them the mappings of files deleted since (which would
+    otherwise keep the files' memory alive). Thread-safe: the server runs one thread per connection.
+    """
+
+    MAX_MAPS = 128
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.lock = threading.Lock()
+        self.maps = collections.OrderedDict()  # (dev, ino, writable) -> (mmap, fd, size)
+        self.bytes = 0
+
+    def view(self, fd, st, writable):
+        """A memoryview of the first ``st.st_size`` bytes of the file open as ``fd`` (whose stat is
+        ``st``), writable or not; release it when done."""
+        key = (st.st_dev, st.st_ino, writable)
+        with self.lock:
+            entry = self.maps.get(key)
+            if entry is not None and entry[2] < st.st_size:
+                self._drop(key)
+                entry = None
+            if entry is None:
+                self._make_room(st.st_size)
+                prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+                mm = mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=prot)
+                entry = (mm, os.dup(fd), st.st_size)
+                self.maps[key] = entry
+                self.bytes += st.st_size
+            self.maps.move_to_end(key)
+            # Exported under the lock: a mapping with a view alive is never closed under it.
+            return memoryview(entry[0])[: st.st_size]
+
+    def clear(self):
+        with self.lock:
+            for key in list(self.maps):
+                self._drop(key)
+
+    def _make_room(self, size):
+        dead = [k for k, (_, fd, _) in self.maps.items() if os.fstat(fd).st_nlink == 0]
+        for key in dead:
+            self._drop(key)
+        while self.maps and (self.bytes + size > self.max_bytes or len(self.maps) >= self.MAX_MAPS):
+            self._drop(next(iter(self.maps)))
+
+    def _drop(self, key):
+        mm, fd, size = self.maps.pop(key)
+        self.bytes -= size
+        os.close(fd)
+        try:
+            mm.close()
+        except BufferError:
+            pass  # a handler still holds a view: the mapping goes with its last reference
+
+
+_MAPS = _MapCache(MAP_CACHE_BYTES)
+
+
+def _map_input(shm_dir, ref, maps):
+    """A read-only, zero-copy view of a shm input (a slice of a kept mapping); release it after use."""
     if shm_dir is None:
         raise FrameError("shm input %s but %s is not set" % (json.dumps(ref["path"]), SHM_DIR_ENV))
     path = os.path.join(shm_dir, ref["path"])
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        size = os.fstat(fd).st_size
-        if size != ref["len"]:
+        st = os.fstat(fd)
+        if st.st_size != ref["len"]:
             raise FrameError(
-                "segment %s holds %d bytes where %d were expected" % (json.dumps(ref["path"]), size, ref["len"])
+                "segment %s holds %d bytes where %d were expected" % (json.dumps(ref["path"]), st.st_size, ref["len"])
             )
-        if size == 0:
-            return memoryview(b""), None
-        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        if st.st_size == 0:
+            return memoryview(b"")
+        return maps.view(fd, st, writable=False)
     finally:
         os.close(fd)
-    return memoryview(mm), mm
 
 
-def _write_segment(shm_dir, name, view):
-    """Creates ``shm_dir/name``, sizes it, writes ``view`` (a byte memoryview), closes it."""
-    fd = os.open(os.path.join(shm_dir, name), os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+def _write_segment(shm_dir, name, view, maps):
+    """Writes ``view`` (a byte memoryview) as ``shm_dir/name``: open (creating it when missing),
+    truncate to ``len(view)``, copy the bytes in through a kept mapping, close.
+
+    The file may already exist: the worker recycles the files of released segments, and
+    overwriting their pages is what makes the hand-off cheap (``O_TRUNC`` would free them and make
+    the kernel zero fresh ones). Truncating to the new length first drops the tail of a longer
+    earlier output, so no stale byte stays readable, and sizes the file for the copy.
+    """
+    fd = os.open(os.path.join(shm_dir, name), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         os.ftruncate(fd, len(view))
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
+        if len(view):
+            target = maps.view(fd, os.fstat(fd), writable=True)
+            try:
+                target[:] = view
+            finally:
+                target.release()
     finally:
         os.close(fd)
 
@@ -258,15 +337,16 @@ def _error_message(e):
     return "%s: %s" % (type(e).__name__, e)
 
 
-def run_batch(handler, manifest, data, shm_dir):
+def run_batch(handler, manifest, data, shm_dir, maps=None):
     """Runs one decoded batch; returns ``(response manifest, list of inline chunks)``.
 
-    Raises what the handler raises, and ``TypeError`` for a handler result of the wrong shape.
+    ``maps`` keeps segment mappings between batches (default: this process's cache). Raises what
+    the handler raises, and ``TypeError`` for a handler result of the wrong shape.
     """
+    maps = _MAPS if maps is None else maps
     items = manifest["items"]
     results = [None] * len(items)  # an error message (str) for items that failed before the handler
     views = []
-    maps = []
     try:
         for i, item in enumerate(items):
             inputs = []
@@ -276,13 +356,11 @@ def run_batch(handler, manifest, data, shm_dir):
                         inputs.append(data[ref["offset"] : ref["offset"] + ref["len"]])
                     else:
                         try:
-                            view, mm = _map_input(shm_dir, ref)
+                            view = _map_input(shm_dir, ref, maps)
                         except (OSError, ValueError) as e:
                             raise FrameError("input %d: %s" % (n, e)) from None
                         inputs.append(view)
-                        if mm is not None:
-                            views.append(view)
-                            maps.append(mm)
+                        views.append(view)
             except FrameError as e:
                 results[i] = str(e)
                 continue
@@ -306,11 +384,6 @@ def run_batch(handler, manifest, data, shm_dir):
                 view.release()
             except BufferError:
                 pass  # exported by the handler (numpy, say): released with its last user
-        for mm in maps:
-            try:
-                mm.close()
-            except BufferError:
-                pass  # the handler kept a view: the mapping goes with the last reference
     use_shm = manifest["output"] == "shm" and shm_dir is not None
     answer = []
     chunks = []
@@ -321,7 +394,7 @@ def run_batch(handler, manifest, data, shm_dir):
             continue
         if use_shm:
             try:
-                _write_segment(shm_dir, item["out"], result)
+                _write_segment(shm_dir, item["out"], result, maps)
             except OSError as e:
                 answer.append({"id": item["id"], "ok": False, "error": "writing output: %s" % e})
                 continue
@@ -469,6 +542,7 @@ def serve(handler, *, ready=None, path=None):
         pass
     finally:
         server.server_close()
+        _MAPS.clear()
 
 
 def _concat(items):

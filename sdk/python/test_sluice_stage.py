@@ -1,8 +1,9 @@
 """Tests of sluice_stage.py: a stage server on a temporary Unix socket, spoken to with raw HTTP/1.1.
 
 Covers ready (and a ``ready`` callable), inline and shm inputs and outputs with random payloads and
-several inputs per item, per-item failures, handler exceptions and wrong results (500), bad frames
-(400), 404, frame encode/decode, and the concat stage run as a script.
+several inputs per item, shm outputs overwriting recycled files (no stale tail), per-item failures,
+handler exceptions and wrong results (500), bad frames (400), 404, frame encode/decode, and the
+concat stage run as a script.
 Standard library only: ``python3 -m unittest discover -s sdk/python``.
 """
 
@@ -189,6 +190,85 @@ class StageTest(ServerCase):
             self.assertEqual(self.output(entry, data), expected[entry["id"]])
         # Inputs are the worker's: the stage leaves them in place.
         self.assertEqual(len([n for n in os.listdir(self.shm) if n.startswith("in-")]), 12)
+
+    def test_shm_outputs_overwrite_recycled_files(self):
+        # The worker recycles released segments: an output file may exist, longer, shorter or as
+        # long as the new output. It is overwritten in place (same inode) to exactly the new bytes.
+        rng = random.Random(5)
+        old_sizes = {"longer": 200000, "shorter": 10, "same": 5000, "emptied": 70000}
+        new_sizes = {"longer": 3000, "shorter": 150000, "same": 5000, "emptied": 0}
+        inodes = {}
+        for ident, size in old_sizes.items():
+            path = os.path.join(self.shm, "out-" + ident)
+            with open(path, "wb") as f:
+                f.write(b"\xee" * size)
+            inodes[ident] = os.stat(path).st_ino
+        batch = Batch(self.shm, output="shm")
+        expected = {}
+        for ident, size in new_sizes.items():
+            payload = rng.randbytes(size)
+            batch.item(ident, [payload])
+            expected[ident] = payload
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200)
+        for entry in manifest["items"]:
+            ident = entry["id"]
+            self.assertEqual(entry["output"]["len"], new_sizes[ident])
+            self.assertEqual(self.output(entry, data), expected[ident])
+            self.assertEqual(os.stat(os.path.join(self.shm, "out-" + ident)).st_ino, inodes[ident])
+
+    def test_recycled_files_through_kept_mappings(self):
+        # As in a running pipeline: each batch's files are the previous batch's, renamed (the
+        # worker's pool), longer or shorter. Inputs and outputs go through kept mappings; every
+        # answer holds exactly the new bytes, and the mappings stay few and within their bound.
+        rng = random.Random(9)
+        maps = sluice_stage._MAPS
+        maps.clear()
+        previous = []
+        for round_ in range(6):
+            batch = Batch(self.shm, output="shm")
+            batch.files = 100 * round_
+            expected = {}
+            for i in range(3):
+                ident = "r%di%d" % (round_, i)
+                payload = rng.randbytes(rng.choice([0, 10, 5000, 70000, 300000]))
+                batch.item(ident, [payload], kinds=["shm"])
+                expected[ident] = payload
+            # Recycle: the last round's outputs become this round's output files.
+            for old, entry in zip(previous, batch.manifest["items"]):
+                os.rename(os.path.join(self.shm, old), os.path.join(self.shm, entry["out"]))
+            status, manifest, data = self.batch(batch.frame())
+            self.assertEqual(status, 200)
+            for entry in manifest["items"]:
+                self.assertEqual(self.output(entry, data), expected[entry["id"]])
+            previous = [e["out"] for e in batch.manifest["items"]]
+        self.assertLessEqual(maps.bytes, sluice_stage.MAP_CACHE_BYTES)
+        # 3 recycled output files and the inputs of the rounds; deleted files' mappings go first.
+        for name in os.listdir(self.shm):
+            if name.startswith("in-"):
+                os.unlink(os.path.join(self.shm, name))
+        with maps.lock:
+            maps._make_room(0)
+        self.assertLessEqual(len(maps.maps), 3)
+
+    def test_map_cache_stays_within_its_bound(self):
+        maps = sluice_stage._MapCache(10000)
+        paths = []
+        for n, size in enumerate([4000, 4000, 4000, 20000, 100]):
+            path = os.path.join(self.shm, "b%d" % n)
+            with open(path, "wb") as f:
+                f.write(bytes([n]) * size)
+            paths.append(path)
+            fd = os.open(path, os.O_RDONLY)
+            view = maps.view(fd, os.fstat(fd), writable=False)
+            os.close(fd)
+            self.assertEqual(bytes(view), bytes([n]) * size)
+            view.release()
+            # At most the bound, or one larger file alone.
+            self.assertTrue(maps.bytes <= 10000 or len(maps.maps) == 1, (maps.bytes, len(maps.maps)))
+        self.assertEqual(maps.bytes, 100)
+        maps.clear()
+        self.assertEqual((maps.bytes, len(maps.maps)), (0, 0))
 
     def test_shm_output_without_shm_dir_falls_back_to_inline(self):
         self.server.shm_dir = None

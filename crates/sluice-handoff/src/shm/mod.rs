@@ -3,11 +3,15 @@
 //!
 //! This module owns segment I/O ([`open_segment`], [`write_segment`], [`create_segment`]: what both
 //! the worker and Rust stages use) and the worker-side [`ShmArena`]: one co-location group's directory
-//! (`<root>/<worker pid>-<group>`), unique segment names, reference counts that delete a segment once
-//! its last consumer is done, purging the segments of items that died in flight, and sweeping the
-//! directories that crashed workers left behind. It does not own the frame format ([`crate::frame`]).
+//! (`<root>/<worker pid>-<group>`), unique segment names, reference counts that recycle a segment's
+//! file once its last consumer is done (a bounded pool of warm files that later outputs overwrite),
+//! purging the segments of items that died in flight, and sweeping the directories that crashed
+//! workers left behind; and [`MappingCache`], the mappings a stage keeps from one hand-off to the
+//! next. It does not own the frame format ([`crate::frame`]).
 
 mod arena;
+mod cache;
+mod pool;
 mod segment;
 mod sweep;
 
@@ -15,6 +19,8 @@ mod sweep;
 mod tests;
 
 pub use arena::{ShmArena, ShmUsage, DEFAULT_ROOT};
+pub use cache::MappingCache;
+pub use pool::PoolLimits;
 pub use segment::{create_segment, open_segment, write_segment, Segment, SegmentMut};
 pub use sweep::sweep;
 
@@ -36,6 +42,8 @@ pub enum ShmError {
     BadName { name: String, source: NameError },
     #[error("segment {0:?} was not allocated by this arena (or is already gone)")]
     Unknown(String),
+    #[error("segment {0:?} was recycled and its producer has not written it since")]
+    NotWritten(String),
     #[error("segment {0:?} has no consumers to release (it was never retained)")]
     NotRetained(String),
     #[error("segment {name:?} holds {actual} bytes where {expected} were expected")]

@@ -6,8 +6,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Removes every `<pid>-<group>` directory under `root` whose pid is not a live process, and returns
-/// the directories removed. Entries not named that way are left alone, as are this process's own.
+/// Removes every `<pid>-<group>` directory (an arena) and `<pid>.pool` directory (the pools of a
+/// process's arenas) under `root` whose pid is not a live process, and returns the directories
+/// removed. Entries not named that way are left alone, as are this process's own.
 ///
 /// A pid reused by an unrelated process keeps its directory until that process is gone too; a worker
 /// restarted with its old pid replaces its leftovers when it creates the arena again.
@@ -20,7 +21,11 @@ pub fn sweep(root: &Path) -> Result<Vec<PathBuf>, ShmError> {
     let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(ShmError::io("read", root))?;
-        let Some(pid) = entry.file_name().to_str().and_then(owner_pid) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| owner_pid(name).or_else(|| pool_pid(name)))
+        else {
             continue;
         };
         if pid == own || process_alive(pid) || !entry.path().is_dir() {
@@ -42,6 +47,15 @@ fn owner_pid(name: &str) -> Option<u32> {
     pid.parse().ok().filter(|&pid| pid > 0)
 }
 
+/// The pid of a directory named `<pid>.pool`.
+fn pool_pid(name: &str) -> Option<u32> {
+    let pid = name.strip_suffix(".pool")?;
+    if !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|&pid| pid > 0)
+}
+
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -56,7 +70,7 @@ fn process_alive(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::owner_pid;
+    use super::{owner_pid, pool_pid};
 
     #[test]
     fn parses_only_pid_group_names() {
@@ -67,5 +81,10 @@ mod tests {
         assert_eq!(owner_pid("+12-x"), None);
         assert_eq!(owner_pid("abc-x"), None);
         assert_eq!(owner_pid("lost+found"), None);
+        assert_eq!(pool_pid("123.pool"), Some(123));
+        assert_eq!(pool_pid(".pool"), None);
+        assert_eq!(pool_pid("0.pool"), None);
+        assert_eq!(pool_pid("12x.pool"), None);
+        assert_eq!(owner_pid("123.pool"), None);
     }
 }
