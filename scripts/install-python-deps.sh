@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Python packages the example functions need (examples/functions/*/requirements.txt; today
+# Installs the Python packages the example functions need (examples/functions/*/requirements.txt; the OCR
+# pipeline example in examples/pipelines/ocr needs exactly the textdir set; today
 # only textdir has one) into the interpreter named by $PYTHON (default python3). Idempotent: when every
 # pinned version is already installed it does nothing (no registry access), so CI can run it each time.
 # The SDK helper itself (sdk/python/sluice_function.py) needs only the standard library.

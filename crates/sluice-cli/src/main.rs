@@ -36,6 +36,8 @@ enum Command {
     },
     /// Replay a trace through the scheduling policies on a simulated device model.
     Sim(cmd::sim::SimArgs),
+    /// Simulate pipeline placement plans: one plan at a load, or the whole planner evaluation.
+    SimPipeline(cmd::sim_pipeline::SimPipelineArgs),
     /// Replay a trace (or a Poisson mix) against a running worker, open loop, and report.
     Load(cmd::load::LoadArgs),
 }
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Sim(args) => cmd::sim::run(args),
+        Command::SimPipeline(args) => cmd::sim_pipeline::run(args),
         Command::Worker(args) => block_on(cmd::worker::run(args)),
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
         Command::Pipeline(c) => block_on(cmd::pipeline::run(c)),

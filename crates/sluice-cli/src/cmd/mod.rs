@@ -9,4 +9,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod sim;
+pub mod sim_pipeline;
 pub mod worker;

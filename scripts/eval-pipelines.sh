@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The simulated evaluation of the pipeline planners (docs/pipelines-eval.md): every policy and
+# baseline on the Gpu-let `traffic` and `game` applications and, when its profile exists, the OCR
+# pipeline, on 1, 2 and 4 GPUs; peak load at the p99 target and resources at low load. Writes
+# docs/results/pipelines/{pipelines.json,pipelines.md} and prints the markdown.
+# Usage: scripts/eval-pipelines.sh [extra `sluice sim-pipeline eval` flags, e.g. --requests 5000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p sluice-cli
+out=docs/results/pipelines
+mkdir -p "$out"
+start=$(date +%s)
+./target/release/sluice sim-pipeline eval --gpulet ../shared/data/gpulet-2080ti --out "$out" "$@"
+echo "evaluation took $(( $(date +%s) - start )) s; results in $out/" >&2
