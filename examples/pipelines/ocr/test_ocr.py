@@ -305,8 +305,8 @@ class StageProcessTest(unittest.TestCase):
         for stage in STAGES:
             sock = os.path.join(cls.tmp.name, stage + ".sock")
             env = dict(os.environ, SLUICE_SOCKET=sock, SLUICE_STAGE=stage, SLUICE_MAX_BATCH="4", SLUICE_SHM_DIR=cls.shm)
-            script = os.path.join(HERE, stage + "_stage.py")
-            cls.procs.append(subprocess.Popen([sys.executable, script], env=env, cwd=HERE))
+            script = os.path.join(HERE, "stage.py")
+            cls.procs.append(subprocess.Popen([sys.executable, script, stage], env=env, cwd=HERE))
             cls.sockets[stage] = sock
         deadline = time.monotonic() + 60
         for stage, sock in cls.sockets.items():

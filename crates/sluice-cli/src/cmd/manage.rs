@@ -45,7 +45,8 @@ pub struct InvokeArgs {
     ep: Endpoint,
 }
 
-fn pretty(body: &Bytes) -> String {
+/// A JSON body pretty-printed, anything else as (lossy) text.
+pub(crate) fn pretty(body: &Bytes) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())

@@ -3,6 +3,7 @@
 //! directory, and a `profile.csv` beside it (or `--profile`) is sent along for the planner.
 
 use super::client::{Api, Endpoint};
+use super::manage::pretty;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
@@ -106,12 +107,6 @@ pub fn deploy_request(args: &DeployArgs) -> Result<DeployRequest> {
     };
     req.validate().map_err(anyhow::Error::msg)?;
     Ok(req)
-}
-
-fn pretty(body: &Bytes) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
 }
 
 pub async fn run(cmd: PipelineCommand) -> Result<()> {

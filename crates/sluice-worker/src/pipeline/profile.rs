@@ -5,8 +5,10 @@
 //! worker deploys stages the same way). Inputs of a stage that is not a source are made by
 //! running its predecessors once on the sample inputs at full share. Latency is the mean of
 //! `repeats` rotations over the samples (batch k starts at sample k, so every batch size sees the
-//! same mix) after one warm-up batch; memory is the sandbox cgroup's peak. SM, L2
-//! and DRAM utilisation are left 0 here: they need a GPU profiler (Nsight Compute), not timing.
+//! same mix) after one warm-up batch; memory is the sandbox cgroup's peak. Without a GPU the
+//! `sm_util` column is the share of the host's cores the stage kept busy (cgroup CPU time over
+//! wall time): what a single-threaded stage cannot use, a smaller share does not take away. On a
+//! GPU, SM, L2 and DRAM utilisation need a profiler (Nsight Compute) and are left 0.
 
 use crate::devices::BackendKind;
 use crate::engine::StageHost;
@@ -44,6 +46,10 @@ pub struct ProfileRow {
     pub batch: u32,
     pub share: u32,
     pub latency_ms: f64,
+    /// Share of the device the stage kept busy, percent: without a GPU, the sandbox's CPU time
+    /// over the wall time, as a share of the host's cores (written as `sm_util`, which the
+    /// planner uses to stretch latencies below the smallest measured share). 0 = not measured.
+    pub device_util: f64,
     pub mem_mb: u64,
 }
 
@@ -55,8 +61,8 @@ pub fn to_csv(rows: &[ProfileRow]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{:.3},0,0,0,{}\n",
-            r.model, r.batch, r.share, r.latency_ms, r.mem_mb
+            "{},{},{},{:.3},{:.1},0,0,{}\n",
+            r.model, r.batch, r.share, r.latency_ms, r.device_util, r.mem_mb
         ));
     }
     out
@@ -323,22 +329,71 @@ impl Profiler<'_> {
             self.batch(sb, s, &batch_at(0)).await?;
             let mut total = 0.0;
             let rounds = self.opts.repeats * n;
+            let cpu_before = cpu_seconds(sb);
             for k in 0..rounds {
                 let batch = batch_at(k);
                 let t = Instant::now();
                 self.batch(sb, s, &batch).await?;
                 total += t.elapsed().as_secs_f64() * 1e3;
             }
+            let busy = match (cpu_before, cpu_seconds(sb)) {
+                (Some(a), Some(b)) if total > 0.0 => (b - a) / (total / 1e3),
+                _ => 0.0,
+            };
             rows.push(ProfileRow {
                 model: self.spec.stages[s].model().to_string(),
                 batch: b,
                 share,
                 latency_ms: total / rounds as f64,
+                device_util: match self.host.backend {
+                    BackendKind::Simulated => (busy / host_cores() * 100.0).clamp(0.0, 100.0),
+                    BackendKind::Nvml => 0.0,
+                },
                 mem_mb: peak_memory_mb(sb),
             });
         }
         Ok(rows)
     }
+}
+
+fn host_cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// CPU time the sandbox's processes have used, seconds: the cgroup's `cpuacct.usage` (v1, when
+/// cpuacct is co-mounted) or `cpu.stat` (v2), else the sum of `/proc/<pid>/stat` user + system
+/// time over the processes in the cgroup (clock-tick resolution; windows here are seconds long).
+fn cpu_seconds(sb: &Sandbox) -> Option<f64> {
+    let dirs = sb.cgroup_dirs();
+    let direct = dirs.iter().find_map(|d| {
+        if let Ok(ns) = std::fs::read_to_string(d.join("cpuacct.usage")) {
+            return ns.trim().parse::<f64>().ok().map(|v| v / 1e9);
+        }
+        let stat = std::fs::read_to_string(d.join("cpu.stat")).ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v / 1e6)
+    });
+    if direct.is_some() {
+        return direct;
+    }
+    let procs = dirs
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: u64 = procs
+        .lines()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+        .filter_map(|stat| {
+            // Fields after the command (which may hold spaces) start after the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Some(ticks as f64 / hz)
 }
 
 /// The sandbox cgroup's peak memory, MB (0 when cgroups are off).

@@ -1,4 +1,8 @@
-"""The OCR pipeline's ``cls``: det payload -> cls payload (crops turned upright).
+"""Entry point of every OCR pipeline stage: ``python3 stage.py det|cls|rec``.
+
+- ``det``: image bytes (PNG/JPEG) -> det payload (text-line crops);
+- ``cls``: det payload -> the same crops, turned upright where they were upside down;
+- ``rec``: cls payload -> JSON with the recognised lines.
 
 Started by the worker as a long-running stage instance (``SLUICE_SOCKET``, ``SLUICE_STAGE``,
 ``SLUICE_MAX_BATCH``, maybe ``SLUICE_SHM_DIR``); ``sluice_stage.serve`` speaks the stage protocol.
@@ -17,5 +21,9 @@ from sluice_stage import serve  # noqa: E402
 
 from ocr.stages import make_handler  # noqa: E402
 
+STAGES = ("det", "cls", "rec")
+
 if __name__ == "__main__":
-    serve(make_handler("cls"))
+    if len(sys.argv) != 2 or sys.argv[1] not in STAGES:
+        sys.exit("usage: stage.py det|cls|rec")
+    serve(make_handler(sys.argv[1]))
