@@ -266,7 +266,15 @@ fn status_metrics_openapi_and_policy_selection() {
     let (s, body, _) = http(&w, "GET", "/openapi.json", None);
     assert_eq!(s, 200);
     let doc: Value = serde_json::from_str(&body).unwrap();
-    assert!(doc["paths"]["/v1/functions/{name}/invoke"].is_object());
+    for path in [
+        "/v1/functions/{name}/invoke",
+        "/v1/pipelines",
+        "/v1/pipelines/{name}",
+        "/v1/pipelines/{name}/invoke",
+        "/v1/pipelines/{name}/invoke-async",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI");
+    }
 }
 
 #[test]
