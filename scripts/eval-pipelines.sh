@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The simulated evaluation of the pipeline planners (docs/pipelines-eval.md): every policy and
+# The simulated evaluation of the pipeline planners (docs/pipelines.md, "Simulated evaluation"): every policy and
 # baseline on the Gpu-let `traffic` and `game` applications and, when its profile exists, the OCR
 # pipeline, on 1, 2 and 4 GPUs; peak load at the p99 target and resources at low load. Writes
 # docs/results/pipelines/{pipelines.json,pipelines.md} and prints the markdown.

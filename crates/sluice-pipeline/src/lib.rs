@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod planner;
 pub mod profile;
+pub mod queueing;
 pub mod render;
 pub mod spec;
 

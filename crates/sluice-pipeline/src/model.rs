@@ -2,23 +2,29 @@
 //! contention), per-GPU bandwidth demand, and an analytic end-to-end p99 and capacity of a plan.
 //! This module owns those formulas; planners and the simulator call them.
 //!
-//! Analytic p99 (`docs/pipelines.md`, "Performance model"): every request visits every stage once
-//! (fan-out broadcasts, fan-in joins). A stage's load is split over its instances in proportion
-//! to their throughput `b / T(b)` (what a least-loaded dispatcher approximates). Per instance, at
-//! item rate `λ`, batch `b`, timeout `w`:
-//! - batching: if `λ·w ≥ b−1` the batch fills and the first item waits `(b−1)/λ`; otherwise the
-//!   timeout fires with `⌈1+λ·w⌉` items after `w`. If that smaller batch cannot keep up, the
-//!   queue grows it to the smallest batch that can;
-//! - queueing: a Kingman/exponential tail for the batch queue, `p99 wait = T·(ca²+cs²)/(2(1−ρ))·
-//!   ln(100ρ)` with `ca² = 1/b` (a batch of Poisson items), `cs² = 0.1` (exact for M/M/1 when both
-//!   are 1); under time-sharing the instances of a GPU share one server (`ρ` summed, `ca² = 1`);
-//! - service `T` at that batch from the profile at the instance's share, times its contention
-//!   slowdown (co-runners busy);
-//! - item p99 at the instance = batching + queueing + service; a stage's p99 is its worst
-//!   instance's; a hand-off edge costs `LinkModel::cost_ms(output_kb, in_place)`, in place when
-//!   both stages accept `shm` or `cuda-ipc` and ≥ 99% of the producer's flow can go to consumer
-//!   instances on the same GPU; the end-to-end p99 is the worst source→sink path of stage p99s
-//!   plus hand-offs (a sum of percentiles: an upper bound).
+//! Analytic p99 (`docs/pipelines.md`, "Performance model"), built to agree with the pipeline
+//! simulator's semantics: every request visits every stage once (fan-out broadcasts, fan-in
+//! joins); a stage's items go to the instance with the least backlog, which behaves like one
+//! queue in front of all of them (M/G/c). Per instance, at item rate `λᵢ` (its share of the stage
+//! in proportion to full-batch throughput), batch cap `b`, timeout `w`:
+//! - batch: one item opens a batch that takes what arrives within `w` (`E[min(b, 1 + Poisson(λᵢw))]`),
+//!   growing toward the items that queue during a service as the server gets busy (a fixed point);
+//! - fill wait p99: `min(w, time for (b−1)·c stage arrivals)` (`c` instances share arrivals);
+//! - queueing: `P(W > x) = C(c, ρ)·e^{−θx}` with `ρ` the stage's utilisation, `C` Erlang-C and
+//!   `θ = u·μ` (`μ` the stage's items per ms, `u` the M/D/1 root of `u = ρ(e^{u}−1)` with the
+//!   service jitter); waiting and batch filling overlap, so the wait only counts beyond the fill;
+//! - service: the profile latency at the instance's share × its contention slowdown, with a
+//!   coefficient of variation of [`SERVICE_CV`];
+//! - time-sharing: one server per GPU; a request's work there (its items' shares of batch times)
+//!   is one customer, and a stage's item also waits for its siblings on the GPU (stages fed by
+//!   the same predecessors become ready together and take turns).
+//!
+//! A stage's latency is summarised by [`Latency`] (mean, p99, p99.9); a hand-off edge costs
+//! `LinkModel::cost_ms(output_kb, in_place)`, in place when both stages accept `shm` or
+//! `cuda-ipc` and ≥ 99% of the producer's flow can go to consumer instances on the same GPU;
+//! latencies add along edges and the latest predecessor of a join (and of the sinks) is their
+//! maximum, as independent parts (under time-sharing as parts that move together: a request's
+//! branches share its wait for the GPUs).
 
 use std::path::Path;
 
@@ -26,10 +32,11 @@ use crate::cluster::{Cluster, GpuModel};
 use crate::contention::Contention;
 use crate::plan::{Plan, Prediction, ServiceModel, FULL_SHARE};
 use crate::profile::{Estimate, ProfileError, Profiles, Util};
+use crate::queueing::{
+    capped_poisson_batch, decay_root, erlang_c, gamma_p99_ms, Latency, Wait, SERVICE_CV,
+};
 use crate::spec::{Handoff, PipelineSpec};
 
-/// Squared coefficient of variation assumed for batch service times (contention, input jitter).
-pub const SERVICE_CV2: f64 = 0.1;
 /// Share of a producer's flow that must reach same-GPU consumers for an edge to count as in place.
 pub const IN_PLACE_FRACTION: f64 = 0.99;
 /// Highest DRAM demand a GPU may carry, as a fraction of its bandwidth.
@@ -51,67 +58,158 @@ pub struct Member {
     pub share: u32,
 }
 
-/// The tail of one instance at one arrival rate.
+/// What one batching instance looks like at its arrival rate.
 #[derive(Copy, Clone, Debug, PartialEq)]
-pub struct Tail {
-    /// Batch actually formed.
-    pub batch: u32,
-    /// Longest wait for the batch to form, ms.
-    pub fill_ms: f64,
-    /// Service time of that batch, ms.
+pub struct Server {
+    /// Mean batch formed.
+    pub batch: f64,
+    /// Service time of that mean batch, ms.
     pub service_ms: f64,
-    /// Busy fraction.
-    pub rho: f64,
+    /// Service time of the largest batch items commonly see (the mean rounded up), ms.
+    pub tail_service_ms: f64,
+    /// p99 of the wait for a batch to fill (or time out), ms.
+    pub fill_ms: f64,
+    /// Items per ms at full batches (what a long queue is served at).
+    pub full_rate: f64,
 }
 
-impl Tail {
-    /// Batching + queueing (own server) + service: the item p99, ms.
-    pub fn p99_ms(&self) -> f64 {
-        self.fill_ms
-            + queue_p99_ms(self.rho, self.service_ms, 1.0 / self.batch as f64)
-            + self.service_ms
+impl Server {
+    /// Items per ms at the mean batch.
+    pub fn rate(&self) -> f64 {
+        self.batch / self.service_ms
     }
 }
 
-/// The tail of an instance with service times `svc(batch)` (ms) at `lambda` items per ms.
-pub fn tail(svc: impl Fn(u32) -> f64, batch: u32, max_wait_ms: f64, lambda: f64) -> Tail {
+/// An instance with service times `svc(batch)` (ms), batch cap `cap` and timeout `max_wait_ms`,
+/// receiving `lambda` items per ms, one of `spread` instances that take turns with the stage's
+/// arrivals (see the module doc).
+pub fn server(
+    svc: impl Fn(u32) -> f64,
+    cap: u32,
+    max_wait_ms: f64,
+    lambda: f64,
+    spread: u32,
+) -> Server {
+    let cap = cap.max(1);
+    let at = |x: f64| -> f64 {
+        let lo = (x.floor() as u32).clamp(1, cap);
+        let hi = (lo + 1).min(cap);
+        let f = (x - lo as f64).clamp(0.0, 1.0);
+        svc(lo) * (1.0 - f) + svc(hi) * f
+    };
     if lambda <= 0.0 {
-        return Tail {
-            batch: 1,
-            fill_ms: 0.0,
-            service_ms: svc(1),
-            rho: 0.0,
+        let t = svc(1);
+        return Server {
+            batch: 1.0,
+            service_ms: t,
+            tail_service_ms: t,
+            fill_ms: if cap > 1 { max_wait_ms } else { 0.0 },
+            full_rate: cap as f64 / svc(cap),
         };
     }
-    let fills = lambda * max_wait_ms >= (batch - 1) as f64;
-    let (mut b, fill_ms) = if fills {
-        (batch, (batch - 1) as f64 / lambda)
-    } else {
-        let b = (1.0 + lambda * max_wait_ms).ceil() as u32;
-        (b.clamp(1, batch), max_wait_ms)
-    };
-    let mut service_ms = svc(b);
-    while b < batch && lambda * service_ms / b as f64 >= 1.0 {
-        b += 1;
-        service_ms = svc(b);
+    let idle = capped_poisson_batch(lambda * max_wait_ms, cap);
+    let mut b = idle;
+    for _ in 0..8 {
+        let t = at(b);
+        let rho = (lambda * t / b).min(1.0);
+        let busy = capped_poisson_batch(lambda * t, cap).max(idle);
+        let next = (1.0 - rho) * idle + rho * busy;
+        let done = (next - b).abs() < 1e-3;
+        b = next;
+        if done {
+            break;
+        }
     }
-    Tail {
+    let fill_ms = if cap > 1 {
+        let c = spread.max(1) as f64;
+        gamma_p99_ms((cap - 1) as f64 * c, lambda * c).min(max_wait_ms)
+    } else {
+        0.0
+    };
+    Server {
         batch: b,
+        service_ms: at(b),
+        tail_service_ms: svc((b.ceil() as u32).clamp(1, cap)),
         fill_ms,
-        service_ms,
-        rho: lambda * service_ms / b as f64,
+        full_rate: cap as f64 / svc(cap),
     }
 }
 
-/// p99 of the wait in a queue with busy fraction `rho`, mean service `t` ms and arrival SCV `ca2`.
-pub fn queue_p99_ms(rho: f64, t: f64, ca2: f64) -> f64 {
-    if rho >= 1.0 {
-        return f64::INFINITY;
+/// What a stage's instances (or a time-shared GPU set) add up to, for [`pooled`].
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct Pool {
+    /// Customers per ms.
+    pub lambda: f64,
+    /// Work per customer at the mean batch and at full batches, ms of one server.
+    pub work_ms: f64,
+    pub full_work_ms: f64,
+    /// Servers.
+    pub servers: u32,
+    /// Mean residual of the batch in service, ms (`E[T²] / 2E[T]`).
+    pub residual_ms: f64,
+    /// Longest fill wait, ms.
+    pub fill_ms: f64,
+    /// Service an item sees (its batch, plus siblings under time-sharing), ms.
+    pub service_ms: f64,
+    /// Standard deviation of that service, ms.
+    pub sigma_ms: f64,
+}
+
+/// The latency through a pool of `servers` fed by least backlog (see the module doc): an arrival
+/// finds every server busy with the Erlang-C probability at the mean-batch utilisation; it then
+/// waits for the batch in service (residual granularity) and for the queue ahead, which a long
+/// queue serves at full batches (M/D/c root at the full-batch utilisation); the slower of the two
+/// decays sets the exponential tail, and the wait counts only beyond the fill. Infinite when the
+/// pool cannot keep up.
+pub fn pooled(pool: &Pool) -> Latency {
+    let c = pool.servers.max(1) as f64;
+    let rho = pool.lambda * pool.work_ms / c;
+    if !(rho < 1.0 && pool.service_ms.is_finite() && pool.work_ms.is_finite()) {
+        return Latency::infinite();
     }
-    if rho <= 0.01 {
-        return 0.0;
+    if rho <= 0.0 {
+        return Latency::stage(pool.fill_ms, pool.service_ms, pool.sigma_ms, Wait::NONE);
     }
-    (t * (ca2 + SERVICE_CV2) / (2.0 * (1.0 - rho)) * (100.0 * rho).ln()).max(0.0)
+    let rho_full = (pool.lambda * pool.full_work_ms / c).min(rho);
+    let theta_queue = c * decay_root(rho_full, SERVICE_CV) / pool.full_work_ms;
+    let theta_residual = (c + 1.0) / (2.0 * pool.residual_ms.max(1e-9));
+    let theta = theta_queue.min(theta_residual);
+    let wait = Wait {
+        p: erlang_c(pool.servers.max(1), rho) * (-theta * pool.fill_ms).exp(),
+        theta,
+    };
+    Latency::stage(pool.fill_ms, pool.service_ms, pool.sigma_ms, wait)
+}
+
+/// The latency of `k` identical instances (service `svc`, cap `batch`, timeout `max_wait_ms`)
+/// sharing `lambda` items per ms.
+pub fn identical(
+    svc: impl Fn(u32) -> f64,
+    batch: u32,
+    max_wait_ms: f64,
+    lambda: f64,
+    k: u32,
+) -> Latency {
+    let k = k.max(1);
+    identical_from(
+        &server(svc, batch, max_wait_ms, lambda / k as f64, k),
+        lambda,
+        k,
+    )
+}
+
+/// [`identical`] from one instance's [`server`] at `lambda / k`.
+pub fn identical_from(s: &Server, lambda: f64, k: u32) -> Latency {
+    pooled(&Pool {
+        lambda,
+        work_ms: 1.0 / s.rate(),
+        full_work_ms: 1.0 / s.full_rate,
+        servers: k.max(1),
+        residual_ms: s.service_ms / 2.0,
+        fill_ms: s.fill_ms,
+        service_ms: s.tail_service_ms,
+        sigma_ms: SERVICE_CV * s.tail_service_ms,
+    })
 }
 
 impl PerfModel {
@@ -283,6 +381,17 @@ impl PerfModel {
             preds: (0..spec.stages.len())
                 .map(|i| spec.predecessors(i))
                 .collect(),
+            siblings: (0..spec.stages.len())
+                .map(|i| {
+                    let mine = spec.predecessors(i);
+                    (0..spec.stages.len())
+                        .filter(|&j| j != i && spec.predecessors(j) == mine)
+                        .collect()
+                })
+                .collect(),
+            sinks: (0..spec.stages.len())
+                .filter(|&i| spec.successors(i).is_empty())
+                .collect(),
             edge_ms: Vec::new(),
             gpus: plan.gpus.max(self.cluster.count),
             time_shared: plan.time_shared(),
@@ -379,9 +488,18 @@ struct EvalInstance {
 }
 
 impl EvalInstance {
-    fn tail(&self, lambda: f64) -> Tail {
-        let svc = |b: u32| self.svc_ms[(b.max(1) as usize - 1).min(self.svc_ms.len() - 1)];
-        tail(svc, self.batch, self.max_wait_ms, lambda)
+    fn svc(&self, b: u32) -> f64 {
+        self.svc_ms[(b.max(1) as usize - 1).min(self.svc_ms.len() - 1)]
+    }
+
+    fn server(&self, lambda: f64, spread: u32) -> Server {
+        server(
+            |b| self.svc(b),
+            self.batch,
+            self.max_wait_ms,
+            lambda,
+            spread,
+        )
     }
 }
 
@@ -392,6 +510,9 @@ pub struct Evaluation {
     stages: usize,
     order: Vec<usize>,
     preds: Vec<Vec<usize>>,
+    /// Other stages fed by exactly the same predecessors (ready at the same instants).
+    siblings: Vec<Vec<usize>>,
+    sinks: Vec<usize>,
     edge_ms: Vec<((usize, usize), f64)>,
     gpus: u32,
     time_shared: bool,
@@ -425,77 +546,193 @@ impl Evaluation {
             .collect()
     }
 
-    /// p99 of each stage at `load_rps`, ms.
-    pub fn stage_p99_ms(&self, load_rps: f64) -> Vec<f64> {
+    /// Latency of each stage at `load_rps` (ready on an instance → batch done).
+    pub fn stage_latency(&self, load_rps: f64) -> Vec<Latency> {
         let lambda = load_rps / 1000.0;
-        let tails: Vec<Tail> = self
+        let spread: Vec<u32> = (0..self.stages)
+            .map(|s| self.of(s).count() as u32)
+            .collect();
+        let servers: Vec<Server> = self
             .instances
             .iter()
-            .map(|x| x.tail(lambda * x.weight))
+            .map(|x| x.server(lambda * x.weight, spread[x.stage]))
             .collect();
-        let mut out = vec![0.0_f64; self.stages];
-        let mut seen = vec![false; self.stages];
-        for (k, x) in self.instances.iter().enumerate() {
-            let t = &tails[k];
-            let p99 = if self.time_shared {
-                let on: Vec<usize> = (0..self.instances.len())
-                    .filter(|&j| self.instances[j].gpu == x.gpu)
-                    .collect();
-                let rho: f64 = on.iter().map(|&j| tails[j].rho).sum();
-                let mean_t = if rho > 0.0 {
-                    on.iter()
-                        .map(|&j| tails[j].rho * tails[j].service_ms)
-                        .sum::<f64>()
-                        / rho
-                } else {
-                    t.service_ms
-                };
-                let ca2 = if on.len() > 1 {
-                    1.0
-                } else {
-                    1.0 / t.batch as f64
-                };
-                t.fill_ms + queue_p99_ms(rho, mean_t, ca2) + t.service_ms
-            } else {
-                t.p99_ms()
-            };
-            out[x.stage] = if seen[x.stage] {
-                out[x.stage].max(p99)
-            } else {
-                p99
-            };
-            seen[x.stage] = true;
+        if self.time_shared {
+            return self.time_shared_latency(lambda, &servers);
         }
-        for (s, v) in out.iter_mut().enumerate() {
-            if !seen[s] {
-                *v = f64::INFINITY;
+        (0..self.stages)
+            .map(|s| {
+                let (mut mu, mut mu2, mut full, mut t, mut t2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                let (mut fill, mut svc) = (0.0_f64, 0.0_f64);
+                for (x, sv) in self.instances.iter().zip(&servers) {
+                    if x.stage == s && x.weight > 0.0 {
+                        let r = sv.rate();
+                        mu += r;
+                        mu2 += r * r;
+                        full += sv.full_rate;
+                        // Batches per ms at this instance's share of the load, and their times.
+                        let n = lambda * x.weight / sv.batch;
+                        t += n * sv.service_ms;
+                        t2 += n * sv.service_ms * sv.service_ms;
+                        fill = fill.max(sv.fill_ms);
+                        svc = svc.max(sv.tail_service_ms);
+                    }
+                }
+                let c = if mu2 > 0.0 { mu * mu / mu2 } else { 1.0 };
+                let c = c.round().max(1.0);
+                pooled(&Pool {
+                    lambda,
+                    work_ms: c / mu,
+                    full_work_ms: c / full,
+                    servers: c as u32,
+                    residual_ms: if t > 0.0 { t2 / (2.0 * t) } else { svc / 2.0 },
+                    fill_ms: fill,
+                    service_ms: svc,
+                    sigma_ms: SERVICE_CV * svc,
+                })
+            })
+            .collect()
+    }
+
+    /// Under time-sharing: per GPU one server whose customer is a request's work there; an item
+    /// also waits for its siblings' batches on that GPU.
+    fn time_shared_latency(&self, lambda: f64, servers: &[Server]) -> Vec<Latency> {
+        // The GPUs serve each request's items by least backlog: one pool of GPUs whose customer
+        // is a request, with its work spread over them. While a GPU serves other instances,
+        // items queue and batches grow: iterate the mean batches against the mean wait.
+        let mut servers = servers.to_vec();
+        let (mut work, mut full, mut t, mut t2) = (0.0, 0.0, 0.0, 0.0);
+        let mut used = vec![false; self.gpus as usize];
+        for x in &self.instances {
+            if let Some(u) = used.get_mut(x.gpu as usize) {
+                *u |= x.weight > 0.0;
             }
+        }
+        let c = used.iter().filter(|&&u| u).count().max(1) as u32;
+        for round in 0..6 {
+            (work, full, t, t2) = (0.0, 0.0, 0.0, 0.0);
+            for (x, sv) in self.instances.iter().zip(&servers) {
+                if x.weight > 0.0 {
+                    work += x.weight * sv.service_ms / sv.batch;
+                    full += x.weight / sv.full_rate;
+                    let n = lambda * x.weight / sv.batch;
+                    t += n * sv.service_ms;
+                    t2 += n * sv.service_ms * sv.service_ms;
+                }
+            }
+            if round == 5 {
+                break;
+            }
+            let rho = (lambda * work / c as f64).min(0.99);
+            let mean_wait = if t > 0.0 {
+                rho / (1.0 - rho) * t2 / (2.0 * t)
+            } else {
+                0.0
+            };
+            for (x, sv) in self.instances.iter().zip(servers.iter_mut()) {
+                let li = lambda * x.weight;
+                let cap = x.batch.max(1);
+                let idle = capped_poisson_batch(li * x.max_wait_ms, cap);
+                let busy = capped_poisson_batch(li * (mean_wait + sv.service_ms), cap).max(idle);
+                let b = (1.0 - rho) * idle + rho * busy;
+                let at = |v: f64| -> f64 {
+                    let lo = (v.floor() as u32).clamp(1, cap);
+                    let hi = (lo + 1).min(cap);
+                    let f = (v - lo as f64).clamp(0.0, 1.0);
+                    x.svc(lo) * (1.0 - f) + x.svc(hi) * f
+                };
+                sv.batch = b;
+                sv.service_ms = at(b);
+                sv.tail_service_ms = x.svc((b.ceil() as u32).clamp(1, cap));
+            }
+        }
+        let mut out = vec![Latency::infinite(); self.stages];
+        let mut seen = vec![false; self.stages];
+        for (x, sv) in self.instances.iter().zip(&servers) {
+            let (mut extra, mut var) = (0.0, sv.tail_service_ms.powi(2));
+            for (y, sy) in self.instances.iter().zip(&servers) {
+                if y.gpu == x.gpu && self.siblings[x.stage].contains(&y.stage) {
+                    let t = y.weight * sy.service_ms;
+                    extra += t;
+                    var += t * t;
+                }
+            }
+            let mut lat = pooled(&Pool {
+                lambda,
+                work_ms: work,
+                full_work_ms: full,
+                servers: c,
+                residual_ms: if t > 0.0 { t2 / (2.0 * t) } else { 0.0 },
+                fill_ms: sv.fill_ms,
+                service_ms: sv.tail_service_ms + extra,
+                sigma_ms: SERVICE_CV * var.sqrt(),
+            });
+            // The request waits for the GPUs once (it is the customer): at its source stages.
+            if !self.preds[x.stage].is_empty() && lat.mean.is_finite() {
+                lat = Latency::stage(
+                    sv.fill_ms,
+                    sv.tail_service_ms + extra,
+                    SERVICE_CV * var.sqrt(),
+                    Wait::NONE,
+                );
+            }
+            if !seen[x.stage] || lat.p99() > out[x.stage].p99() {
+                out[x.stage] = lat;
+            }
+            seen[x.stage] = true;
         }
         out
     }
 
-    /// End-to-end p99 at `load_rps`: the worst source→sink path, ms.
-    pub fn p99_ms(&self, load_rps: f64) -> f64 {
-        let d = self.stage_p99_ms(load_rps);
-        let mut done = vec![0.0_f64; self.stages];
-        for &s in &self.order {
-            let before = self.preds[s]
-                .iter()
-                .map(|&p| {
-                    let h = self
-                        .edge_ms
-                        .iter()
-                        .find(|(e, _)| *e == (p, s))
-                        .map_or(0.0, |(_, c)| *c);
-                    done[p] + h
-                })
-                .fold(0.0, f64::max);
-            done[s] = before + d[s];
-        }
-        done.into_iter().fold(0.0, f64::max)
+    /// p99 of each stage at `load_rps`, ms.
+    pub fn stage_p99_ms(&self, load_rps: f64) -> Vec<f64> {
+        self.stage_latency(load_rps)
+            .iter()
+            .map(Latency::p99)
+            .collect()
     }
 
-    /// Highest load with p99 within the target, requests/s: a 48-point scan below the
+    /// End-to-end latency at `load_rps`: stage latencies added along edges, the latest of a
+    /// join's predecessors and of the sinks taken as a maximum of independent parts.
+    pub fn latency(&self, load_rps: f64) -> Latency {
+        let d = self.stage_latency(load_rps);
+        // Under time-sharing a request's branches share its wait for the GPUs (and each holds
+        // its siblings' service already): they finish together rather than independently.
+        let latest = if self.time_shared {
+            Latency::max_of_comonotone
+        } else {
+            Latency::max_of
+        };
+        let mut done = vec![Latency::default(); self.stages];
+        let mut parts = Vec::new();
+        for &s in &self.order {
+            parts.clear();
+            for &p in &self.preds[s] {
+                let h = self
+                    .edge_ms
+                    .iter()
+                    .find(|(e, _)| *e == (p, s))
+                    .map_or(0.0, |(_, c)| *c);
+                parts.push(done[p].then(&Latency::fixed(h)));
+            }
+            done[s] = latest(&parts).then(&d[s]);
+        }
+        parts.clear();
+        parts.extend(self.sinks.iter().map(|&s| done[s]));
+        latest(&parts)
+    }
+
+    /// End-to-end p99 at `load_rps`, ms (infinite when a stage cannot keep up).
+    pub fn p99_ms(&self, load_rps: f64) -> f64 {
+        let q = self.latency(load_rps).p99();
+        if q.is_nan() {
+            f64::INFINITY
+        } else {
+            q
+        }
+    }
+
+    /// Highest load with p99 within the target, requests/s: a 32-point scan below the
     /// throughput bound, then bisection above the highest feasible point.
     pub fn capacity_rps(&self) -> f64 {
         let mut bound = self.stage_rps().into_iter().fold(f64::INFINITY, f64::min);
@@ -515,7 +752,7 @@ impl Evaluation {
         if !(bound.is_finite() && bound > 0.0) {
             return 0.0;
         }
-        const STEPS: u32 = 48;
+        const STEPS: u32 = 32;
         let ok = |l: f64| self.p99_ms(l) <= self.slo_ms;
         let (mut lo, mut hi) = match (1..STEPS)
             .rev()
@@ -529,7 +766,7 @@ impl Evaluation {
             None if ok(bound * 1e-6) => (bound * 1e-6, bound / STEPS as f64),
             None => return 0.0,
         };
-        for _ in 0..24 {
+        for _ in 0..16 {
             let mid = 0.5 * (lo + hi);
             if ok(mid) {
                 lo = mid;

@@ -1,6 +1,6 @@
 //! `sluice sim-pipeline`: simulate pipeline placement plans. `run` plans one pipeline with one
 //! policy (or reads a plan) and simulates it at a load, optionally searching its peak load;
-//! `eval` runs the whole simulated evaluation of the planners (docs/pipelines-eval.md) and
+//! `eval` runs the whole simulated evaluation of the planners (docs/pipelines.md, "Simulated evaluation") and
 //! writes `pipelines.json` and `pipelines.md`.
 
 use anyhow::{bail, Context, Result};

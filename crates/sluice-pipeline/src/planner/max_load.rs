@@ -39,7 +39,13 @@ fn top_up(ctx: &Ctx<'_>, mut plan: Plan) -> Plan {
             if !ctx.valid(&p) {
                 return;
             }
-            let c = capacity(ctx, &p);
+            // A move that misses the SLO just above the current capacity cannot raise it (one
+            // prediction instead of a capacity search).
+            let ev = ctx.model.evaluate(spec, &p);
+            if ev.p99_ms(cap * (1.0 + 1e-4)) > spec.slo_ms {
+                return;
+            }
+            let c = ev.capacity_rps();
             if c > cap * (1.0 + 1e-4) && best.as_ref().is_none_or(|(b, _, _)| c > *b) {
                 best = Some((c, p, what));
             }

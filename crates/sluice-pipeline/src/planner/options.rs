@@ -3,7 +3,7 @@
 //! Pareto frontier (more share only if it buys a lower p99). Camelot's and Laius's planners choose
 //! from these lists; this module owns their generation.
 
-use crate::model::tail;
+use crate::model::{identical_from, server};
 use crate::planner::{batch_candidates, Ctx};
 
 /// Solo latency of one stage at each planned share and batch 1..=largest candidate.
@@ -73,13 +73,30 @@ pub(crate) fn options(
 ) -> Vec<Opt> {
     let lambda = load_rps / 1000.0;
     let mut all = Vec::new();
+    // Pareto frontier so far (cost ascending, delay descending): a (share, batch) whose cheapest
+    // count costs at least as much as a found option that is no slower than its bare batch-1
+    // service time cannot add to the frontier and is skipped unevaluated.
+    let mut front: Vec<(u32, f64)> = Vec::new();
     for (si, &share) in t.shares.iter().enumerate() {
+        // (k_min, mean batch at k_min) of the previous batch cap at this share.
+        let mut prev: Option<(u32, u32, f64)> = None;
         for &b in &t.batches {
             let full = t.latency(si, b) * kappa;
             if !full.is_finite() {
                 continue;
             }
             let k_min = (lambda * full / b as f64).floor() as u32 + 1;
+            // A larger cap that needs as many instances as a smaller one that was not even half
+            // filled forms the same batches with a longer fill: it cannot do better.
+            if prev.is_some_and(|(pb, pk, mean)| k_min >= pk && mean < 0.5 * pb as f64) {
+                continue;
+            }
+            // No item of this stage takes less than a batch of one.
+            let floor_ms = t.latency(si, 1) * kappa;
+            let at = front.partition_point(|(c, _)| *c <= k_min * share);
+            if at > 0 && front[at - 1].1 <= floor_ms {
+                continue;
+            }
             let svc = |x: u32| t.latency(si, x) * kappa;
             let mut last = f64::INFINITY;
             for k in k_min..=k_min + spare {
@@ -87,7 +104,11 @@ pub(crate) fn options(
                 if cost > max_cost {
                     break;
                 }
-                let delay_ms = tail(svc, b, t.max_wait_ms, lambda / k as f64).p99_ms();
+                let one = server(svc, b, t.max_wait_ms, lambda / k as f64, k);
+                if k == k_min {
+                    prev = Some((b, k_min, one.batch));
+                }
+                let delay_ms = identical_from(&one, lambda, k).p99();
                 if !delay_ms.is_finite() {
                     continue;
                 }
@@ -98,6 +119,16 @@ pub(crate) fn options(
                     share,
                     batch: b,
                 });
+                let at = front.partition_point(|(c, _)| *c <= cost);
+                if at == 0 || front[at - 1].1 > delay_ms {
+                    // Delays fall with cost along the frontier: drop what this one dominates.
+                    let end = at
+                        + front[at..]
+                            .iter()
+                            .take_while(|(_, d)| *d >= delay_ms)
+                            .count();
+                    front.splice(at..end, [(cost, delay_ms)]);
+                }
                 // More instances stop paying once the queueing they remove is under 1%.
                 if last - delay_ms < 0.01 * delay_ms {
                     break;

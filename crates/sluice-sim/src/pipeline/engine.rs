@@ -110,6 +110,9 @@ struct Queued {
 #[derive(Clone, Debug, Default)]
 struct Inst {
     queue: VecDeque<Queued>,
+    /// Items routed here whose hand-off has not arrived yet (counted in the backlog, so one
+    /// finished batch does not send all its items to the same idle instance).
+    in_flight: usize,
     armed: bool,
     /// Busy time inside the measured window, µs.
     busy_us: u64,
@@ -293,7 +296,10 @@ impl<'a> Sim<'a> {
         while let Some(Reverse((now, _, ev))) = self.heap.pop() {
             match ev {
                 Event::Arrival => self.arrival(now),
-                Event::Deliver { req, stage, inst } => self.enqueue(req, stage, inst, now),
+                Event::Deliver { req, stage, inst } => {
+                    self.insts[inst].in_flight -= 1;
+                    self.enqueue(req, stage, inst, now)
+                }
                 Event::Timeout(k) => {
                     self.try_arm(k, now);
                     self.try_start(self.exec_of[k], now);
@@ -372,7 +378,10 @@ impl<'a> Sim<'a> {
         let queued: f64 = exec
             .members
             .iter()
-            .map(|&k| self.insts[k].queue.len() as f64 * self.per_item_ms[k])
+            .map(|&k| {
+                let inst = &self.insts[k];
+                (inst.queue.len() + inst.in_flight) as f64 * self.per_item_ms[k]
+            })
             .sum();
         running + queued
     }
@@ -535,6 +544,7 @@ impl<'a> Sim<'a> {
                 if cell.pending == 0 {
                     let c = self.route(req, next, Some(gpu), now);
                     let at = self.ready_on(req, next, c, now);
+                    self.insts[c].in_flight += 1;
                     self.push(
                         at,
                         Event::Deliver {
