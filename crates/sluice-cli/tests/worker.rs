@@ -260,6 +260,7 @@ fn status_metrics_openapi_and_policy_selection() {
         "sluice_queue_length",
         "sluice_sandboxes",
         "sluice_gpu_memory_total_bytes",
+        "sluice_gpu_processes",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }

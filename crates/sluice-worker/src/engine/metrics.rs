@@ -53,6 +53,7 @@ pub struct Metrics {
     pub(crate) gpu_mem_used: Family<Gpu, Gauge>,
     pub(crate) gpu_mem_total: Family<Gpu, Gauge>,
     pub(crate) gpu_resident: Family<Gpu, Gauge>,
+    pub(crate) gpu_processes: Family<Gpu, Gauge>,
 }
 
 impl Metrics {
@@ -69,6 +70,7 @@ impl Metrics {
             gpu_mem_used: Family::default(),
             gpu_mem_total: Family::default(),
             gpu_resident: Family::default(),
+            gpu_processes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +122,11 @@ impl Metrics {
             "gpu_resident_bytes",
             "Sandbox memory the scheduler keeps resident on each GPU",
             m.gpu_resident.clone(),
+        );
+        registry.register(
+            "gpu_processes",
+            "Compute processes on each GPU, MPS clients included (NVML)",
+            m.gpu_processes.clone(),
         );
         Metrics { registry, ..m }
     }

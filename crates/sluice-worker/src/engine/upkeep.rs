@@ -153,5 +153,8 @@ pub(super) fn refresh_gauges(inner: &Inner) {
             .set(g.memory_bytes as i64);
         let resident = st.gpu.memory().resident(GpuId(i as u16));
         m.gpu_resident.get_or_create(&label).set(resident as i64);
+        m.gpu_processes
+            .get_or_create(&label)
+            .set(i64::from(s.processes));
     }
 }
