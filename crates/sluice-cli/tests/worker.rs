@@ -274,7 +274,10 @@ fn status_metrics_openapi_and_policy_selection() {
         "/v1/pipelines/{name}/invoke",
         "/v1/pipelines/{name}/invoke-async",
     ] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI");
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI"
+        );
     }
 }
 
