@@ -6,6 +6,8 @@ protocol. The worker starts a stage instance with ``SLUICE_SOCKET=<path>``, ``SL
 ``SLUICE_SHM_DIR=<directory on a shared tmpfs>``. The stage serves HTTP/1.1 on that Unix socket:
 
 - ``GET /ready``  -> 200 ``ok`` (503 while the optional ``ready()`` callable returns false);
+- ``POST /release`` with ``{"release": [hex handle, ...]}`` -> 200: frees device outputs handed out
+  through CUDA IPC that no consumer needs any more (see below);
 - ``POST /batch`` with a batch frame (``Content-Type: application/x-sluice-batch``): one line of JSON
   (the manifest), ``\\n``, then the data region (the concatenated inline payloads). The helper maps
   shared-memory inputs read-only (zero-copy), calls ``handler(items)`` once for the batch, writes
@@ -16,12 +18,45 @@ protocol. The worker starts a stage instance with ``SLUICE_SOCKET=<path>``, ``SL
   handler result of the wrong shape) -> 500; other paths -> 404; bodies over 1 GiB -> 413.
 
 ``handler(items)`` gets a list with one entry per batch item; each entry is a list of ``memoryview``
-(one per input, in the order of the stage's predecessors). It returns a list of the same length whose
-entries are the outputs (``bytes``, ``bytearray`` or ``memoryview``) or an ``Exception`` instance (that
-item failed; the others go on). Input views are valid only during the call: copy what you keep (the
+(one per input, in the order of the stage's predecessors) — or, for an input handed over through CUDA
+IPC, a ``DeviceInput``. It returns a list of the same length whose entries are the outputs (``bytes``,
+``bytearray``, ``memoryview``, or a ``DeviceOutput``) or an ``Exception`` instance (that item failed; the
+others go on). Input views are valid only during the call: copy what you keep (the
 worker recycles a segment's file once its consumers are done, so a view kept past the call would
 later show another item's bytes). An
 item whose shm input cannot be mapped fails on its own, without reaching the handler.
+
+CUDA IPC hand-off (a stage on a GPU, whose consumer runs on the same GPU). When the worker asks for
+``"output":"cuda-ipc"``, an item may return ``DeviceOutput(handle, length, release)``: ``handle`` the
+64-byte ``cudaIpcMemHandle_t`` of a device allocation the stage keeps, ``length`` the bytes of it that
+are the output, ``release`` a callable that frees it. The helper answers the hex handle and keeps
+``release`` until the worker says no consumer needs the buffer any more (a ``"release"`` list in a
+later request, or ``POST /release``); then it calls it. A ``DeviceOutput`` in any other mode fails
+that item (the helper never copies device memory to the host itself); bytes outputs are always fine.
+An input handed over this way arrives as ``DeviceInput(handle, length, device)``, to be opened with
+the stage's own framework and closed before the handler returns. With CuPy, say::
+
+    import cupy
+
+    def handler(items):
+        outs = []
+        for inputs in items:
+            src = inputs[0]  # a DeviceInput
+            ptr = cupy.cuda.runtime.ipcOpenMemHandle(src.handle)
+            try:
+                mem = cupy.cuda.UnownedMemory(ptr, src.length, None)
+                x = cupy.ndarray((src.length,), cupy.uint8, cupy.cuda.MemoryPointer(mem, 0))
+                y = cupy.cuda.Memory(src.length)  # cudaMalloc: an allocation of its own
+                out = cupy.ndarray((src.length,), cupy.uint8, cupy.cuda.MemoryPointer(y, 0))
+                out[...] = x[::-1]  # the stage's work
+            finally:
+                cupy.cuda.runtime.ipcCloseMemHandle(ptr)
+            keep = {"y": y}  # alive until the worker releases it
+            outs.append(DeviceOutput(cupy.cuda.runtime.ipcGetMemHandle(y.ptr), src.length, keep.clear))
+        return outs
+
+(``ipcGetMemHandle`` names a whole allocation and reads start at its base: export buffers allocated
+for the purpose, not slices of a memory pool's larger blocks.)
 
 Usage::
 
@@ -49,9 +84,12 @@ import traceback
 
 __all__ = [
     "serve",
+    "DeviceInput",
+    "DeviceOutput",
     "make_server",
     "encode_frame",
     "decode_frame",
+    "parse_release",
     "FrameError",
     "CONTENT_TYPE",
     "MAX_BODY",
@@ -61,6 +99,9 @@ __all__ = [
 
 SOCKET_ENV = "SLUICE_SOCKET"
 SHM_DIR_ENV = "SLUICE_SHM_DIR"
+GPU_INDEX_ENV = "SLUICE_GPU_INDEX"
+HANDLE_LEN = 64  # bytes of a CUDA IPC memory handle
+_HEX = frozenset("0123456789abcdefABCDEF")
 CONTENT_TYPE = "application/x-sluice-batch"
 MAX_BODY = 1 << 30
 MAP_CACHE_BYTES = 256 << 20  # segment mappings kept per stage process
@@ -79,6 +120,96 @@ _REASONS = {
 
 class FrameError(ValueError):
     """A batch frame (or a reference in it) that breaks the protocol."""
+
+
+class DeviceOutput:
+    """An item's output left in device memory and handed over as a CUDA IPC handle.
+
+    ``handle``: the 64-byte IPC handle of the allocation (bytes-like); ``length``: how many bytes from
+    its start are the output; ``release``: called (with no argument) once the worker no longer needs
+    the allocation, to free it. The stage must keep the allocation alive until then.
+    """
+
+    __slots__ = ("handle", "length", "release")
+
+    def __init__(self, handle, length, release):
+        handle = bytes(handle)
+        if len(handle) != HANDLE_LEN:
+            raise ValueError("a CUDA IPC handle has %d bytes, not %d" % (HANDLE_LEN, len(handle)))
+        if not _is_count(length):
+            raise ValueError("length must be a non-negative integer")
+        if not callable(release):
+            raise TypeError("release must be callable")
+        self.handle = handle
+        self.length = length
+        self.release = release
+
+    def __repr__(self):
+        return "DeviceOutput(handle=%s, length=%d)" % (self.handle.hex(), self.length)
+
+
+class DeviceInput:
+    """An input handed over as a CUDA IPC handle: ``handle`` (64 bytes), ``length`` (bytes of the
+    allocation that are the payload) and ``device`` (the GPU as the worker numbers them; inside the
+    stage's sandbox its GPU is the current device). Open it with the stage's framework and close it
+    before the handler returns: the producer frees the allocation once the batch is answered."""
+
+    __slots__ = ("handle", "length", "device")
+
+    def __init__(self, handle, length, device):
+        self.handle = bytes(handle)
+        self.length = length
+        self.device = device
+
+    def __eq__(self, other):
+        return isinstance(other, DeviceInput) and (self.handle, self.length, self.device) == (
+            other.handle,
+            other.length,
+            other.device,
+        )
+
+    def __repr__(self):
+        return "DeviceInput(handle=%s, length=%d, device=%d)" % (self.handle.hex(), self.length, self.device)
+
+
+class _Releases:
+    """The release callables of the device outputs this process handed out, by hex handle."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.held = {}
+
+    def hold(self, hex_handle, release):
+        """Keeps ``release`` for ``hex_handle``; false if that handle is already held."""
+        with self.lock:
+            if hex_handle in self.held:
+                return False
+            self.held[hex_handle] = release
+            return True
+
+    def release(self, hex_handles):
+        """Calls and forgets the release of each handle (unknown ones get a note on stderr)."""
+        for hex_handle in hex_handles:
+            with self.lock:
+                release = self.held.pop(hex_handle.lower(), None)
+            if release is None:
+                print("sluice_stage: release of unknown CUDA IPC handle %s ignored" % hex_handle, file=sys.stderr)
+                continue
+            _call_release(release)
+
+    def __len__(self):
+        with self.lock:
+            return len(self.held)
+
+
+def _call_release(release):
+    try:
+        release()
+    except Exception:  # noqa: BLE001 - a failing release must not fail the batch or the server
+        traceback.print_exc(file=sys.stderr)
+
+
+_RELEASES = _Releases()
 
 
 def encode_frame(manifest, chunks=()):
@@ -137,6 +268,11 @@ def _check_name(at, field, name):
         _fail("%s: %s %s is not a plain file name: %s" % (at, field, json.dumps(name), why))
 
 
+def _check_handle(at, handle):
+    if not isinstance(handle, str) or len(handle) != 2 * HANDLE_LEN or not _HEX.issuperset(handle):
+        _fail("%s: a CUDA IPC handle must be %d hex digits" % (at, 2 * HANDLE_LEN))
+
+
 def _check_ref(at, ref, data_len):
     if not isinstance(ref, dict):
         _fail("%s must be an object" % at)
@@ -154,8 +290,12 @@ def _check_ref(at, ref, data_len):
             )
     elif kind == "shm":
         _check_name(at, "path", ref.get("path"))
+    elif kind == "cuda-ipc":
+        _check_handle(at, ref.get("handle"))
+        if not _is_count(ref.get("device")) or ref["device"] >= (1 << 32):
+            _fail("%s: device must be a non-negative integer" % at)
     else:
-        _fail("%s: kind must be \"inline\" or \"shm\", not %s" % (at, json.dumps(kind)))
+        _fail("%s: kind must be \"inline\", \"shm\" or \"cuda-ipc\", not %s" % (at, json.dumps(kind)))
 
 
 def _check_ids(items):
@@ -179,17 +319,18 @@ def _check_request(m, data_len):
     if not isinstance(m.get("stage"), str) or not m["stage"]:
         _fail("request names no stage")
     output = m.get("output")
-    if output not in ("shm", "inline"):
-        _fail("output must be \"shm\" or \"inline\", not %s" % json.dumps(output))
+    if output not in ("shm", "inline", "cuda-ipc"):
+        _fail("output must be \"shm\", \"inline\" or \"cuda-ipc\", not %s" % json.dumps(output))
+    _check_release(m.get("release", []))
     items = m.get("items")
     _check_ids(items)
     outs = set()
     for item in items:
         at = "item %s" % json.dumps(item["id"])
         out = item.get("out")
-        if output == "shm":
-            if out is None:
-                _fail("%s: output is \"shm\" but the item has no \"out\" file name" % at)
+        if output == "shm" and out is None:
+            _fail("%s: output is \"shm\" but the item has no \"out\" file name" % at)
+        if output != "inline" and out is not None:
             _check_name(at, "out", out)
             if out in outs:
                 _fail("%s: output file %s is named by two items" % (at, json.dumps(out)))
@@ -204,6 +345,15 @@ def _check_request(m, data_len):
             if not isinstance(ref, dict) or not isinstance(ref.get("from"), str) or not ref["from"]:
                 _fail("%s names no producer" % at_input)
             _check_ref(at_input, ref, data_len)
+
+
+def _check_release(handles):
+    if not isinstance(handles, list):
+        _fail("release must be a list of CUDA IPC handles")
+    for handle in handles:
+        _check_handle("release", handle)
+    if len(set(h.lower() for h in handles)) != len(handles):
+        _fail("a CUDA IPC handle is released twice")
 
 
 def _check_response(m, data_len):
@@ -337,13 +487,18 @@ def _error_message(e):
     return "%s: %s" % (type(e).__name__, e)
 
 
-def run_batch(handler, manifest, data, shm_dir, maps=None):
+def run_batch(handler, manifest, data, shm_dir, maps=None, releases=None, device=0):
     """Runs one decoded batch; returns ``(response manifest, list of inline chunks)``.
 
-    ``maps`` keeps segment mappings between batches (default: this process's cache). Raises what
-    the handler raises, and ``TypeError`` for a handler result of the wrong shape.
+    ``maps`` keeps segment mappings between batches (default: this process's cache); ``releases``
+    holds the release callables of device outputs handed out (default: this process's table), and
+    the manifest's ``"release"`` handles are freed through it before the handler runs; ``device`` is
+    the GPU index answered with CUDA IPC outputs (``serve`` passes ``$SLUICE_GPU_INDEX``). Raises
+    what the handler raises, and ``TypeError`` for a handler result of the wrong shape.
     """
     maps = _MAPS if maps is None else maps
+    releases = _RELEASES if releases is None else releases
+    releases.release(manifest.get("release", []))
     items = manifest["items"]
     results = [None] * len(items)  # an error message (str) for items that failed before the handler
     views = []
@@ -354,6 +509,8 @@ def run_batch(handler, manifest, data, shm_dir, maps=None):
                 for n, ref in enumerate(item["inputs"]):
                     if ref["kind"] == "inline":
                         inputs.append(data[ref["offset"] : ref["offset"] + ref["len"]])
+                    elif ref["kind"] == "cuda-ipc":
+                        inputs.append(DeviceInput(bytes.fromhex(ref["handle"]), ref["len"], ref["device"]))
                     else:
                         try:
                             view = _map_input(shm_dir, ref, maps)
@@ -371,20 +528,33 @@ def run_batch(handler, manifest, data, shm_dir, maps=None):
             raise TypeError("handler must return a list, not a %s" % type(outputs).__name__)
         if len(outputs) != len(ready):
             raise TypeError("handler returned %d outputs for %d items" % (len(outputs), len(ready)))
+        bad = [
+            (i, out)
+            for i, out in zip(ready, outputs)
+            if not isinstance(out, (Exception, bytes, bytearray, memoryview, DeviceOutput))
+        ]
+        if bad:
+            for out in outputs:  # none of them is handed out
+                if isinstance(out, DeviceOutput):
+                    _call_release(out.release)
+            i, out = bad[0]
+            raise TypeError(
+                "handler output for item %d is a %s, not bytes, a DeviceOutput or an Exception" % (i, type(out).__name__)
+            )
         for i, out in zip(ready, outputs):
             if isinstance(out, Exception):
                 results[i] = _error_message(out)
-            elif isinstance(out, (bytes, bytearray, memoryview)):
-                results[i] = _as_bytes_view(out)
+            elif isinstance(out, DeviceOutput):
+                results[i] = out
             else:
-                raise TypeError("handler output for item %d is a %s, not bytes or an Exception" % (i, type(out).__name__))
+                results[i] = _as_bytes_view(out)
     finally:
         for view in views:
             try:
                 view.release()
             except BufferError:
                 pass  # exported by the handler (numpy, say): released with its last user
-    use_shm = manifest["output"] == "shm" and shm_dir is not None
+    mode = manifest["output"]
     answer = []
     chunks = []
     offset = 0
@@ -392,7 +562,20 @@ def run_batch(handler, manifest, data, shm_dir, maps=None):
         if isinstance(result, str):
             answer.append({"id": item["id"], "ok": False, "error": result})
             continue
-        if use_shm:
+        if isinstance(result, DeviceOutput):
+            hex_handle = result.handle.hex()
+            if mode != "cuda-ipc":
+                _call_release(result.release)
+                error = "the handler returned a DeviceOutput, but the worker asked for %s output (copy it to host bytes)" % mode
+            elif not releases.hold(hex_handle, result.release):
+                error = "the handler returned CUDA IPC handle %s, which is still handed out" % hex_handle
+            else:
+                output = {"kind": "cuda-ipc", "handle": hex_handle, "len": result.length, "device": device}
+                answer.append({"id": item["id"], "ok": True, "output": output})
+                continue
+            answer.append({"id": item["id"], "ok": False, "error": error})
+            continue
+        if mode != "inline" and item.get("out") is not None and shm_dir is not None:
             try:
                 _write_segment(shm_dir, item["out"], result, maps)
             except OSError as e:
@@ -407,16 +590,30 @@ def run_batch(handler, manifest, data, shm_dir, maps=None):
     return {"items": answer}, chunks
 
 
+def parse_release(body):
+    """The handles of a ``POST /release`` body (``{"release": [hex, ...]}``). Raises ``FrameError``."""
+    try:
+        m = json.loads(body)
+    except ValueError as e:
+        raise FrameError("release body is not valid JSON: %s" % e) from None
+    if not isinstance(m, dict) or set(m) != {"release"}:
+        _fail("release body must be {\"release\": [...]}")
+    _check_release(m["release"])
+    return m["release"]
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """One thread per connection (the worker keeps its connections alive)."""
 
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, path, handler, ready, shm_dir):
+    def __init__(self, path, handler, ready, shm_dir, device):
         self.handler = handler
         self.ready = ready
         self.shm_dir = shm_dir
+        self.device = device
+        self.releases = _Releases()
         super().__init__(path, _RequestHandler)
 
 
@@ -492,9 +689,19 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             return
         if path == "/ready":
             return self._error(405, "method not allowed")
+        if path == "/release":
+            return self._release(body)
         if path != "/batch":
             return self._error(404, "not found")
         self._batch(body)
+
+    def _release(self, body):
+        try:
+            handles = parse_release(body)
+        except FrameError as e:
+            return self._error(400, str(e))
+        self.server.releases.release(handles)
+        self._reply(200, [json.dumps({"released": len(handles)}).encode()])
 
     def _batch(self, body):
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip()
@@ -505,7 +712,14 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         except FrameError as e:
             return self._error(400, str(e))
         try:
-            answer, chunks = run_batch(self.server.handler, manifest, data, self.server.shm_dir)
+            answer, chunks = run_batch(
+                self.server.handler,
+                manifest,
+                data,
+                self.server.shm_dir,
+                releases=self.server.releases,
+                device=self.server.device,
+            )
         except Exception as e:  # noqa: BLE001 - every handler failure fails the batch
             traceback.print_exc(file=sys.stderr)
             return self._error(500, _error_message(e))
@@ -513,17 +727,19 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         self._reply(200, [line + b"\n", *chunks], CONTENT_TYPE)
 
 
-def make_server(handler, path, *, ready=None, shm_dir=None):
+def make_server(handler, path, *, ready=None, shm_dir=None, device=0):
     """Binds ``path`` (removing a stale file there first) and returns the server, not yet serving.
 
-    ``shm_dir`` is where shm inputs and outputs live (``None``: inline only). Call
-    ``serve_forever()`` on it (and ``shutdown()`` / ``server_close()`` to stop, as in tests).
+    ``shm_dir`` is where shm inputs and outputs live (``None``: inline only); ``device`` is the GPU
+    index answered with CUDA IPC outputs. The server's ``releases`` table holds the release
+    callables of the device outputs it handed out. Call ``serve_forever()`` on it (and
+    ``shutdown()`` / ``server_close()`` to stop, as in tests).
     """
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    return _Server(path, handler, ready, shm_dir)
+    return _Server(path, handler, ready, shm_dir, device)
 
 
 def serve(handler, *, ready=None, path=None):
@@ -535,7 +751,11 @@ def serve(handler, *, ready=None, path=None):
     path = path or os.environ.get(SOCKET_ENV)
     if not path:
         sys.exit("%s is not set: this program is meant to be started by a Sluice worker" % SOCKET_ENV)
-    server = make_server(handler, path, ready=ready, shm_dir=os.environ.get(SHM_DIR_ENV) or None)
+    try:
+        device = int(os.environ.get(GPU_INDEX_ENV) or 0)
+    except ValueError:
+        sys.exit("%s must be a GPU index, not %r" % (GPU_INDEX_ENV, os.environ[GPU_INDEX_ENV]))
+    server = make_server(handler, path, ready=ready, shm_dir=os.environ.get(SHM_DIR_ENV) or None, device=device)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

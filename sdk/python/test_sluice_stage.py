@@ -2,8 +2,10 @@
 
 Covers ready (and a ``ready`` callable), inline and shm inputs and outputs with random payloads and
 several inputs per item, shm outputs overwriting recycled files (no stale tail), per-item failures,
-handler exceptions and wrong results (500), bad frames (400), 404, frame encode/decode, and the
-concat stage run as a script.
+handler exceptions and wrong results (500), bad frames (400), 404, frame encode/decode, the
+concat stage run as a script, and the CUDA IPC hand-off (device outputs kept until released by a
+manifest ``release`` list or ``POST /release``, device inputs, and what fails where); the handles
+there are opaque made-up bytes, so no GPU is needed.
 Standard library only: ``python3 -m unittest discover -s sdk/python``.
 """
 
@@ -381,6 +383,181 @@ class FrameTest(unittest.TestCase):
                 decode_frame(encode_frame({"items": [item]}), "response")
         with self.assertRaises(FrameError):
             decode_frame(encode_frame({"items": [{"id": "a", "ok": True, "output": {"kind": "inline", "offset": 2, "len": 2}}]}, [b"abc"]), "response")
+
+
+def fake_handle(n):
+    """A made-up 64-byte CUDA IPC handle (the helper never looks inside one)."""
+    return (b"fake-%08d" % n).ljust(sluice_stage.HANDLE_LEN, b"\xab")
+
+
+class FakeDevice:
+    """A handler that keeps "device buffers" (host bytes under made-up handles) and records frees.
+
+    Input b"dev..." -> a DeviceOutput of the input; b"bytes" -> plain bytes; b"fail" -> an item
+    error; a DeviceInput -> its handle hex, length and device as text."""
+
+    def __init__(self):
+        self.next = 0
+        self.live = {}
+        self.freed = []
+        self.seen = []
+
+    def __call__(self, items):
+        out = []
+        for inputs in items:
+            first = inputs[0]
+            if isinstance(first, sluice_stage.DeviceInput):
+                self.seen.append(first)
+                out.append(("%s:%d:%d" % (first.handle.hex(), first.length, first.device)).encode())
+            elif bytes(first[:3]) == b"dev":
+                self.next += 1
+                handle = fake_handle(self.next)
+                self.live[handle] = bytes(first)
+                out.append(sluice_stage.DeviceOutput(handle, len(first), lambda h=handle: self.free(h)))
+            elif bytes(first) == b"fail":
+                out.append(ValueError("refused"))
+            else:
+                out.append(bytes(first))
+        return out
+
+    def free(self, handle):
+        del self.live[handle]
+        self.freed.append(handle)
+
+
+class DeviceHandoffTest(ServerCase):
+    def setUp(self):
+        self.device = FakeDevice()
+        self.handler = self.device
+        super().setUp()
+        self.server.device = 3
+
+    def ipc_batch(self, payloads, output="cuda-ipc", release=None):
+        batch = Batch(self.shm, output=output)
+        for n, p in enumerate(payloads):
+            batch.item("i%d" % n, [p])
+        if release is not None:
+            batch.manifest["release"] = release
+        return self.batch(batch.frame())
+
+    def test_device_outputs_are_kept_until_released(self):
+        status, manifest, data = self.ipc_batch([b"dev-one", b"bytes", b"dev-two", b"fail"])
+        self.assertEqual(status, 200, manifest)
+        a, b, c, d = manifest["items"]
+        self.assertEqual(a["output"], {"kind": "cuda-ipc", "handle": fake_handle(1).hex(), "len": 7, "device": 3})
+        self.assertEqual(c["output"]["handle"], fake_handle(2).hex())
+        self.assertEqual(self.output(b, data), b"bytes")  # bytes answer inline in cuda-ipc mode
+        self.assertEqual(b["output"]["kind"], "inline")
+        self.assertFalse(d["ok"])
+        self.assertEqual(len(self.server.releases), 2)
+        self.assertEqual(self.device.freed, [])
+        # A later batch carries the first release; it is freed before that batch runs.
+        status, manifest, _ = self.ipc_batch([b"dev-three"], release=[a["output"]["handle"]])
+        self.assertEqual(status, 200)
+        self.assertEqual(self.device.freed, [fake_handle(1)])
+        self.assertEqual(manifest["items"][0]["output"]["handle"], fake_handle(3).hex())
+        # POST /release frees the rest; unknown handles are ignored with a note.
+        body = json.dumps({"release": [c["output"]["handle"], fake_handle(99).hex()]}).encode()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status, _, answer = self.conn.request("POST", "/release", body, "application/json")
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(json.loads(answer), {"released": 2})
+        self.assertIn("unknown CUDA IPC handle %s" % fake_handle(99).hex(), err.getvalue())
+        self.assertEqual(self.device.freed, [fake_handle(1), fake_handle(2)])
+        self.assertEqual(set(self.device.live), {fake_handle(3)})
+
+    def test_device_output_outside_cuda_ipc_mode_fails_the_item_and_frees_it(self):
+        for mode in ("inline", "shm"):
+            status, manifest, data = self.ipc_batch([b"dev-x", b"bytes"], output=mode)
+            self.assertEqual(status, 200)
+            first, second = manifest["items"]
+            self.assertFalse(first["ok"])
+            self.assertIn("DeviceOutput", first["error"])
+            self.assertIn(mode, first["error"])
+            self.assertEqual(self.output(second, data), b"bytes")
+        self.assertEqual(self.device.live, {})
+        self.assertEqual(len(self.device.freed), 2)
+        self.assertEqual(len(self.server.releases), 0)
+
+    def test_a_handle_still_handed_out_is_refused(self):
+        same = fake_handle(7)
+
+        def twice(items):
+            return [sluice_stage.DeviceOutput(same, 1, lambda: None) for _ in items]
+
+        self.server.handler = twice
+        status, manifest, _ = self.ipc_batch([b"a", b"b"])
+        self.assertEqual(status, 200)
+        first, second = manifest["items"]
+        self.assertTrue(first["ok"])
+        self.assertFalse(second["ok"])
+        self.assertIn("still handed out", second["error"])
+        # The Rust side accepts the answer: one item, one handle.
+        decode_frame(encode_frame(manifest), "response")
+
+    def test_device_inputs_reach_the_handler(self):
+        handle = fake_handle(42).hex()
+        batch = Batch(self.shm, output="inline")
+        batch.manifest["items"].append(
+            {"id": "a", "inputs": [{"from": "det", "kind": "cuda-ipc", "handle": handle, "len": 4096, "device": 1}]}
+        )
+        status, manifest, data = self.batch(batch.frame())
+        self.assertEqual(status, 200, manifest)
+        self.assertEqual(self.output(manifest["items"][0], data), ("%s:4096:1" % handle).encode())
+        self.assertEqual(self.device.seen, [sluice_stage.DeviceInput(fake_handle(42), 4096, 1)])
+
+    def test_a_wrong_result_frees_the_device_outputs_of_the_batch(self):
+        def half_wrong(items):
+            return [sluice_stage.DeviceOutput(fake_handle(1), 1, lambda: self.device.freed.append(1)), 42]
+
+        self.server.handler = half_wrong
+        status, body, _ = self.ipc_batch([b"a", b"b"])
+        self.assertEqual(status, 500)
+        self.assertIn("not bytes, a DeviceOutput", body["error"])
+        self.assertEqual(self.device.freed, [1])
+        self.assertEqual(len(self.server.releases), 0)
+
+    def test_bad_handles_and_release_bodies_are_400(self):
+        good = fake_handle(1).hex()
+        bad_refs = [
+            {"from": "p", "kind": "cuda-ipc", "handle": good[:-2], "len": 1, "device": 0},
+            {"from": "p", "kind": "cuda-ipc", "handle": "zz" + good[2:], "len": 1, "device": 0},
+            {"from": "p", "kind": "cuda-ipc", "handle": good, "len": 1},
+            {"from": "p", "kind": "cuda-ipc", "handle": good, "len": 1, "device": -1},
+        ]
+        for ref in bad_refs:
+            frame = encode_frame({"stage": "s", "output": "inline", "items": [{"id": "a", "inputs": [ref]}]})
+            status, body, _ = self.batch(frame)
+            self.assertEqual(status, 400, ref)
+        for release in (good, [good, good], ["+1" + good[2:]], [good[:10]]):
+            frame = encode_frame({"stage": "s", "output": "cuda-ipc", "items": [], "release": release})
+            self.assertEqual(self.batch(frame)[0], 400, release)
+        for body in (b"{", b"[]", b'{"release": "x"}', b'{"release": [], "more": 1}', b'{"release": ["ab"]}'):
+            status, _, _ = self.conn.request("POST", "/release", body, "application/json")
+            self.assertEqual(status, 400, body)
+
+    def test_device_output_checks_its_arguments(self):
+        with self.assertRaises(ValueError):
+            sluice_stage.DeviceOutput(b"short", 1, lambda: None)
+        with self.assertRaises(ValueError):
+            sluice_stage.DeviceOutput(fake_handle(1), -1, lambda: None)
+        with self.assertRaises(TypeError):
+            sluice_stage.DeviceOutput(fake_handle(1), 1, None)
+
+    def test_a_failing_release_is_reported_and_forgotten(self):
+        table = sluice_stage._Releases()
+
+        def boom():
+            raise RuntimeError("driver says no")
+
+        self.assertTrue(table.hold("aa", boom))
+        self.assertFalse(table.hold("aa", boom))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            table.release(["AA"])
+        self.assertIn("driver says no", err.getvalue())
+        self.assertEqual(len(table), 0)
 
 
 class ScriptTest(unittest.TestCase):

@@ -104,9 +104,9 @@ impl FromStr for IpcHandle {
     type Err = CudaIpcError;
 
     fn from_str(s: &str) -> Result<Self, CudaIpcError> {
-        if s.len() != 2 * HANDLE_LEN || !s.is_ascii() {
+        if s.len() != 2 * HANDLE_LEN || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CudaIpcError::BadHandle(format!(
-                "expected {} hex digits, got {} characters",
+                "expected {} hex digits, got {} characters, or some are not hex",
                 2 * HANDLE_LEN,
                 s.chars().count()
             )));
@@ -349,6 +349,11 @@ mod tests {
         assert!(err.to_string().contains("not hex"), "{err}");
         let non_ascii = "é".repeat(HANDLE_LEN);
         assert!(non_ascii.parse::<IpcHandle>().is_err());
+        let signed = "+1".repeat(HANDLE_LEN);
+        assert!(
+            signed.parse::<IpcHandle>().is_err(),
+            "u8::from_str_radix takes a sign"
+        );
     }
 
     #[test]

@@ -114,6 +114,26 @@ impl FunctionClient {
         .await
     }
 
+    /// `POST /release` of the stage protocol: asks a stage to free the device buffers it exported
+    /// under `handles` (JSON `{"release":[..]}`); any 2xx answer is success.
+    pub async fn release(
+        &self,
+        handles: &[sluice_handoff::cuda_ipc::IpcHandle],
+    ) -> Result<(), ProtocolError> {
+        let body = sluice_handoff::frame::ReleaseRequest {
+            release: handles.to_vec(),
+        };
+        let json = serde_json::to_vec(&body).map_err(|e| ProtocolError::Request(e.to_string()))?;
+        self.post(
+            sluice_handoff::frame::RELEASE_PATH,
+            "application/json",
+            Bytes::from(json),
+            READY_BODY_LIMIT,
+        )
+        .await
+        .map(drop)
+    }
+
     async fn post(
         &self,
         path: &str,

@@ -87,7 +87,8 @@ impl Deref for Payload<'_> {
 impl DataRef {
     /// The bytes this reference points at: inline ones in `data` (the frame's data region), shm ones
     /// mapped read-only from `shm_dir` (an error when there is none). A segment whose size differs
-    /// from the reference's `len` is an error.
+    /// from the reference's `len` is an error, and so is a CUDA IPC reference: its bytes are in
+    /// device memory, opened with [`crate::cuda_ipc::OpenedMemory`].
     pub fn resolve<'a>(
         &self,
         data: &'a [u8],
@@ -126,6 +127,10 @@ impl DataRef {
                 }
                 Ok(Payload::Mapped(segment))
             }
+            DataRef::CudaIpc { handle, device, .. } => Err(FrameError::Invalid(format!(
+                "CUDA IPC reference {handle} is in device memory (GPU {device}): open it with \
+                 cuda_ipc::OpenedMemory, it does not resolve to host bytes"
+            ))),
         }
     }
 }

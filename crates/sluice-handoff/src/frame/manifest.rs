@@ -1,6 +1,8 @@
-//! The two manifests of the stage protocol, with serde mapping them to the exact JSON on the wire.
+//! The manifests of the stage protocol, with serde mapping them to the exact JSON on the wire: the
+//! request and response of `POST /batch`, and the body of `POST /release`.
 
-use serde::{Deserialize, Serialize};
+use crate::cuda_ipc::IpcHandle;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Where the stage should put each item's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,10 +12,15 @@ pub enum OutputMode {
     Shm,
     /// In the response's data region.
     Inline,
+    /// In device memory the stage keeps until the worker releases it, exported as a CUDA IPC
+    /// handle (the stage may still answer shm, when the item names an `out` file, or inline).
+    #[serde(rename = "cuda-ipc")]
+    CudaIpc,
 }
 
-/// Where a payload's bytes are: `{"kind":"inline","offset":..,"len":..}` or
-/// `{"kind":"shm","path":"..","len":..}`.
+/// Where a payload's bytes are: `{"kind":"inline","offset":..,"len":..}`,
+/// `{"kind":"shm","path":"..","len":..}` or `{"kind":"cuda-ipc","handle":"<128 hex digits>",
+/// "len":..,"device":..}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DataRef {
@@ -21,13 +28,33 @@ pub enum DataRef {
     Inline { offset: u64, len: u64 },
     /// A file inside the co-location group's shared-memory directory.
     Shm { path: String, len: u64 },
+    /// A device allocation of the producer, exported as a CUDA IPC handle: `len` bytes from its
+    /// start, on GPU `device` as the worker numbers GPUs (the producer's `SLUICE_GPU_INDEX`).
+    #[serde(rename = "cuda-ipc")]
+    CudaIpc {
+        #[serde(deserialize_with = "hex_handle")]
+        handle: IpcHandle,
+        len: u64,
+        device: u32,
+    },
 }
 
 impl DataRef {
     /// The payload's length in bytes.
     pub fn len(&self) -> u64 {
         match self {
-            DataRef::Inline { len, .. } | DataRef::Shm { len, .. } => *len,
+            DataRef::Inline { len, .. }
+            | DataRef::Shm { len, .. }
+            | DataRef::CudaIpc { len, .. } => *len,
+        }
+    }
+
+    /// The `kind` on the wire: `"inline"`, `"shm"` or `"cuda-ipc"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DataRef::Inline { .. } => "inline",
+            DataRef::Shm { .. } => "shm",
+            DataRef::CudaIpc { .. } => "cuda-ipc",
         }
     }
 
@@ -63,6 +90,54 @@ pub struct BatchRequest {
     pub stage: String,
     pub output: OutputMode,
     pub items: Vec<RequestItem>,
+}
+
+/// The whole manifest of `POST /batch` as the worker sends it: the batch, and the CUDA IPC handles
+/// of this stage instance's earlier outputs that no consumer needs any more. The stage frees those
+/// (in any order) before it runs the batch. On the wire the `"release"` list sits beside the
+/// batch's fields and is left out when empty, so a manifest without releases is exactly a
+/// [`BatchRequest`]. A Rust stage decodes this type (decoding a bare [`BatchRequest`] would ignore
+/// the releases).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestManifest {
+    #[serde(flatten)]
+    pub batch: BatchRequest,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "hex_handles"
+    )]
+    pub release: Vec<IpcHandle>,
+}
+
+/// The JSON body of `POST /release`: handles of the stage's earlier outputs to free now (the
+/// worker sends it when releases are pending and no batch has gone to the instance for a while).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    #[serde(deserialize_with = "hex_handles")]
+    pub release: Vec<IpcHandle>,
+}
+
+/// Parses a handle that is exactly 128 hex digits (no sign, no spaces: one spelling per handle).
+fn parse_handle<E: serde::de::Error>(s: &str) -> Result<IpcHandle, E> {
+    if let Some((at, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(E::custom(format!(
+            "bad CUDA IPC handle: {c:?} at {at} is not hex"
+        )));
+    }
+    s.parse().map_err(E::custom)
+}
+
+fn hex_handle<'de, D: Deserializer<'de>>(d: D) -> Result<IpcHandle, D::Error> {
+    parse_handle(&String::deserialize(d)?)
+}
+
+fn hex_handles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpcHandle>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_handle(s))
+        .collect()
 }
 
 /// One item of a response batch: its id and either its output or why it failed.

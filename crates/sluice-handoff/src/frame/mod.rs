@@ -3,8 +3,10 @@
 //! A frame is one line of UTF-8 JSON (the manifest, no raw newline inside), `\n`, then the data region
 //! (the concatenated inline payloads). This module owns the manifest types ([`BatchRequest`],
 //! [`BatchResponse`]), [`encode`] and [`decode`] with full validation (inline ranges inside the data
-//! region, segment names that are plain file names, unique ids), [`DataRegion`] to build a data region
-//! and [`DataRef::resolve`] to turn a reference into bytes. It does not own sockets or HTTP, nor the
+//! region, segment names that are plain file names, unique ids, CUDA IPC handles of 128 hex digits),
+//! [`DataRegion`] to build a data region and [`DataRef::resolve`] to turn a host reference into
+//! bytes. It also owns the body of `POST /release` ([`ReleaseRequest`]), with which the worker
+//! frees a producer's exported device buffers. It does not own sockets or HTTP, nor the
 //! lifetime of shared-memory segments (that is [`crate::shm::ShmArena`]).
 
 mod codec;
@@ -12,12 +14,14 @@ mod manifest;
 mod validate;
 
 #[cfg(test)]
+mod ipc_tests;
+#[cfg(test)]
 mod tests;
 
 pub use codec::{decode, encode, DataRegion, Payload};
 pub use manifest::{
-    BatchRequest, BatchResponse, DataRef, ErrorBody, InputRef, OutputMode, RequestItem,
-    ResponseItem,
+    BatchRequest, BatchResponse, DataRef, ErrorBody, InputRef, OutputMode, ReleaseRequest,
+    RequestItem, RequestManifest, ResponseItem,
 };
 
 use crate::name::NameError;
@@ -31,6 +35,9 @@ pub const CONTENT_TYPE: &str = "application/x-sluice-batch";
 
 /// The producer name of the pipeline input.
 pub const PIPELINE_INPUT: &str = "input";
+
+/// The path of the stage route that frees exported device buffers ([`ReleaseRequest`], JSON).
+pub const RELEASE_PATH: &str = "/release";
 
 /// Why a frame (or a reference in it) was rejected.
 #[derive(Debug, Error)]
@@ -74,6 +81,13 @@ impl Manifest for BatchRequest {
     }
 }
 
+impl Manifest for RequestManifest {
+    fn validate(&self, data_len: u64) -> Result<(), FrameError> {
+        validate::request(&self.batch, data_len)?;
+        validate::releases(&self.release)
+    }
+}
+
 impl Manifest for BatchResponse {
     fn validate(&self, data_len: u64) -> Result<(), FrameError> {
         validate::response(self, data_len)
@@ -82,8 +96,8 @@ impl Manifest for BatchResponse {
 
 impl BatchResponse {
     /// Checks that this response answers `request`: one item per request item, same ids in the same
-    /// order, and every shm output is the file the request named for that item (a stage told
-    /// "inline" may not answer shm).
+    /// order, every shm output is the file the request named for that item (a stage told
+    /// "inline" may not answer shm), and CUDA IPC outputs only where the request asked for them.
     pub fn check_answers(&self, request: &BatchRequest) -> Result<(), FrameError> {
         validate::answers(self, request)
     }

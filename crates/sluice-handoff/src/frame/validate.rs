@@ -1,6 +1,7 @@
 //! The protocol rules a manifest must obey, checked on decode and on encode.
 
 use super::{BatchRequest, BatchResponse, DataRef, FrameError, OutputMode};
+use crate::cuda_ipc::IpcHandle;
 use crate::name::check_file_name;
 use std::collections::HashSet;
 
@@ -14,7 +15,7 @@ pub(super) fn request(req: &BatchRequest, data_len: u64) -> Result<(), FrameErro
         check_id(&item.id, &mut ids)?;
         let at = format!("item {:?}", item.id);
         match (req.output, &item.out) {
-            (OutputMode::Shm, Some(out)) => {
+            (OutputMode::Shm | OutputMode::CudaIpc, Some(out)) => {
                 check_name(&at, "out", out)?;
                 if !outs.insert(out.as_str()) {
                     return Err(FrameError::Invalid(format!(
@@ -32,7 +33,7 @@ pub(super) fn request(req: &BatchRequest, data_len: u64) -> Result<(), FrameErro
                     "{at}: output is \"inline\" but the item names an \"out\" file"
                 )))
             }
-            (OutputMode::Inline, None) => {}
+            (OutputMode::Inline | OutputMode::CudaIpc, None) => {}
         }
         if item.inputs.is_empty() {
             return Err(FrameError::Invalid(format!("{at} has no inputs")));
@@ -48,12 +49,34 @@ pub(super) fn request(req: &BatchRequest, data_len: u64) -> Result<(), FrameErro
     Ok(())
 }
 
+/// The handles a request asks the stage to free: each at most once.
+pub(super) fn releases(handles: &[IpcHandle]) -> Result<(), FrameError> {
+    let mut seen = HashSet::with_capacity(handles.len());
+    for handle in handles {
+        if !seen.insert(handle) {
+            return Err(FrameError::Invalid(format!(
+                "CUDA IPC handle {handle} is released twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn response(resp: &BatchResponse, data_len: u64) -> Result<(), FrameError> {
     let mut ids = HashSet::with_capacity(resp.items.len());
+    let mut handles = HashSet::new();
     for item in &resp.items {
         check_id(&item.id, &mut ids)?;
         if let Ok(output) = &item.result {
             data_ref(&format!("item {:?} output", item.id), output, data_len)?;
+            if let DataRef::CudaIpc { handle, .. } = output {
+                if !handles.insert(*handle) {
+                    return Err(FrameError::Invalid(format!(
+                        "item {:?}: CUDA IPC handle {handle} is the output of two items",
+                        item.id
+                    )));
+                }
+            }
         }
     }
     Ok(())
@@ -74,13 +97,20 @@ pub(super) fn answers(resp: &BatchResponse, req: &BatchRequest) -> Result<(), Fr
                 answer.id, asked.id
             )));
         }
-        if let Ok(DataRef::Shm { path, .. }) = &answer.result {
-            if asked.out.as_deref() != Some(path.as_str()) {
+        match &answer.result {
+            Ok(DataRef::Shm { path, .. }) if asked.out.as_deref() != Some(path.as_str()) => {
                 return Err(FrameError::Invalid(format!(
                     "item {:?}: output in shm file {path:?}, but the request named {:?}",
                     answer.id, asked.out
                 )));
             }
+            Ok(DataRef::CudaIpc { .. }) if req.output != OutputMode::CudaIpc => {
+                return Err(FrameError::Invalid(format!(
+                    "item {:?}: a CUDA IPC output, but the request asked for {:?}",
+                    answer.id, req.output
+                )));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -119,5 +149,7 @@ fn data_ref(at: &str, data: &DataRef, data_len: u64) -> Result<(), FrameError> {
             Ok(())
         }
         DataRef::Shm { path, .. } => check_name(at, "path", path),
+        // The handle's 128 hex digits are checked when it is parsed.
+        DataRef::CudaIpc { .. } => Ok(()),
     }
 }

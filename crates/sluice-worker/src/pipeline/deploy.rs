@@ -1,11 +1,13 @@
 //! A deployed plan: the stage instances it asked for, started as long-running sandboxes with
 //! their SM share (the MPS thread percentage on a GPU; on simulated GPUs a CPU quota of that
 //! share of the host's cores stands in), the shared-memory groups of co-located stages, and the
-//! per-stage measurements. Starting is all-or-nothing: if one instance fails, the others are
-//! stopped and the error names the stage.
+//! per-stage measurements, and which instances hand their outputs over as CUDA IPC handles.
+//! Starting is all-or-nothing: if one instance fails, the others are stopped and the error names
+//! the stage.
 
 use super::instance::{Instance, InstanceConfig};
 use super::payload::Group;
+use super::request::DeviceHandoff;
 use super::stats::{PipelineMetrics, Quantiles, Window};
 use crate::devices::BackendKind;
 use crate::engine::{Engine, StageHost};
@@ -62,6 +64,25 @@ fn colocated_gpus(spec: &PipelineSpec, plan: &Plan) -> Vec<u32> {
     gpus.sort_unstable();
     gpus.dedup();
     gpus
+}
+
+/// Whether instance `k` of `plan` answers its outputs as CUDA IPC handles: its stage accepts
+/// them, one of its consumer stages that accepts them has an instance on the same GPU, and the
+/// GPU is real (the NVML backend) or the stage's [`DeviceHandoff`] switch forces it.
+fn device_output(spec: &PipelineSpec, plan: &Plan, k: usize, backend: BackendKind) -> bool {
+    let x = &plan.instances[k];
+    let stage = &spec.stages[x.stage];
+    let on = match DeviceHandoff::of(stage).unwrap_or_default() {
+        DeviceHandoff::Auto => backend == BackendKind::Nvml,
+        DeviceHandoff::CudaIpc => true,
+        DeviceHandoff::Off => false,
+    };
+    on && stage.accepts(Handoff::CudaIpc)
+        && spec.edges().into_iter().any(|(a, b)| {
+            a == x.stage
+                && spec.stages[b].accepts(Handoff::CudaIpc)
+                && plan.of_stage(b).any(|y| y.gpu == x.gpu)
+        })
 }
 
 /// The sandbox spec of a stage instance.
@@ -168,6 +189,8 @@ impl Deployment {
                 max_wait: Duration::from_secs_f64(s.max_wait_ms / 1e3),
                 spec: stage_function(&spec, x.stage, x.sm_share, &base_dir, &host),
                 extra_env: device_env(&host, x.gpu, x.sm_share, x.memory_mb),
+                device_output: device_output(&spec, &plan, k, host.backend),
+                accepts_ipc: s.accepts(Handoff::CudaIpc),
             };
             let group = groups.get(&x.gpu).cloned();
             let e = engine.clone();

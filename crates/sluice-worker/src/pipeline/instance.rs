@@ -1,19 +1,24 @@
 //! One running instance of a stage: a long-running sandbox, its batching queue, and the task
 //! that forms batches (up to the plan's batch size, or whatever arrived within the stage's
 //! `max_wait_ms` of the oldest item) and sends them to the process as batch frames. Outputs come
-//! back inline or as shared-memory segments of the instance's co-location group. If the process
-//! dies, the batch in flight fails, its segments are deleted, and the instance restarts.
+//! back inline, as shared-memory segments of the instance's co-location group, or — for an
+//! instance whose outputs go to a consumer on its GPU — as CUDA IPC handles of device buffers the
+//! process keeps until the worker releases them. Releases reach the process in the next batch's
+//! manifest, or in a `POST /release` once none has gone out for [`RELEASE_QUIET`]. If the process
+//! dies, the batch in flight fails, its segments are deleted, its device buffers are given up (the
+//! driver freed them), and the instance restarts.
 
-use super::payload::{Group, Payload, SegRef};
+use super::payload::{Exporter, Group, Handover, Payload, Release, SegRef};
 use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
 use crate::function::FunctionSpec;
 use crate::protocol::FunctionClient;
 use crate::sandbox::{Sandbox, SandboxRequest};
 use bytes::Bytes;
+use sluice_handoff::cuda_ipc::IpcHandle;
 use sluice_handoff::frame::{
     decode, encode, BatchRequest, BatchResponse, DataRef, DataRegion, InputRef, OutputMode,
-    RequestItem, PIPELINE_INPUT,
+    RequestItem, RequestManifest, PIPELINE_INPUT,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +27,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Restarts of a dead instance before it gives up (and fails its items).
 const MAX_RESTARTS: u32 = 5;
+
+/// How long pending releases wait for a batch to carry them before a `POST /release` does.
+pub(crate) const RELEASE_QUIET: Duration = Duration::from_millis(50);
 
 /// What an item got from its stage.
 #[derive(Debug, Clone)]
@@ -51,6 +59,10 @@ pub(crate) struct InstanceConfig {
     pub max_wait: Duration,
     pub spec: FunctionSpec,
     pub extra_env: Vec<(String, String)>,
+    /// Ask for outputs as CUDA IPC handles (a consumer on this GPU accepts them).
+    pub device_output: bool,
+    /// The stage accepts inputs as CUDA IPC handles.
+    pub accepts_ipc: bool,
 }
 
 /// The handle routers use.
@@ -72,7 +84,9 @@ impl Instance {
         metrics: Arc<PipelineMetrics>,
     ) -> Result<Arc<Instance>, String> {
         let sandbox = spawn(&cfg, &group, &host, serial()).await?;
+        let first = sandbox.id();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (release_tx, release_rx) = mpsc::unbounded_channel();
         let inst = Arc::new(Instance {
             cfg,
             group,
@@ -80,7 +94,7 @@ impl Instance {
             queued: Arc::new(AtomicUsize::new(0)),
             process: Arc::new(Mutex::new(Some(sandbox))),
         });
-        let runner = Runner {
+        let mut runner = Runner {
             cfg: inst.cfg.clone(),
             group: inst.group.clone(),
             host,
@@ -89,8 +103,12 @@ impl Instance {
             process: inst.process.clone(),
             metrics,
             restarts: 0,
+            exporter: None,
+            release_tx,
+            pending: Vec::new(),
         };
-        tokio::spawn(runner.run(rx));
+        runner.export_from(first);
+        tokio::spawn(runner.run(rx, release_rx));
         Ok(inst)
     }
 
@@ -160,6 +178,19 @@ struct Runner {
     process: Arc<Mutex<Option<Sandbox>>>,
     metrics: Arc<PipelineMetrics>,
     restarts: u32,
+    /// The running process's exported device buffers (with `device_output` only).
+    exporter: Option<Arc<Exporter>>,
+    release_tx: mpsc::UnboundedSender<Release>,
+    /// Handles of the running process's outputs that no consumer needs any more.
+    pending: Vec<IpcHandle>,
+}
+
+/// A batch frame ready to go: its items (those whose inputs could be prepared), the data region,
+/// and an early result for each item that could not be sent.
+struct Prepared {
+    items: Vec<RequestItem>,
+    data: DataRegion,
+    failed: Vec<Option<String>>,
 }
 
 impl Runner {
@@ -170,23 +201,97 @@ impl Runner {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Item>) {
-        while let Some(first) = rx.recv().await {
-            let deadline = tokio::time::Instant::from_std(first.enqueued + self.cfg.max_wait);
-            let mut batch = vec![first];
-            while batch.len() < self.cfg.batch as usize {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(item)) => batch.push(item),
-                    _ => break,
+    /// Device buffers of the process with sandbox serial `serial` (a fresh start or a restart).
+    fn export_from(&mut self, serial: u64) {
+        if let Some(old) = self.exporter.take() {
+            old.mark_dead();
+        }
+        self.pending.clear();
+        if self.cfg.device_output {
+            self.exporter = Some(Exporter::new(
+                self.cfg.stage.clone(),
+                self.cfg.gpu,
+                serial,
+                self.release_tx.clone(),
+                self.process.clone(),
+            ));
+        }
+    }
+
+    /// Keeps a release if it is for the running process (one for a dead process is moot).
+    fn queue_release(&mut self, (serial, handle): Release) {
+        if self.exporter.as_ref().is_some_and(|e| e.serial == serial) {
+            self.pending.push(handle);
+        }
+    }
+
+    fn drain_releases(&mut self, rx: &mut mpsc::UnboundedReceiver<Release>) {
+        while let Ok(release) = rx.try_recv() {
+            self.queue_release(release);
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Item>,
+        mut releases: mpsc::UnboundedReceiver<Release>,
+    ) {
+        let mut last_batch = tokio::time::Instant::now();
+        loop {
+            let quiet = last_batch + RELEASE_QUIET;
+            tokio::select! {
+                item = rx.recv() => {
+                    let Some(first) = item else { break };
+                    let deadline =
+                        tokio::time::Instant::from_std(first.enqueued + self.cfg.max_wait);
+                    let mut batch = vec![first];
+                    while batch.len() < self.cfg.batch as usize {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(item)) => batch.push(item),
+                            _ => break,
+                        }
+                    }
+                    let n = batch.len();
+                    self.drain_releases(&mut releases);
+                    self.run_batch(batch).await;
+                    last_batch = tokio::time::Instant::now();
+                    self.queued.fetch_sub(n, Ordering::Relaxed);
+                    self.metrics
+                        .queued
+                        .get_or_create(&self.label())
+                        .set(self.queued.load(Ordering::Relaxed) as i64);
+                }
+                Some(release) = releases.recv() => self.queue_release(release),
+                _ = tokio::time::sleep_until(quiet), if !self.pending.is_empty() => {
+                    self.drain_releases(&mut releases);
+                    self.send_releases().await;
+                    last_batch = tokio::time::Instant::now();
                 }
             }
-            let n = batch.len();
-            self.run_batch(batch).await;
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            self.metrics
-                .queued
-                .get_or_create(&self.label())
-                .set(self.queued.load(Ordering::Relaxed) as i64);
+        }
+    }
+
+    /// `POST /release` of the pending handles. At most once: a release that fails is dropped
+    /// (the handle's bytes may by then belong to a new buffer, which a second try would free).
+    async fn send_releases(&mut self) {
+        let handles = std::mem::take(&mut self.pending);
+        let client = {
+            let mut guard = self.process.lock().await;
+            // Dead or stopped: the driver freed its memory; the next batch restarts it.
+            let Some(sb) = guard.as_mut() else {
+                return;
+            };
+            if sb.try_exited().is_some() {
+                return;
+            }
+            sb.client().clone()
+        };
+        if let Err(e) = client.release(&handles).await {
+            tracing::warn!(
+                stage = %self.cfg.stage,
+                "releasing {} device buffers failed (kept by the stage until it exits): {e}",
+                handles.len()
+            );
         }
     }
 
@@ -206,8 +311,16 @@ impl Runner {
                     self.restarts += 1;
                     tracing::warn!(stage = %self.cfg.stage, "stage instance died ({exit}); restarting");
                     sb.kill().await;
+                    if let Some(e) = &self.exporter {
+                        e.mark_dead();
+                    }
                     let fresh = spawn(&self.cfg, &self.group, &self.host, (self.serial)()).await?;
                     *sb = fresh;
+                    let id = sb.id();
+                    let client = sb.client().clone();
+                    drop(guard);
+                    self.export_from(id);
+                    return Ok(client);
                 }
                 Ok(sb.client().clone())
             }
@@ -222,16 +335,23 @@ impl Runner {
             .batch_size
             .get_or_create(&label)
             .observe(n as f64);
+        // Segments only for shm output: a name allocated but not written is deleted, and with it
+        // a recycled file of the pool.
+        let shm_group = self.group.as_ref().filter(|_| !self.cfg.device_output);
         let outs: Vec<Option<String>> = batch
             .iter()
-            .map(|it| {
-                self.group
-                    .as_ref()
-                    .map(|g| g.allocate(&format!("r{}", it.request)))
-            })
+            .map(|it| shm_group.map(|g| g.allocate(&format!("r{}", it.request))))
             .collect();
         let result = match self.client().await {
-            Ok(client) => self.exchange(&client, &batch, &outs).await,
+            Ok(client) => {
+                let prepared = self.prepare(&batch, &outs).await;
+                let release = if prepared.items.is_empty() {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut self.pending)
+                };
+                self.exchange(&client, prepared, release).await
+            }
             Err(e) => Err(e),
         };
         let total_end = Instant::now();
@@ -269,49 +389,100 @@ impl Runner {
         }
     }
 
-    /// Sends one batch frame and turns the answer into one result per item.
+    /// The request items of a batch, with their inputs as references or inline copies. An item
+    /// whose input cannot be handed over (a device buffer of a producer that died, or one that
+    /// would need a copy without a CUDA driver) fails alone.
+    async fn prepare(&self, batch: &[Item], outs: &[Option<String>]) -> Prepared {
+        let mut prepared = Prepared {
+            items: Vec::with_capacity(batch.len()),
+            data: DataRegion::new(),
+            failed: vec![None; batch.len()],
+        };
+        for (k, (item, out)) in batch.iter().zip(outs).enumerate() {
+            match self.inputs(item, &mut prepared.data).await {
+                Ok(inputs) => prepared.items.push(RequestItem {
+                    id: k.to_string(),
+                    out: out.clone(),
+                    inputs,
+                }),
+                Err(e) => prepared.failed[k] = Some(e),
+            }
+        }
+        prepared
+    }
+
+    async fn inputs(&self, item: &Item, data: &mut DataRegion) -> Result<Vec<InputRef>, String> {
+        let mut inputs = Vec::with_capacity(item.inputs.len());
+        for (from, p) in &item.inputs {
+            let handover = p.handover(self.group.as_ref(), self.cfg.gpu, self.cfg.accepts_ipc);
+            let data_ref = match (p, handover) {
+                (Payload::Shm(s), Handover::Shm) => DataRef::Shm {
+                    path: s.name.clone(),
+                    len: s.len,
+                },
+                (Payload::Ipc(r), Handover::CudaIpc) => {
+                    if !r.exporter.alive().await {
+                        return Err(format!(
+                            "stage {} died before stage {} could open its output (CUDA IPC \
+                             memory is freed with its process)",
+                            r.exporter.stage, self.cfg.stage
+                        ));
+                    }
+                    DataRef::CudaIpc {
+                        handle: r.handle,
+                        len: r.len,
+                        device: r.exporter.gpu,
+                    }
+                }
+                _ => data.push(&p.to_bytes().await?),
+            };
+            let from = if from.is_empty() {
+                PIPELINE_INPUT.to_string()
+            } else {
+                from.clone()
+            };
+            inputs.push(InputRef {
+                from,
+                data: data_ref,
+            });
+        }
+        Ok(inputs)
+    }
+
+    /// Sends one batch frame (with `release`, the handles the process may free) and turns the
+    /// answer into one result per item of the batch.
     async fn exchange(
         &self,
         client: &FunctionClient,
-        batch: &[Item],
-        outs: &[Option<String>],
+        prepared: Prepared,
+        release: Vec<IpcHandle>,
     ) -> Result<Vec<Result<Payload, String>>, String> {
-        let mut data = DataRegion::new();
-        let mut items = Vec::with_capacity(batch.len());
-        for (k, (item, out)) in batch.iter().zip(outs).enumerate() {
-            let mut inputs = Vec::with_capacity(item.inputs.len());
-            for (from, p) in &item.inputs {
-                let data_ref = match p {
-                    Payload::Shm(s) if p.in_place_for(self.group.as_ref()) => DataRef::Shm {
-                        path: s.name.clone(),
-                        len: s.len,
-                    },
-                    _ => data.push(&p.to_bytes()?),
-                };
-                let from = if from.is_empty() {
-                    PIPELINE_INPUT.to_string()
-                } else {
-                    from.clone()
-                };
-                inputs.push(InputRef {
-                    from,
-                    data: data_ref,
-                });
-            }
-            items.push(RequestItem {
-                id: k.to_string(),
-                out: out.clone(),
-                inputs,
-            });
-        }
-        let manifest = BatchRequest {
-            stage: self.cfg.stage.clone(),
-            output: if self.group.is_some() {
-                OutputMode::Shm
-            } else {
-                OutputMode::Inline
-            },
+        let Prepared {
             items,
+            data,
+            failed,
+        } = prepared;
+        let mut results: Vec<Result<Payload, String>> = failed
+            .into_iter()
+            .map(|f| Err(f.unwrap_or_default()))
+            .collect();
+        if items.is_empty() {
+            return Ok(results);
+        }
+        let output = if self.cfg.device_output {
+            OutputMode::CudaIpc
+        } else if self.group.is_some() {
+            OutputMode::Shm
+        } else {
+            OutputMode::Inline
+        };
+        let manifest = RequestManifest {
+            batch: BatchRequest {
+                stage: self.cfg.stage.clone(),
+                output,
+                items,
+            },
+            release,
         };
         let frame = encode(&manifest, data.as_bytes()).map_err(|e| e.to_string())?;
         let answer = client
@@ -320,22 +491,48 @@ impl Runner {
             .map_err(|e| format!("stage {}: {e}", self.cfg.stage))?;
         let (resp, region): (BatchResponse, &[u8]) = decode(&answer)
             .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
-        resp.check_answers(&manifest)
+        resp.check_answers(&manifest.batch)
             .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
-        let mut results = Vec::with_capacity(batch.len());
-        for (item, out) in resp.items.into_iter().zip(outs) {
-            results.push(match item.result {
+        let base = answer.len() - region.len();
+        for (item, asked) in resp.items.into_iter().zip(&manifest.batch.items) {
+            // The ids are the items' indices in the batch (checked against the request above).
+            let k: usize = asked.id.parse().map_err(|_| "bad item id".to_string())?;
+            results[k] = match item.result {
                 Err(e) => Err(format!("stage {}: {e}", self.cfg.stage)),
                 Ok(DataRef::Inline { offset, len }) => {
-                    let (o, l) = (offset as usize, len as usize);
-                    Ok(Payload::Inline(answer.slice(
-                        answer.len() - region.len() + o..answer.len() - region.len() + o + l,
-                    )))
+                    let (o, l) = (base + offset as usize, len as usize);
+                    Ok(Payload::Inline(answer.slice(o..o + l)))
                 }
-                Ok(DataRef::Shm { path, len }) => self.accept_segment(out.as_deref(), path, len),
-            });
+                Ok(DataRef::Shm { path, len }) => {
+                    self.accept_segment(asked.out.as_deref(), path, len)
+                }
+                Ok(DataRef::CudaIpc {
+                    handle,
+                    len,
+                    device,
+                }) => self.accept_device(handle, len, device),
+            };
         }
         Ok(results)
+    }
+
+    /// Takes over a device buffer the process exported; it is released to the process when the
+    /// payload's last holder drops it (at once, when it is refused here).
+    fn accept_device(&self, handle: IpcHandle, len: u64, device: u32) -> Result<Payload, String> {
+        let Some(exporter) = &self.exporter else {
+            return Err(format!(
+                "stage {} answered a CUDA IPC output it was not asked for",
+                self.cfg.stage
+            ));
+        };
+        let held = exporter.adopt(handle, len)?;
+        if device != self.cfg.gpu {
+            return Err(format!(
+                "stage {} exported device memory of GPU {device}, but it runs on GPU {}",
+                self.cfg.stage, self.cfg.gpu
+            ));
+        }
+        Ok(Payload::Ipc(Arc::new(held)))
     }
 
     fn accept_segment(&self, out: Option<&str>, path: String, len: u64) -> Result<Payload, String> {

@@ -5,7 +5,8 @@
 //! - `deploy`: a plan's stage instances, co-location groups and measurements;
 //! - `instance`: one stage instance: sandbox, batching queue, batch frames;
 //! - `route`: one request through the DAG, with in-place hand-off between co-located stages;
-//! - `payload`: inline bytes or shared-memory segments, deleted when the last holder drops them;
+//! - `payload`: inline bytes, shared-memory segments (deleted when the last holder drops them) and
+//!   CUDA IPC device buffers (released to their producer then; never handed out once it died);
 //! - `control`: the re-planning loop over `sluice_pipeline::controller`;
 //! - `stats`: windows for the status view and the `sluice_pipeline_*` Prometheus families.
 //!

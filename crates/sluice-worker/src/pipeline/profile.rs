@@ -274,9 +274,11 @@ impl Profiler<'_> {
                     let o = base + offset as usize;
                     Ok(answer.slice(o..o + len as usize))
                 }
-                Ok(DataRef::Shm { .. }) => {
-                    Err(format!("stage {} answered shm when told inline", st.name))
-                }
+                Ok(other) => Err(format!(
+                    "stage {} answered {} when told inline",
+                    st.name,
+                    other.kind()
+                )),
                 Err(e) => Err(format!("stage {}: {e}", st.name)),
             })
             .collect()

@@ -3,11 +3,58 @@
 //! spec's expected load by default, `max-load` on request, or any baseline by name. Without one
 //! there is nothing to predict from, so every stage gets one instance on GPU 0 with an equal SM
 //! share and its largest batch (policy `unprofiled`), which keeps neighbours co-located.
+//!
+//! It also reads the device hand-off switch of a stage (`SLUICE_DEVICE_HANDOFF` in the stage's
+//! `env`: `auto`, `cuda-ipc` or `off`), a test and expert setting described in `docs/handoff.md`.
 
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::plan::{Instance, Prediction, FULL_SHARE};
+use sluice_pipeline::spec::StageSpec;
 use sluice_pipeline::{ControllerConfig, PipelineSpec, Plan};
 use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The key, in a stage's `env`, of its [`DeviceHandoff`] switch.
+pub const DEVICE_HANDOFF_ENV: &str = "SLUICE_DEVICE_HANDOFF";
+
+/// Whether a stage's instances hand their outputs over as CUDA IPC handles (when the stage
+/// accepts `cuda-ipc` and a consumer accepting it runs on the same GPU).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum DeviceHandoff {
+    /// On real GPUs (the NVML backend) only.
+    #[default]
+    Auto,
+    /// On simulated GPUs as well: for tests, and for stages that fake device memory.
+    CudaIpc,
+    /// Never: shared memory or inline.
+    Off,
+}
+
+impl FromStr for DeviceHandoff {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceHandoff::Auto),
+            "cuda-ipc" => Ok(DeviceHandoff::CudaIpc),
+            "off" => Ok(DeviceHandoff::Off),
+            other => Err(format!(
+                "{DEVICE_HANDOFF_ENV} must be \"auto\", \"cuda-ipc\" or \"off\", not {other:?}"
+            )),
+        }
+    }
+}
+
+impl DeviceHandoff {
+    /// The switch of `stage` (default `auto`).
+    pub fn of(stage: &StageSpec) -> Result<DeviceHandoff, String> {
+        stage
+            .env
+            .get(DEVICE_HANDOFF_ENV)
+            .map_or(Ok(DeviceHandoff::Auto), |v| v.parse())
+            .map_err(|e| format!("stage {:?}: {e}", stage.name))
+    }
+}
 
 /// A deploy (or update) request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +97,7 @@ impl DeployRequest {
                     s.name
                 ));
             }
+            DeviceHandoff::of(s)?;
         }
         if let Some(c) = &self.controller {
             c.validate().map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! Running one request through a deployment: every stage waits for all its predecessors' outputs
 //! (fan-in), picks an instance — one on the GPU of its first producer when there is one, so the
-//! hand-off stays in place, else the least loaded — queues the item there, and publishes its
+//! hand-off stays in place (shared memory, or CUDA IPC on that GPU), else the least loaded —
+//! queues the item there, counts each hand-off by kind (`shm`, `cuda-ipc`, `copy`), and publishes its
 //! output to its successors (fan-out). The result is the sink stage's output; with several sinks,
 //! a JSON object of them by stage name.
 
@@ -115,11 +116,11 @@ pub(crate) async fn run(
         }
     }
     let (body, json) = if outputs.len() == 1 {
-        (outputs[0].1.out.payload.to_bytes()?, false)
+        (outputs[0].1.out.payload.to_bytes().await?, false)
     } else {
         let mut obj = serde_json::Map::new();
         for (s, d) in &outputs {
-            let bytes = d.out.payload.to_bytes()?;
+            let bytes = d.out.payload.to_bytes().await?;
             let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                 serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
             });
@@ -172,16 +173,12 @@ async fn run_stage(
     let inst = &dep.instances[k];
     for (from, p) in &inputs {
         if !from.is_empty() {
-            let kind = if p.in_place_for(inst.group.as_ref()) {
-                "shm"
-            } else {
-                "copy"
-            };
+            let handover = p.handover(inst.group.as_ref(), inst.cfg.gpu, inst.cfg.accepts_ipc);
             metrics
                 .handoffs
                 .get_or_create(&HandoffLabel {
                     pipeline: dep.spec.name.clone(),
-                    kind: kind.into(),
+                    kind: handover.label().into(),
                 })
                 .inc();
         }
