@@ -121,6 +121,37 @@ async fn system_is_read_only_tmp_private_and_network_off() {
 }
 
 #[tokio::test]
+async fn a_shared_memory_directory_is_writable_inside_the_sandbox() {
+    // Pipeline stages write their outputs into their group's directory on /dev/shm (which both
+    // isolations replace with a private one) or, without /dev/shm, under the data dir.
+    let bases = [
+        Path::new("/dev/shm").to_path_buf(),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    ];
+    for iso in [Isolation::Bubblewrap, Isolation::Unshare] {
+        let Some(l) = launcher(iso) else { continue };
+        for base in bases.iter().filter(|b| b.is_dir()) {
+            let group = tempfile::tempdir_in(base).expect("group dir");
+            let shm = group.path().display().to_string();
+            let env = [("SLUICE_SHM_DIR", shm.as_str())];
+            let (sb, _root) = spawn_with_env(&l, None, resources(), &[], &env).await;
+            let mut sb = sb.expect("spawn");
+            sb.wait_ready(READY).await.expect("ready");
+            let probe = group.path().join("seg-0").display().to_string();
+            let w = call(&sb, json!({"op": "write", "path": probe}))
+                .await
+                .expect("w");
+            assert_eq!(w["ok"], json!(true), "{iso} under {}: {w}", base.display());
+            assert!(
+                group.path().join("seg-0").exists(),
+                "{iso}: written on the host"
+            );
+            sb.kill().await;
+        }
+    }
+}
+
+#[tokio::test]
 async fn memory_and_pids_limits_are_enforced() {
     for iso in ALL {
         let Some(l) = launcher(iso) else { continue };

@@ -1,8 +1,9 @@
 //! `unshare` isolation (util-linux), used where bubblewrap is missing: new mount, PID, IPC, UTS,
 //! cgroup (and, unless the spec allows the network, net) namespaces; inside them a small `sh`
 //! script makes every host mount read-only, binds the private tmp at `/tmp` and the sandbox dir
-//! read-write at its own path, builds a minimal `/dev`, makes `/proc/sys` read-only, and execs the
-//! function through `setpriv` with every capability dropped.
+//! read-write at its own path, builds a minimal `/dev`, makes `/proc/sys` read-only, binds the
+//! layout's extra directories (MPS pipes, a pipeline group's shared memory) read-write at their own
+//! paths, and execs the function through `setpriv` with every capability dropped.
 
 use super::launch::Layout;
 use std::ffi::OsString;
@@ -11,13 +12,23 @@ use std::process::Command;
 
 pub const PROGRAM: &str = "unshare";
 
-/// Arguments: `$1` sandbox dir, `$2` workdir, `$3` N then N pairs (mount point, extra remount
-/// options), then M then M device nodes, then `--` and the command. Mounts use `-n`: the host's
-/// utab is read-only in here. The dir is reached through fd 3 because the private /tmp may
-/// cover its path.
+/// Extra directories the script can bind (fds 4 to 9).
+const MAX_BINDS: usize = 6;
+
+/// Arguments: `$1` sandbox dir, `$2` workdir, `$3` B then B extra directories to bind, then N then
+/// N pairs (mount point, extra remount options), then M then M device nodes, then `--` and the
+/// command. Mounts use `-n`: the host's utab is read-only in here. The dir is reached through fd 3,
+/// and the extra directories through fds 4.., opened first, because the private /tmp and the new
+/// /dev (with its own /dev/shm) may cover their paths.
 const SCRIPT: &str = r#"set -eu
-d=$1; w=$2; n=$3; shift 3
+d=$1; w=$2; b=$3; shift 3
 exec 3<"$d"
+i=0
+while [ "$i" -lt "$b" ]; do
+  eval "exec $((4 + i))<\"\$1\""; eval "bp$i=\$1"
+  shift; i=$((i + 1))
+done
+n=$1; shift
 hp=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin
 while [ "$n" -gt 0 ]; do
   mount -n -o "remount,bind,ro$2" "$1" 2>/dev/null || echo "sluice: cannot make $1 read-only" >&2
@@ -51,6 +62,15 @@ mount -n --move "$s" /dev
 rmdir "$s"
 for p in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus; do
   if [ -e "$p" ]; then mount -n --bind -o ro "$p" "$p" 2>/dev/null || true; fi
+done
+i=0
+while [ "$i" -lt "$b" ]; do
+  eval "p=\$bp$i"; f=$((4 + i))
+  mkdir -p "$p"
+  mount -n --no-canonicalize --bind "/proc/self/fd/$f" "$p"
+  mount -n -o remount,bind,rw,nosuid,nodev "$p"
+  eval "exec $f<&-"
+  i=$((i + 1))
 done
 cd "$w"
 PATH=$hp
@@ -94,6 +114,10 @@ pub fn args(l: &Layout, command: &[String], mounts: &[(PathBuf, String)]) -> Vec
     a.extend(["--", "/bin/sh", "-c", SCRIPT, "sluice-sandbox"].map(OsString::from));
     a.push(l.dir.clone().into_os_string());
     a.push(l.workdir.clone().into_os_string());
+    // Fds 4..=9 carry the binds (a POSIX shell redirects single-digit fds only).
+    let binds = &l.binds[..l.binds.len().min(MAX_BINDS)];
+    a.push(binds.len().to_string().into());
+    a.extend(binds.iter().map(|p| p.clone().into_os_string()));
     let keep: Vec<&(PathBuf, String)> =
         mounts.iter().filter(|(p, _)| !covered(p, &l.dir)).collect();
     a.push(keep.len().to_string().into());
@@ -210,8 +234,28 @@ mod tests {
             .iter()
             .position(|x| x == "sluice-sandbox")
             .map_or(0, |i| i + 3);
-        assert_eq!(a[at..at + 5], ["2", "/", "", "/sys", ""]);
+        assert_eq!(a[at..at + 6], ["0", "2", "/", "", "/sys", ""]);
         assert!(a.contains(&"--net".to_string()));
         assert_eq!(&a[a.len() - 3..], ["0", "--", "f"]);
+    }
+
+    #[test]
+    fn binds_come_first_and_are_capped_at_six() {
+        let mut l = Layout::for_test(PathBuf::from("/var/sb/4"));
+        l.binds = (0..8)
+            .map(|i| PathBuf::from(format!("/dev/shm/g{i}")))
+            .collect();
+        let a: Vec<String> = args(&l, &["f".to_string()], &[])
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        let at = a
+            .iter()
+            .position(|x| x == "sluice-sandbox")
+            .map_or(0, |i| i + 3);
+        assert_eq!(a[at], "6");
+        assert_eq!(a[at + 1], "/dev/shm/g0");
+        assert_eq!(a[at + 6], "/dev/shm/g5");
+        assert_eq!(a[at + 7], "0", "then the host mounts");
     }
 }
