@@ -16,6 +16,21 @@ pub fn encode<M: Manifest>(manifest: &M, data: &[u8]) -> Result<Vec<u8>, FrameEr
     Ok(frame)
 }
 
+/// [`encode`] for a data region given as consecutive parts (each payload where it already lies):
+/// every part is copied once, straight into the frame, instead of into a region and then again.
+pub fn encode_parts<M: Manifest>(manifest: &M, parts: &[&[u8]]) -> Result<Vec<u8>, FrameError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    manifest.validate(len as u64)?;
+    let line = serde_json::to_vec(manifest)?;
+    let mut frame = Vec::with_capacity(line.len() + 1 + len);
+    frame.extend_from_slice(&line);
+    frame.push(b'\n');
+    for p in parts {
+        frame.extend_from_slice(p);
+    }
+    Ok(frame)
+}
+
 /// Decodes and validates a frame; returns the manifest and the data region (borrowed from `frame`).
 pub fn decode<M: Manifest>(frame: &[u8]) -> Result<(M, &[u8]), FrameError> {
     let newline = frame

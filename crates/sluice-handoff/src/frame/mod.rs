@@ -18,7 +18,7 @@ mod ipc_tests;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{decode, encode, DataRegion, Payload};
+pub use codec::{decode, encode, encode_parts, DataRegion, Payload};
 pub use manifest::{
     BatchRequest, BatchResponse, DataRef, ErrorBody, InputRef, OutputMode, ReleaseRequest,
     RequestItem, RequestManifest, ResponseItem,

@@ -44,6 +44,11 @@ fn request_matches_the_protocol_json() {
         "\nabc"
     );
     assert_eq!(String::from_utf8(frame.clone()).unwrap(), expected);
+    assert_eq!(encode_parts(&req, &[b"a", b"", b"bc"]).unwrap(), frame);
+    assert!(
+        encode_parts(&req, &[b"ab"]).is_err(),
+        "parts are validated as one region"
+    );
     let (back, data): (BatchRequest, _) = decode(&frame).unwrap();
     assert_eq!(back, req);
     assert_eq!(data, b"abc");

@@ -47,6 +47,8 @@ enum State {
 #[derive(Debug)]
 struct Entry {
     owner: String,
+    /// Pool class: which producer the file is for (see [`ShmArena::allocate_for`]).
+    class: String,
     state: State,
 }
 
@@ -148,10 +150,16 @@ impl ShmArena {
     /// When the pool holds a released file it is renamed to this name: the producer then finds a
     /// file there and overwrites it (write, then truncate to the output's length).
     pub fn allocate(&self, owner: &str) -> String {
+        self.allocate_for(owner, "")
+    }
+
+    /// [`allocate`](Self::allocate) for a producer of pool class `class` (e.g. its stage): it
+    /// gets back a file that class released before when there is one, so its size likely fits.
+    pub fn allocate_for(&self, owner: &str, class: &str) -> String {
         let mut inner = lock(&self.inner);
         let name = format!("seg-{}", inner.next);
         inner.next += 1;
-        if let Some(pooled) = inner.pool.take() {
+        if let Some(pooled) = inner.pool.take(class) {
             // Under the lock, so no purge or discard of `name` can run before the file is there. A
             // pooled file that cannot be renamed is dropped: the producer then creates a fresh one.
             let from = self.pool_dir.join(&pooled.name);
@@ -163,6 +171,7 @@ impl ShmArena {
             name.clone(),
             Entry {
                 owner: owner.to_owned(),
+                class: class.to_owned(),
                 state: State::Allocated,
             },
         );
@@ -207,9 +216,13 @@ impl ShmArena {
             }
         };
         if consumers == 0 {
-            inner.segments.remove(name);
+            let class = inner
+                .segments
+                .remove(name)
+                .map(|e| e.class)
+                .unwrap_or_default();
             drop(inner);
-            self.recycle(name, size);
+            self.recycle(name, size, class);
         } else {
             entry.state = State::Retained {
                 consumers,
@@ -235,9 +248,13 @@ impl ShmArena {
             }
             State::Retained { bytes, .. } => {
                 let bytes = *bytes;
-                inner.segments.remove(name);
+                let class = inner
+                    .segments
+                    .remove(name)
+                    .map(|e| e.class)
+                    .unwrap_or_default();
                 drop(inner);
-                self.recycle(name, bytes);
+                self.recycle(name, bytes, class);
                 Ok(true)
             }
         }
@@ -297,7 +314,7 @@ impl ShmArena {
     /// Puts the file of a segment that no item refers to any more into the pool, and deletes what
     /// the pool's bounds leave out. Never fails: a file that cannot be pooled is deleted, and one
     /// that cannot be deleted goes with the directory.
-    fn recycle(&self, name: &str, bytes: u64) {
+    fn recycle(&self, name: &str, bytes: u64, class: String) {
         let pooled = self.pool_dir.join(name);
         if !lock(&self.inner).pool.admits(bytes)
             || fs::rename(self.dir.join(name), &pooled).is_err()
@@ -308,7 +325,7 @@ impl ShmArena {
             return;
         }
         // Moved and marked before it is pooled: once in the pool, `allocate` may hand it out.
-        let evicted = lock(&self.inner).pool.put(name.to_owned(), bytes);
+        let evicted = lock(&self.inner).pool.put(name.to_owned(), bytes, class);
         for file in evicted {
             let _ = remove(&self.pool_dir.join(&file.name));
         }

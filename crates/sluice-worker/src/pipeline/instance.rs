@@ -17,8 +17,8 @@ use crate::sandbox::{Sandbox, SandboxRequest};
 use bytes::Bytes;
 use sluice_handoff::cuda_ipc::IpcHandle;
 use sluice_handoff::frame::{
-    decode, encode, BatchRequest, BatchResponse, DataRef, DataRegion, InputRef, OutputMode,
-    RequestItem, RequestManifest, PIPELINE_INPUT,
+    decode, encode_parts, BatchRequest, BatchResponse, DataRef, InputRef, OutputMode, RequestItem,
+    RequestManifest, PIPELINE_INPUT,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -185,12 +185,32 @@ struct Runner {
     pending: Vec<IpcHandle>,
 }
 
-/// A batch frame ready to go: its items (those whose inputs could be prepared), the data region,
-/// and an early result for each item that could not be sent.
+/// A batch frame ready to go: its items (those whose inputs could be prepared), the inline
+/// payloads of the data region (as they lie: copied once, when the frame is built), and an early
+/// result for each item that could not be sent.
 struct Prepared {
     items: Vec<RequestItem>,
-    data: DataRegion,
+    data: Region,
     failed: Vec<Option<String>>,
+}
+
+/// The inline payloads of a frame and the offsets they will have in its data region.
+#[derive(Default)]
+struct Region {
+    parts: Vec<Bytes>,
+    len: u64,
+}
+
+impl Region {
+    fn push(&mut self, bytes: Bytes) -> DataRef {
+        let r = DataRef::Inline {
+            offset: self.len,
+            len: bytes.len() as u64,
+        };
+        self.len += bytes.len() as u64;
+        self.parts.push(bytes);
+        r
+    }
 }
 
 impl Runner {
@@ -340,7 +360,9 @@ impl Runner {
         let shm_group = self.group.as_ref().filter(|_| !self.cfg.device_output);
         let outs: Vec<Option<String>> = batch
             .iter()
-            .map(|it| shm_group.map(|g| g.allocate(&format!("r{}", it.request))))
+            .map(|it| {
+                shm_group.map(|g| g.allocate_for(&format!("r{}", it.request), &self.cfg.stage))
+            })
             .collect();
         let result = match self.client().await {
             Ok(client) => {
@@ -395,7 +417,7 @@ impl Runner {
     async fn prepare(&self, batch: &[Item], outs: &[Option<String>]) -> Prepared {
         let mut prepared = Prepared {
             items: Vec::with_capacity(batch.len()),
-            data: DataRegion::new(),
+            data: Region::default(),
             failed: vec![None; batch.len()],
         };
         for (k, (item, out)) in batch.iter().zip(outs).enumerate() {
@@ -411,7 +433,7 @@ impl Runner {
         prepared
     }
 
-    async fn inputs(&self, item: &Item, data: &mut DataRegion) -> Result<Vec<InputRef>, String> {
+    async fn inputs(&self, item: &Item, data: &mut Region) -> Result<Vec<InputRef>, String> {
         let mut inputs = Vec::with_capacity(item.inputs.len());
         for (from, p) in &item.inputs {
             let handover = p.handover(self.group.as_ref(), self.cfg.gpu, self.cfg.accepts_ipc);
@@ -434,7 +456,7 @@ impl Runner {
                         device: r.exporter.gpu,
                     }
                 }
-                _ => data.push(&p.to_bytes().await?),
+                _ => data.push(p.to_bytes().await?),
             };
             let from = if from.is_empty() {
                 PIPELINE_INPUT.to_string()
@@ -484,7 +506,8 @@ impl Runner {
             },
             release,
         };
-        let frame = encode(&manifest, data.as_bytes()).map_err(|e| e.to_string())?;
+        let parts: Vec<&[u8]> = data.parts.iter().map(|b| b.as_ref()).collect();
+        let frame = encode_parts(&manifest, &parts).map_err(|e| e.to_string())?;
         let answer = client
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
