@@ -8,8 +8,8 @@
 //! SLO there (or nothing). The shared searches then judge each plan with the same
 //! [`PerfModel`]: `MaxLoad` keeps the plan with the highest predicted capacity over a scan and
 //! bisection of target loads, `MinResources` tries the target load with growing headroom (×1 …
-//! ×3) until the predicted p99 at the real load is within the SLO. Shares are planned in 5% units
-//! from 10% up by Camelot (Laius: 10% units; Gpu-let: its partition sizes).
+//! ×3) until the predicted p99 at the real load is within the SLO. Shares are planned in 2% units
+//! from 2% up by Camelot (Laius: 10% units; Gpu-let: its partition sizes).
 
 mod camelot;
 mod even_split;
@@ -29,9 +29,10 @@ use crate::plan::{Instance, Plan, Prediction};
 use crate::spec::PipelineSpec;
 
 /// Camelot plans shares in multiples of this many percent.
-pub const SHARE_UNIT: u32 = 5;
-/// Smallest share Camelot plans, percent (3 of a 68-SM GPU's SMs; MPS takes any percentage).
-pub const MIN_SHARE: u32 = 5;
+pub const SHARE_UNIT: u32 = 2;
+/// Smallest share Camelot plans, percent (about 1.4 of a 68-SM GPU's SMs; MPS takes any whole
+/// percentage and gives at least one SM).
+pub const MIN_SHARE: u32 = 2;
 
 /// An allocation policy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -131,7 +131,13 @@ pub(super) async fn run(inner: Weak<Inner>) {
             let host = inner.engine.stage_host();
             let csv = req.profile_csv.clone().unwrap_or_default();
             let gpus = req.gpus.unwrap_or(host.gpus.max(1)).min(host.gpus.max(1));
-            match plan_with_profile(&req, &csv, gpus, Some((policy, load_rps))) {
+            let planned = req.clone();
+            let replanned = tokio::task::spawn_blocking(move || {
+                plan_with_profile(&planned, &csv, gpus, Some((policy, load_rps)))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("planning failed: {e}")));
+            match replanned {
                 Ok(p) if p.instances == dep.plan.instances => {
                     t.controller.adopt(policy, p.predicted.capacity_rps, now);
                 }

@@ -131,7 +131,13 @@ impl Pipelines {
             _ => {}
         }
         let host = self.inner.engine.stage_host();
-        let plan = req.plan(host.gpus.max(1)).map_err(PipelineError::Invalid)?;
+        // Planning is CPU work (up to about a second for a large app): keep it off the async threads.
+        let planned = req.clone();
+        let gpus = host.gpus.max(1);
+        let plan = tokio::task::spawn_blocking(move || planned.plan(gpus))
+            .await
+            .map_err(|e| PipelineError::Invalid(format!("planning failed: {e}")))?
+            .map_err(PipelineError::Invalid)?;
         self.inner.install(req, plan).await?;
         self.view(&name).ok_or(PipelineError::Unknown(name))
     }
