@@ -4,13 +4,14 @@
 # profile.csv, offers Poisson load at each rate, and writes per-rate end-to-end and per-stage
 # p50/p99 to docs/results/ocr/<policy>.json (and prints the tables).
 # Usage: scripts/bench-ocr.sh [seconds per rate, default 30] [rates, default 1,2,4,6]
+#        (POLICIES="min-resources" to run only some plans; OUT=dir to write elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 rates=${2:-1,2,4,6}
 cargo build --release -q -p sluice-cli
 work=$(mktemp -d)
-out=docs/results/ocr
+out=${OUT:-docs/results/ocr}
 mkdir -p "$out"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export SLUICE_URL=http://127.0.0.1:$port
@@ -22,7 +23,7 @@ for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break;
 spec=examples/pipelines/ocr/pipeline.yaml
 samples=(examples/pipelines/ocr/samples/*.png)
 first=1
-for policy in min-resources max-load; do
+for policy in ${POLICIES:-min-resources max-load}; do
   if [ $first = 1 ]; then verb=create; first=0; else verb=update; fi
   ./target/release/sluice pipeline $verb "$spec" --policy "$policy" > "$out/$policy-plan.json"
   echo "== $policy: $(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["status"]["plan"]; print(", ".join("%s %d%% b%d" % (["det","cls","rec"][i["stage"]], i["sm_share"], i["batch"]) for i in p["instances"]), "| predicted capacity %.2f req/s, %.2f GPUs" % (p["predicted"]["capacity_rps"], p["predicted"]["gpus_used"]))' "$out/$policy-plan.json")"

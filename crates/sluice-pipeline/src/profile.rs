@@ -226,6 +226,18 @@ impl Profiles {
         self.models.get(model).map_or(0, |m| m.points.len())
     }
 
+    /// The smallest share `model` was measured at, when it was measured at more than one share:
+    /// below it the profile only extrapolates, and a measured profile (`sluice profile`) shows
+    /// effects there that the stretch rule does not (a CPU quota's scheduling period, an SM
+    /// allocation's rounding), so planners keep above it. `None` for whole-GPU tables such as
+    /// Gpu-let's, whose smaller shares are all derived.
+    pub fn measured_floor(&self, model: &str) -> Option<u32> {
+        let m = self.models.get(model)?;
+        let mut shares = m.tables.keys();
+        let lowest = *shares.next()?;
+        shares.next().map(|_| lowest)
+    }
+
     /// The measured points of `model`, by (share, batch).
     pub fn points(&self, model: &str) -> impl Iterator<Item = &Point> {
         self.models

@@ -150,3 +150,17 @@ proptest! {
         prop_assert!(w.latency_ms("m", b, s + 1).unwrap() <= w.latency_ms("m", b, s).unwrap() + 1e-9);
     }
 }
+
+#[test]
+fn measured_floor_only_for_profiles_measured_at_several_shares() {
+    let csv = "model,batch,share,latency_ms,sm_util,l2_util,dram_util,mem_mb\n\
+               a,1,10,90,10,0,0,1\na,1,50,20,50,0,0,1\nb,1,100,5,30,0,0,1\n";
+    let p = Profiles::from_csv(csv).unwrap();
+    assert_eq!(p.measured_floor("a"), Some(10));
+    assert_eq!(
+        p.measured_floor("b"),
+        None,
+        "one share: smaller ones are derived"
+    );
+    assert_eq!(p.measured_floor("zz"), None);
+}

@@ -39,7 +39,11 @@ impl<'a> Camelot<'a> {
         Camelot {
             ctx,
             tables: (0..ctx.spec.stages.len())
-                .map(|s| StageTable::new(ctx, s, &shares))
+                .map(|s| {
+                    let floor = ctx.min_share(s);
+                    let mine: Vec<u32> = shares.iter().copied().filter(|&x| x >= floor).collect();
+                    StageTable::new(ctx, s, &mine)
+                })
                 .collect(),
             order: ctx.spec.topo_order().unwrap_or_default(),
         }

@@ -7,7 +7,7 @@
 
 use crate::plan::{Instance, Plan, FULL_SHARE};
 use crate::planner::camelot::Camelot;
-use crate::planner::{Ctx, MIN_SHARE, SHARE_UNIT};
+use crate::planner::{Ctx, SHARE_UNIT};
 
 /// Most top-up steps.
 const STEPS: usize = 48;
@@ -55,7 +55,7 @@ fn top_up(ctx: &Ctx<'_>, mut plan: Plan) -> Plan {
                 plan.of_stage(s).map(|x| (x.sm_share, x.batch)).collect();
             for g in 0..ctx.model.cluster.count {
                 let left = FULL_SHARE - plan.sm_on(g).min(FULL_SHARE);
-                if left >= MIN_SHARE {
+                if left >= ctx.min_share(s) {
                     configs.extend(plan.of_stage(s).map(|x| (left, x.batch)));
                 }
             }

@@ -5,7 +5,7 @@
 
 use crate::plan::Plan;
 use crate::planner::camelot::Camelot;
-use crate::planner::{Ctx, MIN_SHARE, SHARE_UNIT};
+use crate::planner::{Ctx, SHARE_UNIT};
 
 pub(crate) fn plan(ctx: &Ctx<'_>, camelot: &Camelot<'_>, load_rps: f64) -> Option<Plan> {
     let found = ctx.search_min_resources(&|l| camelot.build(l), load_rps)?;
@@ -37,7 +37,7 @@ fn trim(ctx: &Ctx<'_>, mut plan: Plan, load_rps: f64) -> Plan {
                     format!("trim: removed a {name} instance on GPU {}", x.gpu),
                 ));
             }
-            if x.sm_share >= MIN_SHARE + SHARE_UNIT {
+            if x.sm_share >= ctx.min_share(x.stage) + SHARE_UNIT {
                 let mut p = plan.clone();
                 p.instances[k].sm_share -= SHARE_UNIT;
                 moves.push((

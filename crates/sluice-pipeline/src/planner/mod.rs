@@ -209,6 +209,16 @@ pub(crate) struct Ctx<'a> {
 pub(crate) type Build<'b> = dyn Fn(f64) -> Option<Plan> + 'b;
 
 impl Ctx<'_> {
+    /// The smallest share Camelot plans for stage `s`: [`MIN_SHARE`], or the smallest measured
+    /// share of a profile measured at several (see [`crate::Profiles::measured_floor`]).
+    pub fn min_share(&self, s: usize) -> u32 {
+        let model = self.spec.stages[s].model();
+        self.model
+            .profiles
+            .measured_floor(model)
+            .map_or(MIN_SHARE, |f| f.max(MIN_SHARE))
+    }
+
     /// A plan of this policy over `instances`, prediction not yet filled in.
     pub fn plan(&self, instances: Vec<Instance>, explain: Vec<String>) -> Plan {
         Plan {
