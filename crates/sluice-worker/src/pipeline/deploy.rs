@@ -85,8 +85,14 @@ fn device_output(spec: &PipelineSpec, plan: &Plan, k: usize, backend: BackendKin
         })
 }
 
-/// The sandbox spec of a stage instance.
-fn stage_function(
+/// Cores of this host (the device a CPU quota divides without a GPU).
+pub(super) fn host_cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// The sandbox spec of an instance of `stage` with `share` % of the device: without a GPU, a CPU
+/// quota of that share of the host's cores stands in for the SM share.
+pub(super) fn stage_function(
     spec: &PipelineSpec,
     stage: usize,
     share: u32,
@@ -94,7 +100,7 @@ fn stage_function(
     host: &StageHost,
 ) -> FunctionSpec {
     let s = &spec.stages[stage];
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cores = host_cores();
     let cpus = match host.backend {
         BackendKind::Simulated => (share as f64 / 100.0 * cores).max(0.05),
         BackendKind::Nvml => cores.min(2.0),

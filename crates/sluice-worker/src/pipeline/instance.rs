@@ -142,25 +142,38 @@ async fn spawn(
     host: &StageHost,
     serial: u64,
 ) -> Result<Sandbox, String> {
-    let dir = host.sandbox_root.join(format!("stage-{serial}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut env = cfg.extra_env.clone();
-    env.push(("SLUICE_STAGE".into(), cfg.stage.clone()));
-    env.push(("SLUICE_MAX_BATCH".into(), cfg.batch.to_string()));
     if let Some(g) = group {
         env.push(("SLUICE_SHM_DIR".into(), g.dir().display().to_string()));
     }
+    launch_stage(host, &cfg.spec, &cfg.stage, cfg.batch, env, serial).await
+}
+
+/// Starts one stage process in a sandbox `stage-<serial>` under the host's root, with the stage
+/// protocol's environment (`SLUICE_STAGE`, `SLUICE_MAX_BATCH`) added to `env`, and waits until it
+/// is ready; a process that does not get ready is killed and its stderr is in the error.
+pub(super) async fn launch_stage(
+    host: &StageHost,
+    spec: &FunctionSpec,
+    stage: &str,
+    max_batch: u32,
+    mut env: Vec<(String, String)>,
+    serial: u64,
+) -> Result<Sandbox, String> {
+    let dir = host.sandbox_root.join(format!("stage-{serial}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    env.push(("SLUICE_STAGE".into(), stage.to_string()));
+    env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
     let req = SandboxRequest {
         id: serial,
-        spec: &cfg.spec,
+        spec,
         dir,
         extra_env: env,
     };
     let mut sandbox = host.launcher.spawn(req).await.map_err(|e| e.to_string())?;
     if let Err(e) = sandbox.wait_ready(host.start_timeout).await {
         let msg = format!(
-            "stage {} did not start: {e}; stderr: {}",
-            cfg.stage,
+            "stage {stage} did not start: {e}; stderr: {}",
             sandbox.stderr_tail()
         );
         sandbox.kill().await;

@@ -10,10 +10,11 @@
 //! wall time): what a single-threaded stage cannot use, a smaller share does not take away. On a
 //! GPU, SM, L2 and DRAM utilisation need a profiler (Nsight Compute) and are left 0.
 
+use super::deploy::{device_env, host_cores, stage_function};
+use super::instance::launch_stage;
 use crate::devices::BackendKind;
 use crate::engine::StageHost;
-use crate::function::{FunctionSpec, Resources};
-use crate::sandbox::{Launcher, Sandbox, SandboxRequest};
+use crate::sandbox::{Launcher, Sandbox};
 use bytes::Bytes;
 use sluice_handoff::frame::{
     decode, encode, BatchRequest, BatchResponse, DataRef, DataRegion, InputRef, OutputMode,
@@ -52,6 +53,11 @@ pub struct ProfileRow {
     pub device_util: f64,
     pub mem_mb: u64,
 }
+
+/// Shortest timed window per point, ms: CPU time is read in clock ticks (10 ms here).
+const MIN_WINDOW_MS: f64 = 1000.0;
+/// Most rotations a point takes to reach that window, as a multiple of the requested ones.
+const MAX_ROUNDS_FACTOR: usize = 50;
 
 /// CSV header of a profile table.
 pub const CSV_HEADER: &str = "model,batch,share,latency_ms,sm_util,l2_util,dram_util,mem_mb";
@@ -165,59 +171,11 @@ impl Profiler<'_> {
 
     async fn start(&mut self, s: usize, share: u32) -> Result<Sandbox, String> {
         let st = &self.spec.stages[s];
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let fspec = FunctionSpec {
-            name: format!("{}-{}", self.spec.name, st.name),
-            command: st.command.clone(),
-            env: st.env.clone(),
-            workdir: Some(self.base_dir.to_path_buf()),
-            resources: Resources {
-                cpus: match self.host.backend {
-                    BackendKind::Simulated => (share as f64 / 100.0 * cores).max(0.05),
-                    BackendKind::Nvml => cores.min(2.0),
-                },
-                memory_mb: (2 * st.memory_mb).max(1024),
-                pids: 256,
-                gpu: self.host.backend == BackendKind::Nvml,
-                gpu_memory_mb: st.memory_mb,
-                network: false,
-            },
-            timeout_ms: 0,
-            concurrency: 1,
-            weight: 1.0,
-        };
+        let fspec = stage_function(self.spec, s, share, self.base_dir, &self.host);
         self.serial += 1;
-        let dir = self
-            .host
-            .sandbox_root
-            .join(format!("profile-{}", self.serial));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let max_batch = self.opts.batches.iter().max().copied().unwrap_or(1);
-        let mut env = super::deploy::device_env(&self.host, 0, share, st.memory_mb);
-        env.push(("SLUICE_STAGE".into(), st.name.clone()));
-        env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
-        let req = SandboxRequest {
-            id: self.serial,
-            spec: &fspec,
-            dir,
-            extra_env: env,
-        };
-        let mut sb = self
-            .host
-            .launcher
-            .spawn(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Err(e) = sb.wait_ready(self.host.start_timeout).await {
-            let msg = format!(
-                "stage {} did not start: {e}; stderr: {}",
-                st.name,
-                sb.stderr_tail()
-            );
-            sb.kill().await;
-            return Err(msg);
-        }
-        Ok(sb)
+        let env = device_env(&self.host, 0, share, st.memory_mb);
+        launch_stage(&self.host, &fspec, &st.name, max_batch, env, self.serial).await
     }
 
     /// One batch of the given items; returns each item's output.
@@ -330,13 +288,20 @@ impl Profiler<'_> {
             };
             self.batch(sb, s, &batch_at(0)).await?;
             let mut total = 0.0;
-            let rounds = self.opts.repeats * n;
+            // At least `repeats` rotations, and whole rotations until the window is long enough
+            // for the CPU-time reading (clock ticks) to mean something.
+            let mut rounds = 0;
             let cpu_before = cpu_seconds(sb);
-            for k in 0..rounds {
-                let batch = batch_at(k);
-                let t = Instant::now();
-                self.batch(sb, s, &batch).await?;
-                total += t.elapsed().as_secs_f64() * 1e3;
+            while rounds < self.opts.repeats * n
+                || (total < MIN_WINDOW_MS && rounds < MAX_ROUNDS_FACTOR * self.opts.repeats * n)
+            {
+                for k in rounds..rounds + n {
+                    let batch = batch_at(k);
+                    let t = Instant::now();
+                    self.batch(sb, s, &batch).await?;
+                    total += t.elapsed().as_secs_f64() * 1e3;
+                }
+                rounds += n;
             }
             let busy = match (cpu_before, cpu_seconds(sb)) {
                 (Some(a), Some(b)) if total > 0.0 => (b - a) / (total / 1e3),
@@ -356,10 +321,6 @@ impl Profiler<'_> {
         }
         Ok(rows)
     }
-}
-
-fn host_cores() -> f64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 /// CPU time the sandbox's processes have used, seconds: the cgroup's `cpuacct.usage` (v1, when
