@@ -1,4 +1,5 @@
-//! The client commands (`sluice invoke`, `sluice fn`, `sluice load`) against a real worker:
+//! The client commands (`sluice invoke`, `sluice fn`, `sluice pipeline`, `sluice load`) against a
+//! real worker:
 //! bad input exits 1 with a clear message, and short load runs (closed loop, trace replay) work.
 
 mod common;
@@ -18,6 +19,13 @@ fn cli_clients_refuse_bad_input() {
         Some(&common::function("cli", serde_json::json!({})).to_string()),
     );
     let url = format!("http://{}", w.addr);
+    let bad_spec = w.dir.join("cyclic.yaml");
+    std::fs::write(
+        &bad_spec,
+        "name: p\nslo_ms: 5\nstages:\n - {name: a, command: [x], after: [b]}\n - {name: b, command: [x], after: [a]}\n",
+    )
+    .unwrap();
+    let bad_spec = bad_spec.display().to_string();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
@@ -86,6 +94,52 @@ fn cli_clients_refuse_bad_input() {
         (
             vec!["fn", "register", "/no/such/function.json"],
             "/no/such/function.json",
+        ),
+        (
+            vec!["pipeline", "create", "/no/such/pipeline.yaml"],
+            "cannot read pipeline spec",
+        ),
+        (vec!["pipeline", "create", bad_spec.as_str()], "cycle"),
+        (
+            vec!["pipeline", "invoke", "nosuch", bad_spec.as_str()],
+            "unknown pipeline",
+        ),
+        (vec!["pipeline", "status", "nosuch"], "unknown pipeline"),
+        (
+            vec![
+                "load",
+                "--pipeline",
+                "nosuch",
+                "--rates",
+                "1",
+                "--inputs",
+                bad_spec.as_str(),
+            ],
+            "not deployed",
+        ),
+        (
+            vec![
+                "load",
+                "--pipeline",
+                "nosuch",
+                "--rates",
+                "0",
+                "--inputs",
+                bad_spec.as_str(),
+            ],
+            "--rates must be positive",
+        ),
+        (
+            vec![
+                "load",
+                "--pipeline",
+                "nosuch",
+                "--rates",
+                "1",
+                "--inputs",
+                "/no/such/input",
+            ],
+            "cannot read input",
         ),
     ];
     for (args, needle) in cases {

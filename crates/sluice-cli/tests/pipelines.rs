@@ -240,6 +240,27 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             400,
             "absolute",
         ),
+        (
+            &json!({"spec": {"name": "prof", "slo_ms": 10, "stages": [stage("a", "upper", &[], json!({}))]},
+                    "base_dir": "/tmp", "profile_csv": "model,batch\na,zz\n"})
+            .to_string(),
+            400,
+            "profile",
+        ),
+        (
+            &json!({"spec": {"name": "ctl", "slo_ms": 10, "stages": [stage("a", "upper", &[], json!({}))]},
+                    "base_dir": "/tmp", "controller": {"high": 0.2, "low": 0.5}})
+            .to_string(),
+            400,
+            "controller",
+        ),
+        (
+            &json!({"spec": {"name": "pol", "slo_ms": 10, "stages": [stage("a", "upper", &[], json!({}))]},
+                    "base_dir": "/tmp", "profile_csv": profile_csv(), "policy": "fastest"})
+            .to_string(),
+            400,
+            "unknown policy",
+        ),
     ];
     for (body, status, needle) in cases {
         let (code, out, _) = http(&w, "POST", "/v1/pipelines", Some(body));
