@@ -10,5 +10,5 @@ cargo build --release -q -p sluice-cli
 out=docs/results/pipelines
 mkdir -p "$out"
 start=$(date +%s)
-./target/release/sluice sim-pipeline eval --gpulet ../shared/data/gpulet-2080ti --out "$out" "$@"
+./target/release/sluice sim-pipeline eval --gpulet data/gpulet-2080ti --out "$out" "$@"
 echo "evaluation took $(( $(date +%s) - start )) s; results in $out/" >&2

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces docs/results/: every queueing policy on the Azure 2019 100-function day and on the
 # Ilúvatar paper trace, at offered GPU utilisation 0.5, 0.8 and 0.95, on one simulated GPU.
-# Usage: scripts/reproduce-mqfq.sh [data dir, default ../shared/data]
+# Usage: scripts/reproduce-mqfq.sh [data dir, default data]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-../shared/data}
+data=${1:-data}
 cargo build --release -q -p sluice-cli
 policies=fcfs,sjf,eedf,batch,paella,mqfq,mqfq-sticky
 run() {

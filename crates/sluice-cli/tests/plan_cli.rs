@@ -47,7 +47,7 @@ fn assert_within_gpus(plan: &Value) {
 
 #[test]
 fn a_gpulet_app_plans_deterministically_within_its_gpus() {
-    let game = repo("../shared/data/gpulet-2080ti/game.json");
+    let game = repo("data/gpulet-2080ti/game.json");
     if !game.exists() {
         println!("skipping: {} is not there", game.display());
         return;

@@ -1,5 +1,5 @@
 //! End-to-end tests of `sluice sim`: the real binary on a small slice of the Ilúvatar trace
-//! (the first 600 invocations of `shared/data/iluvatar-paper-trace`, copied to tests/data), a
+//! (the first 600 invocations of `data/iluvatar-paper-trace`, copied to tests/data), a
 //! golden summary, and bad input answered with a clear error and no panic.
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p sluice-cli --test sim_cli` rewrites the golden file.

@@ -1,7 +1,7 @@
 //! Plans the Gpu-let applications with every policy and prints predicted capacity (max-load goal)
 //! and SM share used (min-resources goal), with planning times. Usage:
 //! `cargo run --release -p sluice-pipeline --example compare -- [DATA_DIR] [GPUS] [LOW_LOAD_FRACTION]`
-//! (defaults: ../shared/data/gpulet-2080ti, 4, 0.2 — the low load is that fraction of the best
+//! (defaults: data/gpulet-2080ti, 4, 0.2 — the low load is that fraction of the best
 //! baseline's peak load).
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(
         args.get(1)
-            .map_or("../shared/data/gpulet-2080ti", String::as_str),
+            .map_or("data/gpulet-2080ti", String::as_str),
     );
     let gpus: u32 = args.get(2).map_or(Ok(4), |s| s.parse())?;
     let frac: f64 = args.get(3).map_or(Ok(0.2), |s| s.parse())?;

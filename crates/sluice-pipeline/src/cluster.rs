@@ -15,7 +15,7 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// NVIDIA RTX 2080 Ti: 68 SMs, 11 GB, 616 GB/s (shared/data/README.md).
+    /// NVIDIA RTX 2080 Ti: 68 SMs, 11 GB, 616 GB/s (data/README.md).
     pub fn rtx_2080_ti() -> Self {
         GpuModel {
             name: "rtx-2080-ti".into(),

@@ -53,7 +53,7 @@ impl Contention {
         self.coefficients
     }
 
-    /// Reads `INT_MODEL_CONSTANT.CSV` from a directory such as `shared/data/gpulet-2080ti`.
+    /// Reads `INT_MODEL_CONSTANT.CSV` from a directory such as `data/gpulet-2080ti`.
     pub fn load_gpulet(dir: &Path) -> Result<Contention, ProfileError> {
         let path = dir.join("INT_MODEL_CONSTANT.CSV");
         Self::parse(&read(&path)?, &path.display().to_string())

@@ -2,7 +2,7 @@ use super::*;
 use std::path::PathBuf;
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti")
 }
 
 fn u(l2: f64, dram: f64) -> Util {

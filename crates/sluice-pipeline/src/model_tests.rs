@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti")
 }
 
 fn stage(name: &str, model: &str, after: &[&str]) -> StageSpec {

@@ -267,7 +267,7 @@ impl Profiles {
     }
 
     /// Reads `UTIL.CSV` and `mem-config.json` from a directory such as
-    /// `shared/data/gpulet-2080ti`. `avg_duration` is in seconds (the data README; the column
+    /// `data/gpulet-2080ti`. `avg_duration` is in seconds (the data README; the column
     /// header says "ms", but e.g. vgg16 at batch 1 = 0.067 only makes sense as seconds). Memory
     /// entries named like a profile key plus digits (`lenet1`) apply to that key.
     pub fn load_gpulet(dir: &Path) -> Result<Profiles, ProfileError> {

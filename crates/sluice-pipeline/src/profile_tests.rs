@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti")
 }
 
 fn close(a: f64, b: f64) -> bool {

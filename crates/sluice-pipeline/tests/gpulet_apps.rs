@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use sluice_pipeline::{gpulet::load_app, plan, render, render_with_model, Goal, PerfModel, Policy};
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti")
 }
 
 #[test]

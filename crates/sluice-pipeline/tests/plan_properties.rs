@@ -17,7 +17,7 @@ const MODELS: [&str; 5] = [
 ];
 
 fn model(gpus: u32) -> PerfModel {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti");
     PerfModel::gpulet(&dir, gpus).expect("gpulet data beside the repository")
 }
 

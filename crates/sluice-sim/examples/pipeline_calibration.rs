@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let verbose = args.iter().any(|a| a == "-v");
     let dir = args.iter().find(|a| !a.starts_with('-')).map_or_else(
-        || PathBuf::from("../shared/data/gpulet-2080ti"),
+        || PathBuf::from("data/gpulet-2080ti"),
         PathBuf::from,
     );
     let ocr_dir = PathBuf::from("examples/pipelines/ocr");

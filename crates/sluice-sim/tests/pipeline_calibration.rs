@@ -14,7 +14,7 @@ use std::path::PathBuf;
 fn data() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/gpulet-2080ti"
+        "/../../data/gpulet-2080ti"
     ))
 }
 

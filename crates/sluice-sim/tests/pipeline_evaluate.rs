@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 const GPULET: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/gpulet-2080ti"
+    "/../../data/gpulet-2080ti"
 );
 
 fn small(ocr: Option<(PathBuf, PathBuf)>) -> EvalConfig {

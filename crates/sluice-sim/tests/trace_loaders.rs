@@ -9,7 +9,7 @@ use sluice_sim::trace::{load, LoadOptions, Loaded, Spread, TraceError, TraceSpec
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trace");
 
 fn load_spec(spec: &str, opts: &LoadOptions) -> Result<Loaded, TraceError> {

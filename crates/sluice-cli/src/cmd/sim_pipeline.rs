@@ -15,8 +15,8 @@ use sluice_sim::pipeline::evaluate::{self, EvalConfig};
 use sluice_sim::pipeline::{peak_load, simulate, PeakConfig, RunConfig};
 use std::path::{Path, PathBuf};
 
-/// Default location of the Gpu-let data (the shared data folder beside the repository).
-const GPULET_DIR: &str = "../shared/data/gpulet-2080ti";
+/// Default location of the Gpu-let data (`data/` in the repository; run from its root).
+const GPULET_DIR: &str = "data/gpulet-2080ti";
 /// Default OCR profile and spec, used by `eval` when both exist.
 const OCR_PROFILE: &str = "examples/pipelines/ocr/profile.csv";
 const OCR_SPEC: &str = "examples/pipelines/ocr/pipeline.yaml";

@@ -3,7 +3,7 @@ use crate::gpulet::load_app;
 use std::path::{Path, PathBuf};
 
 fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpulet-2080ti")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gpulet-2080ti")
 }
 
 #[test]

@@ -188,13 +188,13 @@ mod tests {
 
     #[test]
     fn parses_each_kind() {
-        let a: TraceSpec = "azure2019:../shared/data/azure2019-sample/100"
+        let a: TraceSpec = "azure2019:data/azure2019-sample/100"
             .parse()
             .expect("azure");
         assert_eq!(
             a,
             TraceSpec::Azure {
-                dir: "../shared/data/azure2019-sample".into(),
+                dir: "data/azure2019-sample".into(),
                 n: "100".into()
             }
         );

@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::trace::{load, LoadOptions, TraceSpec};
 
-    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
+    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data");
 
     fn workload(spec: &str) -> Workload {
         let spec: TraceSpec = spec.parse().expect("spec");
