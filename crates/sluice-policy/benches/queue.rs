@@ -51,13 +51,23 @@ fn queue_round_trip(c: &mut Criterion) {
 }
 
 fn scheduler_round_trip(c: &mut Criterion) {
-    let mut group = c.benchmark_group("scheduler submit+poll+finished, 1000 backlogged flows");
+    scheduler_on(
+        c,
+        1,
+        "scheduler submit+poll+finished, 1000 backlogged flows",
+    );
+    scheduler_on(c, 8, "scheduler on 8 GPUs, 1000 backlogged flows");
+}
+
+/// The scheduler round trip on `gpus` devices (placement has a choice from 2 devices on).
+fn scheduler_on(c: &mut Criterion, gpus: usize, title: &str) {
+    let mut group = c.benchmark_group(title);
     for name in ["fcfs", "mqfq-sticky"] {
         let cfg = SchedulerConfig {
             policy: name.into(),
             ..SchedulerConfig::default()
         };
-        let mut s = Scheduler::new(&cfg, vec![u64::MAX / 4]).expect("valid config");
+        let mut s = Scheduler::new(&cfg, vec![u64::MAX / 4; gpus]).expect("valid config");
         for f in 0..FLOWS {
             s.register(FunctionId(f), FunctionInfo::default());
         }

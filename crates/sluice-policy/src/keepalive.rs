@@ -5,30 +5,42 @@
 //! A sandbox runs up to its *capacity* invocations at once (the function's `concurrency`, fixed
 //! when the sandbox is created). A start takes, in order: the most recently used idle sandbox of
 //! the function on the chosen device; else a busy one there with spare capacity (fewest running
-//! first, then lowest id) — no cold start; else a new one, unless `max_concurrent_creates`
-//! sandboxes are already starting. Only *Busy* sandboxes are shared: a Starting sandbox serves
-//! the one invocation it is created for until it is ready. A sandbox becomes idle when its last
-//! invocation ends; idle sandboxes are destroyed after `ttl_s` without use, and the least
-//! recently used idle one is destroyed whenever the pool holds more than `max_sandboxes`.
+//! first, then lowest id) — no cold start; else a new one, unless the device (or, with the
+//! worker-wide override, the pool) already has its cap of sandboxes starting. Only *Busy*
+//! sandboxes are shared: a Starting sandbox serves the one invocation it is created for until it
+//! is ready. A sandbox becomes idle when its last invocation ends; idle sandboxes are destroyed
+//! after `ttl_s` without use, and the least recently used idle one of a device is destroyed
+//! whenever the device holds more than its cap (or the pool more than the worker-wide cap).
+//! The caps come from [`PoolLimits`] (derived from the devices and the functions' memory).
 
+mod limits;
 mod types;
 
+pub use limits::{PoolLimits, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
 pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
 
+use crate::idmap::IdMap;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 type Place = (FunctionId, GpuId);
+
+/// What the pool counts per device.
+#[derive(Copy, Clone, Debug, Default)]
+struct OnDevice {
+    sandboxes: usize,
+    creating: usize,
+}
 
 /// The pool of all sandboxes.
 #[derive(Clone, Debug)]
 pub struct WarmPool {
     ttl: Dur,
-    max_sandboxes: usize,
-    max_creates: usize,
+    limits: PoolLimits,
+    devices: Vec<OnDevice>,
     next_id: u64,
     creating: usize,
-    sandboxes: HashMap<SandboxId, Sandbox>,
+    sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
     idle: BTreeMap<Place, Vec<SandboxId>>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
@@ -58,18 +70,38 @@ fn unlist_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sa
 }
 
 impl WarmPool {
-    pub fn new(params: &KeepAliveParams) -> Self {
+    /// An empty pool with `params`' TTL under `limits`.
+    pub fn new(params: &KeepAliveParams, limits: PoolLimits) -> Self {
         WarmPool {
             ttl: Dur::from_secs_f64(params.ttl_s),
-            max_sandboxes: params.max_sandboxes.max(1),
-            max_creates: params.max_concurrent_creates.max(1),
+            limits,
+            devices: Vec::new(),
             next_id: 0,
             creating: 0,
-            sandboxes: HashMap::new(),
+            sandboxes: IdMap::default(),
             idle: BTreeMap::new(),
             idle_lru: BTreeSet::new(),
             spare: BTreeMap::new(),
         }
+    }
+
+    /// Replaces the caps (e.g. when the functions' memory changed); call [`WarmPool::trim`]
+    /// after to apply smaller ones.
+    pub fn set_limits(&mut self, limits: PoolLimits) {
+        self.limits = limits;
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> &PoolLimits {
+        &self.limits
+    }
+
+    fn on(&mut self, gpu: GpuId) -> &mut OnDevice {
+        let i = gpu.index();
+        if self.devices.len() <= i {
+            self.devices.resize_with(i + 1, OnDevice::default);
+        }
+        &mut self.devices[i]
     }
 
     /// A sandbox of `func` on `gpu` for one more invocation: an idle one (the most recently used
@@ -131,8 +163,15 @@ impl WarmPool {
         Some(id)
     }
 
-    /// Creates a sandbox of `func` on `gpu` (Starting, counting one use) unless the creation
-    /// cap is reached.
+    /// Whether a sandbox could be created on `gpu` now (its creation caps have room).
+    pub fn can_create(&self, gpu: GpuId) -> bool {
+        let on_device = self.devices.get(gpu.index()).map_or(0, |d| d.creating);
+        self.limits.max_creates.is_none_or(|m| self.creating < m)
+            && on_device < self.limits.creates_per_device
+    }
+
+    /// Creates a sandbox of `func` on `gpu` (Starting, counting one use) unless a creation cap
+    /// is reached.
     pub fn create(
         &mut self,
         func: FunctionId,
@@ -140,10 +179,13 @@ impl WarmPool {
         capacity: u32,
         now: Time,
     ) -> Option<SandboxId> {
-        if self.creating >= self.max_creates {
+        if !self.can_create(gpu) {
             return None;
         }
         self.creating += 1;
+        let d = self.on(gpu);
+        d.creating += 1;
+        d.sandboxes += 1;
         let id = SandboxId(self.next_id);
         self.next_id += 1;
         let sb = Sandbox {
@@ -168,6 +210,9 @@ impl WarmPool {
         {
             sb.state = SandboxState::Busy;
             self.creating -= 1;
+            if let Some(d) = self.devices.get_mut(sb.gpu.index()) {
+                d.creating -= 1;
+            }
             list_spare(&mut self.spare, sb);
         }
     }
@@ -178,9 +223,15 @@ impl WarmPool {
         let Some(sb) = self.sandboxes.get_mut(&id) else {
             return;
         };
+        let device = self.devices.get_mut(sb.gpu.index());
         match sb.state {
             SandboxState::Idle => return,
-            SandboxState::Starting => self.creating -= 1,
+            SandboxState::Starting => {
+                self.creating -= 1;
+                if let Some(d) = device {
+                    d.creating -= 1;
+                }
+            }
             SandboxState::Busy => unlist_spare(&mut self.spare, sb),
         }
         sb.running = sb.running.saturating_sub(1);
@@ -199,6 +250,11 @@ impl WarmPool {
     /// invocations still running in it.
     pub fn remove(&mut self, id: SandboxId) -> Option<Sandbox> {
         let sb = self.sandboxes.remove(&id)?;
+        let d = self.on(sb.gpu);
+        d.sandboxes -= 1;
+        if sb.state == SandboxState::Starting {
+            d.creating -= 1;
+        }
         match sb.state {
             SandboxState::Starting => self.creating -= 1,
             SandboxState::Idle => {
@@ -227,16 +283,46 @@ impl WarmPool {
         out
     }
 
-    /// Destroys least-recently-used idle sandboxes while the pool is over `max_sandboxes`.
+    /// Destroys least-recently-used idle sandboxes of `gpu` while it holds more than its cap,
+    /// then of the whole pool while it holds more than the worker-wide cap.
+    pub fn trim_device(&mut self, gpu: GpuId) -> Vec<Sandbox> {
+        let mut out = Vec::new();
+        let cap = self.limits.sandboxes_on(gpu.index());
+        while self.len_on(gpu) > cap {
+            // The least recently used idle sandbox of this device: a device over its cap holds
+            // more sandboxes than tokens, so some are idle, and the scan is short.
+            let sandboxes = &self.sandboxes;
+            let oldest = self
+                .idle_lru
+                .iter()
+                .find(|(_, id)| sandboxes.get(id).is_some_and(|sb| sb.gpu == gpu));
+            let Some(&(_, id)) = oldest else {
+                break;
+            };
+            out.extend(self.remove(id));
+        }
+        self.trim_pool(&mut out);
+        out
+    }
+
+    /// Applies every cap: each device's, then the worker-wide one.
     pub fn trim(&mut self) -> Vec<Sandbox> {
         let mut out = Vec::new();
-        while self.sandboxes.len() > self.max_sandboxes {
+        for g in 0..self.devices.len() {
+            out.extend(self.trim_device(GpuId(g as u16)));
+        }
+        self.trim_pool(&mut out);
+        out
+    }
+
+    fn trim_pool(&mut self, out: &mut Vec<Sandbox>) {
+        let cap = self.limits.max_sandboxes.unwrap_or(usize::MAX);
+        while self.sandboxes.len() > cap {
             let Some(&(_, id)) = self.idle_lru.first() else {
                 break;
             };
             out.extend(self.remove(id));
         }
-        out
     }
 
     /// When the next idle sandbox's TTL runs out.
@@ -257,6 +343,29 @@ impl WarmPool {
     /// The idle sandboxes of `func` on `gpu`, least recently used first.
     pub fn idle_on(&self, func: FunctionId, gpu: GpuId) -> impl Iterator<Item = SandboxId> + '_ {
         self.idle.get(&(func, gpu)).into_iter().flatten().copied()
+    }
+
+    /// The devices where `func` has idle sandboxes, with those sandboxes (least recently used
+    /// first), in device order.
+    pub fn idle_places(
+        &self,
+        func: FunctionId,
+    ) -> impl Iterator<Item = (GpuId, &[SandboxId])> + '_ {
+        self.idle
+            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
+            .map(|(&(_, g), v)| (g, v.as_slice()))
+    }
+
+    /// The devices where `func` has a busy sandbox with spare capacity, in device order.
+    pub fn spare_devices(&self, func: FunctionId) -> impl Iterator<Item = GpuId> + '_ {
+        self.spare
+            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
+            .map(|(&(_, g), _)| g)
+    }
+
+    /// Sandboxes on `gpu`, in any state.
+    pub fn len_on(&self, gpu: GpuId) -> usize {
+        self.devices.get(gpu.index()).map_or(0, |d| d.sandboxes)
     }
 
     /// The idle sandboxes of `func` on any device.

@@ -7,6 +7,7 @@
 //! answers "what should start now, where, and which memory must move".
 
 pub mod estimator;
+pub mod idmap;
 pub mod keepalive;
 pub mod memory;
 pub mod placement;

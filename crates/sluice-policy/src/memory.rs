@@ -22,9 +22,10 @@ mod params;
 
 pub use params::{FlowCoupling, MemoryParams, Rank};
 
+use crate::idmap::IdMap;
 use serde::{Deserialize, Serialize};
 use sluice_core::{GpuId, SandboxId, Time};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Where a sandbox's device memory is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +74,7 @@ pub struct DeviceMemory {
     capacity: Vec<u64>,
     limit: Vec<u64>,
     resident: Vec<u64>,
-    entries: HashMap<SandboxId, Entry>,
+    entries: IdMap<SandboxId, Entry>,
     /// Per device, idle resident sandboxes by (rank, last use, id): eviction order.
     idle_lru: Vec<BTreeSet<(Rank, Time, SandboxId)>>,
 }
@@ -88,7 +89,7 @@ impl DeviceMemory {
             capacity,
             limit,
             resident: vec![0; n],
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             idle_lru: vec![BTreeSet::new(); n],
         }
     }

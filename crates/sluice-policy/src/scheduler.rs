@@ -9,20 +9,29 @@
 //!
 //! Every invocation that starts holds one device token until it finishes, also when it shares a
 //! sandbox with others (a function with `concurrency` > 1): sharing saves the cold start and the
-//! memory, not the token. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
+//! memory, not the token. Under a batching policy a batch runs in one sandbox (`batching`).
+//!
+//! One dispatch step asks the queueing policy for an invocation in the context of the
+//! least-loaded device with a free token (for its warm preference), then chooses the device
+//! together with the function: placement (`placing`) sends it to a device that holds its warm
+//! sandbox or resident memory, else to its home, spilling only when the home is over its load
+//! bound. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
 
+mod batching;
 mod lifecycle;
+mod placing;
 mod types;
 
 pub use types::{Action, ConfigError, FunctionInfo, SchedulerConfig, Start};
 
 use crate::estimator::Estimator;
-use crate::keepalive::{Acquire, WarmPool};
+use crate::idmap::IdMap;
+use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
 use crate::memory::{DeviceMemory, FlowCoupling, Location, Rank};
+use crate::placement::Placement;
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
 use crate::slots::DeviceSlots;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
-use std::collections::HashMap;
 
 /// The composed scheduling state machine.
 pub struct Scheduler {
@@ -36,7 +45,15 @@ pub struct Scheduler {
     events: Vec<FlowEvent>,
     /// Sandboxes that failed while several invocations ran in them: their device, and how many
     /// of those invocations have not yet been reported (each still holds its token).
-    orphans: HashMap<SandboxId, (GpuId, u32)>,
+    orphans: IdMap<SandboxId, (GpuId, u32)>,
+    /// The devices as placement bins (loads: tokens in use).
+    placement: Placement<GpuId>,
+    /// Scratch for placement hints.
+    hints: Vec<(GpuId, u8)>,
+    keepalive: KeepAliveParams,
+    /// Sum and count of registered functions' device memory (for the pool's derived caps).
+    function_memory: (u128, u64),
+    batches: batching::Batches,
 }
 
 impl Scheduler {
@@ -51,17 +68,27 @@ impl Scheduler {
                 "need between 1 and 65535 devices".into(),
             ));
         }
-        Ok(Scheduler {
+        let placement =
+            placing::device_ring(&cfg.placement, gpu_memory.len(), cfg.slots.tokens_per_gpu)
+                .map_err(ConfigError::Invalid)?;
+        let mut s = Scheduler {
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
-            pool: WarmPool::new(&cfg.keepalive),
+            pool: WarmPool::new(&cfg.keepalive, crate::keepalive::PoolLimits::unlimited()),
             estimator: Estimator::new(&cfg.estimator),
             functions: Vec::new(),
             coupling: cfg.memory.flow_coupling,
             events: Vec::new(),
-            orphans: HashMap::new(),
-        })
+            orphans: IdMap::default(),
+            placement,
+            hints: Vec::new(),
+            keepalive: cfg.keepalive.clone(),
+            function_memory: (0, 0),
+            batches: batching::Batches::default(),
+        };
+        s.pool.set_limits(s.pool_limits());
+        Ok(s)
     }
 
     /// Declares (or updates) a function.
@@ -70,7 +97,17 @@ impl Scheduler {
             self.functions
                 .resize(func.index() + 1, FunctionInfo::default());
         }
-        self.functions[func.index()] = info;
+        let old = std::mem::replace(&mut self.functions[func.index()], info);
+        let (sum, count) = &mut self.function_memory;
+        if old.gpu_mem_bytes > 0 {
+            *sum -= u128::from(old.gpu_mem_bytes);
+            *count -= 1;
+        }
+        if info.gpu_mem_bytes > 0 {
+            *sum += u128::from(info.gpu_mem_bytes);
+            *count += 1;
+        }
+        self.pool.set_limits(self.pool_limits());
         if let Some(d) = info.fixed_estimate {
             self.estimator.set_fixed(func, d);
         }
@@ -105,6 +142,7 @@ impl Scheduler {
     /// Flow-state changes are applied before dispatching (so a flow that just turned Active has
     /// its memory on the way before it starts) and again after (dispatch changes states too).
     pub fn poll(&mut self, now: Time, out: &mut Vec<Action>) {
+        self.emit_ready(out);
         self.queue.tick(now);
         for sb in self.pool.expire(now) {
             self.memory.remove(sb.id);
@@ -117,26 +155,31 @@ impl Scheduler {
 
     fn dispatch(&mut self, now: Time, out: &mut Vec<Action>) {
         while !self.queue.is_empty() {
-            let Some(gpu) = self.slots.acquire() else {
+            // The queueing policy chooses for the least-loaded device with a free token (its
+            // warm preference looks there); placement then chooses the device for the function.
+            let Some(candidate) = self.slots.least_loaded() else {
                 break;
             };
             let (pool, memory) = (&self.pool, &self.memory);
-            // Warm: an idle sandbox with its memory on the device, or a running one (always
-            // resident) that can take one more invocation.
-            let warm = |f: FunctionId| {
-                pool.has_spare(f, gpu)
-                    || pool
-                        .idle_on(f, gpu)
-                        .any(|sb| memory.location(sb) == Some(Location::Device))
+            let warm = |f: FunctionId| placing::warm_on(pool, memory, f, candidate);
+            let ctx = DispatchCtx {
+                gpu: candidate,
+                warm: &warm,
             };
-            let ctx = DispatchCtx { gpu, warm: &warm };
             let Some(inv) = self.queue.dispatch(now, &ctx) else {
-                self.slots.release(gpu);
                 break;
             };
+            if self.join_batch(inv) {
+                continue;
+            }
+            let gpu = self.device_for(inv.func, candidate);
+            if !self.take_token(gpu) {
+                self.queue.requeue_front(inv, now);
+                break;
+            }
             if !self.place(inv, gpu, now, out) {
                 self.queue.requeue_front(inv, now);
-                self.slots.release(gpu);
+                self.return_token(gpu);
                 break;
             }
         }
@@ -166,7 +209,8 @@ impl Scheduler {
                     cold,
                     moves,
                 }));
-                for sb in self.pool.trim() {
+                self.batch_started(inv.func, sandbox);
+                for sb in self.pool.trim_device(gpu) {
                     self.memory.remove(sb.id);
                     out.push(Action::Destroy(sb.id));
                 }
@@ -262,6 +306,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod placing_tests;
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]

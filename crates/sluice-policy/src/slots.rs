@@ -1,9 +1,10 @@
 //! Device concurrency tokens: each GPU (or MIG instance) runs at most D invocations at once.
 //!
-//! A token is taken from the least-loaded device that has one free and, when a utilisation gate
-//! is configured, whose last utilisation sample is at or below the gate. Ties go to the lowest
-//! device id, so the choice is deterministic. Devices are few (≤ dozens), so a linear pass over
-//! them is the fastest structure.
+//! A token is taken from a device that has one free and, when a utilisation gate is configured,
+//! whose last utilisation sample is at or below the gate: the device placement chose
+//! ([`DeviceSlots::take`]), or the least-loaded one ([`DeviceSlots::acquire`]; ties go to the
+//! lowest device id, so the choice is deterministic). Devices are few (≤ dozens), so a linear
+//! pass over them is the fastest structure.
 
 use serde::{Deserialize, Serialize};
 use sluice_core::GpuId;
@@ -71,8 +72,16 @@ impl DeviceSlots {
         self.tokens
     }
 
-    /// Takes a token from the least-loaded eligible device.
-    pub fn acquire(&mut self) -> Option<GpuId> {
+    /// Whether `gpu` has a free token and passes the utilisation gate.
+    pub fn has_free(&self, gpu: GpuId) -> bool {
+        let i = gpu.index();
+        self.in_use
+            .get(i)
+            .is_some_and(|&used| used < self.tokens && self.gate.is_none_or(|g| self.util[i] <= g))
+    }
+
+    /// The least-loaded eligible device (ties: lowest id), without taking its token.
+    pub fn least_loaded(&self) -> Option<GpuId> {
         let mut best: Option<usize> = None;
         for (i, &used) in self.in_use.iter().enumerate() {
             if used >= self.tokens || self.gate.is_some_and(|g| self.util[i] > g) {
@@ -82,9 +91,22 @@ impl DeviceSlots {
                 best = Some(i);
             }
         }
-        let i = best?;
-        self.in_use[i] += 1;
-        Some(GpuId(i as u16))
+        best.map(|i| GpuId(i as u16))
+    }
+
+    /// Takes a token of `gpu`; false (and nothing taken) if it has none free.
+    pub fn take(&mut self, gpu: GpuId) -> bool {
+        if !self.has_free(gpu) {
+            return false;
+        }
+        self.in_use[gpu.index()] += 1;
+        true
+    }
+
+    /// Takes a token from the least-loaded eligible device.
+    pub fn acquire(&mut self) -> Option<GpuId> {
+        let gpu = self.least_loaded()?;
+        self.take(gpu).then_some(gpu)
     }
 
     /// Returns a token taken from `gpu`. Returning a token never taken is ignored.

@@ -2,11 +2,13 @@ use super::*;
 use proptest::prelude::*;
 
 fn pool(ttl_s: f64, max: usize, creates: usize) -> WarmPool {
-    WarmPool::new(&KeepAliveParams {
+    let params = KeepAliveParams {
         ttl_s,
-        max_sandboxes: max,
-        max_concurrent_creates: creates,
-    })
+        max_sandboxes: Some(max),
+        max_concurrent_creates: Some(creates),
+        ..KeepAliveParams::default()
+    };
+    WarmPool::new(&params, PoolLimits::derive(&params, 2, &[1 << 30; 2], None))
 }
 
 fn t(s: u64) -> Time {
@@ -90,7 +92,7 @@ fn ttl_expiry_and_lru_trim() {
         p.release(id, t(i as u64));
         ids.push(id);
     }
-    let trimmed: Vec<_> = p.trim().iter().map(|s| s.id).collect();
+    let trimmed: Vec<_> = p.trim_device(G).iter().map(|s| s.id).collect();
     assert_eq!(trimmed, vec![ids[0]]);
     assert_eq!(p.next_expiry(), Some(t(11)));
     assert!(p.expire(t(10)).is_empty());
@@ -208,6 +210,12 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
         );
         starting += usize::from(sb.state == SandboxState::Starting);
     }
+    for (g, d) in p.devices.iter().enumerate() {
+        let on = p.sandboxes.values().filter(|sb| sb.gpu.index() == g);
+        prop_assert_eq!(on.clone().count(), d.sandboxes, "device {} count", g);
+        let starting = on.filter(|sb| sb.state == SandboxState::Starting).count();
+        prop_assert_eq!(starting, d.creating, "device {} creating", g);
+    }
     let spare: usize = p.spare.values().map(|s| s.len()).sum();
     prop_assert!(spare <= p.sandboxes.len());
     prop_assert_eq!(starting, p.creating());
@@ -260,4 +268,45 @@ proptest! {
             check(&p)?;
         }
     }
+}
+
+#[test]
+fn per_device_caps_trim_and_block_per_device() {
+    let params = KeepAliveParams::default();
+    let limits = PoolLimits {
+        max_sandboxes: None,
+        max_creates: None,
+        sandboxes_per_device: vec![2, 2],
+        creates_per_device: 1,
+    };
+    let mut p = WarmPool::new(&params, limits);
+    let Acquire::Cold(a) = p.acquire(F, G, 1, t(0), any) else {
+        panic!()
+    };
+    assert_eq!(p.acquire(FunctionId(1), G, 1, t(0), any), Acquire::Blocked);
+    assert!(
+        matches!(
+            p.acquire(FunctionId(1), GpuId(1), 1, t(0), any),
+            Acquire::Cold(_)
+        ),
+        "the other device has its own creation cap"
+    );
+    p.started(a);
+    p.release(a, t(1));
+    for f in 1..3 {
+        let Acquire::Cold(id) = p.acquire(FunctionId(f), G, 1, t(2), any) else {
+            panic!()
+        };
+        p.started(id);
+        p.release(id, t(2 + u64::from(f)));
+    }
+    assert_eq!(p.len_on(G), 3);
+    let trimmed: Vec<_> = p.trim_device(G).iter().map(|s| s.id).collect();
+    assert_eq!(
+        trimmed,
+        vec![a],
+        "the device's least recently used idle sandbox"
+    );
+    assert_eq!((p.len_on(G), p.len_on(GpuId(1))), (2, 1));
+    assert!(p.trim().is_empty());
 }

@@ -4,35 +4,47 @@
 use serde::{Deserialize, Serialize};
 use sluice_core::{FunctionId, GpuId, SandboxId, Time};
 
-/// Keep-alive parameters.
+/// Keep-alive parameters. The caps on sandboxes are derived per device from the devices and
+/// the functions' memory (see [`PoolLimits`](super::PoolLimits)); the two worker-wide keys
+/// override that derivation when set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeepAliveParams {
     /// Idle sandboxes older than this are destroyed (seconds; 0 destroys at once).
     pub ttl_s: f64,
-    /// Most sandboxes kept (idle, running and starting together) before LRU idle ones go.
-    pub max_sandboxes: usize,
-    /// Most sandboxes being created at once; further cold starts wait.
-    pub max_concurrent_creates: usize,
+    /// Worker-wide: most sandboxes kept (idle, running and starting together) before LRU idle
+    /// ones go. `None` (default): derived per device, `memory_factor` device memories' worth.
+    pub max_sandboxes: Option<usize>,
+    /// Worker-wide: most sandboxes being created at once; further cold starts wait. `None`
+    /// (default): derived, D per device (one per token).
+    pub max_concurrent_creates: Option<usize>,
+    /// A device keeps sandboxes whose memory adds up to this many times its own memory
+    /// (resident plus pushed to host) when `max_sandboxes` is not set.
+    pub memory_factor: f64,
 }
 
 impl Default for KeepAliveParams {
     fn default() -> Self {
         KeepAliveParams {
             ttl_s: 600.0,
-            max_sandboxes: 64,
-            max_concurrent_creates: 4,
+            max_sandboxes: None,
+            max_concurrent_creates: None,
+            memory_factor: 4.0,
         }
     }
 }
 
 impl KeepAliveParams {
+    /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.ttl_s.is_finite() && self.ttl_s >= 0.0) {
             return Err("keepalive.ttl_s must be a non-negative number of seconds".into());
         }
-        if self.max_sandboxes == 0 || self.max_concurrent_creates == 0 {
+        if self.max_sandboxes == Some(0) || self.max_concurrent_creates == Some(0) {
             return Err("keepalive.max_sandboxes and max_concurrent_creates must be ≥ 1".into());
+        }
+        if !(self.memory_factor.is_finite() && self.memory_factor > 0.0) {
+            return Err("keepalive.memory_factor must be a positive number".into());
         }
         Ok(())
     }

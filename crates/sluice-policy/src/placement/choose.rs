@@ -91,7 +91,7 @@ impl<B: BinId> Placement<B> {
             0 => usize::MAX,
             n => n,
         };
-        if let Some(found) = self.walk(start, probes, |s| usable(s) && self.acceptable(s)) {
+        if let Some(found) = self.walk(start, probes, |s| usable(s) && self.acceptable(s, 0.0)) {
             return Some(found);
         }
         self.fallback(req).map(|s| (s, ChoiceKind::Fallback))
@@ -106,7 +106,7 @@ impl<B: BinId> Placement<B> {
                 continue;
             }
             let Ok(s) = self.slot(id) else { continue };
-            if !(req.usable)(id) || !self.acceptable(s) {
+            if !(req.usable)(id) || !self.acceptable(s, self.params.hint_slack) {
                 continue;
             }
             let cand = (*level, s == home, self.relative_load(s), s);

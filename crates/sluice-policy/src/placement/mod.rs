@@ -17,7 +17,8 @@
 //!   over its bound), so spills are themselves sticky: the same key spills to the same bins.
 //! - **Locality hints**: the caller lists bins that hold something for the key (a warm
 //!   sandbox, resident memory) with a level (higher is better); the best acceptable hinted bin
-//!   wins over the walk.
+//!   wins over the walk. A hinted bin stays acceptable up to `hint_slack` above its bound
+//!   (default 1: one more warm start beats a cold one elsewhere; 0 is the plain rule).
 //! - **Usable**: a hard filter from the caller (a GPU with a free token, a live worker with
 //!   capacity); an unusable bin is never chosen.
 //! - **Power-of-two-choices fallback**: when none of the first `probes` distinct bins clockwise
@@ -303,9 +304,9 @@ impl<B: BinId> Placement<B> {
         (x - 1e-9).ceil()
     }
 
-    /// Whether one more unit fits under the bin's bound.
-    fn acceptable(&self, slot: usize) -> bool {
-        self.bins[slot].load + 1.0 <= self.bound_at(slot) + 1e-9
+    /// Whether one more unit fits under the bin's bound (plus `slack`).
+    fn acceptable(&self, slot: usize, slack: f64) -> bool {
+        self.bins[slot].load + 1.0 <= self.bound_at(slot) + slack + 1e-9
     }
 
     /// The bin of the first ring point clockwise from `key` (`None` without bins).

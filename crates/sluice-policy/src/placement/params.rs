@@ -18,6 +18,11 @@ pub struct PlacementParams {
     /// Distinct bins examined clockwise from the home before the power-of-two fallback; 0
     /// examines every bin.
     pub probes: usize,
+    /// A hinted bin (one that holds something for the key) stays acceptable up to this much
+    /// load above its bound: reusing a warm sandbox is worth more than balance when the
+    /// alternative is a cold start (seconds) and a copy of the function's memory. 0 applies the
+    /// plain bound to hinted bins too.
+    pub hint_slack: f64,
     /// CH-RLU popularity gate (Fuerst & Sharma, HPDC'22): only keys the caller marks popular
     /// spill past their home; the others stay home while it is usable, whatever its load.
     pub popularity_gate: bool,
@@ -35,6 +40,7 @@ impl Default for PlacementParams {
             epsilon: 0.25,
             vnodes_per_weight: 100,
             probes: 8,
+            hint_slack: 1.0,
             popularity_gate: false,
             jitter: 0.0,
             seed: 0,
@@ -53,6 +59,11 @@ impl PlacementParams {
         if self.vnodes_per_weight == 0 {
             return Err(PlacementError::Invalid(
                 "placement.vnodes_per_weight must be at least 1".into(),
+            ));
+        }
+        if !(self.hint_slack.is_finite() && self.hint_slack >= 0.0) {
+            return Err(PlacementError::Invalid(
+                "placement.hint_slack must be a non-negative number".into(),
             ));
         }
         if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {

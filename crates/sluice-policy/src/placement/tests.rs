@@ -194,7 +194,25 @@ fn hints_win_among_acceptable_bins_and_the_usable_filter_is_hard() {
     let hints = [(other, 1u8), (home, 1)];
     let r = Request { hints: &hints, ..r };
     assert_eq!(p.choose(&r).unwrap().kind, ChoiceKind::Home);
-    // A hinted bin over its bound is passed over: the walk decides.
+    // A hinted bin over its bound is passed over: the walk decides. Within the slack (1 by
+    // default) above its bound it is still taken; with no slack it is not.
+    p.set_load(&other, 1.0).unwrap();
+    let hints = [(other, 2u8)];
+    let r = Request { hints: &hints, ..r };
+    assert_eq!(
+        p.choose(&r).unwrap().bin,
+        other,
+        "bound 1, load 1: within the slack"
+    );
+    let mut strict = ring(
+        &[(1, 1), (2, 1), (3, 1), (4, 1)],
+        PlacementParams {
+            hint_slack: 0.0,
+            ..Default::default()
+        },
+    );
+    strict.set_load(&other, 1.0).unwrap();
+    assert_eq!(strict.choose(&r).unwrap().bin, home);
     p.set_load(&other, 5.0).unwrap();
     let hints = [(other, 2u8)];
     let r = Request { hints: &hints, ..r };

@@ -6,7 +6,9 @@
 //! until `max` of them have been dispatched or its queue is empty; then pick again. Invocations of
 //! the batch's function that arrive while it runs join the batch. A requeue of the batch's function
 //! gives the batch back one dispatch. Functions live in the ordered set of [`HeadOrdered`]
-//! (`sjf.rs`) keyed by `(head arrival, head sequence number, function)`: O(log n) per operation.
+//! (`heads.rs`) keyed by `(head arrival, head sequence number, function)`: O(log n) per operation.
+//! The scheduler runs a batch in one sandbox (up to the function's `concurrency` at once), as the
+//! MQFQ-Sticky authors' batching does: see `scheduler/batching.rs`.
 
 use super::heads::HeadOrdered;
 use super::{DispatchCtx, QueuePolicy};
@@ -74,6 +76,10 @@ impl QueuePolicy for Batch {
 
     fn len(&self) -> usize {
         self.inner.len()
+    }
+
+    fn batches_in_one_sandbox(&self) -> bool {
+        true
     }
 }
 

@@ -120,6 +120,13 @@ pub trait QueuePolicy: Send {
         let _ = func;
         None
     }
+
+    /// Whether a function's invocations dispatched back to back should run one after another
+    /// in one sandbox (a batch), rather than each in a sandbox of its own. The scheduler then
+    /// lines them up behind the sandbox running the batch (`batch`).
+    fn batches_in_one_sandbox(&self) -> bool {
+        false
+    }
 }
 
 /// Parameters of all policies, with documented defaults; unknown keys are rejected.

@@ -9,10 +9,12 @@
 //! start tag, so eligibility is a prefix of that set and no operation scans every flow:
 //! enqueue, dispatch and completion cost O(log n), dispatch O(k·log n) with top-k selection.
 //!
-//! MQFQ-Sticky adds (a) anticipation: a flow whose queue empties stays Active for a TTL after its
-//! last completion, so its sandbox and device memory stay hot; (b) locality: among the first
-//! `top_k` eligible flows it prefers one with an idle warm sandbox on the GPU whose token was
-//! taken; (c) stickiness: it keeps serving the flow it last served on that GPU while that flow is
+//! Both prefer, among the first `top_k` eligible flows, one with a warm sandbox (memory resident)
+//! on the device the dispatch is for, as the authors' MQFQ does. MQFQ-Sticky adds (a)
+//! anticipation: a flow whose queue empties stays Active for a TTL after its last completion, so
+//! its sandbox and device memory stay hot; (b) cold-start avoidance: with no warm flow it takes
+//! one with nothing in flight (whose cold start is unavoidable) over a running one; (c)
+//! stickiness: it keeps serving the flow it last served on that GPU while that flow is
 //! backlogged and eligible (the throttle threshold bounds how far this runs ahead).
 
 use super::{DispatchCtx, FlowEvent, FlowState, QueuePolicy};
@@ -124,7 +126,8 @@ pub struct Mqfq {
     vt: u64,
     throttle: u64,
     ttl: Option<Ttl>,
-    prefer_warm: bool,
+    /// Without a warm flow, take one with nothing in flight before a running one.
+    avoid_second_cold: bool,
     sticky: bool,
     top_k: usize,
     /// Per GPU, the flow last dispatched there.
@@ -134,7 +137,7 @@ pub struct Mqfq {
 }
 
 impl Mqfq {
-    /// Plain MQFQ: no anticipation, no locality preference, no stickiness.
+    /// Plain MQFQ: the warm preference only; no anticipation, no stickiness.
     pub fn plain(params: MqfqParams) -> Self {
         Self::with("mqfq", params.throttle_s, None, false, false, params.top_k)
     }
@@ -155,7 +158,7 @@ impl Mqfq {
         name: &'static str,
         throttle_s: f64,
         ttl: Option<Ttl>,
-        prefer_warm: bool,
+        avoid_second_cold: bool,
         sticky: bool,
         top_k: usize,
     ) -> Self {
@@ -167,7 +170,7 @@ impl Mqfq {
             vt: 0,
             throttle: Dur::from_secs_f64(throttle_s).as_micros(),
             ttl,
-            prefer_warm,
+            avoid_second_cold,
             sticky,
             top_k: top_k.max(1),
             last_served: Vec::new(),
@@ -281,11 +284,11 @@ impl Mqfq {
 
     /// Chooses the flow to serve on `ctx.gpu`.
     ///
-    /// Plain MQFQ takes the eligible flow with the smallest start tag. MQFQ-Sticky first keeps
-    /// serving the flow it last served on this GPU if that flow has an idle warm sandbox here;
-    /// otherwise, among the first `top_k` eligible flows, it takes the first with a warm
-    /// sandbox, else the first with nothing in flight (its cold start is unavoidable), else the
-    /// first eligible flow (which will start a second sandbox).
+    /// Among the first `top_k` eligible flows both take the first with a warm sandbox here,
+    /// else plain MQFQ takes the eligible flow with the smallest start tag. MQFQ-Sticky first
+    /// keeps serving the flow it last served on this GPU if that flow has a warm sandbox here;
+    /// with no warm flow it takes the first with nothing in flight (its cold start is
+    /// unavoidable), else the first eligible flow (which will start a second sandbox).
     fn choose(&self, ctx: &DispatchCtx<'_>) -> Option<u32> {
         let gpu = ctx.gpu.index();
         if self.sticky {
@@ -302,11 +305,11 @@ impl Mqfq {
             if !self.eligible(start) {
                 break;
             }
-            if !self.prefer_warm || (ctx.warm)(FunctionId(f)) {
+            if (ctx.warm)(FunctionId(f)) {
                 return Some(f);
             }
             first.get_or_insert(f);
-            if self.flows[f as usize].in_flight == 0 {
+            if self.avoid_second_cold && self.flows[f as usize].in_flight == 0 {
                 idle_flow.get_or_insert(f);
             }
         }

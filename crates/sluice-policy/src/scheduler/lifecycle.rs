@@ -12,13 +12,20 @@ impl Scheduler {
         self.pool.started(sandbox);
     }
 
-    /// An invocation that ran in `sandbox` finished after executing for `exec`.
+    /// An invocation that ran in `sandbox` finished after executing for `exec`. If the sandbox
+    /// has a line (a batch), the next invocation in it starts there with the same token.
     pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
         match self.pool.get(sandbox) {
             Some(sb) if sb.running > 0 => {
-                self.slots.release(sb.gpu);
-                self.pool.release(sandbox, now);
-                self.memory.release(sandbox, now);
+                let gpu = sb.gpu;
+                if !self.next_in_line(sandbox, gpu) {
+                    self.return_token(gpu);
+                    self.pool.release(sandbox, now);
+                    self.memory.release(sandbox, now);
+                    if self.pool.get(sandbox).is_some_and(|sb| sb.running == 0) {
+                        self.batch_ended(func, sandbox, now);
+                    }
+                }
             }
             Some(_) => {}
             None => {
@@ -36,9 +43,10 @@ impl Scheduler {
     /// others (with `concurrency` > 1) each free their own token when reported, as failed or
     /// as finished.
     pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
+        self.batch_ended(func, sandbox, now);
         if let Some(sb) = self.pool.remove(sandbox) {
             if sb.running > 0 {
-                self.slots.release(sb.gpu);
+                self.return_token(sb.gpu);
                 self.queue.complete(func, now);
             }
             if sb.running > 1 {
@@ -55,26 +63,21 @@ impl Scheduler {
         let Some((gpu, left)) = self.orphans.get_mut(&sandbox) else {
             return false;
         };
-        self.slots.release(*gpu);
+        let gpu = *gpu;
         *left -= 1;
         if *left == 0 {
             self.orphans.remove(&sandbox);
         }
+        self.return_token(gpu);
         true
     }
 
-    /// Creates a sandbox for `func` ahead of demand on the device with the most free memory, if
-    /// the creation cap and memory allow; the engine starts it and then calls
-    /// [`Scheduler::prewarm_done`]. Returns the sandbox and its device.
+    /// Creates a sandbox for `func` ahead of demand on the device placement chooses for it
+    /// (its home unless that is over its load bound; any device, tokens or not), if the creation
+    /// cap and memory allow; the engine starts it and then calls [`Scheduler::prewarm_done`].
+    /// Returns the sandbox and its device.
     pub fn prewarm(&mut self, func: FunctionId, now: Time) -> Option<(SandboxId, GpuId)> {
-        let gpu = (0..self.slots.gpus())
-            .map(|g| GpuId(g as u16))
-            .max_by_key(|&g| {
-                (
-                    self.memory.limit(g).saturating_sub(self.memory.resident(g)),
-                    std::cmp::Reverse(g),
-                )
-            })?;
+        let gpu = self.home_of(func)?;
         let capacity = self.info(func).concurrency;
         let sb = self.pool.create(func, gpu, capacity, now)?;
         let rank = self.rank_of(func);

@@ -160,7 +160,7 @@ fn creation_cap_defers_cold_starts() {
         policy: "fcfs".into(),
         ..SchedulerConfig::default()
     };
-    cfg.keepalive.max_concurrent_creates = 1;
+    cfg.keepalive.max_concurrent_creates = Some(1);
     let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
     s.submit(InvocationId(0), FunctionId(0), ms(0));
     s.submit(InvocationId(1), FunctionId(1), ms(0));
@@ -257,8 +257,8 @@ fn prewarm_creates_an_idle_warm_sandbox() {
     s.submit(InvocationId(0), FunctionId(0), ms(10));
     let mut out = Vec::new();
     s.poll(ms(10), &mut out);
-    // Both devices are empty: the prewarm went to gpu 0, as does the least-loaded token.
+    // The prewarm went to the function's home; the start follows its warm sandbox there.
     let st = starts(&out);
-    assert_eq!((gpu, st.len()), (GpuId(0), 1));
+    assert_eq!(st.len(), 1);
     assert_eq!((st[0].gpu, st[0].cold, st[0].sandbox), (gpu, false, sb));
 }

@@ -4,6 +4,7 @@
 use crate::estimator::EstimatorParams;
 use crate::keepalive::KeepAliveParams;
 use crate::memory::{MemMove, MemoryParams};
+use crate::placement::PlacementParams;
 use crate::queue::{self, QueueParams};
 use crate::slots::SlotParams;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ pub struct SchedulerConfig {
     pub memory: MemoryParams,
     pub keepalive: KeepAliveParams,
     pub estimator: EstimatorParams,
+    /// Which device a start goes to (consistent hashing with bounded loads over the devices,
+    /// weighted by their tokens; see [`crate::placement`]).
+    pub placement: PlacementParams,
 }
 
 impl Default for SchedulerConfig {
@@ -31,6 +35,7 @@ impl Default for SchedulerConfig {
             memory: MemoryParams::default(),
             keepalive: KeepAliveParams::default(),
             estimator: EstimatorParams::default(),
+            placement: PlacementParams::default(),
         }
     }
 }

@@ -1,0 +1,262 @@
+//! Device choice, batches in one sandbox and the derived pool caps, through the scheduler.
+
+use super::*;
+use crate::placement::{Key, PlacementParams};
+use proptest::prelude::*;
+
+const MB: u64 = 1 << 20;
+
+fn ms(x: u64) -> Time {
+    Time::from_micros(x * 1_000)
+}
+
+fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
+    let cfg = SchedulerConfig {
+        policy: policy.into(),
+        ..SchedulerConfig::default()
+    };
+    let mut s = Scheduler::new(&cfg, vec![mem_mb * MB; gpus]).unwrap();
+    for f in 0..8 {
+        let info = FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        };
+        s.register(FunctionId(f), info);
+    }
+    s
+}
+
+fn poll(s: &mut Scheduler, now: Time) -> Vec<Start> {
+    let mut out = Vec::new();
+    s.poll(now, &mut out);
+    out.into_iter()
+        .filter_map(|a| match a {
+            Action::Start(st) => Some(st),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The device a function's home is on, as an independent ring of the same devices says.
+fn home(gpus: usize, f: u32) -> GpuId {
+    let ring = placing::device_ring(&PlacementParams::default(), gpus, 2).unwrap();
+    *ring.home(Key::of_u64(u64::from(f))).unwrap()
+}
+
+#[test]
+fn a_function_starts_on_its_home_and_comes_back_to_its_warm_sandbox() {
+    let mut s = sched("fcfs", 8, 1000);
+    // Functions whose homes hold at most two of them (D = 2 tokens each).
+    let mut per_home = std::collections::BTreeMap::<GpuId, u32>::new();
+    let fs: Vec<u32> = (0..8u32)
+        .filter(|&f| {
+            let n = per_home.entry(home(8, f)).or_default();
+            *n += 1;
+            *n <= 2
+        })
+        .collect();
+    for &f in &fs {
+        s.submit(InvocationId(u64::from(f)), FunctionId(f), ms(0));
+        let st = poll(&mut s, ms(0));
+        assert_eq!(st.len(), 1);
+        assert_eq!(
+            st[0].gpu,
+            home(8, f),
+            "fn {f} starts at home, not on the least-loaded device"
+        );
+        s.sandbox_ready(st[0].sandbox);
+        s.finished(st[0].sandbox, FunctionId(f), Dur::from_millis(1), ms(1));
+    }
+    // Later invocations, all at once, find the warm sandboxes where they are.
+    for &f in &fs {
+        s.submit(InvocationId(100 + u64::from(f)), FunctionId(f), ms(2));
+    }
+    let st = poll(&mut s, ms(2));
+    assert_eq!(st.len(), fs.len());
+    assert!(st.iter().all(|x| !x.cold && x.gpu == home(8, x.inv.func.0)));
+}
+
+#[test]
+fn a_busy_home_spills_and_the_spill_stays_warm() {
+    let mut s = sched("fcfs", 4, 1000);
+    let f = FunctionId(3);
+    for i in 0..3 {
+        s.submit(InvocationId(i), f, ms(0));
+    }
+    let st = poll(&mut s, ms(0));
+    let gpus: std::collections::BTreeSet<GpuId> = st.iter().map(|x| x.gpu).collect();
+    assert_eq!(st.len(), 3);
+    assert!(gpus.contains(&home(4, 3)));
+    assert!(gpus.len() >= 2, "over its bound the home spills: {gpus:?}");
+    for x in &st {
+        s.sandbox_ready(x.sandbox);
+        s.finished(x.sandbox, f, Dur::from_millis(1), ms(1));
+    }
+    for i in 0..3 {
+        s.submit(InvocationId(10 + i), f, ms(2));
+    }
+    let again = poll(&mut s, ms(2));
+    assert!(
+        again.iter().all(|x| !x.cold),
+        "the same three sandboxes serve again"
+    );
+    let again: std::collections::BTreeSet<GpuId> = again.iter().map(|x| x.gpu).collect();
+    assert_eq!(again, gpus);
+}
+
+#[test]
+fn a_batch_runs_in_one_sandbox_back_to_back() {
+    let mut s = sched("batch", 1, 1000);
+    let f = FunctionId(0);
+    for i in 0..4 {
+        s.submit(InvocationId(i), f, ms(0));
+    }
+    let st = poll(&mut s, ms(0));
+    assert_eq!(
+        st.len(),
+        1,
+        "the second token does not cold-start a second sandbox"
+    );
+    assert_eq!(s.in_lines(), 3);
+    assert_eq!(s.tokens_in_use(GpuId(0)), 1);
+    let sb = st[0].sandbox;
+    s.sandbox_ready(sb);
+    for i in 1..4u64 {
+        s.finished(sb, f, Dur::from_millis(5), ms(5 * i));
+        let next = poll(&mut s, ms(5 * i));
+        assert_eq!(next.len(), 1);
+        assert_eq!(
+            (next[0].inv.id, next[0].sandbox, next[0].cold),
+            (InvocationId(i), sb, false)
+        );
+        assert_eq!(
+            s.tokens_in_use(GpuId(0)),
+            1,
+            "the token passes along the line"
+        );
+    }
+    s.finished(sb, f, Dur::from_millis(5), ms(20));
+    assert_eq!(s.tokens_in_use(GpuId(0)), 0);
+    assert_eq!(s.pool().counts(), (0, 1, 0));
+}
+
+#[test]
+fn a_failed_batch_sandbox_returns_its_line_to_the_queue() {
+    let mut s = sched("batch", 1, 1000);
+    let f = FunctionId(0);
+    for i in 0..3 {
+        s.submit(InvocationId(i), f, ms(0));
+    }
+    let sb = poll(&mut s, ms(0))[0].sandbox;
+    s.sandbox_failed(sb, f, ms(1));
+    assert_eq!((s.in_lines(), s.queued()), (0, 2));
+    let st = poll(&mut s, ms(1));
+    assert_eq!(st[0].inv.id, InvocationId(1), "in order");
+    assert!(st[0].cold && st[0].sandbox != sb);
+}
+
+#[test]
+fn plain_mqfq_prefers_a_flow_with_a_warm_sandbox() {
+    let mut s = sched("mqfq", 1, 1000);
+    s.submit(InvocationId(0), FunctionId(1), ms(0));
+    let st = poll(&mut s, ms(0));
+    s.sandbox_ready(st[0].sandbox);
+    s.finished(st[0].sandbox, FunctionId(1), Dur::from_millis(1), ms(1));
+    // Flow 0 has the smaller tag, but flow 1 is warm.
+    s.submit(InvocationId(1), FunctionId(0), ms(2));
+    s.submit(InvocationId(2), FunctionId(1), ms(2));
+    s.slots.take(GpuId(0));
+    let st = poll(&mut s, ms(2));
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].inv.func, st[0].cold), (FunctionId(1), false));
+}
+
+#[test]
+fn pool_caps_follow_the_devices_and_the_functions_memory() {
+    let s = sched("fcfs", 4, 24 * 1024);
+    // 100 MB functions on 24 GiB devices: 4 × 24 GiB / 100 MiB, capped.
+    let caps = &s.pool().limits().sandboxes_per_device;
+    assert_eq!(caps.len(), 4);
+    assert!(caps.iter().all(|&c| c == 983), "{caps:?}");
+    assert_eq!(s.pool().limits().creates_per_device, 2);
+    let mut cfg = SchedulerConfig::default();
+    cfg.keepalive.max_sandboxes = Some(64);
+    let s = Scheduler::new(&cfg, vec![MB; 4]).unwrap();
+    assert_eq!(s.pool().limits().max_sandboxes, Some(64));
+}
+
+#[test]
+fn a_device_keeps_only_its_cap_of_sandboxes() {
+    // 1 GiB devices, 100 MB functions, memory_factor 0.5: 5 sandboxes per device.
+    let mut cfg = SchedulerConfig {
+        policy: "fcfs".into(),
+        ..SchedulerConfig::default()
+    };
+    cfg.keepalive.memory_factor = 0.5;
+    let mut s = Scheduler::new(&cfg, vec![1024 * MB]).unwrap();
+    for f in 0..8 {
+        let info = FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        };
+        s.register(FunctionId(f), info);
+    }
+    for f in 0..8u32 {
+        s.submit(InvocationId(u64::from(f)), FunctionId(f), ms(u64::from(f)));
+        let st = poll(&mut s, ms(u64::from(f)));
+        s.sandbox_ready(st[0].sandbox);
+        s.finished(
+            st[0].sandbox,
+            FunctionId(f),
+            Dur::from_millis(1),
+            ms(u64::from(f)),
+        );
+        assert!(s.pool().len_on(GpuId(0)) <= 5);
+    }
+    assert_eq!(s.pool().len(), 5);
+}
+
+proptest! {
+    /// On several devices, under every policy: a start goes to a device with a free token, a
+    /// function with a warm resident sandbox on a device with a free token that is within its
+    /// bound never cold-starts elsewhere, and tokens stay within D per device.
+    #[test]
+    fn starts_respect_tokens_and_locality(
+        policy in prop::sample::select(crate::queue::POLICY_NAMES),
+        arrivals in proptest::collection::vec((0u32..8, 0u64..20), 1..150),
+        gpus in 2usize..6,
+    ) {
+        let mut s = sched(policy, gpus, 1000);
+        let mut now = Time::ZERO;
+        let mut running: Vec<Start> = Vec::new();
+        let mut started = 0usize;
+        for (i, &(f, gap)) in arrivals.iter().enumerate() {
+            now += Dur::from_millis(gap);
+            s.submit(InvocationId(i as u64), FunctionId(f), now);
+            if i % 2 == 0 && !running.is_empty() {
+                let st = running.remove(0);
+                if st.cold { s.sandbox_ready(st.sandbox); }
+                s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
+            }
+            for st in poll(&mut s, now) {
+                started += 1;
+                for g in 0..gpus {
+                    prop_assert!(s.tokens_in_use(GpuId(g as u16)) <= 2);
+                }
+                running.push(st);
+            }
+        }
+        while !running.is_empty() || s.queued() > 0 || s.in_lines() > 0 {
+            now += Dur::from_millis(1);
+            if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
+                if st.cold { s.sandbox_ready(st.sandbox); }
+                s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
+            }
+            let new = poll(&mut s, now);
+            prop_assert!(!new.is_empty() || !running.is_empty() || (s.queued() == 0 && s.in_lines() == 0), "stalled");
+            started += new.len();
+            running.extend(new);
+        }
+        prop_assert_eq!(started, arrivals.len());
+    }
+}
