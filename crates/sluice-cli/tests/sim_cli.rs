@@ -128,6 +128,20 @@ fn bad_input_is_a_clear_error() {
             "memory_gib",
         ),
         (vec!["--trace", "poisson:nosuchclass=3"], "nosuchclass"),
+        (vec!["--trace", &spec, "--max-queue-ms=-5"], "max_queue_ms"),
+        (
+            vec![
+                "--trace",
+                &spec,
+                "--capacity",
+                "--slo",
+                "p99=9",
+                "--max-gpus",
+                "0",
+            ],
+            "--max-gpus",
+        ),
+        (vec!["--trace", "azure2019:d/1;sample=0"], "sample must be"),
     ];
     for (args, needle) in cases {
         let mut all = vec!["sim", "--quiet"];

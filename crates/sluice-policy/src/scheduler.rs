@@ -9,7 +9,9 @@
 //!
 //! Every invocation that starts holds one device token until it finishes, also when it shares a
 //! sandbox with others (a function with `concurrency` > 1): sharing saves the cold start and the
-//! memory, not the token. Under a batching policy a batch runs in one sandbox (`batching`).
+//! memory, not the token. An invocation may wait in the line of a busy sandbox of its function
+//! rather than cold-start another (always under a batching policy: a batch runs in one sandbox;
+//! otherwise when that is expected to be quicker; `lines`).
 //!
 //! One dispatch step asks the queueing policy for an invocation in the context of the
 //! least-loaded device with a free token (for its warm preference), then chooses the device
@@ -17,8 +19,8 @@
 //! sandbox or resident memory, else to its home, spilling only when the home is over its load
 //! bound. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
 
-mod batching;
 mod lifecycle;
+mod lines;
 mod placing;
 mod types;
 
@@ -53,7 +55,7 @@ pub struct Scheduler {
     keepalive: KeepAliveParams,
     /// Sum and count of registered functions' device memory (for the pool's derived caps).
     function_memory: (u128, u64),
-    batches: batching::Batches,
+    lines: lines::Lines,
 }
 
 impl Scheduler {
@@ -85,7 +87,7 @@ impl Scheduler {
             hints: Vec::new(),
             keepalive: cfg.keepalive.clone(),
             function_memory: (0, 0),
-            batches: batching::Batches::default(),
+            lines: lines::Lines::default(),
         };
         s.pool.set_limits(s.pool_limits());
         Ok(s)
@@ -169,7 +171,7 @@ impl Scheduler {
             let Some(inv) = self.queue.dispatch(now, &ctx) else {
                 break;
             };
-            if self.join_batch(inv) {
+            if self.join_line(inv, now) {
                 continue;
             }
             let gpu = self.device_for(inv.func, candidate);
@@ -209,7 +211,7 @@ impl Scheduler {
                     cold,
                     moves,
                 }));
-                self.batch_started(inv.func, sandbox);
+                self.line_started(inv.func, sandbox, cold, now);
                 for sb in self.pool.trim_device(gpu) {
                     self.memory.remove(sb.id);
                     out.push(Action::Destroy(sb.id));

@@ -29,6 +29,22 @@ impl Default for TraceOptions {
     }
 }
 
+/// Admission control at arrival (off unless `max_queue_ms` is set).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionOptions {
+    /// Reject an arrival whose predicted queueing delay exceeds this many milliseconds, as the
+    /// worker's `max_queue_ms` admission does (docs/simulator.md). `None`: admit everything.
+    pub max_queue_ms: Option<f64>,
+}
+
+impl AdmissionOptions {
+    /// The bound as a duration.
+    pub fn max_queue(&self) -> Option<sluice_core::Dur> {
+        self.max_queue_ms.map(sluice_core::Dur::from_millis_f64)
+    }
+}
+
 /// The whole simulator configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +54,7 @@ pub struct SimConfig {
     pub device: DeviceModel,
     pub scheduler: SchedulerConfig,
     pub trace: TraceOptions,
+    pub admission: AdmissionOptions,
 }
 
 impl Default for SimConfig {
@@ -47,6 +64,7 @@ impl Default for SimConfig {
             device: DeviceModel::default(),
             scheduler: SchedulerConfig::default(),
             trace: TraceOptions::default(),
+            admission: AdmissionOptions::default(),
         }
     }
 }
@@ -95,6 +113,13 @@ impl SimConfig {
             return Err(format!("gpus must be in 1..=1024, got {}", self.gpus));
         }
         self.device.validate()?;
+        if let Some(ms) = self.admission.max_queue_ms {
+            if !(ms.is_finite() && ms > 0.0) {
+                return Err(format!(
+                    "admission.max_queue_ms must be a positive number of milliseconds, got {ms}"
+                ));
+            }
+        }
         let mems = vec![self.device.memory_bytes(); self.gpus];
         sluice_policy::scheduler::Scheduler::new(&self.scheduler, mems)
             .map(|_| ())
@@ -120,6 +145,8 @@ mod tests {
         assert!(e.to_string().contains("host_device_gbps"), "{e}");
         let e = SimConfig::parse("gpus = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("gpus"), "{e}");
+        let e = SimConfig::parse("[admission]\nmax_queue_ms = -1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("max_queue_ms"), "{e}");
         let e = SimConfig::parse("[scheduler.slots]\ntokens_per_gpu = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("tokens_per_gpu"), "{e}");
         assert!(SimConfig::parse("not toml [", "t").is_err());

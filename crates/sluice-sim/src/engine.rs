@@ -4,7 +4,11 @@
 //! Events are arrivals (read in order from the workload), execution starts (after cold starts and
 //! memory moves), completions (per device, recomputed whenever the set of co-running invocations
 //! changes; stale ones are recognised by a version number) and scheduler timers. All events at
-//! one instant are applied before the scheduler is polled once for that instant.
+//! one instant are applied before the scheduler is polled once for that instant. With a
+//! `max_queue` bound ([`RunOptions`]) an arrival whose predicted queueing delay exceeds it is
+//! rejected (`shed`).
+
+mod shed;
 
 use crate::device::{DeviceKind, DeviceModel};
 use crate::record::{InvocationRecord, RunResult};
@@ -54,6 +58,13 @@ struct Device {
     copy_free: Time,
 }
 
+/// Options of one run beyond the scheduler's configuration.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct RunOptions {
+    /// Reject an arrival whose predicted queueing delay exceeds this (`None`: admit all).
+    pub max_queue: Option<Dur>,
+}
+
 /// Replays `workload` under `cfg` (the policy named in `cfg.policy`) on `gpus` modelled devices.
 /// `progress` is called with the number of arrivals replayed so far, now and then.
 pub fn run(
@@ -61,6 +72,18 @@ pub fn run(
     cfg: &SchedulerConfig,
     model: &DeviceModel,
     gpus: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunResult, sluice_policy::scheduler::ConfigError> {
+    run_with(workload, cfg, model, gpus, RunOptions::default(), progress)
+}
+
+/// [`run`] with [`RunOptions`].
+pub fn run_with(
+    workload: &Workload,
+    cfg: &SchedulerConfig,
+    model: &DeviceModel,
+    gpus: usize,
+    opts: RunOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunResult, sluice_policy::scheduler::ConfigError> {
     let mut sched = Scheduler::new(cfg, vec![model.memory_bytes(); gpus])?;
@@ -91,6 +114,10 @@ pub fn run(
         bytes_to_device: 0,
         bytes_to_host: 0,
         actions: Vec::new(),
+        shed: opts
+            .max_queue
+            .map(|b| shed::Shed::new(b, model, gpus, cfg.slots.tokens_per_gpu)),
+        rejected: 0,
     };
     sim.run(progress);
     let makespan = sim
@@ -114,6 +141,7 @@ pub fn run(
         bytes_to_device: sim.bytes_to_device,
         bytes_to_host: sim.bytes_to_host,
         offered_util: workload.offered_util(gpus),
+        rejected: sim.rejected,
     })
 }
 
@@ -135,6 +163,8 @@ struct Sim<'a> {
     bytes_to_device: u64,
     bytes_to_host: u64,
     actions: Vec<Action>,
+    shed: Option<shed::Shed>,
+    rejected: u64,
 }
 
 impl Sim<'_> {
@@ -156,7 +186,12 @@ impl Sim<'_> {
                 (None, None) => break,
             };
             while let Some(a) = arrivals.get(next).filter(|a| a.at == now) {
-                self.sched.submit(InvocationId(next as u64), a.func, now);
+                let est = self.sched.estimate(a.func);
+                if self.shed.as_mut().is_none_or(|s| s.admit(est)) {
+                    self.sched.submit(InvocationId(next as u64), a.func, now);
+                } else {
+                    self.rejected += 1;
+                }
                 next += 1;
                 if next.is_multiple_of(65_536) {
                     progress(next as u64);
@@ -237,6 +272,9 @@ impl Sim<'_> {
     }
 
     fn start(&mut self, s: Start, now: Time) {
+        if let Some(shed) = self.shed.as_mut() {
+            shed.started(s.inv.est_service);
+        }
         let profile = &self.workload.functions[s.inv.func.index()];
         let solo = if self.on_gpu {
             profile.gpu_warm

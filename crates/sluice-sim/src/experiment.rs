@@ -1,8 +1,10 @@
 //! One `sluice sim` experiment: load a trace, scale it to each requested load, and replay it
-//! under each policy (policies in parallel threads, each run single-threaded and deterministic).
+//! under each policy and as the ideal bound (in parallel threads, each run single-threaded and
+//! deterministic).
 
 use crate::config::SimConfig;
-use crate::engine;
+use crate::engine::{self, RunOptions};
+use crate::ideal;
 use crate::record::RunResult;
 use crate::trace::{self, Catalog, LoadOptions, TraceError, TraceSpec};
 use crate::workload::Workload;
@@ -40,6 +42,8 @@ pub struct LoadResult {
     /// Factor applied to inter-arrival times (1 when replayed as recorded).
     pub scale: f64,
     pub results: Vec<RunResult>,
+    /// The ideal bound of the same arrivals ([`crate::ideal`]).
+    pub ideal: RunResult,
 }
 
 impl Experiment {
@@ -81,49 +85,76 @@ impl Experiment {
                 Some(target) => trace::scale_to_util(&mut w, target, self.config.gpus)?,
                 None => 1.0,
             };
-            let results = self.run_policies(&w, progress)?;
+            let (results, ideal) = self.run_policies(&w, self.config.gpus, progress)?;
             out.push(LoadResult {
                 target_util: load,
                 scale,
                 results,
+                ideal,
             });
         }
         Ok(out)
     }
 
-    fn run_policies(
+    /// Runs every policy, and the ideal bound, on `w` with `gpus` devices.
+    pub fn run_policies(
         &self,
         w: &Workload,
+        gpus: usize,
         progress: &(dyn Fn(usize, u64) + Sync),
-    ) -> Result<Vec<RunResult>, ExperimentError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut results: Vec<Option<Result<RunResult, ConfigError>>> =
-            (0..self.policies.len()).map(|_| None).collect();
-        for chunk in (0..self.policies.len()).collect::<Vec<_>>().chunks(threads) {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let mut cfg = self.config.scheduler.clone();
-                        cfg.policy = self.policies[i].clone();
-                        let device = &self.config.device;
-                        let gpus = self.config.gpus;
-                        (
-                            i,
-                            s.spawn(move || {
-                                engine::run(w, &cfg, device, gpus, &mut |n| progress(i, n))
-                            }),
-                        )
-                    })
-                    .collect();
-                for (i, h) in handles {
-                    results[i] = Some(h.join().expect("simulation threads do not panic"));
-                }
-            });
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every policy ran").map_err(ExperimentError::from))
-            .collect()
+    ) -> Result<(Vec<RunResult>, RunResult), ExperimentError> {
+        let n = self.policies.len();
+        // Job i < n is policy i; job n is the ideal bound.
+        let mut results = parallel(n + 1, |i| {
+            if i == n {
+                return ideal::run(w, &self.config.scheduler, &self.config.device, gpus);
+            }
+            self.run_one(w, &self.policies[i], gpus, &mut |k| progress(i, k))
+        })?;
+        let ideal = results.pop().expect("the ideal job ran");
+        Ok((results, ideal))
     }
+
+    /// Runs one policy on `w` with `gpus` devices, with this experiment's admission bound.
+    pub fn run_one(
+        &self,
+        w: &Workload,
+        policy: &str,
+        gpus: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RunResult, ConfigError> {
+        let cfg = sluice_policy::scheduler::SchedulerConfig {
+            policy: policy.to_string(),
+            ..self.config.scheduler.clone()
+        };
+        let opts = RunOptions {
+            max_queue: self.config.admission.max_queue(),
+        };
+        engine::run_with(w, &cfg, &self.config.device, gpus, opts, progress)
+    }
+}
+
+/// Runs `job(0..n)` on up to one thread per core; results in job order.
+pub(crate) fn parallel<T: Send>(
+    n: usize,
+    job: impl Fn(usize) -> Result<T, ConfigError> + Sync,
+) -> Result<Vec<T>, ExperimentError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results: Vec<Option<Result<T, ConfigError>>> = (0..n).map(|_| None).collect();
+    let job = &job;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(threads) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&i| (i, s.spawn(move || job(i))))
+                .collect();
+            for (i, h) in handles {
+                results[i] = Some(h.join().expect("simulation threads do not panic"));
+            }
+        });
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every job ran").map_err(ExperimentError::from))
+        .collect()
 }

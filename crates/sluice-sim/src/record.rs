@@ -68,4 +68,7 @@ pub struct RunResult {
     pub bytes_to_host: u64,
     /// Offered GPU utilisation after load scaling (see `Workload::offered_util`).
     pub offered_util: f64,
+    /// Invocations dropped at arrival by admission control (never started).
+    #[serde(default)]
+    pub rejected: u64,
 }

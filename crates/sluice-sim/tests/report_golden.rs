@@ -46,6 +46,7 @@ fn run(policy: &str, records: Vec<InvocationRecord>, busy_ms: [u64; 2]) -> RunRe
         cold_starts: cold,
         bytes_to_host: 250_000_000,
         offered_util: 0.7,
+        rejected: 1,
     }
 }
 
@@ -81,6 +82,33 @@ fn runs() -> [RunResult; 2] {
     ]
 }
 
+/// The ideal bound of the same arrivals: every invocation starts on arrival and runs solo.
+fn ideal() -> sluice_sim::report::Summary {
+    let records = runs()[0]
+        .records
+        .iter()
+        .map(|r| {
+            let a = r.arrival.as_micros();
+            let solo = r.solo.as_micros();
+            rec(r.id, r.func.0, [a, a, a, a + solo], solo, false)
+        })
+        .collect();
+    summarize(&run("ideal", records, [700, 0]))
+}
+
+/// The runs' summaries, compared with the ideal bound.
+fn summaries() -> Vec<sluice_sim::report::Summary> {
+    let ideal = ideal();
+    runs()
+        .iter()
+        .map(|r| {
+            let mut s = summarize(r);
+            s.compare_to_ideal(&ideal);
+            s
+        })
+        .collect()
+}
+
 fn golden_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/report")
@@ -113,13 +141,13 @@ fn check_golden(name: &str, actual: &str) {
 
 #[test]
 fn report_table_matches_golden() {
-    let rows: Vec<_> = runs().iter().map(summarize).collect();
+    let rows = summaries();
     check_golden("table.golden.txt", &render_table(&rows));
 }
 
 #[test]
 fn report_json_matches_golden() {
-    let rows: Vec<_> = runs().iter().map(summarize).collect();
+    let rows = summaries();
     let mut text = serde_json::to_string_pretty(&to_json(&rows)).expect("serialise JSON");
     text.push('\n');
     check_golden("summary.golden.json", &text);
@@ -130,8 +158,7 @@ fn report_sweep_markdown_matches_golden() {
     let rows: Vec<SweepRow> = [0.5, 0.9]
         .iter()
         .flat_map(|&util| {
-            runs().map(|r| {
-                let mut summary = summarize(&r);
+            summaries().into_iter().map(move |mut summary| {
                 // Make the second load visibly heavier without another fixture.
                 let k = if util > 0.5 { 4.0 } else { 1.0 };
                 summary.latency_ms.mean *= k;

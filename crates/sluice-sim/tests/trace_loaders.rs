@@ -297,3 +297,63 @@ proptest! {
         }
     }
 }
+
+/// The MQFQ-Sticky authors' way: K functions sampled by popularity quartile, each timed by its
+/// GPU class (warm, cold, memory), arrivals as recorded; the same seed gives the same sample.
+#[test]
+fn trace_azure_sample_with_class_timing() {
+    let opts = LoadOptions::default();
+    let full = azure("100", &opts);
+    let l = load_spec(
+        &format!("azure2019:{DATA}/azure2019-sample/100;sample=12;timing=class"),
+        &opts,
+    )
+    .expect("sampled day loads");
+    assert_eq!(l.workload.functions.len(), 12);
+    assert_sorted(&l);
+    for f in &l.workload.functions {
+        let class = opts.catalog.get(&f.class).expect("a catalogue class");
+        assert_eq!(
+            f.gpu_warm,
+            Dur::from_millis_f64(class.cpu_warm_ms / class.speedup)
+        );
+        let twin = full
+            .workload
+            .functions
+            .iter()
+            .find(|g| g.name == f.name)
+            .expect("names are the full day's");
+        assert_eq!(
+            (twin.class.as_str(), twin.cold_start),
+            (f.class.as_str(), f.cold_start)
+        );
+    }
+    let again = load_spec(
+        &format!("azure2019:{DATA}/azure2019-sample/100;sample=12;timing=class"),
+        &opts,
+    )
+    .expect("loads");
+    assert_eq!(again.workload, l.workload);
+    let other = LoadOptions {
+        seed: 43,
+        ..LoadOptions::default()
+    };
+    let l2 = load_spec(
+        &format!("azure2019:{DATA}/azure2019-sample/100;sample=12"),
+        &other,
+    )
+    .expect("loads");
+    assert_ne!(
+        l2.workload
+            .functions
+            .iter()
+            .map(|f| &f.name)
+            .collect::<Vec<_>>(),
+        l.workload
+            .functions
+            .iter()
+            .map(|f| &f.name)
+            .collect::<Vec<_>>(),
+        "another seed samples other functions"
+    );
+}

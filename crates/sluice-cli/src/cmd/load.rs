@@ -284,5 +284,6 @@ fn to_run(
         bytes_to_device: 0,
         bytes_to_host: 0,
         offered_util: w.offered_util(args.gpus),
+        rejected: 0,
     }
 }

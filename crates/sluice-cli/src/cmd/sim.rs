@@ -1,20 +1,24 @@
 //! `sluice sim`: replay a trace through one or more policies on the simulated device model and
-//! report latency, fairness, utilisation and memory movement.
+//! report latency, fairness, utilisation and memory movement beside the ideal bound of the same
+//! arrivals; with `--capacity`, the fewest GPUs on which each policy meets a latency target.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_sim::capacity::{self, Slo};
 use sluice_sim::config::SimConfig;
 use sluice_sim::experiment::{Experiment, LoadResult};
 use sluice_sim::report::{self, Summary, SweepRow};
 use sluice_sim::trace::{Catalog, Spread, TraceSpec};
+use sluice_sim::workload::Workload;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
-    /// azure2019:<dir>/<N> | iluvatar:<trace.csv>,<metadata.csv> | poisson:<class>=<rate>[,…][;duration=<s>]
+    /// azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class] | iluvatar:<trace.csv>,<metadata.csv> |
+    /// poisson:<class>=<rate>[,…][;duration=<s>]
     #[arg(long)]
     trace: String,
     /// Comma-separated queueing policies: fcfs, sjf, eedf, batch, paella, mqfq, mqfq-sticky.
@@ -48,6 +52,20 @@ pub struct SimArgs {
     /// Also write one CSV of per-invocation records per policy and load into --out.
     #[arg(long, requires = "out")]
     records: bool,
+    /// Reject an arrival whose predicted queueing delay exceeds this many ms (overrides the
+    /// config's admission.max_queue_ms; off by default).
+    #[arg(long)]
+    max_queue_ms: Option<f64>,
+    /// Instead of one run per policy: the fewest GPUs on which each policy meets --slo with the
+    /// trace at its recorded rate.
+    #[arg(long, requires = "slo", conflicts_with_all = ["target_util", "gpus", "out"])]
+    capacity: bool,
+    /// The latency target of --capacity: p99=<ms> or mean=<ms>.
+    #[arg(long, requires = "capacity")]
+    slo: Option<Slo>,
+    /// The most GPUs --capacity tries.
+    #[arg(long, default_value_t = 16, requires = "capacity")]
+    max_gpus: usize,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -62,6 +80,9 @@ pub fn run(args: SimArgs) -> Result<()> {
     }
     if workload.arrivals.is_empty() {
         bail!("the trace has no invocations");
+    }
+    if let Some(slo) = args.slo.filter(|_| args.capacity) {
+        return run_capacity(&args, &exp, &workload, slo);
     }
     let bars = Bars::new(&exp.policies, workload.arrivals.len() as u64, args.quiet);
     let mut loads = Vec::new();
@@ -93,6 +114,9 @@ fn experiment(args: &SimArgs) -> Result<Experiment> {
     }
     if let Some(s) = args.spread {
         config.trace.spread = s;
+    }
+    if let Some(ms) = args.max_queue_ms {
+        config.admission.max_queue_ms = Some(ms);
     }
     config
         .validate()
@@ -127,20 +151,63 @@ fn experiment(args: &SimArgs) -> Result<Experiment> {
     })
 }
 
-fn print(args: &SimArgs, exp: &Experiment, name: &str, loads: &[LoadResult]) -> Result<()> {
-    let rows = sweep_rows(loads);
+fn run_capacity(args: &SimArgs, exp: &Experiment, w: &Workload, slo: Slo) -> Result<()> {
+    if args.max_gpus == 0 || args.max_gpus > 1024 {
+        bail!("--max-gpus must be in 1..=1024, got {}", args.max_gpus);
+    }
+    let quiet = args.quiet || args.json;
+    let rows = capacity::search(exp, w, slo, args.max_gpus, &|p, gpus| {
+        if !quiet {
+            eprintln!("{}: trying {gpus} GPU(s)", exp.policies[p]);
+        }
+    })?;
     if args.json {
+        let v = capacity::to_json(&w.name, slo, args.max_gpus, &rows);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "trace: {}   target: {slo}   at most {} GPUs   (recorded rate)",
+            w.name, args.max_gpus
+        );
+        print!("{}", capacity::render_table(args.max_gpus, &rows));
+    }
+    Ok(())
+}
+
+/// The ideal bound's summary at one load.
+fn ideal_summary(l: &LoadResult) -> Summary {
+    report::summarize(&l.ideal)
+}
+
+/// The policies' summaries at one load, each compared with the ideal bound.
+fn summaries(l: &LoadResult) -> Vec<Summary> {
+    let ideal = ideal_summary(l);
+    l.results
+        .iter()
+        .map(|r| {
+            let mut s = report::summarize(r);
+            s.compare_to_ideal(&ideal);
+            s
+        })
+        .collect()
+}
+
+fn print(args: &SimArgs, exp: &Experiment, name: &str, loads: &[LoadResult]) -> Result<()> {
+    if args.json {
+        let rows = sweep_rows(loads, false);
         let mut v = report::to_json(&rows.iter().map(|r| r.summary.clone()).collect::<Vec<_>>());
         if let Some(obj) = v.as_object_mut() {
             obj.insert("trace".into(), name.into());
             obj.insert("gpus".into(), exp.config.gpus.into());
+            let ideal: Vec<Summary> = loads.iter().map(ideal_summary).collect();
+            obj.insert("ideal".into(), report::to_json(&ideal)["policies"].clone());
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("trace: {name}   gpus: {}", exp.config.gpus);
     for l in loads {
-        let summaries: Vec<Summary> = l.results.iter().map(report::summarize).collect();
+        let summaries = summaries(l);
         match l.target_util {
             Some(u) => println!(
                 "\noffered GPU utilisation {u} (inter-arrival times x{:.4})",
@@ -152,21 +219,28 @@ fn print(args: &SimArgs, exp: &Experiment, name: &str, loads: &[LoadResult]) -> 
             ),
         }
         print!("{}", report::render_table(&summaries));
+        let ideal = ideal_summary(l);
+        println!(
+            "ideal bound (same arrivals, all warm and resident, FCFS on the same GPUs): mean {:.1} ms, p99 {:.1} ms",
+            ideal.latency_ms.mean, ideal.latency_ms.p99
+        );
     }
     Ok(())
 }
 
-fn sweep_rows(loads: &[LoadResult]) -> Vec<SweepRow> {
+/// Every policy's row at every load (compared with the ideal), and the ideal's rows if asked.
+fn sweep_rows(loads: &[LoadResult], with_ideal: bool) -> Vec<SweepRow> {
     loads
         .iter()
         .flat_map(|l| {
-            l.results.iter().map(move |r| {
-                let summary = report::summarize(r);
-                SweepRow {
+            let ideal = with_ideal.then(|| ideal_summary(l));
+            summaries(l)
+                .into_iter()
+                .chain(ideal)
+                .map(move |summary| SweepRow {
                     target_util: l.target_util.unwrap_or(summary.offered_util),
                     summary,
-                }
-            })
+                })
         })
         .collect()
 }
@@ -186,12 +260,18 @@ fn write_outputs(dir: &Path, loads: &[LoadResult], records: bool) -> Result<()> 
         let refs: Vec<_> = l.results.iter().collect();
         report::write_latency_cdf_svg(&refs, &dir.join(format!("latency-cdf-{tag}.svg")))?;
     }
-    let rows = sweep_rows(loads);
-    let summaries: Vec<Summary> = rows.iter().map(|r| r.summary.clone()).collect();
+    let summaries: Vec<Summary> = sweep_rows(loads, false)
+        .into_iter()
+        .map(|r| r.summary)
+        .collect();
+    let mut json = report::to_json(&summaries);
+    let ideal: Vec<Summary> = loads.iter().map(ideal_summary).collect();
+    json["ideal"] = report::to_json(&ideal)["policies"].clone();
     std::fs::write(
         dir.join("summary.json"),
-        serde_json::to_string_pretty(&report::to_json(&summaries))?,
+        serde_json::to_string_pretty(&json)?,
     )?;
+    let rows = sweep_rows(loads, true);
     std::fs::write(dir.join("sweep.md"), report::render_sweep_markdown(&rows))?;
     if loads.len() > 1 {
         report::write_latency_vs_load_svg(&rows, &dir.join("latency-vs-load.svg"))?;

@@ -21,6 +21,9 @@ pub struct KeepAliveParams {
     /// A device keeps sandboxes whose memory adds up to this many times its own memory
     /// (resident plus pushed to host) when `max_sandboxes` is not set.
     pub memory_factor: f64,
+    /// An invocation whose function has only busy sandboxes waits for one of them when that is
+    /// expected to be quicker than the function's measured cold start (scheduler `lines`).
+    pub wait_for_warm: bool,
 }
 
 impl Default for KeepAliveParams {
@@ -30,6 +33,7 @@ impl Default for KeepAliveParams {
             max_sandboxes: None,
             max_concurrent_creates: None,
             memory_factor: 4.0,
+            wait_for_warm: true,
         }
     }
 }

@@ -13,17 +13,17 @@ impl Scheduler {
     }
 
     /// An invocation that ran in `sandbox` finished after executing for `exec`. If the sandbox
-    /// has a line (a batch), the next invocation in it starts there with the same token.
+    /// has a line, the next invocation in it starts there with the same token.
     pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
         match self.pool.get(sandbox) {
             Some(sb) if sb.running > 0 => {
                 let gpu = sb.gpu;
-                if !self.next_in_line(sandbox, gpu) {
+                if !self.next_in_line(func, sandbox, gpu, exec, now) {
                     self.return_token(gpu);
                     self.pool.release(sandbox, now);
                     self.memory.release(sandbox, now);
                     if self.pool.get(sandbox).is_some_and(|sb| sb.running == 0) {
-                        self.batch_ended(func, sandbox, now);
+                        self.line_ended(func, sandbox, now);
                     }
                 }
             }
@@ -43,7 +43,7 @@ impl Scheduler {
     /// others (with `concurrency` > 1) each free their own token when reported, as failed or
     /// as finished.
     pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
-        self.batch_ended(func, sandbox, now);
+        self.line_ended(func, sandbox, now);
         if let Some(sb) = self.pool.remove(sandbox) {
             if sb.running > 0 {
                 self.return_token(sb.gpu);

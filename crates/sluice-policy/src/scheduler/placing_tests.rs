@@ -1,4 +1,5 @@
-//! Device choice, batches in one sandbox and the derived pool caps, through the scheduler.
+//! Device choice, sandbox lines (batches in one sandbox; waiting for a busy sandbox rather than
+//! cold-starting another) and the derived pool caps, through the scheduler.
 
 use super::*;
 use crate::placement::{Key, PlacementParams};
@@ -153,6 +154,63 @@ fn a_failed_batch_sandbox_returns_its_line_to_the_queue() {
     let st = poll(&mut s, ms(1));
     assert_eq!(st[0].inv.id, InvocationId(1), "in order");
     assert!(st[0].cold && st[0].sandbox != sb);
+}
+
+#[test]
+fn a_short_function_waits_for_its_busy_sandbox_rather_than_cold_start_another() {
+    let mut s = sched("fcfs", 1, 1000);
+    let (f, g) = (FunctionId(0), FunctionId(1));
+    // One cold start of each, measured: 3 s to start, then 5 ms (f) and 5 s (g) of work.
+    for (i, func, exec) in [(0u64, f, 5u64), (1, g, 5_000)] {
+        s.submit(InvocationId(i), func, ms(0));
+        let st = poll(&mut s, ms(0));
+        s.sandbox_ready(st[0].sandbox);
+        s.finished(
+            st[0].sandbox,
+            func,
+            Dur::from_millis(exec),
+            ms(3_000 + exec),
+        );
+    }
+    assert_eq!(s.cold_start_estimate(f), Some(Dur::from_secs(3)));
+    s.submit(InvocationId(2), f, ms(10_000));
+    let first = poll(&mut s, ms(10_000));
+    assert!(!first[0].cold);
+    s.submit(InvocationId(3), f, ms(10_001));
+    assert!(
+        poll(&mut s, ms(10_001)).is_empty(),
+        "5 ms in line beats a 3 s cold start"
+    );
+    assert_eq!(s.in_lines(), 1);
+    s.finished(first[0].sandbox, f, Dur::from_millis(5), ms(10_005));
+    let next = poll(&mut s, ms(10_005));
+    assert_eq!(
+        (next[0].inv.id, next[0].sandbox),
+        (InvocationId(3), first[0].sandbox)
+    );
+    // g's 5 s of work is longer than its cold start: a second sandbox.
+    s.submit(InvocationId(4), g, ms(20_000));
+    let a = poll(&mut s, ms(20_000));
+    s.finished(next[0].sandbox, f, Dur::from_millis(5), ms(20_000));
+    s.submit(InvocationId(5), g, ms(20_001));
+    let b = poll(&mut s, ms(20_001));
+    assert!(!a[0].cold && b[0].cold && a[0].sandbox != b[0].sandbox);
+    // With wait_for_warm off nothing waits.
+    let mut cfg = SchedulerConfig {
+        policy: "fcfs".into(),
+        ..SchedulerConfig::default()
+    };
+    cfg.keepalive.wait_for_warm = false;
+    let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
+    s.submit(InvocationId(0), f, ms(0));
+    let st = poll(&mut s, ms(0));
+    s.sandbox_ready(st[0].sandbox);
+    s.finished(st[0].sandbox, f, Dur::from_millis(5), ms(3_005));
+    s.submit(InvocationId(1), f, ms(4_000));
+    s.submit(InvocationId(2), f, ms(4_000));
+    let both = poll(&mut s, ms(4_000));
+    assert_eq!(both.len(), 2);
+    assert_eq!(s.in_lines(), 0);
 }
 
 #[test]

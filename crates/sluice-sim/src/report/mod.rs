@@ -22,7 +22,7 @@ mod table;
 
 pub use json::to_json;
 pub use records_csv::write_records_csv;
-pub use summary::{summarize, Quantiles, Summary};
+pub use summary::{summarize, Quantiles, Summary, VsIdeal};
 pub use svg_cdf::write_latency_cdf_svg;
 pub use svg_load::write_latency_vs_load_svg;
 pub use sweep::{render_sweep_markdown, SweepRow};

@@ -44,6 +44,11 @@ pub(crate) fn factor(x: f64) -> String {
     }
 }
 
+/// A multiple of the ideal bound's latency (`2.31×`), or `-` when there is none.
+pub(crate) fn vs_ideal(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{}×", factor(v)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,32 @@ pub struct Summary {
     pub bytes_to_host: u64,
     /// Offered GPU utilisation of the workload after load scaling.
     pub offered_util: f64,
+    /// Invocations dropped at arrival by admission control.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Mean and p99 latency over the ideal bound's (see [`Summary::compare_to_ideal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_ideal: Option<VsIdeal>,
+}
+
+/// A run's latency as a multiple of the ideal bound's: the same arrivals with every invocation
+/// warm and resident, work-conserving on the same devices (`crate::ideal`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VsIdeal {
+    /// Mean latency / the ideal's mean latency.
+    pub mean: f64,
+    /// p99 latency / the ideal's p99 latency.
+    pub p99: f64,
+}
+
+impl Summary {
+    /// Records this run's mean and p99 as multiples of `ideal`'s (0 where the ideal's is 0).
+    pub fn compare_to_ideal(&mut self, ideal: &Summary) {
+        self.vs_ideal = Some(VsIdeal {
+            mean: ratio(self.latency_ms.mean, ideal.latency_ms.mean),
+            p99: ratio(self.latency_ms.p99, ideal.latency_ms.p99),
+        });
+    }
 }
 
 /// Summarises a run in O(n log n) over its records. An empty run gives zeros (and fairness 1).
@@ -95,6 +121,8 @@ pub fn summarize(r: &RunResult) -> Summary {
         bytes_to_device: r.bytes_to_device,
         bytes_to_host: r.bytes_to_host,
         offered_util: r.offered_util,
+        rejected: r.rejected,
+        vs_ideal: None,
     }
 }
 

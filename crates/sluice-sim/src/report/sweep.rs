@@ -3,7 +3,7 @@
 //!
 //! Owns [`SweepRow`] and [`render_sweep_markdown`]; running the sweep belongs to the CLI.
 
-use super::numfmt::{factor, fairness, gb, num, pct};
+use super::numfmt::{factor, fairness, gb, num, pct, vs_ideal};
 use super::Summary;
 
 /// One policy's summary at one target GPU utilisation of a load sweep.
@@ -23,8 +23,8 @@ pub fn render_sweep_markdown(rows: &[SweepRow]) -> String {
 
     let mut out = String::from(
         "| load | policy | mean ms | p50 ms | p99 ms | Jain | max slowdown | GPU util % \
-         | cold starts | GB moved |\n\
-         |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | cold starts | GB moved | rejected | mean/ideal | p99/ideal |\n\
+         |---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in &sorted {
         let s = &row.summary;
@@ -39,6 +39,9 @@ pub fn render_sweep_markdown(rows: &[SweepRow]) -> String {
             pct(s.gpu_util),
             s.cold_starts.to_string(),
             gb(s.bytes_to_device, s.bytes_to_host),
+            s.rejected.to_string(),
+            vs_ideal(s.vs_ideal.map(|v| v.mean)),
+            vs_ideal(s.vs_ideal.map(|v| v.p99)),
         ];
         out.push_str("| ");
         out.push_str(&cells.join(" | "));

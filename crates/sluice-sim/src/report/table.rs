@@ -2,12 +2,13 @@
 //!
 //! Owns the column set and layout; number formatting lives in `numfmt`.
 
-use super::numfmt::{fairness, gb, num, pct};
+use super::numfmt::{fairness, gb, num, pct, vs_ideal};
 use super::Summary;
 
-const HEADER: [&str; 12] = [
+const HEADER: [&str; 15] = [
     "policy",
     "completed/offered",
+    "rejected",
     "mean ms",
     "p50 ms",
     "p99 ms",
@@ -18,11 +19,14 @@ const HEADER: [&str; 12] = [
     "GPU util %",
     "cold starts",
     "GB moved",
+    "mean/ideal",
+    "p99/ideal",
 ];
 
 /// Renders one row per summary under a header and a dashed rule. The policy column is left
-/// aligned, every number right aligned; "GB moved" is host→device plus device→host, 10⁹ bytes.
-/// No rows gives the header alone.
+/// aligned, every number right aligned; "GB moved" is host→device plus device→host, 10⁹ bytes;
+/// "mean/ideal" and "p99/ideal" are the latency over the ideal bound's (`-` without one). No
+/// rows gives the header alone.
 pub fn render_table(rows: &[Summary]) -> String {
     let cells: Vec<Vec<String>> = rows.iter().map(row_cells).collect();
     let header: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
@@ -33,6 +37,7 @@ fn row_cells(s: &Summary) -> Vec<String> {
     vec![
         s.policy.clone(),
         format!("{}/{}", s.completed, s.invocations),
+        s.rejected.to_string(),
         num(s.latency_ms.mean),
         num(s.latency_ms.p50),
         num(s.latency_ms.p99),
@@ -43,6 +48,8 @@ fn row_cells(s: &Summary) -> Vec<String> {
         pct(s.gpu_util),
         s.cold_starts.to_string(),
         gb(s.bytes_to_device, s.bytes_to_host),
+        vs_ideal(s.vs_ideal.map(|v| v.mean)),
+        vs_ideal(s.vs_ideal.map(|v| v.p99)),
     ]
 }
 
@@ -96,7 +103,7 @@ mod tests {
         let text = render_table(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("policy") && lines[0].ends_with("GB moved"));
+        assert!(lines[0].starts_with("policy") && lines[0].ends_with("p99/ideal"));
         assert!(lines[1].starts_with("---"));
         // Every line ends at the same column (right-aligned last column).
         let width = lines[0].chars().count();

@@ -49,5 +49,6 @@ pub(crate) fn hand_made_run(policy: &str) -> RunResult {
         bytes_to_device: 3_000_000_000,
         bytes_to_host: 1_000_000_000,
         offered_util: 0.8,
+        rejected: 1,
     }
 }

@@ -7,6 +7,7 @@
 
 use super::azure_csv::{read_inv, read_run, validate_mem, InvRow};
 use super::error::TraceError;
+use super::sample::{by_popularity, AzureOptions, Timing};
 use super::{LoadOptions, Loaded, Spread};
 use crate::workload::{Arrival, Workload};
 use rand::{Rng, SeedableRng};
@@ -17,10 +18,11 @@ use std::path::Path;
 
 const MINUTE_US: u64 = 60_000_000;
 
-/// Loads day `n` from `dir` as a workload named `name`.
+/// Loads day `n` from `dir` as a workload named `name`, sampled and timed as `azure` says.
 pub(crate) fn load(
     dir: &Path,
     n: &str,
+    azure: AzureOptions,
     opts: &LoadOptions,
     name: String,
 ) -> Result<Loaded, TraceError> {
@@ -69,12 +71,56 @@ pub(crate) fn load(
         });
     }
 
-    let names = short_names(&kept);
+    // Names come from the whole day, so a function keeps its name in every sample.
+    let mut names = short_names(&kept);
+    if let Some(k) = azure.sample {
+        let totals: Vec<u64> = kept.iter().map(|r| r.total).collect();
+        if k >= kept.len() {
+            warnings.push(format!(
+                "sample={k} keeps all {} functions of the day",
+                kept.len()
+            ));
+        }
+        let chosen = by_popularity(&totals, k, opts.seed);
+        let keep = |i: usize| chosen.binary_search(&i).is_ok();
+        kept = keep_indices(kept, keep);
+        warm = keep_indices(warm, keep);
+        names = keep_indices(names, keep);
+    }
+    finish(kept, warm, names, azure, opts, name, warnings)
+}
+
+/// The elements of `v` whose index passes `keep`, in order.
+fn keep_indices<T>(v: Vec<T>, keep: impl Fn(usize) -> bool) -> Vec<T> {
+    v.into_iter()
+        .enumerate()
+        .filter(|&(i, _)| keep(i))
+        .map(|(_, x)| x)
+        .collect()
+}
+
+/// Profiles the kept functions and spreads their arrivals.
+fn finish(
+    kept: Vec<InvRow>,
+    warm: Vec<Dur>,
+    names: Vec<String>,
+    azure: AzureOptions,
+    opts: &LoadOptions,
+    name: String,
+    warnings: Vec<String>,
+) -> Result<Loaded, TraceError> {
     let functions = kept
         .iter()
         .zip(&names)
         .zip(&warm)
-        .map(|((_, fname), &cpu_warm)| opts.catalog.class_for(fname).profile(fname, cpu_warm))
+        .map(|((_, fname), &trace_warm)| {
+            let class = opts.catalog.class_for(fname);
+            let cpu_warm = match azure.timing {
+                Timing::Trace => trace_warm,
+                Timing::Class => Dur::from_millis_f64(class.cpu_warm_ms),
+            };
+            class.profile(fname, cpu_warm)
+        })
         .collect();
     let total: u64 = kept.iter().map(|r| r.total).sum();
     let mut arrivals = Vec::with_capacity(usize::try_from(total).unwrap_or(0));

@@ -11,12 +11,14 @@ pub mod catalog;
 mod error;
 mod iluvatar;
 pub mod poisson;
+mod sample;
 mod scale;
 mod table;
 
 pub use catalog::{Catalog, GpuClass};
 pub use error::TraceError;
 pub use poisson::{PoissonEntry, PoissonSpec};
+pub use sample::{AzureOptions, Timing};
 pub use scale::scale_to_util;
 
 use crate::workload::Workload;
@@ -28,14 +30,19 @@ use std::str::FromStr;
 /// The most arrivals a loader will build (about 1.6 GB of arrivals); larger inputs are refused, not attempted.
 pub(crate) const MAX_ARRIVALS: u64 = 100_000_000;
 
-const KINDS: &str = "azure2019 (azure2019:<dir>/<N>), iluvatar (iluvatar:<trace.csv>,<metadata.csv>), \
+const KINDS: &str = "azure2019 (azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class]), iluvatar (iluvatar:<trace.csv>,<metadata.csv>), \
                      poisson (poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>])";
 
 /// Which trace to load, as written on the command line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TraceSpec {
-    /// `azure2019:<dir>/<N>`: files `<dir>/<N>_inv.csv`, `<N>_run.csv`, `<N>_mem.csv`.
-    Azure { dir: PathBuf, n: String },
+    /// `azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class]`: files `<dir>/<N>_inv.csv`,
+    /// `<N>_run.csv`, `<N>_mem.csv`, optionally sampled and timed by class ([`AzureOptions`]).
+    Azure {
+        dir: PathBuf,
+        n: String,
+        opts: AzureOptions,
+    },
     /// `iluvatar:<trace.csv>,<metadata.csv>` (or `iluvatar:<dir>` for `trace.csv`, `metadata-trace.csv` there).
     Iluvatar { trace: PathBuf, metadata: PathBuf },
     /// `poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>]`.
@@ -66,10 +73,13 @@ impl FromStr for TraceSpec {
         let rest = rest.trim();
         match kind.trim() {
             "azure2019" => {
-                let (dir, n) = match rest.rsplit_once('/') {
+                let mut parts = rest.split(';');
+                let path = parts.next().unwrap_or("").trim();
+                let opts = AzureOptions::parse(parts, s)?;
+                let (dir, n) = match path.rsplit_once('/') {
                     Some(("", n)) => ("/", n),
                     Some((dir, n)) => (dir, n),
-                    None => (".", rest),
+                    None => (".", path),
                 };
                 let n = n.strip_suffix("_inv.csv").unwrap_or(n);
                 if n.is_empty() {
@@ -78,6 +88,7 @@ impl FromStr for TraceSpec {
                 Ok(TraceSpec::Azure {
                     dir: PathBuf::from(dir),
                     n: n.to_string(),
+                    opts,
                 })
             }
             "iluvatar" => {
@@ -110,7 +121,9 @@ impl FromStr for TraceSpec {
 impl fmt::Display for TraceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TraceSpec::Azure { dir, n } => write!(f, "azure2019:{}/{n}", dir.display()),
+            TraceSpec::Azure { dir, n, opts } => {
+                write!(f, "azure2019:{}/{n}{opts}", dir.display())
+            }
             TraceSpec::Iluvatar { trace, metadata } => {
                 write!(f, "iluvatar:{},{}", trace.display(), metadata.display())
             }
@@ -175,7 +188,7 @@ pub fn load(spec: &TraceSpec, opts: &LoadOptions) -> Result<Loaded, TraceError> 
     opts.catalog.validate()?;
     let name = spec.to_string();
     match spec {
-        TraceSpec::Azure { dir, n } => azure::load(dir, n, opts, name),
+        TraceSpec::Azure { dir, n, opts: a } => azure::load(dir, n, *a, opts, name),
         TraceSpec::Iluvatar { trace, metadata } => iluvatar::load(trace, metadata, opts, name),
         TraceSpec::Poisson(p) => poisson::load(p, opts, name),
     }
@@ -195,9 +208,17 @@ mod tests {
             a,
             TraceSpec::Azure {
                 dir: "data/azure2019-sample".into(),
-                n: "100".into()
+                n: "100".into(),
+                opts: AzureOptions::default(),
             }
         );
+        let s: TraceSpec = "azure2019:d/100;sample=20;timing=class"
+            .parse()
+            .expect("azure with options");
+        assert!(
+            matches!(&s, TraceSpec::Azure { opts, .. } if opts.sample == Some(20) && opts.timing == Timing::Class)
+        );
+        assert_eq!(s.to_string().parse::<TraceSpec>().expect("round trip"), s);
         assert_eq!(a.to_string().parse::<TraceSpec>().expect("round trip"), a);
         let i: TraceSpec = "iluvatar:t.csv, m.csv".parse().expect("iluvatar");
         assert_eq!(
@@ -230,6 +251,8 @@ mod tests {
             ("nocolon", "known kinds are azure2019"),
             ("azure2019:", "expected azure2019:<dir>/<N>"),
             ("azure2019:dir/", "expected azure2019:<dir>/<N>"),
+            ("azure2019:d/1;sample=0", "sample must be"),
+            ("azure2019:d/1;colour=red", "unknown option"),
             ("iluvatar:", "expected iluvatar:"),
             ("iluvatar:t.csv,", "expected iluvatar:"),
             ("poisson:", "expected <class>=<rate_per_s>"),

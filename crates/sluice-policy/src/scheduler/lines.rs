@@ -1,0 +1,190 @@
+//! Sandbox lines: an invocation whose function has no sandbox free may wait in the line of a
+//! busy one instead of creating another (a cold start and a second copy of its memory):
+//!
+//! - when the expected wait is shorter than the function's cold start as measured so far:
+//!   wait = the rest of the sandbox's own cold start if it is still starting, plus the
+//!   function's estimated service time for the invocation running and for each one already in
+//!   the line. A function's cold start is measured on each new sandbox, from its creation to the
+//!   end of its first invocation less that invocation's execution (EWMA).
+//! - Under a policy that batches (`batch`, see
+//!   [`QueuePolicy::batches_in_one_sandbox`](crate::queue::QueuePolicy::batches_in_one_sandbox))
+//!   a batch runs in one sandbox, as the MQFQ-Sticky authors' batching does: its invocations
+//!   wait even before the function's first cold start is measured, and a batch spills to a
+//!   second sandbox only once its line holds more than a cold start's worth of work.
+//! - Otherwise only with `keepalive.wait_for_warm` on (the default), and nothing waits before
+//!   the function's first cold start is measured.
+//!
+//! Lines form only behind full sandboxes (a sandbox with spare capacity is shared, each
+//! invocation with its own token) and only when the function has no idle sandbox on a device
+//! with a free token. When a sandbox finishes an invocation, the next in its line starts there
+//! at once with the same token: warm, nothing to move. If the sandbox fails, its line goes back
+//! to the head of the queue, in order.
+
+use super::{Scheduler, Start};
+use crate::idmap::IdMap;
+use crate::keepalive::SandboxState;
+use sluice_core::{Dur, FunctionId, GpuId, Invocation, SandboxId, Time};
+use std::collections::VecDeque;
+
+/// Weight of a new cold-start measurement in its function's average.
+const COLD_ALPHA: f64 = 0.3;
+
+/// Busy sandboxes per function, their lines, and measured cold starts.
+#[derive(Debug, Default)]
+pub(super) struct Lines {
+    /// Per function, its sandboxes that are starting or running, in start order.
+    busy: IdMap<FunctionId, Vec<SandboxId>>,
+    /// Per sandbox, the invocations waiting for it, in dispatch order.
+    lines: IdMap<SandboxId, VecDeque<Invocation>>,
+    /// Starts decided when a sandbox finished, emitted at the next poll.
+    ready: Vec<Start>,
+    /// Creation time of each new sandbox until its first invocation finishes.
+    born: IdMap<SandboxId, Time>,
+    /// Per function, the average measured cold start, µs.
+    cold_us: IdMap<FunctionId, f64>,
+}
+
+impl Scheduler {
+    /// Puts `inv` in the line of a busy sandbox of its function if the rule above says so;
+    /// true if it did.
+    pub(super) fn join_line(&mut self, inv: Invocation, now: Time) -> bool {
+        let batching = self.queue.batches_in_one_sandbox();
+        if !batching && !self.keepalive.wait_for_warm {
+            return false;
+        }
+        let f = inv.func;
+        let Some(busy) = self.lines.busy.get(&f) else {
+            return false;
+        };
+        if self.free_sandbox_on_a_free_device(f) {
+            return false;
+        }
+        // The full sandbox with the shortest line (the first such on ties).
+        let line_len = |sb: &SandboxId| self.lines.lines.get(sb).map_or(0, VecDeque::len);
+        let Some((sb, starting)) = busy
+            .iter()
+            .filter_map(|&sb| {
+                let s = self.pool.get(sb)?;
+                let full = s.state == SandboxState::Starting || s.running >= s.capacity;
+                full.then_some((sb, s.state == SandboxState::Starting))
+            })
+            .min_by_key(|(sb, _)| line_len(sb))
+        else {
+            return false;
+        };
+        let cold = match (self.lines.cold_us.get(&f), batching) {
+            (Some(&c), _) => c,
+            (None, true) => f64::INFINITY,
+            (None, false) => return false,
+        };
+        let est = self.estimator.estimate(f).as_micros() as f64;
+        let rest_of_start = match (starting, self.lines.born.get(&sb)) {
+            (true, Some(&born)) if cold.is_finite() => {
+                (cold - now.since(born).as_micros() as f64).max(0.0)
+            }
+            _ => 0.0,
+        };
+        let wait = rest_of_start + est * (1 + line_len(&sb)) as f64;
+        if wait >= cold {
+            return false;
+        }
+        self.lines.lines.entry(sb).or_default().push_back(inv);
+        true
+    }
+
+    /// Whether `func` has a sandbox with room (idle, or busy with spare capacity) on a device
+    /// with a free token.
+    fn free_sandbox_on_a_free_device(&self, func: FunctionId) -> bool {
+        self.pool
+            .spare_devices(func)
+            .chain(self.pool.idle_places(func).map(|(g, _)| g))
+            .any(|g| self.slots.has_free(g))
+    }
+
+    /// A start of `func` in `sandbox` (new if `cold`) at `now`.
+    pub(super) fn line_started(
+        &mut self,
+        func: FunctionId,
+        sandbox: SandboxId,
+        cold: bool,
+        now: Time,
+    ) {
+        let busy = self.lines.busy.entry(func).or_default();
+        if !busy.contains(&sandbox) {
+            busy.push(sandbox);
+        }
+        if cold {
+            self.lines.born.insert(sandbox, now);
+        }
+    }
+
+    /// `sandbox` on `gpu` finished an invocation of `func` that executed for `exec`: measures a
+    /// new sandbox's cold start; if the line is not empty, its next invocation starts there with
+    /// the token the finished one held. True if it did.
+    pub(super) fn next_in_line(
+        &mut self,
+        func: FunctionId,
+        sandbox: SandboxId,
+        gpu: GpuId,
+        exec: Dur,
+        now: Time,
+    ) -> bool {
+        if let Some(born) = self.lines.born.remove(&sandbox) {
+            let sample = now.since(born).as_micros().saturating_sub(exec.as_micros()) as f64;
+            let avg = self.lines.cold_us.entry(func).or_insert(sample);
+            *avg += COLD_ALPHA * (sample - *avg);
+        }
+        let Some(line) = self.lines.lines.get_mut(&sandbox) else {
+            return false;
+        };
+        let Some(inv) = line.pop_front() else {
+            return false;
+        };
+        if line.is_empty() {
+            self.lines.lines.remove(&sandbox);
+        }
+        self.lines.ready.push(Start {
+            inv,
+            gpu,
+            sandbox,
+            cold: false,
+            moves: Vec::new(),
+        });
+        true
+    }
+
+    /// `sandbox` of `func` went idle or away: it is no longer busy; a failed sandbox's line goes
+    /// back to the head of the queue, in order.
+    pub(super) fn line_ended(&mut self, func: FunctionId, sandbox: SandboxId, now: Time) {
+        if let Some(busy) = self.lines.busy.get_mut(&func) {
+            busy.retain(|&sb| sb != sandbox);
+            if busy.is_empty() {
+                self.lines.busy.remove(&func);
+            }
+        }
+        self.lines.born.remove(&sandbox);
+        if let Some(line) = self.lines.lines.remove(&sandbox) {
+            for inv in line.into_iter().rev() {
+                self.queue.requeue_front(inv, now);
+            }
+        }
+    }
+
+    /// Moves the starts decided since the last poll into `out`.
+    pub(super) fn emit_ready(&mut self, out: &mut Vec<super::Action>) {
+        out.extend(self.lines.ready.drain(..).map(super::Action::Start));
+    }
+
+    /// Invocations waiting in sandboxes' lines (dispatched, not started).
+    pub fn in_lines(&self) -> usize {
+        self.lines.lines.values().map(VecDeque::len).sum()
+    }
+
+    /// `func`'s cold start as measured so far (average), if any was.
+    pub fn cold_start_estimate(&self, func: FunctionId) -> Option<Dur> {
+        self.lines
+            .cold_us
+            .get(&func)
+            .map(|&us| Dur::from_micros(us as u64))
+    }
+}
