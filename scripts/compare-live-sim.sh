@@ -2,60 +2,152 @@
 # Live vs simulated: replays the 600-invocation slice of the Ilúvatar trace
 # (crates/sluice-cli/tests/data/iluvatar-slice) against a real worker, and simulates the same
 # slice with a device model set to match this host, then prints both summaries side by side.
-# Every trace function maps onto its own registered copy of the `spin` function
-# (crates/sluice-fn/examples/spin.rs), which keeps a core busy for the trace's GPU time; the
-# worker uses one simulated GPU with D = 2 tokens, so functions run on the CPU under the same
+#
+# One GPU (default): every trace function maps onto its own registered copy of the `spin`
+# function (crates/sluice-fn/examples/spin.rs), which keeps a core busy for the trace's GPU time;
+# the worker uses one simulated GPU with D = 2 tokens, so functions run on the CPU under the same
 # scheduler the simulator drives.
+#
+# --gpus N (N > 1): the worker simulates N GPUs of --gpu-gib GiB each, and every trace function is
+# a copy of a Python function that sleeps for the trace's GPU time (so 2N tokens fit on a 2-core
+# host) and declares --fn-mb MiB of GPU memory; the placement policy spreads them over the
+# devices and the memory policy moves their memory, so the comparison adds cold starts and bytes
+# moved (the worker's sluice_memory_moved_bytes counters) against the simulator's, with its copy cost
+# and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and its cold
+# start set to the one the live run measured.
+#
 # Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file]
+#                                    [--gpus N] [--gpu-gib G] [--fn-mb M]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-util=${1:-0.5}
-out=${2:-docs/results/live-vs-sim.md}
+util=0.5
+out=docs/results/live-vs-sim.md
+gpus=1
+gpu_gib=8
+fn_mb=2048
+positional=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --gpus) gpus=$2; shift 2 ;;
+    --gpu-gib) gpu_gib=$2; shift 2 ;;
+    --fn-mb) fn_mb=$2; shift 2 ;;
+    *) positional+=("$1"); shift ;;
+  esac
+done
+[ ${#positional[@]} -ge 1 ] && util=${positional[0]}
+[ ${#positional[@]} -ge 2 ] && out=${positional[1]}
 slice=crates/sluice-cli/tests/data/iluvatar-slice
 cargo build --release -q -p sluice-fn --examples
 cargo build --release -q -p sluice-cli
+sluice=./target/release/sluice
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export SLUICE_URL=http://127.0.0.1:$port
-# The builtin catalogue's speedups (so GPU times match), without GPU memory or GPU init: the
-# live run has neither. Cold start = sandbox start of the spin function measured here (~30 ms).
-sed -e 's/^gpu_mem_mb = .*/gpu_mem_mb = 0.0/' -e 's/^gpu_init_ms = .*/gpu_init_ms = 0.0/' \
+# The builtin catalogue's speedups (so GPU times match), without GPU init: the live run has none.
+# Cold start = sandbox start of the function, measured here (~30 ms for spin).
+mem=0.0
+[ "$gpus" -gt 1 ] && mem=$fn_mb.0
+sed -e "s/^gpu_mem_mb = .*/gpu_mem_mb = $mem/" -e 's/^gpu_init_ms = .*/gpu_init_ms = 0.0/' \
     -e 's/^container_start_ms = .*/container_start_ms = 30.0/' config/catalog.toml > "$work/catalog.toml"
-# Two spinning functions on two cores do not slow each other (the worker's own CPU is ignored).
+# Two spinning functions on two cores do not slow each other (the worker's own CPU is ignored);
+# sleeping ones never do.
 sed -e 's/^concurrency_slowdown = .*/concurrency_slowdown = 0.0/' config/sim.toml > "$work/sim.toml"
-SLUICE_LOG=warn ./target/release/sluice worker --listen 127.0.0.1:$port --data-dir "$work/data" --simulate-gpus \
+if [ "$gpus" -gt 1 ]; then
+  cat > "$work/worker.toml" <<TOML
+[gpu]
+force_simulated = true
+simulated_count = $gpus
+simulated_memory_gib = $gpu_gib
+TOML
+  worker_args=(--config "$work/worker.toml")
+else
+  worker_args=(--simulate-gpus)
+fi
+SLUICE_LOG=warn $sluice worker --listen 127.0.0.1:$port --data-dir "$work/data" "${worker_args[@]}" \
   2> "$work/worker.log" &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 names=()
-for i in $(seq 0 20); do
-  printf '{"name":"spin-%s","command":["%s"],"resources":{"gpu":true,"memory_mb":64}}' \
-    "$i" "$PWD/target/release/examples/spin" > "$work/spin-$i.json"
-  ./target/release/sluice fn register "$work/spin-$i.json" >/dev/null
-  names+=("spin-$i")
-done
+if [ "$gpus" -gt 1 ]; then
+  # Sandboxes have a private /tmp: the function lives under target/.
+  fdir=$PWD/target/compare-live-sim
+  mkdir -p "$fdir"
+  cat > "$fdir/sleep.py" <<'PY'
+import time
+import sluice_function
+
+def handle(arg):
+    ms = float(arg.get("ms", 0))
+    time.sleep(ms / 1000.0)
+    return {"slept_ms": ms}
+
+sluice_function.serve(handle)
+PY
+  for i in $(seq 0 20); do
+    printf '{"name":"sleep-%s","command":["python3","%s/sleep.py"],"env":{"PYTHONPATH":"%s/sdk/python"},"resources":{"gpu":true,"memory_mb":128,"gpu_memory_mb":%s}}' \
+      "$i" "$fdir" "$PWD" "$fn_mb" > "$work/fn-$i.json"
+    $sluice fn register "$work/fn-$i.json" >/dev/null
+    names+=("sleep-$i")
+  done
+else
+  for i in $(seq 0 20); do
+    printf '{"name":"spin-%s","command":["%s"],"resources":{"gpu":true,"memory_mb":64}}' \
+      "$i" "$PWD/target/release/examples/spin" > "$work/fn-$i.json"
+    $sluice fn register "$work/fn-$i.json" >/dev/null
+    names+=("spin-$i")
+  done
+fi
 fns=$(IFS=,; echo "${names[*]}")
-./target/release/sluice load --trace "iluvatar:$slice" --functions "$fns" --input-from-trace \
+$sluice load --trace "iluvatar:$slice" --functions "$fns" --input-from-trace --gpus "$gpus" \
   --target-util "$util" --catalog "$work/catalog.toml" --json --quiet > "$work/live.json"
-./target/release/sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" \
+curl -sf "$SLUICE_URL/metrics" > "$work/metrics.txt"
+if [ "$gpus" -gt 1 ]; then
+  # The simulator gets the live run's cold start, free memory moves and the live GPUs' size.
+  cold=$(python3 - "$work/metrics.txt" <<'PY'
+import re, sys
+s = c = 0.0
+for line in open(sys.argv[1]):
+    m = re.match(r'sluice_latency_seconds_(sum|count)\{[^}]*phase="cold_start"[^}]*\} ([0-9.e+-]+)', line)
+    if m:
+        if m.group(1) == "sum": s += float(m.group(2))
+        else: c += float(m.group(2))
+print(f"{1000 * s / c:.1f}" if c else "30.0")
+PY
+)
+  sed -i "s/^container_start_ms = .*/container_start_ms = $cold/" "$work/catalog.toml"
+  sed -i -e 's/^host_device_gbps = .*/host_device_gbps = 1000000.0/' \
+      -e "s/^memory_gib = .*/memory_gib = $gpu_gib/" "$work/sim.toml"
+fi
+$sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" --gpus "$gpus" \
   --catalog "$work/catalog.toml" --config "$work/sim.toml" --json --quiet > "$work/sim.json"
-python3 - "$work/live.json" "$work/sim.json" "$util" "$out" <<'PY'
-import json, sys
+python3 - "$work/live.json" "$work/sim.json" "$work/metrics.txt" "$util" "$gpus" "$out" "${cold:-}" <<'PY'
+import json, re, sys
 live = json.load(open(sys.argv[1]))["policies"][0]
 sim = json.load(open(sys.argv[2]))["policies"][0]
+moved = {"to_device": 0, "to_host": 0}
+for line in open(sys.argv[3]):
+    m = re.match(r'sluice_memory_moved_bytes_total\{name="(to_device|to_host)"\} ([0-9.e+]+)', line)
+    if m:
+        moved[m.group(1)] = int(float(m.group(2)))
+live["bytes_to_device"], live["bytes_to_host"] = moved["to_device"], moved["to_host"]
+util, gpus, out, cold = sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
 rows = [("completed", "completed"), ("mean ms", ("latency_ms", "mean")), ("p50 ms", ("latency_ms", "p50")),
         ("p99 ms", ("latency_ms", "p99")), ("queue mean ms", ("queue_ms", "mean")),
         ("Jain", "jain_fairness"), ("cold starts", "cold_starts")]
+if gpus > 1:
+    rows += [("GB moved host→device", "bytes_to_device"), ("GB moved device→host", "bytes_to_host")]
 def get(d, k):
-    return d[k[0]][k[1]] if isinstance(k, tuple) else d[k]
-lines = [f"Ilúvatar slice (600 invocations), offered utilisation {sys.argv[3]}, mqfq-sticky, 1 GPU (D = 2)", "",
+    v = d[k[0]][k[1]] if isinstance(k, tuple) else d[k]
+    return v / 1e9 if k in ("bytes_to_device", "bytes_to_host") else v
+what = "spin (busy CPU)" if gpus == 1 else f"sleep (Python), {gpus} simulated GPUs, {cold} ms cold start measured live"
+lines = [f"Ilúvatar slice (600 invocations), offered utilisation {util}, mqfq-sticky, {gpus} GPU(s) (D = 2), {what}", "",
          "| metric | live (`sluice load`) | simulated (`sluice sim`) | sim / live |", "|---|---:|---:|---:|"]
 for name, key in rows:
     a, b = get(live, key), get(sim, key)
     ratio = f"{b / a:.2f}" if a else "-"
     lines.append(f"| {name} | {a:.3f} | {b:.3f} | {ratio} |" if isinstance(a, float) else f"| {name} | {a} | {b} | {ratio} |")
 text = "\n".join(lines) + "\n"
-open(sys.argv[4], "w").write(text)
+open(out, "w").write(text)
 print(text)
 PY
