@@ -1,7 +1,8 @@
 //! Which device a start goes to, and the limits the devices imply.
 //!
-//! The devices are the bins of a [`Placement`] (weight: their tokens; load: tokens in use), so a
-//! function has a home device and spills clockwise only when its home is over its load bound.
+//! The devices are the bins of a [`Placement`] (equal weights, as every device has the same D
+//! tokens; load: tokens in use), so a function has a home device and spills clockwise only when
+//! its home is over its load bound.
 //! A device where the function has a sandbox with spare capacity (level 3), an idle sandbox
 //! whose memory is resident (2) or an idle sandbox pushed to host (1) is hinted; the usable
 //! devices are those with a free token that pass the utilisation gate. Every token taken or
@@ -11,17 +12,23 @@
 use super::Scheduler;
 use crate::keepalive::{PoolLimits, WarmPool};
 use crate::memory::{DeviceMemory, Location};
-use crate::placement::{Key, Placement, PlacementParams, Request};
+use crate::placement::{Key, Placement, PlacementParams, Request, MAX_POINTS_PER_BIN};
 use sluice_core::{FunctionId, GpuId};
 
-/// The devices as placement bins, weighted by their tokens.
+/// The devices as placement bins of equal weight (every device has the same D tokens, so the
+/// load bound is each device's share of the tokens in use): D ring-point units each, capped at the
+/// largest weight the ring takes.
 pub(super) fn device_ring(
     params: &PlacementParams,
     gpus: usize,
     tokens: u32,
 ) -> Result<Placement<GpuId>, String> {
     let mut ring = Placement::new(params.clone()).map_err(|e| e.to_string())?;
-    ring.join_all((0..gpus).map(|g| (GpuId(g as u16), tokens)))
+    let weight = tokens.clamp(
+        1,
+        (MAX_POINTS_PER_BIN / params.vnodes_per_weight.max(1)).max(1),
+    );
+    ring.join_all((0..gpus).map(|g| (GpuId(g as u16), weight)))
         .map_err(|e| e.to_string())?;
     Ok(ring)
 }

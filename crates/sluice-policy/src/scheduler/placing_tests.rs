@@ -230,6 +230,13 @@ fn plain_mqfq_prefers_a_flow_with_a_warm_sandbox() {
 }
 
 #[test]
+fn many_tokens_per_device_are_fine() {
+    let mut cfg = SchedulerConfig::default();
+    cfg.slots.tokens_per_gpu = 5_000;
+    assert!(Scheduler::new(&cfg, vec![MB; 3]).is_ok());
+}
+
+#[test]
 fn pool_caps_follow_the_devices_and_the_functions_memory() {
     let s = sched("fcfs", 4, 24 * 1024);
     // 100 MB functions on 24 GiB devices: 4 × 24 GiB / 100 MiB, capped.
