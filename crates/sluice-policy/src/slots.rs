@@ -94,6 +94,13 @@ impl DeviceSlots {
         best.map(|i| GpuId(i as u16))
     }
 
+    /// How many devices have a free token and pass the gate.
+    pub fn free_devices(&self) -> usize {
+        (0..self.in_use.len())
+            .filter(|&i| self.has_free(GpuId(i as u16)))
+            .count()
+    }
+
     /// Takes a token of `gpu`; false (and nothing taken) if it has none free.
     pub fn take(&mut self, gpu: GpuId) -> bool {
         if !self.has_free(gpu) {
@@ -147,7 +154,11 @@ mod tests {
         assert_eq!(s.acquire(), Some(GpuId(0)));
         assert_eq!(s.acquire(), Some(GpuId(1)));
         assert_eq!(s.acquire(), None);
+        assert_eq!(s.free_devices(), 0);
         s.release(GpuId(1));
+        assert_eq!(s.free_devices(), 1);
+        assert!(s.has_free(GpuId(1)) && !s.has_free(GpuId(0)));
+        assert!(!s.take(GpuId(0)), "no free token there");
         assert_eq!(s.acquire(), Some(GpuId(1)));
     }
 

@@ -52,7 +52,8 @@ impl Scheduler {
     /// device the queueing policy chose for, which has a free token) when there is only one
     /// device or placement finds none.
     pub(super) fn device_for(&mut self, func: FunctionId, candidate: GpuId) -> GpuId {
-        if self.slots.gpus() == 1 {
+        // One device, or only one with a free token (every token busy but one): nothing to choose.
+        if self.slots.gpus() == 1 || self.slots.free_devices() == 1 {
             return candidate;
         }
         let mut hints = std::mem::take(&mut self.hints);
