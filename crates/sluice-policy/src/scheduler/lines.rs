@@ -12,7 +12,8 @@
 //!   wait even before the function's first cold start is measured, and a batch spills to a
 //!   second sandbox only once its line holds more than a cold start's worth of work.
 //! - Otherwise only with `keepalive.wait_for_warm` on (the default), and nothing waits before
-//!   the function's first cold start is measured.
+//!   the function's first cold start is measured and [`MIN_RUNS`] of its invocations finished
+//!   (one execution is not an estimate to hold an invocation back on).
 //!
 //! Lines form only behind full sandboxes (a sandbox with spare capacity is shared, each
 //! invocation with its own token) and only when the function has no idle sandbox on a device
@@ -29,6 +30,10 @@ use std::collections::VecDeque;
 /// Weight of a new cold-start measurement in its function's average.
 const COLD_ALPHA: f64 = 0.3;
 
+/// Finished invocations of a function before its estimate may hold another back in a line
+/// (batching policies excepted).
+pub const MIN_RUNS: u32 = 2;
+
 /// Busy sandboxes per function, their lines, and measured cold starts.
 #[derive(Debug, Default)]
 pub(super) struct Lines {
@@ -42,6 +47,8 @@ pub(super) struct Lines {
     born: IdMap<SandboxId, Time>,
     /// Per function, the average measured cold start, µs.
     cold_us: IdMap<FunctionId, f64>,
+    /// Per function, finished invocations (saturating).
+    runs: IdMap<FunctionId, u32>,
 }
 
 impl Scheduler {
@@ -72,10 +79,12 @@ impl Scheduler {
         else {
             return false;
         };
+        let settled = self.lines.runs.get(&f).is_some_and(|&n| n >= MIN_RUNS);
         let cold = match (self.lines.cold_us.get(&f), batching) {
-            (Some(&c), _) => c,
+            (Some(&c), true) => c,
+            (Some(&c), false) if settled => c,
             (None, true) => f64::INFINITY,
-            (None, false) => return false,
+            _ => return false,
         };
         let est = self.estimator.estimate(f).as_micros() as f64;
         let rest_of_start = match (starting, self.lines.born.get(&sb)) {
@@ -129,6 +138,8 @@ impl Scheduler {
         exec: Dur,
         now: Time,
     ) -> bool {
+        let runs = self.lines.runs.entry(func).or_default();
+        *runs = runs.saturating_add(1);
         if let Some(born) = self.lines.born.remove(&sandbox) {
             let sample = now.since(born).as_micros().saturating_sub(exec.as_micros()) as f64;
             let avg = self.lines.cold_us.entry(func).or_insert(sample);

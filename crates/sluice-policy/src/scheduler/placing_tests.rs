@@ -173,6 +173,28 @@ fn a_short_function_waits_for_its_busy_sandbox_rather_than_cold_start_another() 
         );
     }
     assert_eq!(s.cold_start_estimate(f), Some(Dur::from_secs(3)));
+    // One run is not an estimate: h ran once (measured cold start, 5 ms of work); a second
+    // invocation alongside a warm one starts its own sandbox.
+    let h = FunctionId(2);
+    s.submit(InvocationId(20), h, ms(4_000));
+    let st = poll(&mut s, ms(4_000));
+    s.sandbox_ready(st[0].sandbox);
+    s.finished(st[0].sandbox, h, Dur::from_millis(5), ms(7_005));
+    s.submit(InvocationId(21), h, ms(8_000));
+    s.submit(InvocationId(22), h, ms(8_000));
+    let two = poll(&mut s, ms(8_000));
+    assert_eq!(two.len(), 2);
+    assert!(two.iter().any(|x| x.cold) && s.in_lines() == 0);
+    for x in &two {
+        if x.cold {
+            s.sandbox_ready(x.sandbox);
+        }
+        s.finished(x.sandbox, h, Dur::from_millis(5), ms(9_000));
+    }
+    // f ran twice: its estimate holds invocations back now.
+    s.submit(InvocationId(23), f, ms(9_500));
+    let again = poll(&mut s, ms(9_500));
+    s.finished(again[0].sandbox, f, Dur::from_millis(5), ms(9_505));
     s.submit(InvocationId(2), f, ms(10_000));
     let first = poll(&mut s, ms(10_000));
     assert!(!first[0].cold);
