@@ -10,4 +10,5 @@ pub mod plan;
 pub mod profile;
 pub mod sim;
 pub mod sim_pipeline;
+pub mod view;
 pub mod worker;
