@@ -485,3 +485,64 @@ fn the_load_meter_reads_the_offered_rate_and_autoscale_can_be_off() {
     assert_eq!(v["policy"], "max-load", "{v}");
     assert_eq!(v["history"].as_array().map(Vec::len), Some(1), "{v}");
 }
+
+#[test]
+fn sluice_load_sends_what_it_promises_in_pipeline_order_and_flags_a_missed_target() {
+    let w = Worker::start(&[]);
+    // Stage names out of alphabetical order; a target no request can meet.
+    let body = json!({
+        "spec": {"name": "order", "slo_ms": 0.001, "stages": [
+            stage("zeta", "upper", &[], json!({})),
+            stage("alpha", "rev", &["zeta"], json!({}))]},
+        "base_dir": std::env::temp_dir().display().to_string(),
+    })
+    .to_string();
+    create(&w, &body);
+    let input = w.dir.join("input.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let run = |json: bool| {
+        let mut args = vec![
+            "load".to_string(),
+            "--pipeline".into(),
+            "order".into(),
+            "--rates".into(),
+            "4".into(),
+            "--duration".into(),
+            "2".into(),
+            "--inputs".into(),
+            input.display().to_string(),
+        ];
+        if json {
+            args.push("--json".into());
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_URL", format!("http://{}", w.addr))
+            .output()
+            .expect("run sluice");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(&run(true)).expect("JSON");
+    let r = &v[0];
+    assert_eq!(r["sent"], 8, "4 req/s for 2 s: {v}");
+    assert_eq!(r["ok"], 8, "{v}");
+    assert_eq!(r["meets_target"], false, "{v}");
+    let names: Vec<&str> = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    assert_eq!(names, ["zeta", "alpha"], "{v}");
+    let text = run(false);
+    assert!(text.contains("ABOVE the 0 ms target"), "{text}");
+    assert!(
+        text.find("zeta").unwrap() < text.find("alpha").unwrap(),
+        "{text}"
+    );
+}

@@ -226,7 +226,7 @@ pub fn pipeline_summary(v: &Value, now_ms: u64) -> String {
         let _ = writeln!(
             o,
             "    gen {:<3} {} ago: {} for {for_load} (capacity {:.2} req/s): {}",
-            h["generation"],
+            h["generation"].as_u64().unwrap_or(0),
             ago(now_ms.saturating_sub(at) as f64 / 1e3),
             text(&h["policy"]),
             num(&h["capacity_rps"]),
