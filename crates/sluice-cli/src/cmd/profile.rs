@@ -29,7 +29,8 @@ pub struct ProfileArgs {
     /// Rotations over the samples per point (the mean batch time is kept).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Write the CSV here (default: stdout).
+    /// Write the CSV here (`-`: standard output). Default: `profile.csv` beside the spec, where
+    /// `sluice pipeline create` and `sluice plan` look for it.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Use MPS shares on a GPU (the MPS daemon must be running).
@@ -80,11 +81,31 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
     let csv = to_csv(&rows.map_err(anyhow::Error::msg)?);
-    match &args.out {
-        Some(p) => {
-            std::fs::write(p, csv).with_context(|| format!("cannot write {}", p.display()))?
-        }
-        None => print!("{csv}"),
+    let out = args.out.unwrap_or_else(|| base_dir.join("profile.csv"));
+    if out.as_os_str() == "-" {
+        print!("{csv}");
+        return Ok(());
     }
+    write_atomically(&out, csv.as_bytes())?;
+    eprintln!("profile written to {}", out.display());
     Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, so a failed
+/// write never leaves a truncated profile.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile.csv".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write {}: {e}", path.display())
+    })
 }
