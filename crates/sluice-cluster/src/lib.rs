@@ -33,3 +33,10 @@ pub mod router;
 pub mod worker;
 
 pub use error::ClusterError;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,6 +1,6 @@
 //! `/v1/functions`: register, list, show, delete and prewarm functions.
 
-use super::{blocking, ApiError, Shared};
+use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::function::FunctionSpec;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,6 +14,7 @@ pub(super) async fn put(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let body = body?;
     let spec: FunctionSpec = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid function spec: {e}")))?;
@@ -52,6 +53,7 @@ pub(super) async fn delete(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_in_cluster(&s)?;
     let store = s.store.clone();
     let n = name.clone();
     if blocking(move || store.delete_function(&n)).await? {

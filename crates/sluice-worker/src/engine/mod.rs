@@ -10,10 +10,12 @@
 //! (process start, the function's own execution) happens in tasks outside it.
 
 mod exec;
+mod load;
 mod metrics;
 mod types;
 mod upkeep;
 
+pub use load::Load;
 pub use metrics::Metrics;
 pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
 
