@@ -183,19 +183,7 @@ impl AsyncQueue {
             )
             .await
             .map_err(nats("create consumer"))?;
-        let records = match js.get_key_value(&cfg.bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: cfg.bucket.clone(),
-                    history: 1,
-                    max_age: Duration::from_secs(cfg.retention_s),
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats("create bucket"))?,
-        };
+        let records = open_bucket(&js, &cfg).await?;
         Ok(AsyncQueue {
             js,
             records,
@@ -280,6 +268,36 @@ impl AsyncQueue {
             .map_err(nats("stream"))?;
         Ok(s.info().await.map_err(nats("stream info"))?.state.messages)
     }
+}
+
+/// Opens the records bucket, creating its stream first if needed. The stream is made here with
+/// the key-value conventions (`KV_<bucket>`, subjects `$KV.<bucket>.>`, one message per
+/// subject, roll-ups, direct gets) rather than by `create_key_value`, which first reads the
+/// account's limits in a form that nats-server 2.9 (Debian's) does not answer.
+async fn open_bucket(js: &jetstream::Context, cfg: &QueueConfig) -> Result<kv::Store, ClusterError> {
+    if let Ok(kv) = js.get_key_value(&cfg.bucket).await {
+        return Ok(kv);
+    }
+    let max_age = Duration::from_secs(cfg.retention_s);
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{}", cfg.bucket),
+        subjects: vec![format!("$KV.{}.>", cfg.bucket)],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        duplicate_window: max_age.min(Duration::from_secs(120)),
+        ..Default::default()
+    })
+    .await
+    .map_err(nats("create bucket"))?;
+    js.get_key_value(&cfg.bucket)
+        .await
+        .map_err(nats("open bucket"))
 }
 
 /// Whether `id` can be an invocation id (and a key-value key): 1–64 of `[A-Za-z0-9_-]`.
