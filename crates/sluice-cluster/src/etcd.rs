@@ -201,13 +201,29 @@ impl Coordinator {
     /// Renews `lease` once; its remaining TTL in seconds (0 or less: it has expired).
     pub async fn renew(&self, lease: i64) -> Result<i64, ClusterError> {
         let r = self.client.clone().lease_keep_alive(lease).await;
-        let (mut keeper, mut stream) = self.mark(r)?;
+        let (mut keeper, mut stream) = match r {
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("lease not found") => {
+                self.healthy.store(true, Ordering::Relaxed);
+                return Ok(0);
+            }
+            r => self.mark(r)?,
+        };
         keeper.keep_alive().await?;
         let msg = tokio::time::timeout(Duration::from_secs(5), stream.message())
             .await
             .map_err(|_| ClusterError::Etcd("lease renewal timed out".into()))?;
-        let resp = self.mark(msg)?;
-        Ok(resp.map_or(0, |m| m.ttl()))
+        match msg {
+            Ok(resp) => {
+                self.healthy.store(true, Ordering::Relaxed);
+                Ok(resp.map_or(0, |m| m.ttl()))
+            }
+            // etcd answered: the lease is gone (it expired while we were cut off).
+            Err(etcd_client::Error::GRpcStatus(st)) if st.message().contains("lease not found") => {
+                self.healthy.store(true, Ordering::Relaxed);
+                Ok(0)
+            }
+            Err(e) => self.mark(Err(e)),
+        }
     }
 
     /// Revokes `lease`, deleting its keys.

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod procs;
 
+#[allow(unused_imports)]
 pub use http::{call, wait_for};
 #[allow(unused_imports)]
 pub use procs::{Cluster, Etcd, Nats, Proc, RouterProc, WorkerProc};

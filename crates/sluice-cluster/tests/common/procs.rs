@@ -101,16 +101,22 @@ pub struct Etcd {
     proc: Proc,
     /// Its client URL.
     pub url: String,
-    ports: Vec<u16>,
+    /// Its client and peer ports.
+    pub ports: Vec<u16>,
     dir: PathBuf,
+    also: Option<String>,
 }
 
-fn etcd_cmd(dir: &Path, p: &[u16]) -> Command {
+fn etcd_cmd(dir: &Path, p: &[u16], also: Option<&str>) -> Command {
     let (c, peer) = (p[0], p[1]);
+    let mut urls = format!("http://127.0.0.1:{c}");
+    if let Some(h) = also {
+        urls.push_str(&format!(",http://{h}:{c}"));
+    }
     let mut cmd = Command::new("etcd");
     cmd.args(["--name", "t", "--data-dir"])
         .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
+        .args(["--listen-client-urls", &urls])
         .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
         .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
@@ -121,12 +127,18 @@ fn etcd_cmd(dir: &Path, p: &[u16]) -> Command {
 impl Etcd {
     /// Starts etcd under `dir`.
     pub fn start(dir: &Path) -> Etcd {
-        let (proc, ports) = start_retrying("etcd", 2, |p| Proc::spawn(etcd_cmd(dir, p), dir.join("etcd.log")));
+        Self::start_also_on(dir, None)
+    }
+
+    /// Starts etcd under `dir`, serving clients on `also` (an address) too.
+    pub fn start_also_on(dir: &Path, also: Option<&str>) -> Etcd {
+        let (proc, ports) = start_retrying("etcd", 2, |p| Proc::spawn(etcd_cmd(dir, p, also), dir.join("etcd.log")));
         Etcd {
             proc,
             url: format!("http://127.0.0.1:{}", ports[0]),
             ports,
             dir: dir.to_path_buf(),
+            also: also.map(str::to_string),
         }
     }
 
@@ -139,7 +151,8 @@ impl Etcd {
     pub fn restart(&mut self) {
         self.proc.kill9();
         for _ in 0..20 {
-            let mut p = Proc::spawn(etcd_cmd(&self.dir, &self.ports), self.dir.join("etcd2.log"));
+            let cmd = etcd_cmd(&self.dir, &self.ports, self.also.as_deref());
+            let mut p = Proc::spawn(cmd, self.dir.join("etcd2.log"));
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline && p.alive() {
                 if listening(self.ports[0]) {
@@ -190,7 +203,7 @@ pub struct WorkerProc {
 }
 
 /// The worker's address, from its start line (`sluice worker on http://ADDR: …`).
-fn bound_addr(log: &str) -> Option<SocketAddr> {
+pub fn bound_addr(log: &str) -> Option<SocketAddr> {
     let rest = log.split("sluice worker on http://").nth(1)?;
     rest.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok()
 }
