@@ -98,7 +98,12 @@ impl Balancer {
 
     /// Chooses a worker for `function` (among `only`, if given), skipping `exclude`d ones,
     /// and counts the call as in flight until [`Balancer::done`].
-    pub fn pick(&self, function: &str, only: Option<&[String]>, exclude: &[String]) -> Option<Pick> {
+    pub fn pick(
+        &self,
+        function: &str,
+        only: Option<&[String]>,
+        exclude: &[String],
+    ) -> Option<Pick> {
         let members = self.members.snapshot();
         let now = Instant::now();
         let mut seen = self.seen();
@@ -191,7 +196,9 @@ impl Balancer {
                     load: s.map(|s| s.reported).unwrap_or_default(),
                     inflight: s.map_or(0, |s| s.inflight),
                     draining: s.is_some_and(|s| s.draining),
-                    warm: s.map(|s| s.warm.iter().cloned().collect()).unwrap_or_default(),
+                    warm: s
+                        .map(|s| s.warm.iter().cloned().collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect()
@@ -210,7 +217,11 @@ impl Balancer {
                 let client = client.clone();
                 async move {
                     let r = client
-                        .get_json::<LoadReport>(&m.value.addr, "/v1/load", every.max(Duration::from_millis(500)))
+                        .get_json::<LoadReport>(
+                            &m.value.addr,
+                            "/v1/load",
+                            every.max(Duration::from_millis(500)),
+                        )
                         .await;
                     (id, r)
                 }
@@ -240,7 +251,11 @@ mod tests {
 
     #[test]
     fn warm_with_room_first_then_least_loaded() {
-        let bins = [bin("a", 4, 1, false), bin("b", 4, 3, true), bin("c", 4, 0, false)];
+        let bins = [
+            bin("a", 4, 1, false),
+            bin("b", 4, 3, true),
+            bin("c", 4, 0, false),
+        ];
         assert_eq!(choose(&bins, "f"), Some(1));
         let full = [bin("a", 4, 1, false), bin("b", 4, 4, true)];
         assert_eq!(choose(&full, "f"), Some(0));

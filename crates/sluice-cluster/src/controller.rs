@@ -50,7 +50,11 @@ pub async fn run(s: Shared) {
                 continue;
             }
         }
-        match s.coord.create_leased(keys::ELECTION, s.id.clone().into_bytes(), lease).await {
+        match s
+            .coord
+            .create_leased(keys::ELECTION, s.id.clone().into_bytes(), lease)
+            .await
+        {
             Ok(Some(rev)) => {
                 let fence = Fence {
                     key: keys::ELECTION.to_string(),
@@ -98,7 +102,11 @@ async fn lead(s: &Shared, fence: &Fence, lease: i64, every: Duration) {
 async fn measure(s: &Shared, addr: &str, pipeline: &str) -> Option<(f64, f64)> {
     let v: serde_json::Value = s
         .client
-        .get_json(addr, &format!("/v1/pipelines/{pipeline}"), Duration::from_secs(2))
+        .get_json(
+            addr,
+            &format!("/v1/pipelines/{pipeline}"),
+            Duration::from_secs(2),
+        )
         .await
         .ok()?;
     let load = v["measured_load_rps"].as_f64()?;
@@ -128,11 +136,16 @@ async fn reconcile(
     let mut current: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
     let mut ops = Vec::new();
     for (key, a) in s.assignments.snapshot() {
-        let Some((w, p)) = keys::split_assignment(&key) else { continue };
+        let Some((w, p)) = keys::split_assignment(&key) else {
+            continue;
+        };
         if !members.contains_key(w) || !pipelines.contains_key(p) {
             ops.push(TxnOp::delete(keys::assignment(w, p), None));
         } else {
-            current.entry(p.to_string()).or_default().push((w.to_string(), a.value.revision));
+            current
+                .entry(p.to_string())
+                .or_default()
+                .push((w.to_string(), a.value.revision));
         }
     }
     let mut want: BTreeMap<String, usize> = BTreeMap::new();
@@ -182,7 +195,8 @@ async fn reconcile(
                     revision: *rev,
                     request: rec.request.clone(),
                 };
-                let v = serde_json::to_vec(&a).map_err(|e| crate::ClusterError::Invalid(e.to_string()))?;
+                let v = serde_json::to_vec(&a)
+                    .map_err(|e| crate::ClusterError::Invalid(e.to_string()))?;
                 ops.push(TxnOp::put(keys::assignment(w, p), v, None));
             }
         }

@@ -117,7 +117,12 @@ impl Coordinator {
     }
 
     /// Puts `value` if the key is as `expect`ed; the new revision, or [`ClusterError::Conflict`].
-    pub async fn put_if(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<i64, ClusterError> {
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<i64, ClusterError> {
         let txn = Txn::new()
             .when([Self::expect(key, expect)])
             .and_then([TxnOp::put(key, value, None)])
@@ -177,7 +182,12 @@ impl Coordinator {
     }
 
     /// Puts `value` bound to `lease`.
-    pub async fn put_leased(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<i64, ClusterError> {
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<i64, ClusterError> {
         let r = self
             .client
             .clone()
@@ -187,10 +197,19 @@ impl Coordinator {
     }
 
     /// Creates `key` bound to `lease` if it does not exist: its `create_revision` if created.
-    pub async fn create_leased(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<Option<i64>, ClusterError> {
+    pub async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<Option<i64>, ClusterError> {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))]);
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
         let r = self.client.clone().txn(txn).await;
         let resp = self.mark(r)?;
         Ok(resp
@@ -241,7 +260,10 @@ impl Coordinator {
 /// Keeps `cache` equal to etcd's content under its prefix, forever: a listing, then a watch
 /// from the next revision; on any error, a fresh listing after a back-off of 100 ms doubling
 /// to 2 s. The cache keeps its content while etcd is away.
-pub async fn mirror<T: DeserializeOwned + Send + Sync + 'static>(coord: Coordinator, cache: Arc<Cache<T>>) {
+pub async fn mirror<T: DeserializeOwned + Send + Sync + 'static>(
+    coord: Coordinator,
+    cache: Arc<Cache<T>>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match mirror_once(&coord, &cache).await {
@@ -253,7 +275,10 @@ pub async fn mirror<T: DeserializeOwned + Send + Sync + 'static>(coord: Coordina
     }
 }
 
-async fn mirror_once<T: DeserializeOwned>(coord: &Coordinator, cache: &Cache<T>) -> Result<(), ClusterError> {
+async fn mirror_once<T: DeserializeOwned>(
+    coord: &Coordinator,
+    cache: &Cache<T>,
+) -> Result<(), ClusterError> {
     let (listing, rev) = coord.list(cache.prefix()).await?;
     cache.reset(&listing, rev);
     let opts = WatchOptions::new()

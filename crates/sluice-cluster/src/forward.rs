@@ -82,10 +82,12 @@ impl WorkerClient {
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }
-        let req = req.body(Full::new(body)).map_err(|e| ForwardError::NotSent {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ForwardError::NotSent {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })?;
         let call = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let message = e.to_string();
@@ -116,14 +118,12 @@ impl WorkerClient {
                 body,
             })
         };
-        tokio::time::timeout(limit, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ForwardError::Lost {
-                    addr: addr.to_string(),
-                    message: format!("no answer within {limit:?}"),
-                })
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(ForwardError::Lost {
+                addr: addr.to_string(),
+                message: format!("no answer within {limit:?}"),
             })
+        })
     }
 
     /// `GET path` on the worker, parsed as JSON.

@@ -16,6 +16,7 @@
 //! - [`worker`]: the worker's side: membership agent (lease, fencing), registry mirror,
 //!   pipeline assignment reconciler;
 //! - [`controller`]: the elected pipeline controller;
+//! - [`scale`]: membership at scale, measured (1,000 simulated workers' leases);
 //! - [`config`]: the router's configuration (`config/router.toml`) and the worker's cluster
 //!   settings.
 
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod model;
 pub mod queue;
 pub mod router;
+pub mod scale;
 pub mod worker;
 
 pub use error::ClusterError;

@@ -274,7 +274,10 @@ impl AsyncQueue {
 /// the key-value conventions (`KV_<bucket>`, subjects `$KV.<bucket>.>`, one message per
 /// subject, roll-ups, direct gets) rather than by `create_key_value`, which first reads the
 /// account's limits in a form that nats-server 2.9 (Debian's) does not answer.
-async fn open_bucket(js: &jetstream::Context, cfg: &QueueConfig) -> Result<kv::Store, ClusterError> {
+async fn open_bucket(
+    js: &jetstream::Context,
+    cfg: &QueueConfig,
+) -> Result<kv::Store, ClusterError> {
     if let Ok(kv) = js.get_key_value(&cfg.bucket).await {
         return Ok(kv);
     }

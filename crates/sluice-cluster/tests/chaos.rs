@@ -15,7 +15,13 @@ const ROUTER_CFG: &str = "[async]\nack_wait_s = 2.0\nmax_attempts = 4\n";
 
 fn submit(router: SocketAddr, id: &str, seconds: f64) {
     let body = format!(r#"{{"do": "sleep", "seconds": {seconds}}}"#);
-    let a = call_with(router, "POST", "/v1/functions/sleepy/invoke-async", Some(&body), &[("Idempotency-Key", id)]);
+    let a = call_with(
+        router,
+        "POST",
+        "/v1/functions/sleepy/invoke-async",
+        Some(&body),
+        &[("Idempotency-Key", id)],
+    );
     assert_eq!(a.0, 202, "accept {id}: {a:?}");
 }
 
@@ -47,7 +53,10 @@ fn worker_sigkill_loses_nothing_accepted() {
     let mut victim = None;
     wait_for(Duration::from_secs(20), "a worker runs invocations", || {
         victim = c.workers.iter().position(|w| {
-            json(&call(w.addr, "GET", "/v1/load", None))["running"].as_u64().unwrap_or(0) > 0
+            json(&call(w.addr, "GET", "/v1/load", None))["running"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
         });
         victim.is_some()
     });
@@ -59,9 +68,16 @@ fn worker_sigkill_loses_nothing_accepted() {
         submit(r, &id, 0.2);
         ids.push(id);
     }
-    wait_for(Duration::from_secs(5), "routing drops the dead worker", || c.routers[0].workers() == 2);
+    wait_for(
+        Duration::from_secs(5),
+        "routing drops the dead worker",
+        || c.routers[0].workers() == 2,
+    );
     let healed = killed.elapsed();
-    assert!(healed <= Duration::from_secs(4), "healed after {healed:?} (TTL 3 s + 1 s)");
+    assert!(
+        healed <= Duration::from_secs(4),
+        "healed after {healed:?} (TTL 3 s + 1 s)"
+    );
     let recs = all_done(r, &ids, Duration::from_secs(90));
     for rec in &recs {
         assert_eq!(rec["status"], "succeeded", "{rec}");
@@ -78,16 +94,25 @@ fn router_sigkill_mid_dispatch_the_other_finishes() {
         submit(a, id, 2.5);
     }
     wait_for(Duration::from_secs(20), "router A dispatches", || {
-        ids.iter().any(|id| json(&call(a, "GET", &format!("/v1/invocations/{id}"), None))["status"] == "running")
+        ids.iter().any(|id| {
+            json(&call(a, "GET", &format!("/v1/invocations/{id}"), None))["status"] == "running"
+        })
     });
-    let b = RouterProc::start(c.dir.path(), "rb", &c.etcd.url, Some(&c.nats.url), ROUTER_CFG);
+    let b = RouterProc::start(
+        c.dir.path(),
+        "rb",
+        &c.etcd.url,
+        Some(&c.nats.url),
+        ROUTER_CFG,
+    );
     c.routers[0].proc.kill9();
     let recs = all_done(b.addr, &ids, Duration::from_secs(90));
     for rec in &recs {
         assert_eq!(rec["status"], "succeeded", "{rec}");
     }
     assert!(
-        recs.iter().any(|r| r["attempts"].as_u64().unwrap_or(0) >= 2),
+        recs.iter()
+            .any(|r| r["attempts"].as_u64().unwrap_or(0) >= 2),
         "some invocation was redelivered after the router died: {recs:?}"
     );
 }

@@ -28,28 +28,47 @@ fn routers_serve_from_cache_and_workers_fence_then_rejoin() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let reg = call(a, "POST", "/v1/functions", Some(&function("other").to_string()));
+    let reg = call(
+        a,
+        "POST",
+        "/v1/functions",
+        Some(&function("other").to_string()),
+    );
     assert_eq!(reg.0, 503, "registration needs etcd: {reg:?}");
     c.etcd.restart();
     wait_for(Duration::from_secs(10), "registration works again", || {
-        call(a, "POST", "/v1/functions", Some(&function("other").to_string())).0 == 201
+        call(
+            a,
+            "POST",
+            "/v1/functions",
+            Some(&function("other").to_string()),
+        )
+        .0 == 201
     });
 
     // A long outage: workers fence themselves (drain) after the TTL.
     c.etcd.kill9();
-    wait_for(Duration::from_secs(ttl + 3), "workers drain without their lease", || {
-        c.workers
-            .iter()
-            .all(|w| json(&call(w.addr, "GET", "/v1/load", None))["draining"] == true)
-    });
+    wait_for(
+        Duration::from_secs(ttl + 3),
+        "workers drain without their lease",
+        || {
+            c.workers
+                .iter()
+                .all(|w| json(&call(w.addr, "GET", "/v1/load", None))["draining"] == true)
+        },
+    );
     let x = call(a, "POST", "/v1/functions/echo/invoke", Some("{}"));
     assert_eq!(x.0, 503, "no worker takes work while fenced: {x:?}");
     c.etcd.restart();
-    wait_for(Duration::from_secs(ttl + 6), "workers rejoin and take work", || {
-        c.workers
-            .iter()
-            .all(|w| json(&call(w.addr, "GET", "/v1/load", None))["draining"] == false)
-    });
+    wait_for(
+        Duration::from_secs(ttl + 6),
+        "workers rejoin and take work",
+        || {
+            c.workers
+                .iter()
+                .all(|w| json(&call(w.addr, "GET", "/v1/load", None))["draining"] == false)
+        },
+    );
     wait_for(Duration::from_secs(10), "routers see both workers", || {
         c.routers.iter().all(|r| r.workers() == 2)
     });

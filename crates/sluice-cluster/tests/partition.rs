@@ -40,9 +40,18 @@ impl Netns {
             ns_if: format!("sln{id}"),
         };
         let ok = sh(&["ip", "netns", "add", &n.name])
-            && sh(&["ip", "link", "add", &n.host_if, "type", "veth", "peer", "name", &n.ns_if])
+            && sh(&[
+                "ip", "link", "add", &n.host_if, "type", "veth", "peer", "name", &n.ns_if,
+            ])
             && sh(&["ip", "link", "set", &n.ns_if, "netns", &n.name])
-            && sh(&["ip", "addr", "add", &format!("{HOST_IP}/30"), "dev", &n.host_if])
+            && sh(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{HOST_IP}/30"),
+                "dev",
+                &n.host_if,
+            ])
             && sh(&["ip", "link", "set", &n.host_if, "up"])
             && n.exec(&["ip", "addr", "add", &format!("{NS_IP}/30"), "dev", &n.ns_if])
             && n.exec(&["ip", "link", "set", &n.ns_if, "up"])
@@ -73,11 +82,15 @@ impl Drop for Netns {
 #[test]
 fn partitioned_worker_drains_and_rejoins() {
     if !common::is_root() {
-        eprintln!("SKIPPED partitioned_worker_drains_and_rejoins: needs root for network namespaces");
+        eprintln!(
+            "SKIPPED partitioned_worker_drains_and_rejoins: needs root for network namespaces"
+        );
         return;
     }
     let Some(ns) = Netns::create() else {
-        eprintln!("SKIPPED partitioned_worker_drains_and_rejoins: cannot create a network namespace here");
+        eprintln!(
+            "SKIPPED partitioned_worker_drains_and_rejoins: cannot create a network namespace here"
+        );
         return;
     };
     let dir = common::tempdir();
@@ -104,30 +117,64 @@ fn partitioned_worker_drains_and_rejoins() {
         addr = bound_addr(&worker.log_text());
         addr.is_some()
     });
-    let router = RouterProc::start(dir.path(), "r", &etcd.url, None, "cluster_token = \"cluster-secret\"\n");
-    wait_for(Duration::from_secs(10), "the router sees the worker", || router.workers() == 1);
+    let router = RouterProc::start(
+        dir.path(),
+        "r",
+        &etcd.url,
+        None,
+        "cluster_token = \"cluster-secret\"\n",
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the router sees the worker",
+        || router.workers() == 1,
+    );
     let spec = function("echo").to_string();
-    assert_eq!(call(router.addr, "POST", "/v1/functions", Some(&spec)).0, 201);
-    wait_for(Duration::from_secs(15), "an invocation crosses the veth", || {
-        call(router.addr, "POST", "/v1/functions/echo/invoke", Some("{}")).0 == 200
-    });
+    assert_eq!(
+        call(router.addr, "POST", "/v1/functions", Some(&spec)).0,
+        201
+    );
+    wait_for(
+        Duration::from_secs(15),
+        "an invocation crosses the veth",
+        || call(router.addr, "POST", "/v1/functions/echo/invoke", Some("{}")).0 == 200,
+    );
 
     assert!(ns.partition(true), "iptables DROP in the namespace");
     let cut = Instant::now();
-    wait_for(Duration::from_secs(ttl + 2), "the router drops the partitioned worker", || router.workers() == 0);
+    wait_for(
+        Duration::from_secs(ttl + 2),
+        "the router drops the partitioned worker",
+        || router.workers() == 0,
+    );
     let seen = cut.elapsed();
-    wait_for(Duration::from_secs(ttl + 2), "the worker drains itself", || {
-        worker.log_text().contains("draining until it is (etcd unreachable)")
-            || worker.log_text().contains("cluster lease not renewed (etcd unreachable)")
-    });
-    assert!(seen <= Duration::from_secs(ttl + 1), "dropped after {seen:?}");
+    wait_for(
+        Duration::from_secs(ttl + 2),
+        "the worker drains itself",
+        || {
+            worker
+                .log_text()
+                .contains("draining until it is (etcd unreachable)")
+                || worker
+                    .log_text()
+                    .contains("cluster lease not renewed (etcd unreachable)")
+        },
+    );
+    assert!(
+        seen <= Duration::from_secs(ttl + 1),
+        "dropped after {seen:?}"
+    );
     let refused = call(router.addr, "POST", "/v1/functions/echo/invoke", Some("{}"));
     assert_eq!(refused.0, 503, "{refused:?}");
 
     assert!(ns.partition(false), "iptables rules removed");
     let deadline = Instant::now() + Duration::from_secs(15);
     while router.workers() != 1 {
-        assert!(Instant::now() < deadline, "the worker did not join again:\n{}", worker.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not join again:\n{}",
+            worker.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_for(Duration::from_secs(15), "and takes work", || {

@@ -23,27 +23,50 @@ fn register_through_one_router_invoke_through_another() {
         call(b, "GET", "/v1/functions/echo", None).0 == 200
     });
     for w in &c.workers {
-        wait_for(Duration::from_secs(5), "every worker mirrors the function", || {
-            call(w.addr, "GET", "/v1/functions/echo", None).0 == 200
-        });
+        wait_for(
+            Duration::from_secs(5),
+            "every worker mirrors the function",
+            || call(w.addr, "GET", "/v1/functions/echo", None).0 == 200,
+        );
     }
     let r = call(b, "POST", "/v1/functions/echo/invoke", Some(r#"{"x": 1}"#));
     assert_eq!(r.0, 200, "{r:?}");
     assert_eq!(json(&r)["echo"]["x"], 1);
-    assert!(r.2.contains_key("x-sluice-worker") && r.2.contains_key("x-sluice-load"), "{:?}", r.2);
+    assert!(
+        r.2.contains_key("x-sluice-worker") && r.2.contains_key("x-sluice-load"),
+        "{:?}",
+        r.2
+    );
 
     // Compare-and-swap: the current revision wins once, then is stale.
     let mut v2 = spec.clone();
     v2["timeout_ms"] = 30_000.into();
     let body = v2.to_string();
-    let ok = call_with(a, "POST", "/v1/functions", Some(&body), &[("If-Match", &rev)]);
+    let ok = call_with(
+        a,
+        "POST",
+        "/v1/functions",
+        Some(&body),
+        &[("If-Match", &rev)],
+    );
     assert_eq!(ok.0, 200, "{ok:?}");
-    let stale = call_with(b, "POST", "/v1/functions", Some(&body), &[("If-Match", &rev)]);
+    let stale = call_with(
+        b,
+        "POST",
+        "/v1/functions",
+        Some(&body),
+        &[("If-Match", &rev)],
+    );
     assert_eq!(stale.0, 409, "{stale:?}");
     assert_eq!(json(&stale)["error"]["code"], "conflict");
 
     // Workers take their registry from etcd only.
-    let local = call(c.workers[0].addr, "POST", "/v1/functions", Some(&spec.to_string()));
+    let local = call(
+        c.workers[0].addr,
+        "POST",
+        "/v1/functions",
+        Some(&spec.to_string()),
+    );
     assert_eq!(local.0, 409, "{local:?}");
     assert_eq!(json(&local)["error"]["code"], "cluster_member");
     let load = json(&call(c.workers[0].addr, "GET", "/v1/load", None));
@@ -51,8 +74,20 @@ fn register_through_one_router_invoke_through_another() {
 
     // Asynchronous: the same idempotency key is one invocation, readable on the other router.
     let key = [("Idempotency-Key", "it-registry-1")];
-    let first = call_with(a, "POST", "/v1/functions/echo/invoke-async", Some(r#"{"y": 2}"#), &key);
-    let again = call_with(a, "POST", "/v1/functions/echo/invoke-async", Some(r#"{"y": 2}"#), &key);
+    let first = call_with(
+        a,
+        "POST",
+        "/v1/functions/echo/invoke-async",
+        Some(r#"{"y": 2}"#),
+        &key,
+    );
+    let again = call_with(
+        a,
+        "POST",
+        "/v1/functions/echo/invoke-async",
+        Some(r#"{"y": 2}"#),
+        &key,
+    );
     assert_eq!((first.0, again.0), (202, 202), "{first:?} {again:?}");
     assert_eq!(json(&first)["id"], "it-registry-1");
     let mut rec = serde_json::Value::Null;
@@ -69,9 +104,14 @@ fn register_through_one_router_invoke_through_another() {
     assert_eq!(c.routers[1].workers(), 2);
     assert_eq!(call(b, "DELETE", "/v1/functions/echo", None).0, 204);
     for w in &c.workers {
-        wait_for(Duration::from_secs(5), "workers drop the deleted function", || {
-            call(w.addr, "GET", "/v1/functions/echo", None).0 == 404
-        });
+        wait_for(
+            Duration::from_secs(5),
+            "workers drop the deleted function",
+            || call(w.addr, "GET", "/v1/functions/echo", None).0 == 404,
+        );
     }
-    assert_eq!(call(a, "POST", "/v1/functions/echo/invoke", Some("{}")).0, 404);
+    assert_eq!(
+        call(a, "POST", "/v1/functions/echo/invoke", Some("{}")).0,
+        404
+    );
 }

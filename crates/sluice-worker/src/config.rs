@@ -177,7 +177,11 @@ impl WorkerConfig {
         {
             return Err("gpu.simulated_count and gpu.simulated_memory_gib must be positive".into());
         }
-        if self.cluster.lease_ttl_s.is_some_and(|t| !(2..=600).contains(&t)) {
+        if self
+            .cluster
+            .lease_ttl_s
+            .is_some_and(|t| !(2..=600).contains(&t))
+        {
             return Err("cluster.lease_ttl_s must be in 2..=600".into());
         }
         sluice_policy::scheduler::Scheduler::new(&self.scheduler, vec![1 << 30])

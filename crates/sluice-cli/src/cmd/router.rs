@@ -64,7 +64,11 @@ pub async fn run(args: RouterArgs) -> Result<()> {
         s.id,
         s.members.len(),
         s.functions.len(),
-        if s.queue.is_some() { "on" } else { "off (no --nats)" }
+        if s.queue.is_some() {
+            "on"
+        } else {
+            "off (no --nats)"
+        }
     );
     router
         .serve(listener, sluice_worker::server::shutdown_signal())

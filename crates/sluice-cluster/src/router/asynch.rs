@@ -43,7 +43,12 @@ fn invocation_id(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Accepts an invocation of `target` (`function:<f>` / `pipeline:<p>`): 202 once stored.
-pub(super) async fn accept(s: &Shared, headers: &HeaderMap, target: &str, input: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn accept(
+    s: &Shared,
+    headers: &HeaderMap,
+    target: &str,
+    input: Bytes,
+) -> Result<Response, ApiError> {
     if s.is_draining() {
         return Err(draining());
     }
@@ -74,7 +79,10 @@ pub(super) async fn submit(
     accept(&s, &headers, &format!("function:{name}"), input).await
 }
 
-pub(super) async fn get(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn get(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::not_found(format!("unknown invocation {id:?}")));
     }

@@ -89,7 +89,9 @@ async fn finish(q: &AsyncQueue, msg: &Message, rec: &Record) {
         }
         Err(e) => {
             tracing::warn!(id = %rec.id, "cannot store the outcome: {e}");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
     }
 }
@@ -105,7 +107,11 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
     let id = header(&msg, "Nats-Msg-Id").unwrap_or("").to_string();
     let raw_target = header(&msg, TARGET_HEADER).unwrap_or("").to_string();
     let Some(target) = parse_target(&raw_target).filter(|_| !id.is_empty()) else {
-        tracing::warn!(id, target = raw_target, "dropping a malformed invocation message");
+        tracing::warn!(
+            id,
+            target = raw_target,
+            "dropping a malformed invocation message"
+        );
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     };
@@ -115,7 +121,9 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
         Ok(None) => Record::queued(&id, name),
         Err(e) => {
             tracing::debug!(id, "cannot read the record: {e}");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
     };
@@ -127,7 +135,9 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
     if rec.attempts >= max {
         failed(
             &mut rec,
-            format!("gave up after {max} attempts: the worker or router running it was lost each time"),
+            format!(
+                "gave up after {max} attempts: the worker or router running it was lost each time"
+            ),
         );
         s.metrics.dispatched(false);
         return finish(q, &msg, &rec).await;
@@ -137,7 +147,9 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
     rec.started_ms = Some(crate::now_ms());
     if let Err(e) = q.put_record(&rec).await {
         tracing::debug!(id, "cannot mark running: {e}");
-        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
         return;
     }
     let limit = match &target {
@@ -149,7 +161,8 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
     let outcome = {
         let call = forward(s, &target, input, limit);
         tokio::pin!(call);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
         loop {
             tokio::select! {
                 o = &mut call => break o,
@@ -160,11 +173,9 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
     match outcome {
         Outcome::Answered { reply, .. } if reply.status.is_success() => {
             rec.status = Status::Succeeded;
-            rec.result = Some(
-                serde_json::from_slice(&reply.body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&reply.body).into_owned())
-                }),
-            );
+            rec.result = Some(serde_json::from_slice(&reply.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&reply.body).into_owned())
+            }));
             rec.error = None;
             rec.finished_ms = Some(crate::now_ms());
             rec.done = true;
@@ -177,7 +188,9 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
             rec.attempts -= 1;
             rec.status = Status::Queued;
             let _ = q.put_record(&rec).await;
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+                .await;
         }
         Outcome::Answered { reply, .. } => {
             let text = String::from_utf8_lossy(&reply.body);
@@ -193,13 +206,17 @@ async fn handle(s: &Shared, q: &AsyncQueue, msg: Message) {
             tracing::warn!(id, attempt = rec.attempts, "{e}; it will run again");
             rec.error = Some(e.to_string());
             let _ = q.put_record(&rec).await;
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(200)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+                .await;
         }
         Outcome::NoWorker => {
             rec.attempts -= 1;
             rec.status = Status::Queued;
             let _ = q.put_record(&rec).await;
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
     }
 }

@@ -27,7 +27,11 @@ fn with_revision(mut resp: Response, rev: i64) -> Response {
 }
 
 /// The condition of a write: `If-Match`, else the key's current revision read now.
-pub(super) async fn condition(s: &Shared, key: &str, headers: &HeaderMap) -> Result<Expect, ApiError> {
+pub(super) async fn condition(
+    s: &Shared,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<Expect, ApiError> {
     if let Some(v) = headers.get(axum::http::header::IF_MATCH) {
         let rev = v
             .to_str()
@@ -82,7 +86,10 @@ pub(super) async fn list(State(s): State<Shared>) -> Json<Vec<FunctionSpec>> {
     )
 }
 
-pub(super) async fn get(State(s): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn get(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let v = s
         .functions
         .get(&name)

@@ -81,7 +81,14 @@ pub async fn forward(s: &Shared, target: &Target, body: Bytes, limit: Duration) 
         };
         let r = s
             .client
-            .call(&pick.addr, Method::POST, &target.path(), body.clone(), Some(ctype), limit)
+            .call(
+                &pick.addr,
+                Method::POST,
+                &target.path(),
+                body.clone(),
+                Some(ctype),
+                limit,
+            )
             .await;
         match r {
             Ok(reply) => {
@@ -99,7 +106,9 @@ pub async fn forward(s: &Shared, target: &Target, body: Bytes, limit: Duration) 
                         exclude.push(pick.id);
                         s.metrics.retried();
                     }
-                    (StatusCode::NOT_FOUND, Some("not_found")) if Instant::now() < unknown_until => {
+                    (StatusCode::NOT_FOUND, Some("not_found"))
+                        if Instant::now() < unknown_until =>
+                    {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     _ => {
@@ -149,7 +158,10 @@ pub fn lost(e: ForwardError) -> ApiError {
 
 /// How long to wait for a worker's answer to a call of `function`.
 pub fn limit_for(s: &Shared, function: &str) -> Duration {
-    let own = s.functions.get(function).map_or(60_000, |v| v.value.timeout_ms);
+    let own = s
+        .functions
+        .get(function)
+        .map_or(60_000, |v| v.value.timeout_ms);
     Duration::from_millis(own) + Duration::from_secs(s.cfg.queue_allowance_s)
 }
 
@@ -199,7 +211,14 @@ pub(super) async fn prewarm(
     };
     let r = s
         .client
-        .call(&pick.addr, Method::POST, &path, Bytes::new(), None, Duration::from_secs(30))
+        .call(
+            &pick.addr,
+            Method::POST,
+            &path,
+            Bytes::new(),
+            None,
+            Duration::from_secs(30),
+        )
         .await;
     s.balancer.done(&pick.id, None, None);
     match r {

@@ -136,10 +136,7 @@ impl Router {
             started: Instant::now(),
             cfg,
         });
-        tokio::spawn(balancer.poll_loads(
-            client,
-            Duration::from_millis(state.cfg.load_poll_ms),
-        ));
+        tokio::spawn(balancer.poll_loads(client, Duration::from_millis(state.cfg.load_poll_ms)));
         if let Some(q) = &state.queue {
             tokio::spawn(dispatch::run(state.clone(), q.clone()));
         }
@@ -270,10 +267,16 @@ pub fn draining() -> ApiError {
 /// A cluster-store failure as an API error: a lost compare-and-swap is 409, etcd away 503.
 pub fn store_error(e: ClusterError) -> ApiError {
     match e {
-        ClusterError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        ClusterError::Conflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
         ClusterError::Etcd(_) | ClusterError::Nats(_) => ApiError {
             retry_after_s: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
         },
         ClusterError::Invalid(_) => ApiError::bad_request(e.to_string()),
         ClusterError::Malformed { .. } => ApiError::internal(e.to_string()),

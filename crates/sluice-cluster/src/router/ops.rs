@@ -60,19 +60,43 @@ impl Metrics {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut o = String::new();
         let _ = writeln!(o, "# TYPE sluice_router_forwarded counter");
-        let _ = writeln!(o, "sluice_router_forwarded_total{{outcome=\"ok\"}} {}", g(&self.forwarded_ok));
-        let _ = writeln!(o, "sluice_router_forwarded_total{{outcome=\"error\"}} {}", g(&self.forwarded_err));
+        let _ = writeln!(
+            o,
+            "sluice_router_forwarded_total{{outcome=\"ok\"}} {}",
+            g(&self.forwarded_ok)
+        );
+        let _ = writeln!(
+            o,
+            "sluice_router_forwarded_total{{outcome=\"error\"}} {}",
+            g(&self.forwarded_err)
+        );
         let _ = writeln!(o, "# TYPE sluice_router_retried counter");
         let _ = writeln!(o, "sluice_router_retried_total {}", g(&self.retried));
         let _ = writeln!(o, "# TYPE sluice_router_async_accepted counter");
-        let _ = writeln!(o, "sluice_router_async_accepted_total {}", g(&self.accepted));
+        let _ = writeln!(
+            o,
+            "sluice_router_async_accepted_total {}",
+            g(&self.accepted)
+        );
         let _ = writeln!(o, "# TYPE sluice_router_async_dispatched counter");
-        let _ = writeln!(o, "sluice_router_async_dispatched_total{{outcome=\"succeeded\"}} {}", g(&self.dispatched_ok));
-        let _ = writeln!(o, "sluice_router_async_dispatched_total{{outcome=\"failed\"}} {}", g(&self.dispatched_failed));
+        let _ = writeln!(
+            o,
+            "sluice_router_async_dispatched_total{{outcome=\"succeeded\"}} {}",
+            g(&self.dispatched_ok)
+        );
+        let _ = writeln!(
+            o,
+            "sluice_router_async_dispatched_total{{outcome=\"failed\"}} {}",
+            g(&self.dispatched_failed)
+        );
         let _ = writeln!(o, "# TYPE sluice_router_workers gauge");
         let _ = writeln!(o, "sluice_router_workers {}", s.members.len());
         let _ = writeln!(o, "# TYPE sluice_router_leader gauge");
-        let _ = writeln!(o, "sluice_router_leader {}", u8::from(s.leader.load(Ordering::Relaxed)));
+        let _ = writeln!(
+            o,
+            "sluice_router_leader {}",
+            u8::from(s.leader.load(Ordering::Relaxed))
+        );
         o.push_str("# EOF\n");
         o
     }

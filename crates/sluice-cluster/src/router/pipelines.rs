@@ -57,7 +57,12 @@ fn view(s: &Shared, name: &str) -> Option<Value> {
     }))
 }
 
-async fn write(s: &Shared, rec: &PipelineRecord, expect: Expect, status: StatusCode) -> Result<Response, ApiError> {
+async fn write(
+    s: &Shared,
+    rec: &PipelineRecord,
+    expect: Expect,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     let name = rec.request.spec.name.clone();
     let value = serde_json::to_vec(rec).map_err(|e| ApiError::internal(e.to_string()))?;
     let rev = s
@@ -86,7 +91,10 @@ pub(super) async fn create(
             StatusCode::CONFLICT => ApiError::new(
                 StatusCode::CONFLICT,
                 "exists",
-                format!("pipeline {:?} already exists (update it instead)", rec.request.spec.name),
+                format!(
+                    "pipeline {:?} already exists (update it instead)",
+                    rec.request.spec.name
+                ),
             ),
             _ => e,
         })
@@ -123,14 +131,22 @@ pub(super) async fn list(State(s): State<Shared>) -> Json<Vec<Value>> {
 }
 
 /// One pipeline, with each replica's status as its worker reports it.
-pub(super) async fn get(State(s): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let mut v = view(&s, &name).ok_or_else(|| ApiError::not_found(format!("unknown pipeline {name:?}")))?;
+pub(super) async fn get(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut v =
+        view(&s, &name).ok_or_else(|| ApiError::not_found(format!("unknown pipeline {name:?}")))?;
     let mut replicas = Vec::new();
     for w in s.pipeline_workers(&name) {
         let Some(m) = s.members.get(&w) else { continue };
         let r = s
             .client
-            .get_json::<Value>(&m.value.addr, &format!("/v1/pipelines/{name}"), Duration::from_secs(2))
+            .get_json::<Value>(
+                &m.value.addr,
+                &format!("/v1/pipelines/{name}"),
+                Duration::from_secs(2),
+            )
             .await;
         replicas.push(match r {
             Ok(status) => json!({"worker": w, "status": status}),
@@ -168,10 +184,19 @@ pub(super) async fn invoke(
     if !s.pipelines.contains(&name) {
         return Err(ApiError::not_found(format!("unknown pipeline {name:?}")));
     }
-    match forward(&s, &Target::Pipeline(name.clone()), body, Duration::from_secs(600)).await {
+    match forward(
+        &s,
+        &Target::Pipeline(name.clone()),
+        body,
+        Duration::from_secs(600),
+    )
+    .await
+    {
         Outcome::Answered { reply, worker } => Ok(relay(reply, &worker)),
         Outcome::Lost(e) => Err(lost(e)),
-        Outcome::NoWorker => Err(no_worker(&format!("pipeline {name:?} (no replica placed yet?)"))),
+        Outcome::NoWorker => Err(no_worker(&format!(
+            "pipeline {name:?} (no replica placed yet?)"
+        ))),
     }
 }
 

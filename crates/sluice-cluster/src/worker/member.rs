@@ -45,7 +45,12 @@ impl MemberHandle {
 }
 
 /// Starts the membership task.
-pub fn start(coord: Coordinator, state: Shared, record: Member, ttl_s: i64) -> (MemberHandle, JoinHandle<()>) {
+pub fn start(
+    coord: Coordinator,
+    state: Shared,
+    record: Member,
+    ttl_s: i64,
+) -> (MemberHandle, JoinHandle<()>) {
     let inner = Arc::new(Inner {
         coord,
         joined: AtomicBool::new(false),
@@ -145,7 +150,8 @@ async fn join(
 ) -> Result<i64, crate::ClusterError> {
     let lease = coord.grant(ttl_s).await?;
     record.joined_ms = crate::now_ms();
-    let value = serde_json::to_vec(record).map_err(|e| crate::ClusterError::Invalid(e.to_string()))?;
+    let value =
+        serde_json::to_vec(record).map_err(|e| crate::ClusterError::Invalid(e.to_string()))?;
     if let Err(e) = coord.put_leased(key, value, lease).await {
         let _ = coord.revoke(lease).await;
         return Err(e);

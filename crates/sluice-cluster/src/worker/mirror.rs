@@ -24,7 +24,11 @@ pub async fn run(state: Shared, cache: Arc<Cache<FunctionSpec>>) {
     }
 }
 
-async fn reconcile(state: &Shared, cache: &Cache<FunctionSpec>, applied: &mut HashMap<String, i64>) {
+async fn reconcile(
+    state: &Shared,
+    cache: &Cache<FunctionSpec>,
+    applied: &mut HashMap<String, i64>,
+) {
     let desired = cache.snapshot();
     for (name, v) in &desired {
         if applied.get(name) == Some(&v.mod_revision) {

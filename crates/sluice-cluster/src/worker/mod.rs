@@ -46,10 +46,9 @@ impl AgentConfig {
                 "advertise address {advertise:?} is not host:port"
             )));
         }
-        let id = s
-            .id
-            .clone()
-            .unwrap_or_else(|| advertise.replace([':', '[', ']'], "-"));
+        let id =
+            s.id.clone()
+                .unwrap_or_else(|| advertise.replace([':', '[', ']'], "-"));
         if !keys::valid_id(&id) {
             return Err(ClusterError::Invalid(format!(
                 "worker id {id:?}: use 1-128 characters of [A-Za-z0-9._-]"

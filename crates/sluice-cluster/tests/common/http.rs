@@ -16,7 +16,13 @@ pub fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> A
 }
 
 /// One request with extra headers.
-pub fn call_with(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, extra: &[(&str, &str)]) -> Answer {
+pub fn call_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Answer {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return (0, String::new(), HashMap::new());
     };
@@ -44,7 +50,10 @@ pub fn call_with(addr: SocketAddr, method: &str, path: &str, body: Option<&str>,
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let body = if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v == "chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()

@@ -75,11 +75,19 @@ pub fn free_port() -> u16 {
 }
 
 fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
 }
 
 /// Starts `spawn(port…)` until it listens on its first port, on fresh ports each try.
-fn start_retrying(what: &str, ports: usize, mut spawn: impl FnMut(&[u16]) -> Proc) -> (Proc, Vec<u16>) {
+fn start_retrying(
+    what: &str,
+    ports: usize,
+    mut spawn: impl FnMut(&[u16]) -> Proc,
+) -> (Proc, Vec<u16>) {
     for _ in 0..8 {
         let p: Vec<u16> = (0..ports).map(|_| free_port()).collect();
         let mut proc = spawn(&p);
@@ -90,7 +98,10 @@ fn start_retrying(what: &str, ports: usize, mut spawn: impl FnMut(&[u16]) -> Pro
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("{what} did not start on {p:?}; retrying on other ports:\n{}", proc.log_text());
+        eprintln!(
+            "{what} did not start on {p:?}; retrying on other ports:\n{}",
+            proc.log_text()
+        );
         proc.kill9();
     }
     panic!("{what} did not start in 8 tries");
@@ -119,7 +130,10 @@ fn etcd_cmd(dir: &Path, p: &[u16], also: Option<&str>) -> Command {
         .args(["--listen-client-urls", &urls])
         .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
         .args(["--initial-cluster", &format!("t=http://127.0.0.1:{peer}")]);
     cmd
 }
@@ -132,7 +146,9 @@ impl Etcd {
 
     /// Starts etcd under `dir`, serving clients on `also` (an address) too.
     pub fn start_also_on(dir: &Path, also: Option<&str>) -> Etcd {
-        let (proc, ports) = start_retrying("etcd", 2, |p| Proc::spawn(etcd_cmd(dir, p, also), dir.join("etcd.log")));
+        let (proc, ports) = start_retrying("etcd", 2, |p| {
+            Proc::spawn(etcd_cmd(dir, p, also), dir.join("etcd.log"))
+        });
         Etcd {
             proc,
             url: format!("http://127.0.0.1:{}", ports[0]),
@@ -180,9 +196,12 @@ impl Nats {
     pub fn start(dir: &Path) -> Nats {
         let (proc, ports) = start_retrying("nats-server", 1, |p| {
             let mut cmd = Command::new("nats-server");
-            cmd.args(["-js", "-sd"])
-                .arg(dir.join("nats"))
-                .args(["-a", "127.0.0.1", "-p", &p[0].to_string()]);
+            cmd.args(["-js", "-sd"]).arg(dir.join("nats")).args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &p[0].to_string(),
+            ]);
             Proc::spawn(cmd, dir.join("nats.log"))
         });
         Nats {
@@ -205,7 +224,12 @@ pub struct WorkerProc {
 /// The worker's address, from its start line (`sluice worker on http://ADDR: …`).
 pub fn bound_addr(log: &str) -> Option<SocketAddr> {
     let rest = log.split("sluice worker on http://").nth(1)?;
-    rest.split(':').take(2).collect::<Vec<_>>().join(":").parse().ok()
+    rest.split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":")
+        .parse()
+        .ok()
 }
 
 impl WorkerProc {
@@ -221,7 +245,9 @@ impl WorkerProc {
         let path = home.join("worker.toml");
         std::fs::write(&path, cfg).expect("worker config");
         let mut cmd = Command::new(super::sluice_bin());
-        cmd.args(["worker", "--config"]).arg(&path).current_dir(super::repo());
+        cmd.args(["worker", "--config"])
+            .arg(&path)
+            .current_dir(super::repo());
         let mut proc = Proc::spawn(cmd, home.join("worker.log"));
         let mut addr = None;
         wait_for(Duration::from_secs(30), "worker start line", || {
@@ -249,8 +275,12 @@ impl RouterProc {
     pub fn start(dir: &Path, id: &str, etcd: &str, nats: Option<&str>, extra: &str) -> RouterProc {
         let home = dir.join(id);
         std::fs::create_dir_all(&home).expect("router dir");
-        let nats = nats.map(|n| format!("nats = \"{n}\"\n")).unwrap_or_default();
-        let cfg = format!("listen = \"127.0.0.1:0\"\netcd = [\"{etcd}\"]\nid = \"{id}\"\n{nats}{extra}\n");
+        let nats = nats
+            .map(|n| format!("nats = \"{n}\"\n"))
+            .unwrap_or_default();
+        let cfg = format!(
+            "listen = \"127.0.0.1:0\"\netcd = [\"{etcd}\"]\nid = \"{id}\"\n{nats}{extra}\n"
+        );
         let path = home.join("router.toml");
         std::fs::write(&path, cfg).expect("router config");
         let addr_file = home.join("addr");
@@ -263,7 +293,9 @@ impl RouterProc {
         let mut addr = None;
         wait_for(Duration::from_secs(40), "router address file", || {
             assert!(proc.alive(), "router exited: {}", proc.log_text());
-            addr = std::fs::read_to_string(&addr_file).ok().and_then(|a| a.trim().parse().ok());
+            addr = std::fs::read_to_string(&addr_file)
+                .ok()
+                .and_then(|a| a.trim().parse().ok());
             addr.is_some()
         });
         RouterProc {
@@ -308,10 +340,20 @@ impl Cluster {
             .map(|i| WorkerProc::start(dir.path(), &format!("w{i}"), &etcd.url, ttl_s, ""))
             .collect();
         let rs: Vec<RouterProc> = (0..routers)
-            .map(|i| RouterProc::start(dir.path(), &format!("r{i}"), &etcd.url, Some(&nats.url), router_extra))
+            .map(|i| {
+                RouterProc::start(
+                    dir.path(),
+                    &format!("r{i}"),
+                    &etcd.url,
+                    Some(&nats.url),
+                    router_extra,
+                )
+            })
             .collect();
         for r in &rs {
-            wait_for(Duration::from_secs(20), "routers see every worker", || r.workers() == workers);
+            wait_for(Duration::from_secs(20), "routers see every worker", || {
+                r.workers() == workers
+            });
         }
         Cluster {
             routers: rs,
@@ -324,7 +366,12 @@ impl Cluster {
 
     /// Registers `spec` through router `r`; panics unless 201/200.
     pub fn register(&self, r: usize, spec: &Value) {
-        let a = call(self.routers[r].addr, "POST", "/v1/functions", Some(&spec.to_string()));
+        let a = call(
+            self.routers[r].addr,
+            "POST",
+            "/v1/functions",
+            Some(&spec.to_string()),
+        );
         assert!(a.0 == 201 || a.0 == 200, "register: {a:?}");
     }
 }
