@@ -324,7 +324,11 @@ impl OpenedMemory {
             )));
         }
         self.device.bind()?;
-        // SAFETY: the opened allocation holds at least `self.len` bytes (the producer's manifest).
+        // SAFETY: `self.ptr` stays mapped until `self` is dropped, and `u8` has no invalid values,
+        // so any bytes the device holds are valid for `dst`; the driver writes exactly
+        // `dst.len()` bytes, into `dst` only. `dst.len() ≤ self.len` is all that is known of the
+        // producer's allocation (its manifest): one that overstates it can make the copy fail or
+        // read past it in this process's device address space, never write outside `dst`.
         unsafe { result::memcpy_dtoh_sync(dst, self.ptr) }.map_err(driver("cuMemcpyDtoH"))
     }
 }
