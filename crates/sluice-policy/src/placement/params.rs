@@ -12,7 +12,8 @@ pub struct PlacementParams {
     /// every bin within 25% of its share; larger values keep more keys at home).
     pub epsilon: f64,
     /// Virtual nodes per unit of weight (a bin of weight `w` owns `w × vnodes_per_weight` ring
-    /// points); more points spread homes closer to the weights.
+    /// points); more points spread homes closer to the weights (100: homes within 0.15 of the
+    /// weight shares in total variation).
     pub vnodes_per_weight: u32,
     /// Distinct bins examined clockwise from the home before the power-of-two fallback; 0
     /// examines every bin.
@@ -32,7 +33,7 @@ impl Default for PlacementParams {
     fn default() -> Self {
         PlacementParams {
             epsilon: 0.25,
-            vnodes_per_weight: 40,
+            vnodes_per_weight: 100,
             probes: 8,
             popularity_gate: false,
             jitter: 0.0,
