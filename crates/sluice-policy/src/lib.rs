@@ -9,6 +9,7 @@
 pub mod estimator;
 pub mod keepalive;
 pub mod memory;
+pub mod placement;
 pub mod queue;
 pub mod scheduler;
 pub mod slots;
