@@ -1,56 +1,135 @@
-//! Which worker an invocation goes to. The balancer keeps, per member, what it knows of its
-//! load: the last report (`x-sluice-load` on every response, `GET /v1/load` polled for locality
-//! hints), this router's own outstanding calls to it, and whether it recently refused a
-//! connection (suspect for 2 s). The choice itself is [`choose`], over [`Bin`]s built from
-//! membership and that view.
+//! Which worker an invocation goes to: the shared placement policy
+//! (`sluice_policy::placement`, the same code that picks a GPU inside a worker) over the
+//! members, each a bin weighted by its capacity (device tokens), keyed by the function name:
+//! consistent hashing with bounded loads on a ring every router builds identically from the
+//! member ids, warm workers as locality hints, popularity-gated spilling with random local load
+//! increments (CH-RLU) so routers sharing a stale view do not herd, and the power-of-two
+//! fallback. `None` (no usable worker) becomes 503 with `Retry-After`.
+//!
+//! The balancer keeps what the policy needs current: membership from the `workers/` cache
+//! (the ring is rebuilt when it changes), loads from each worker's reports (`x-sluice-load`
+//! on every response, `GET /v1/load` polled, which also brings the warm functions and draining),
+//! and local bookkeeping between reports (the policy's increment on each pick, one less when a
+//! call ends unreported). A worker that refused a connection is unusable for 2 s.
 
 use crate::cache::Cache;
 use crate::forward::WorkerClient;
 use crate::model::{Load, LoadReport, Member};
+use serde::{Deserialize, Serialize};
+use sluice_policy::placement::{Key, Placement, PlacementParams, Request};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a worker that refused a connection is passed over.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
+/// A ring bin's weight is at most this (the policy bounds points per bin).
+const MAX_WEIGHT: u32 = 600;
+
+/// The router's routing settings (`[routing]` in `router.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The placement policy's parameters (epsilon, ring points, probes, gate, jitter).
+    pub placement: PlacementParams,
+    /// A function is popular (may spill past its home under the gate) above this many
+    /// invocations per second through this router.
+    pub popular_rps: f64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            placement: PlacementParams {
+                popularity_gate: true,
+                jitter: 0.25,
+                ..PlacementParams::default()
+            },
+            popular_rps: 5.0,
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), String> {
+        self.placement.validate().map_err(|e| e.to_string())?;
+        if !(self.popular_rps.is_finite() && self.popular_rps >= 0.0) {
+            return Err("routing.popular_rps must be a non-negative number".into());
+        }
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 struct Seen {
-    reported: Load,
     warm: HashSet<String>,
     pipelines: HashSet<String>,
     draining: bool,
     inflight: u32,
     suspect_until: Option<Instant>,
+    reported: Load,
 }
 
-/// A worker as the placement choice sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Bin {
-    /// Member id.
-    pub id: String,
-    /// Capacity weight (device tokens).
-    pub weight: u32,
-    /// Invocations it holds by the latest knowledge (its report, or this router's own count
-    /// if higher).
-    pub load: u32,
-    /// Whether it has a warm sandbox of the function.
-    pub warm: bool,
+/// Arrivals per function over the last full second, for the popularity gate.
+#[derive(Default)]
+struct Rate {
+    window: u64,
+    count: u32,
+    last: u32,
 }
 
-/// Chooses a bin for `key`: the least loaded relative to weight among the warm bins that have
-/// a free token, else among all. `None` when there is no bin. (Until the shared placement
-/// policy lands this is a plain least-loaded choice with a warm preference.)
-pub fn choose(bins: &[Bin], _key: &str) -> Option<usize> {
-    let ratio = |b: &Bin| f64::from(b.load) / f64::from(b.weight.max(1));
-    let best = |pred: &dyn Fn(&Bin) -> bool| {
-        bins.iter()
-            .enumerate()
-            .filter(|(_, b)| pred(b))
-            .min_by(|(_, a), (_, b)| ratio(a).total_cmp(&ratio(b)).then(a.id.cmp(&b.id)))
-            .map(|(i, _)| i)
-    };
-    best(&|b| b.warm && b.load < b.weight).or_else(|| best(&|_| true))
+struct Routing {
+    ring: Placement<String>,
+    /// The `workers/` cache revision the ring reflects.
+    applied: i64,
+    seen: HashMap<String, Seen>,
+    rates: HashMap<String, Rate>,
+}
+
+impl Routing {
+    /// Rebuilds the ring when membership changed.
+    fn sync(&mut self, members: &Cache<Member>) {
+        let rev = members.revision();
+        if rev == self.applied && self.ring.len() == members.len() {
+            return;
+        }
+        let now: HashMap<String, u32> = members
+            .snapshot()
+            .into_iter()
+            .map(|(id, m)| (id, m.value.capacity().min(MAX_WEIGHT)))
+            .collect();
+        let gone: Vec<String> = self
+            .ring
+            .bins()
+            .map(|(b, _, _)| b.clone())
+            .filter(|b| !now.contains_key(b))
+            .collect();
+        for b in gone {
+            let _ = self.ring.leave(&b);
+            self.seen.remove(&b);
+        }
+        for (id, w) in now {
+            if !self.ring.contains(&id) {
+                let _ = self.ring.join(id, w);
+            } else if self.ring.bins().any(|(b, bw, _)| *b == id && bw != w) {
+                let _ = self.ring.set_weight(&id, w);
+            }
+        }
+        self.applied = rev;
+    }
+
+    /// Counts an arrival; whether the function is popular.
+    fn popular(&mut self, key: &str, threshold: f64, now_s: u64) -> bool {
+        let r = self.rates.entry(key.to_string()).or_default();
+        if r.window != now_s {
+            r.last = if r.window + 1 == now_s { r.count } else { 0 };
+            r.window = now_s;
+            r.count = 0;
+        }
+        r.count += 1;
+        f64::from(r.last.max(r.count)) > threshold
+    }
 }
 
 /// A chosen worker.
@@ -65,7 +144,9 @@ pub struct Pick {
 /// The router's view of worker load and its choices.
 pub struct Balancer {
     members: Arc<Cache<Member>>,
-    seen: Mutex<HashMap<String, Seen>>,
+    routing: Mutex<Routing>,
+    popular_rps: f64,
+    started: Instant,
 }
 
 /// One worker in the router's status.
@@ -75,6 +156,8 @@ pub struct WorkerView {
     pub member: Member,
     /// The last reported load.
     pub load: Load,
+    /// The load the placement policy counts now (reports plus local increments).
+    pub placement_load: f64,
     /// This router's calls to it in flight.
     pub inflight: u32,
     /// Whether it reported draining.
@@ -84,99 +167,121 @@ pub struct WorkerView {
 }
 
 impl Balancer {
-    /// A balancer over the members in `members`.
-    pub fn new(members: Arc<Cache<Member>>) -> Arc<Balancer> {
-        Arc::new(Balancer {
+    /// A balancer over the members in `members`; `seed` feeds the policy's random source (it
+    /// should differ between routers).
+    pub fn new(
+        members: Arc<Cache<Member>>,
+        cfg: &RoutingConfig,
+        seed: u64,
+    ) -> Result<Arc<Balancer>, String> {
+        let params = PlacementParams {
+            seed,
+            ..cfg.placement.clone()
+        };
+        let ring = Placement::new(params).map_err(|e| e.to_string())?;
+        Ok(Arc::new(Balancer {
             members,
-            seen: Mutex::new(HashMap::new()),
-        })
+            routing: Mutex::new(Routing {
+                ring,
+                applied: -1,
+                seen: HashMap::new(),
+                rates: HashMap::new(),
+            }),
+            popular_rps: cfg.popular_rps,
+            started: Instant::now(),
+        }))
     }
 
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn routing(&self) -> std::sync::MutexGuard<'_, Routing> {
+        self.routing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Chooses a worker for `function` (among `only`, if given), skipping `exclude`d ones,
-    /// and counts the call as in flight until [`Balancer::done`].
-    pub fn pick(
-        &self,
-        function: &str,
-        only: Option<&[String]>,
-        exclude: &[String],
-    ) -> Option<Pick> {
-        let members = self.members.snapshot();
+    /// Chooses a worker for `key` (a function name, or `pipeline:<name>`), among `only` if
+    /// given, skipping `exclude`d ones, and counts the call until [`Balancer::done`].
+    pub fn pick(&self, key: &str, only: Option<&[String]>, exclude: &[String]) -> Option<Pick> {
         let now = Instant::now();
-        let mut seen = self.seen();
-        let mut bins = Vec::with_capacity(members.len());
-        let mut addrs = Vec::with_capacity(members.len());
-        for (id, m) in &members {
-            if exclude.contains(id) || only.is_some_and(|o| !o.contains(id)) {
-                continue;
-            }
-            let s = seen.entry(id.clone()).or_default();
-            if s.draining || s.suspect_until.is_some_and(|t| t > now) {
-                continue;
-            }
-            bins.push(Bin {
-                id: id.clone(),
-                weight: m.value.capacity(),
-                load: s.reported.outstanding().max(s.inflight),
-                warm: s.warm.contains(function),
-            });
-            addrs.push(m.value.addr.clone());
-        }
-        let i = choose(&bins, function)?;
-        let id = bins[i].id.clone();
-        if let Some(s) = seen.get_mut(&id) {
-            s.inflight += 1;
-            // Until the next report says otherwise, count the call in the reported load too,
-            // so other picks see it at once.
-            s.reported.queued += 1;
-        }
-        Some(Pick {
-            id,
-            addr: addrs.swap_remove(i),
-        })
+        let mut r = self.routing();
+        r.sync(&self.members);
+        let popular = r.popular(key, self.popular_rps, self.started.elapsed().as_secs());
+        let Routing { ring, seen, .. } = &mut *r;
+        let hints: Vec<(String, u8)> = seen
+            .iter()
+            .filter(|(_, s)| s.warm.contains(key))
+            .map(|(id, _)| (id.clone(), 1))
+            .collect();
+        let usable = |id: &String| {
+            !exclude.contains(id)
+                && only.is_none_or(|o| o.contains(id))
+                && seen
+                    .get(id)
+                    .is_none_or(|s| !s.draining && s.suspect_until.is_none_or(|t| t <= now))
+        };
+        let req = Request {
+            key: Key::of_str(key),
+            hints: &hints,
+            usable: &usable,
+            popular,
+        };
+        let choice = ring.place(&req)?;
+        let id = choice.bin;
+        seen.entry(id.clone()).or_default().inflight += 1;
+        let addr = self.members.get(&id)?.value.addr.clone();
+        Some(Pick { id, addr })
     }
 
-    /// Ends a call counted by [`Balancer::pick`], recording the load the worker reported.
-    pub fn done(&self, id: &str, load: Option<Load>, function: Option<&str>) {
-        let mut seen = self.seen();
-        if let Some(s) = seen.get_mut(id) {
-            s.inflight = s.inflight.saturating_sub(1);
-            match load {
-                Some(l) => s.reported = l,
-                None => s.reported.queued = s.reported.queued.saturating_sub(1),
+    /// Ends a call counted by [`Balancer::pick`], recording the load the worker reported
+    /// with its answer (or, without one, taking the call off the local count); `warm` marks
+    /// the key warm there.
+    pub fn done(&self, id: &str, load: Option<Load>, warm: Option<&str>) {
+        let mut r = self.routing();
+        let Routing { ring, seen, .. } = &mut *r;
+        let id = id.to_string();
+        match load {
+            Some(l) => {
+                let _ = ring.set_load(&id, f64::from(l.outstanding()));
             }
-            if let Some(f) = function {
-                if !s.warm.contains(f) {
-                    s.warm.insert(f.to_string());
-                }
+            None => {
+                let _ = ring.add_load(&id, -1.0);
+            }
+        }
+        let s = seen.entry(id).or_default();
+        s.inflight = s.inflight.saturating_sub(1);
+        if let Some(l) = load {
+            s.reported = l;
+        }
+        if let Some(f) = warm {
+            if !s.warm.contains(f) {
+                s.warm.insert(f.to_string());
             }
         }
     }
 
     /// Passes over a worker that refused a connection for a while.
     pub fn suspect(&self, id: &str) {
-        if let Some(s) = self.seen().get_mut(id) {
-            s.suspect_until = Some(Instant::now() + SUSPECT_FOR);
-        }
+        self.routing()
+            .seen
+            .entry(id.to_string())
+            .or_default()
+            .suspect_until = Some(Instant::now() + SUSPECT_FOR);
     }
 
     /// Records a `GET /v1/load` report.
-    pub fn report(&self, id: &str, r: LoadReport) {
-        let mut seen = self.seen();
-        let s = seen.entry(id.to_string()).or_default();
-        s.reported = r.load;
-        s.draining = r.draining;
-        s.warm = r.warm.into_iter().collect();
-        s.pipelines = r.pipelines.into_iter().collect();
+    pub fn report(&self, id: &str, rep: LoadReport) {
+        let mut r = self.routing();
+        let id = id.to_string();
+        let _ = r.ring.set_load(&id, f64::from(rep.load.outstanding()));
+        let s = r.seen.entry(id).or_default();
+        s.reported = rep.load;
+        s.draining = rep.draining;
+        s.warm = rep.warm.into_iter().collect();
+        s.pipelines = rep.pipelines.into_iter().collect();
         s.suspect_until = None;
     }
 
     /// Workers that reported `pipeline` deployed.
     pub fn serving(&self, pipeline: &str) -> Vec<String> {
-        self.seen()
+        self.routing()
+            .seen
             .iter()
             .filter(|(_, s)| s.pipelines.contains(pipeline))
             .map(|(id, _)| id.clone())
@@ -186,14 +291,15 @@ impl Balancer {
     /// Every live member with what the router knows of it.
     pub fn view(&self) -> Vec<WorkerView> {
         let members = self.members.snapshot();
-        let seen = self.seen();
+        let r = self.routing();
         members
             .into_iter()
             .map(|(id, m)| {
-                let s = seen.get(&id);
+                let s = r.seen.get(&id);
                 WorkerView {
                     member: (*m.value).clone(),
                     load: s.map(|s| s.reported).unwrap_or_default(),
+                    placement_load: r.ring.load(&id).unwrap_or(0.0),
                     inflight: s.map_or(0, |s| s.inflight),
                     draining: s.is_some_and(|s| s.draining),
                     warm: s
@@ -212,7 +318,7 @@ impl Balancer {
             tick.tick().await;
             let members = self.members.snapshot();
             let live: HashSet<String> = members.iter().map(|(id, _)| id.clone()).collect();
-            self.seen().retain(|id, _| live.contains(id));
+            self.routing().seen.retain(|id, _| live.contains(id));
             let polls = members.into_iter().map(|(id, m)| {
                 let client = client.clone();
                 async move {
@@ -240,25 +346,83 @@ impl Balancer {
 mod tests {
     use super::*;
 
-    fn bin(id: &str, weight: u32, load: u32, warm: bool) -> Bin {
-        Bin {
+    fn member(id: &str, tokens: u32) -> (Vec<u8>, Vec<u8>, i64) {
+        let m = Member {
             id: id.into(),
-            weight,
-            load,
-            warm,
-        }
+            addr: format!("{id}:1"),
+            gpus: Vec::new(),
+            devices: "simulated".into(),
+            tokens_per_gpu: 2,
+            cpu_slots: tokens,
+            isolation: "plain".into(),
+            labels: Default::default(),
+            joined_ms: 0,
+        };
+        (
+            format!("{}{id}", crate::keys::WORKERS).into_bytes(),
+            serde_json::to_vec(&m).unwrap_or_default(),
+            1,
+        )
+    }
+
+    /// Three equal workers; every function counts as popular (hints apply).
+    fn balancer(seed: u64) -> Arc<Balancer> {
+        let members: Arc<Cache<Member>> = Cache::new(crate::keys::WORKERS);
+        members.reset(&[member("w1", 4), member("w2", 4), member("w3", 4)], 1);
+        let cfg = RoutingConfig {
+            popular_rps: 0.0,
+            ..RoutingConfig::default()
+        };
+        Balancer::new(members, &cfg, seed).expect("balancer")
     }
 
     #[test]
-    fn warm_with_room_first_then_least_loaded() {
-        let bins = [
-            bin("a", 4, 1, false),
-            bin("b", 4, 3, true),
-            bin("c", 4, 0, false),
-        ];
-        assert_eq!(choose(&bins, "f"), Some(1));
-        let full = [bin("a", 4, 1, false), bin("b", 4, 4, true)];
-        assert_eq!(choose(&full, "f"), Some(0));
-        assert_eq!(choose(&[], "f"), None);
+    fn every_router_sends_a_function_home_and_skips_excluded_and_draining() {
+        let (a, b) = (balancer(1), balancer(2));
+        let home = a.pick("resnet", None, &[]).expect("a worker").id;
+        assert_eq!(b.pick("resnet", None, &[]).expect("a worker").id, home);
+        let other = a
+            .pick("resnet", None, std::slice::from_ref(&home))
+            .expect("a worker")
+            .id;
+        assert_ne!(other, home);
+        a.report(
+            &home,
+            LoadReport {
+                draining: true,
+                ..LoadReport::default()
+            },
+        );
+        for _ in 0..20 {
+            assert_ne!(a.pick("resnet", None, &[]).expect("a worker").id, home);
+        }
+        let only = vec![home.clone()];
+        assert!(
+            a.pick("resnet", Some(&only), &[]).is_none(),
+            "only a draining worker: none"
+        );
+    }
+
+    #[test]
+    fn a_warm_worker_wins_and_no_member_means_none() {
+        let b = balancer(3);
+        let home = b.pick("f", None, &[]).expect("a worker").id;
+        b.done(&home, Some(Load::default()), None);
+        let warm = ["w1", "w2", "w3"]
+            .into_iter()
+            .find(|w| *w != home)
+            .unwrap_or("w1");
+        b.report(
+            warm,
+            LoadReport {
+                warm: vec!["f".into()],
+                ..LoadReport::default()
+            },
+        );
+        assert_eq!(b.pick("f", None, &[]).expect("a worker").id, warm);
+        let empty: Arc<Cache<Member>> = Cache::new(crate::keys::WORKERS);
+        empty.reset(&[], 1);
+        let none = Balancer::new(empty, &RoutingConfig::default(), 0).expect("balancer");
+        assert!(none.pick("f", None, &[]).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The router's configuration file, with embedded defaults (`config/router.toml`). Unknown
 //! keys are errors; [`RouterConfig::validate`] checks what serde cannot.
 
+use crate::balance::RoutingConfig;
 use crate::queue::QueueConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct RouterConfig {
     /// Asynchronous invocations (JetStream).
     #[serde(rename = "async")]
     pub queue: QueueConfig,
+    /// Routing (the placement policy's parameters).
+    pub routing: RoutingConfig,
     /// The pipeline controller.
     pub controller: ControllerConfig,
 }
@@ -79,6 +82,7 @@ impl Default for RouterConfig {
             queue_allowance_s: 300,
             load_poll_ms: 500,
             queue: QueueConfig::default(),
+            routing: RoutingConfig::default(),
             controller: ControllerConfig::default(),
         }
     }
@@ -152,6 +156,7 @@ impl RouterConfig {
         if !(0.0 < c.scale_down_at && c.scale_down_at < c.scale_up_at && c.scale_up_at <= 1.0) {
             return Err("need 0 < controller.scale_down_at < scale_up_at <= 1".into());
         }
+        self.routing.validate()?;
         self.queue.validate()
     }
 

@@ -60,10 +60,7 @@ fn member(i: usize) -> Member {
 }
 
 /// Records when each key appears and disappears in `cache`, until `stop`.
-async fn observe(
-    cache: Arc<Cache<Member>>,
-    seen: Seen,
-) {
+async fn observe(cache: Arc<Cache<Member>>, seen: Seen) {
     let mut rx = cache.subscribe();
     let mut present: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {

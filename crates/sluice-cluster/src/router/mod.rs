@@ -118,7 +118,14 @@ impl Router {
             Some(url) => Some(connect_queue(url, &cfg).await?),
             None => None,
         };
-        let balancer = Balancer::new(members.clone());
+        let seed = sluice_policy::placement::Key::of_str(&format!(
+            "{}-{}",
+            cfg.router_id(),
+            crate::now_ms()
+        ))
+        .0;
+        let balancer =
+            Balancer::new(members.clone(), &cfg.routing, seed).map_err(ClusterError::Invalid)?;
         let client = WorkerClient::new(cfg.cluster_token.clone());
         let state = Arc::new(RouterState {
             id: cfg.router_id(),
