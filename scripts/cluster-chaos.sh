@@ -20,7 +20,7 @@ echo "# scripts/cluster-chaos.sh $rounds $n ($(date -u +%Y-%m-%dT%H:%MZ))" | tee
 for round in $(seq "$rounds"); do
   work=$(mktemp -d)
   PIDS=()
-  trap 'cleanup; rm -rf "$work"' EXIT
+  trap 'cleanup 2>/dev/null; rm -rf "$work"' EXIT
   start_etcd "$work"; start_nats "$work"
   wpids=()
   for i in 1 2 3; do start_worker "$bin" "$work" "w$i"; wpids+=("$WORKER_PID"); done
@@ -71,7 +71,7 @@ PY
   lost=$((accepted - ok))
   total_lost=$((total_lost + lost)); total_accepted=$((total_accepted + accepted)); total_retried=$((total_retried + retried))
   echo "round $round: accepted $accepted, succeeded $ok, ran more than once $retried, lost $lost (killed worker w$((victim + 1)) and router ra)" | tee -a out/cluster-chaos.txt
-  cleanup; rm -rf "$work"; trap - EXIT
+  cleanup 2>/dev/null; rm -rf "$work"; trap - EXIT
 done
 echo "total: $rounds rounds, accepted $total_accepted, lost $total_lost, ran more than once $total_retried" | tee -a out/cluster-chaos.txt
 [ "$total_lost" = 0 ]

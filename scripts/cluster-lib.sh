@@ -12,7 +12,7 @@ wait_http() {
 }
 
 PIDS=()
-cleanup() { local p; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { local p; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; sleep 0.2; }
 
 # start_etcd DIR: sets ETCD_URL, ETCD_PID (tries up to 8 port pairs).
 start_etcd() {
@@ -23,7 +23,7 @@ start_etcd() {
       --advertise-client-urls "http://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
       --initial-advertise-peer-urls "http://127.0.0.1:$p" --initial-cluster "c=http://127.0.0.1:$p" \
       > "$dir/etcd.log" 2>&1 &
-    ETCD_PID=$!; PIDS+=("$ETCD_PID")
+    ETCD_PID=$!; disown "$ETCD_PID"; PIDS+=("$ETCD_PID")
     if wait_http "http://127.0.0.1:$c/health" 10 2>/dev/null; then ETCD_URL="http://127.0.0.1:$c"; return 0; fi
     kill -9 "$ETCD_PID" 2>/dev/null || true
   done
@@ -36,7 +36,7 @@ start_nats() {
   for try in $(seq 8); do
     port=$(free_port)
     nats-server -js -sd "$dir/nats" -a 127.0.0.1 -p "$port" > "$dir/nats.log" 2>&1 &
-    NATS_PID=$!; PIDS+=("$NATS_PID")
+    NATS_PID=$!; disown "$NATS_PID"; PIDS+=("$NATS_PID")
     for i in $(seq 50); do
       if grep -q "Server is ready" "$dir/nats.log" 2>/dev/null; then NATS_URL="nats://127.0.0.1:$port"; return 0; fi
       sleep 0.1
@@ -53,9 +53,9 @@ start_worker() {
   printf 'listen = "127.0.0.1:0"\ndata_dir = "%s"\n%s\n[gpu]\nforce_simulated = true\n[cluster]\netcd = ["%s"]\nlease_ttl_s = %s\n' \
     "$dir/$name/data" "$extra" "$ETCD_URL" "${LEASE_TTL:-3}" > "$dir/$name/worker.toml"
   SLUICE_LOG=${SLUICE_LOG:-warn} "$bin" worker --config "$dir/$name/worker.toml" 2> "$dir/$name/worker.log" &
-  WORKER_PID=$!; PIDS+=("$WORKER_PID")
+  WORKER_PID=$!; disown "$WORKER_PID"; PIDS+=("$WORKER_PID")
   for i in $(seq 300); do
-    addr=$(grep -o 'sluice worker on http://[0-9.:]*' "$dir/$name/worker.log" 2>/dev/null | head -1 | sed 's|.*http://||')
+    addr=$(grep -o 'sluice worker on http://[0-9.:]*' "$dir/$name/worker.log" 2>/dev/null | head -1 | sed 's|.*http://||; s|:$||' || true)
     [ -n "$addr" ] && { WORKER_URL="http://$addr"; return 0; }
     sleep 0.1
   done
@@ -71,7 +71,7 @@ start_router() {
   rm -f "$dir/$name/addr"
   SLUICE_LOG=${SLUICE_LOG:-warn} "$bin" router --config "$dir/$name/router.toml" --addr-file "$dir/$name/addr" \
     2> "$dir/$name/router.log" &
-  ROUTER_PID=$!; PIDS+=("$ROUTER_PID")
+  ROUTER_PID=$!; disown "$ROUTER_PID"; PIDS+=("$ROUTER_PID")
   for i in $(seq 400); do
     [ -s "$dir/$name/addr" ] && { ROUTER_URL="http://$(cat "$dir/$name/addr")"; return 0; }
     sleep 0.1

@@ -278,6 +278,25 @@ impl Balancer {
         s.suspect_until = None;
     }
 
+    /// How many more calls this router should have in flight: the device tokens of the usable
+    /// members, less its calls in flight. Dispatchers pull no more than this, so a
+    /// router does not hold invocations that would only wait in workers' queues (and run
+    /// again elsewhere if the router died).
+    pub fn spare(&self) -> usize {
+        let now = Instant::now();
+        let r = self.routing();
+        let mut room = 0usize;
+        let mut inflight = 0usize;
+        for (id, m) in self.members.snapshot() {
+            let s = r.seen.get(&id);
+            inflight += s.map_or(0, |s| s.inflight as usize);
+            if s.is_none_or(|s| !s.draining && s.suspect_until.is_none_or(|t| t <= now)) {
+                room += m.value.capacity() as usize;
+            }
+        }
+        room.saturating_sub(inflight)
+    }
+
     /// Workers that reported `pipeline` deployed.
     pub fn serving(&self, pipeline: &str) -> Vec<String> {
         self.routing()

@@ -67,8 +67,27 @@ impl Netns {
 
     fn partition(&self, on: bool) -> bool {
         let op = if on { "-I" } else { "-D" };
-        self.exec(&["iptables", op, "INPUT", "-i", &self.ns_if, "-j", "DROP"])
-            && self.exec(&["iptables", op, "OUTPUT", "-o", &self.ns_if, "-j", "DROP"])
+        self.exec(&[
+            "iptables",
+            "-w",
+            "5",
+            op,
+            "INPUT",
+            "-i",
+            &self.ns_if,
+            "-j",
+            "DROP",
+        ]) && self.exec(&[
+            "iptables",
+            "-w",
+            "5",
+            op,
+            "OUTPUT",
+            "-o",
+            &self.ns_if,
+            "-j",
+            "DROP",
+        ])
     }
 }
 

@@ -1,6 +1,7 @@
 //! Dispatchers: every router pulls accepted invocations from the shared JetStream consumer
-//! (at most `max_inflight` at once, fetched in batches no larger than its free slots, so no
-//! message waits in a router's buffer while its `ack_wait` runs) and runs each on a worker.
+//! (at most `max_inflight` at once, and no more than the usable workers' device tokens
+//! less its calls in flight, fetched in batches no larger than that, so no message waits in a
+//! router's buffer or a worker's queue while its `ack_wait` runs) and runs each on a worker.
 //!
 //! One delivery: read the record; if it is already done, ack (its ack was lost). If it has
 //! started `max_attempts` times, it is Failed ("lost N times"). Otherwise pick a worker (none:
@@ -33,7 +34,12 @@ pub async fn run(s: Shared, q: AsyncQueue) {
             Ok(p) => drop(p),
             Err(_) => return,
         }
-        let free = permits.available_permits().clamp(1, 64);
+        let spare = s.balancer.spare();
+        if spare == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let free = permits.available_permits().min(spare).clamp(1, 64);
         let batch = q
             .consumer()
             .batch()
