@@ -106,7 +106,11 @@ impl<T: DeserializeOwned> Cache<T> {
             let mut st = self.write();
             st.revision = st.revision.max(mod_revision);
             if let Some((name, v)) = parsed {
-                st.items.insert(name, v);
+                // An older event never replaces a newer value (a writer may apply its own
+                // write before the watch delivers earlier ones).
+                if st.items.get(&name).is_none_or(|old| old.mod_revision <= mod_revision) {
+                    st.items.insert(name, v);
+                }
             }
         }
         self.bump();
@@ -226,5 +230,8 @@ mod tests {
         assert_eq!(c.revision(), 8);
         c.put(b"/q/x", b"3", 9);
         assert_eq!(c.len(), 1);
+        c.put(b"/p/b", b"5", 11);
+        c.put(b"/p/b", b"4", 10);
+        assert_eq!(*c.get("b").unwrap().value, 5, "an older event does not win");
     }
 }

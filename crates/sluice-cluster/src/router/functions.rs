@@ -66,9 +66,11 @@ pub(super) async fn put(
     let value = serde_json::to_vec(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
     let rev = s
         .coord
-        .put_if(&key, value, expect)
+        .put_if(&key, value.clone(), expect)
         .await
         .map_err(store_error)?;
+    // Read your own write: the watch brings the same event a moment later.
+    s.functions.put(key.as_bytes(), &value, rev);
     let status = match expect {
         Expect::Absent => StatusCode::CREATED,
         Expect::Revision(_) => StatusCode::OK,
@@ -109,7 +111,8 @@ pub(super) async fn delete(
     match condition(&s, &key, &headers).await? {
         Expect::Absent => Err(ApiError::not_found(format!("unknown function {name:?}"))),
         Expect::Revision(rev) => {
-            s.coord.delete_if(&key, rev).await.map_err(store_error)?;
+            let at = s.coord.delete_if(&key, rev).await.map_err(store_error)?;
+            s.functions.delete(key.as_bytes(), at);
             Ok(StatusCode::NO_CONTENT)
         }
     }

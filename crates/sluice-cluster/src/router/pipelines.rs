@@ -65,11 +65,13 @@ async fn write(
 ) -> Result<Response, ApiError> {
     let name = rec.request.spec.name.clone();
     let value = serde_json::to_vec(rec).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = keys::pipeline(&name);
     let rev = s
         .coord
-        .put_if(&keys::pipeline(&name), value, expect)
+        .put_if(&key, value.clone(), expect)
         .await
         .map_err(store_error)?;
+    s.pipelines.put(key.as_bytes(), &value, rev);
     let mut body = view(s, &name).unwrap_or_else(|| json!({"name": name}));
     body["revision"] = json!(rev);
     let mut resp = (status, Json(body)).into_response();
@@ -166,7 +168,8 @@ pub(super) async fn delete(
     match condition(&s, &key, &headers).await? {
         Expect::Absent => Err(ApiError::not_found(format!("unknown pipeline {name:?}"))),
         Expect::Revision(rev) => {
-            s.coord.delete_if(&key, rev).await.map_err(store_error)?;
+            let at = s.coord.delete_if(&key, rev).await.map_err(store_error)?;
+            s.pipelines.delete(key.as_bytes(), at);
             Ok(StatusCode::NO_CONTENT)
         }
     }
