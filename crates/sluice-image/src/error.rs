@@ -120,6 +120,14 @@ pub enum ImageError {
         /// What the decoder or the tar reader said.
         message: String,
     },
+    /// An archive whose tar structure is corrupt or truncated.
+    #[error("archive {archive} is corrupt: {message}")]
+    CorruptArchive {
+        /// The archive.
+        archive: String,
+        /// What the tar reader said.
+        message: String,
+    },
     /// A layer entry whose path or link target would escape the root or is not a valid name.
     #[error("unsafe path {path:?} in a layer: {reason}")]
     UnsafePath {
