@@ -273,3 +273,19 @@ pub fn have(tool: &str, why: &str) -> bool {
     }
     found
 }
+
+/// Every file beneath `dir` except lock files.
+pub fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else if !p.to_string_lossy().ends_with(".lock") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
