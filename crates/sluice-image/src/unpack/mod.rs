@@ -116,7 +116,7 @@ impl Unpacker {
         let mut hashing = HashingReader::new(decoder);
         self.layer = LayerState::default();
         {
-            let mut archive = tar::Archive::new(&mut hashing);
+            let mut archive = tar::Archive::new(PadAtEnd::new(&mut hashing));
             for entry in archive.entries().map_err(corrupt)? {
                 let mut entry = entry.map_err(corrupt)?;
                 self.apply_entry(&mut entry, label)?;
@@ -152,6 +152,45 @@ impl Unpacker {
         }
         fchmod(&self.root, Mode::from_raw_mode(0o755)).ctx(|| "chmod root".to_string())?;
         Ok(self.stats)
+    }
+}
+
+/// Reads its inner stream, then (once that ends) up to [`PadAtEnd::PAD`] zero bytes: the padding
+/// of the last entry and the end-of-archive blocks, which some writers leave out (umoci 0.4's
+/// `insert`; Go's tar reader, and so Docker and containerd, accept such layers). The zeros are not
+/// hashed, so a layer cut short anywhere still fails its diff id check.
+struct PadAtEnd<R> {
+    inner: R,
+    padded: usize,
+    ended: bool,
+}
+
+impl<R: Read> PadAtEnd<R> {
+    /// One block of padding at most, plus the two end-of-archive blocks.
+    const PAD: usize = 3 * 512;
+
+    fn new(inner: R) -> PadAtEnd<R> {
+        PadAtEnd {
+            inner,
+            padded: 0,
+            ended: false,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.ended {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.ended = true;
+        }
+        let n = buf.len().min(Self::PAD - self.padded);
+        buf[..n].fill(0);
+        self.padded += n;
+        Ok(n)
     }
 }
 
