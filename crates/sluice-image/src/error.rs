@@ -15,8 +15,11 @@ pub enum ImageError {
         /// What is wrong with it.
         message: String,
     },
-    /// The source holds several images and no `ref` says which one.
-    #[error("image {source_name} holds several images; set `ref` to one of: {}", available.join(", "))]
+    /// The source does not hold exactly one image and no `ref` says which one.
+    #[error(
+        "{source_name} does not hold exactly one image; set `ref` to one of: {}",
+        list_or_none(available)
+    )]
     MissingRef {
         /// The source, as given.
         source_name: String,

@@ -13,7 +13,7 @@ fn corpus(outside: &Path, host_target: &Path) -> Vec<(&'static str, Vec<Vec<u8>>
     let outside = outside.to_str().unwrap();
     let host = host_target.to_str().unwrap();
     let host_rel = host.trim_start_matches('/');
-    let mut raw = |path: &[u8], kind, link: Option<&[u8]>| {
+    let raw = |path: &[u8], kind, link: Option<&[u8]>| {
         let mut layer = Layer::new();
         layer.raw(path, kind, link, b"pwned", 0o644);
         layer.tar()
@@ -36,7 +36,7 @@ fn corpus(outside: &Path, host_target: &Path) -> Vec<(&'static str, Vec<Vec<u8>>
         ),
         (
             "absolute path",
-            vec![raw(format!("{host}").as_bytes(), EntryType::Regular, None)],
+            vec![raw(host.as_bytes(), EntryType::Regular, None)],
             false,
         ),
         (

@@ -1,0 +1,125 @@
+//! Unpack throughput on a synthetic layer (2,000 files of 16 KiB in 50 directories, plus symlinks
+//! and a whiteout layer on top), uncompressed and gzip: `cargo bench -p sluice-image`.
+//! The end-to-end figure on a real Debian image is `scripts/debian-image.sh`.
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice_image::digest::Digest;
+use sluice_image::spec::Compression;
+use sluice_image::unpack::Unpacker;
+use std::io::Write;
+
+fn entry(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    link: Option<&str>,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_size(data.len() as u64);
+    header.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    if let Some(link) = link {
+        header.set_link_name(link).expect("link name");
+    }
+    header.set_path(path).expect("path");
+    header.set_cksum();
+    builder.append(&header, data).expect("append");
+}
+
+fn layers() -> (Vec<u8>, Vec<u8>) {
+    let mut base = tar::Builder::new(Vec::new());
+    let data: Vec<u8> = (0..16 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    for d in 0..50 {
+        entry(
+            &mut base,
+            &format!("usr/share/d{d}"),
+            tar::EntryType::Directory,
+            None,
+            b"",
+        );
+        for f in 0..40 {
+            entry(
+                &mut base,
+                &format!("usr/share/d{d}/f{f}"),
+                tar::EntryType::Regular,
+                None,
+                &data,
+            );
+        }
+        entry(
+            &mut base,
+            &format!("usr/share/l{d}"),
+            tar::EntryType::Symlink,
+            Some("d0/f0"),
+            b"",
+        );
+    }
+    let mut top = tar::Builder::new(Vec::new());
+    entry(
+        &mut top,
+        "usr/share/d1/.wh..wh..opq",
+        tar::EntryType::Regular,
+        None,
+        b"",
+    );
+    entry(
+        &mut top,
+        "usr/share/.wh.d2",
+        tar::EntryType::Regular,
+        None,
+        b"",
+    );
+    (
+        base.into_inner().expect("tar"),
+        top.into_inner().expect("tar"),
+    )
+}
+
+fn unpack(layers: &[(&[u8], Compression, &Digest)]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut unpacker = Unpacker::new(dir.path()).expect("unpacker");
+    for (blob, compression, diff_id) in layers {
+        unpacker
+            .apply_layer(*blob, *compression, Some(diff_id), "bench")
+            .expect("apply");
+    }
+    unpacker.finish().expect("finish");
+}
+
+fn bench(c: &mut Criterion) {
+    let (base, top) = layers();
+    let (base_id, top_id) = (Digest::of(&base), Digest::of(&top));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&base).expect("gzip");
+    let base_gz = gz.finish().expect("gzip");
+    let mut group = c.benchmark_group("unpack");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(base.len() as u64));
+    group.bench_function("tar", |b| {
+        b.iter(|| {
+            unpack(&[
+                (&base, Compression::None, &base_id),
+                (&top, Compression::None, &top_id),
+            ])
+        })
+    });
+    group.bench_function("tar+gzip", |b| {
+        b.iter(|| {
+            unpack(&[
+                (&base_gz, Compression::Gzip, &base_id),
+                (&top, Compression::None, &top_id),
+            ])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

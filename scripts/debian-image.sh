@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds a Debian root with debootstrap (about a minute and ~300 MB from the Debian mirror), packs it
+# as an OCI image with umoci, then imports and unpacks it with sluice-image on 2 cores and prints the
+# timings (JSON from the `import` example). Everything goes to the ignored out/ folder; the root file
+# system and the layout are kept between runs (delete $OUT to start over), the store is rebuilt.
+#
+#   sudo scripts/debian-image.sh            # SUITE=bookworm INCLUDE=python3 OUT=out/debian-image
+#
+# Needs root (debootstrap), and the Debian packages debootstrap and umoci.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/debian-image}
+SUITE=${SUITE:-bookworm}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+INCLUDE=${INCLUDE:-python3}
+CPUS=${CPUS:-0,1}
+
+need() {
+    command -v "$1" >/dev/null || { echo "debian-image.sh: '$1' is missing (apt-get install $2)" >&2; exit 2; }
+}
+need debootstrap debootstrap
+need umoci umoci
+[ "$(id -u)" = 0 ] || { echo "debian-image.sh: debootstrap needs root" >&2; exit 2; }
+mkdir -p "$OUT"
+
+if [ ! -f "$OUT/rootfs/etc/debian_version" ]; then
+    rm -rf "$OUT/rootfs" "$OUT/layout"
+    start=$(date +%s.%N)
+    debootstrap --include="$INCLUDE" "$SUITE" "$OUT/rootfs" "$MIRROR" >"$OUT/debootstrap.log" 2>&1 \
+        || { tail -20 "$OUT/debootstrap.log" >&2; exit 1; }
+    echo "debootstrap: $(echo "$(date +%s.%N) - $start" | bc) s, $(du -sm "$OUT/rootfs" | cut -f1) MB"
+fi
+if [ ! -f "$OUT/layout/index.json" ]; then
+    start=$(date +%s.%N)
+    umoci init --layout "$OUT/layout"
+    umoci new --image "$OUT/layout:debian"
+    umoci insert --image "$OUT/layout:debian" "$OUT/rootfs" /
+    umoci config --image "$OUT/layout:debian" --config.cmd /bin/bash --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+    echo "umoci pack: $(echo "$(date +%s.%N) - $start" | bc) s, $(du -sm "$OUT/layout" | cut -f1) MB of blobs"
+fi
+
+cargo build --release --quiet -p sluice-image --example import
+rm -rf "$OUT/store"
+sync
+echo "import + unpack on CPUs $CPUS:"
+taskset -c "$CPUS" ./target/release/examples/import "$OUT/store" "oci-layout:$OUT/layout" debian
+root=$(ls -d "$OUT"/store/roots/*/ | head -1)
+if command -v bwrap >/dev/null; then
+    bwrap --ro-bind "$root" / --proc /proc --dev /dev --tmpfs /tmp --unshare-all \
+        /bin/sh -c '. /etc/os-release; echo "runs on the root: $PRETTY_NAME"; command -v python3 >/dev/null && python3 -c "import sys; print(\"python\", sys.version.split()[0])" || true'
+fi
