@@ -252,3 +252,27 @@ fn truncated_tar_is_an_error() {
     let err = apply(&gz[..gz.len() / 2], Compression::Gzip, &diff_id(&tar)).unwrap_err();
     assert!(matches!(err, ImageError::CorruptLayer { .. }), "{err}");
 }
+
+#[test]
+fn a_removal_is_seen_by_the_next_entry_of_the_same_directory() {
+    // `l` resolves through `x` (`x/..` is the root). Writing the file `l/x` replaces the directory
+    // `x`; the next entry under `l` must resolve `l` again (meeting the file `x`, which becomes a
+    // directory again), not reuse the walk made before the removal.
+    let layer = Layer::new()
+        .dir("x", 0o755)
+        .symlink("l", "x/..")
+        .file("l/x", b"file", 0o644)
+        .file("l/f", b"f", 0o644)
+        .tar();
+    let (tmp, result) = unpack_all(&[layer]);
+    result.unwrap();
+    let tree = image_tree(&tmp.path().join("root"));
+    assert_eq!(tree["x"], Node::Dir { mode: 0o755 }, "{tree:#?}");
+    assert_eq!(
+        tree["f"],
+        Node::File {
+            mode: 0o644,
+            content: b"f".to_vec()
+        }
+    );
+}

@@ -6,14 +6,15 @@ use super::fsops::remove_tree;
 use super::path::{components, shown};
 use super::resolve::{kind_at, resolve_dir, Missing};
 use super::whiteout::{forget_beneath, prune, prune_children, PhysPath};
-use super::{display, file_mode, timestamps, DirMeta, Unpacker};
+use super::{display, file_mode, timestamps, CachedParent, DirMeta, Unpacker};
 use crate::error::{ImageError, IoContext, Result};
 use rustix::fs::{
     fchmod, futimens, linkat, mkdirat, openat, symlinkat, unlinkat, utimensat, AtFlags, FileType,
     Mode, OFlags,
 };
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use tar::EntryType;
 
 impl Unpacker {
@@ -62,14 +63,8 @@ impl Unpacker {
         let mode = entry.header().mode().map_err(corrupt)?;
         let mtime = entry.header().mtime().map_err(corrupt)?;
         let doing = || format!("unpack {}", shown(&raw));
-        let parent = resolve_dir(self.root.as_fd(), &parent_path, Missing::Create)
-            .ctx(doing)?
-            .ok_or_else(|| ImageError::UnsafePath {
-                path: shown(&raw),
-                reason: "its parent cannot be created",
-            })?;
-        let dir = parent.dir.as_fd();
-        let mut phys = parent.phys;
+        let (parent, mut phys) = self.parent_of(&parent_path).ctx(doing)?;
+        let dir = parent.as_fd();
         phys.push(name.clone());
         match kind {
             EntryType::Directory => {
@@ -140,6 +135,27 @@ impl Unpacker {
         Ok(())
     }
 
+    /// The directory `parent_path` names (created if missing), open, and its physical path.
+    fn parent_of(
+        &mut self,
+        parent_path: &[Vec<u8>],
+    ) -> rustix::io::Result<(Arc<OwnedFd>, PhysPath)> {
+        if let Some(cached) = &self.parent {
+            if cached.key == parent_path {
+                return Ok((cached.dir.clone(), cached.phys.clone()));
+            }
+        }
+        let resolved = resolve_dir(self.root.as_fd(), parent_path, Missing::Create)?
+            .ok_or(rustix::io::Errno::NOENT)?;
+        let dir = Arc::new(resolved.dir);
+        self.parent = Some(CachedParent {
+            key: parent_path.to_vec(),
+            dir: dir.clone(),
+            phys: resolved.phys.clone(),
+        });
+        Ok((dir, resolved.phys))
+    }
+
     /// Removes whatever stands at `name` (a whole tree for a directory).
     fn clear(
         &mut self,
@@ -147,7 +163,11 @@ impl Unpacker {
         name: &[u8],
         phys: &PhysPath,
     ) -> rustix::io::Result<()> {
-        match kind_at(dir, name)? {
+        let kind = kind_at(dir, name)?;
+        if kind.is_some() {
+            self.parent = None;
+        }
+        match kind {
             None => Ok(()),
             Some(FileType::Directory) => {
                 forget_beneath(&mut self.dir_meta, phys);
@@ -205,6 +225,7 @@ impl Unpacker {
     /// A whiteout marker `<parent>/.wh.<hidden>`.
     fn whiteout(&mut self, raw: &[u8], parent_path: &[Vec<u8>], hidden: &[u8]) -> Result<()> {
         let doing = || format!("whiteout {}", shown(raw));
+        self.parent = None;
         if hidden == b".wh..opq" {
             let parent = resolve_dir(self.root.as_fd(), parent_path, Missing::Create).ctx(doing)?;
             if let Some(parent) = parent {

@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 use whiteout::{LayerState, PhysPath};
 
 /// What an unpack did.
@@ -62,6 +63,13 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
+/// A resolved parent directory, by the components the tar gave for it.
+struct CachedParent {
+    key: Vec<Vec<u8>>,
+    dir: Arc<OwnedFd>,
+    phys: PhysPath,
+}
+
 /// Mode and modification time of a directory, applied when unpacking ends.
 pub(crate) struct DirMeta {
     mode: u32,
@@ -72,6 +80,9 @@ pub(crate) struct DirMeta {
 /// layer bottom first, then [`finish`](Unpacker::finish).
 pub struct Unpacker {
     root: OwnedFd,
+    /// The parent directory of the last entry: consecutive entries of one directory skip the walk.
+    /// Dropped whenever anything is removed (the only way a resolved path can change).
+    parent: Option<CachedParent>,
     dir_meta: BTreeMap<PhysPath, DirMeta>,
     layer: LayerState,
     stats: UnpackStats,
@@ -88,6 +99,7 @@ impl Unpacker {
             .ctx(|| format!("open root {}", root.display()))?;
         Ok(Unpacker {
             root: root_fd,
+            parent: None,
             dir_meta: BTreeMap::new(),
             layer: LayerState::default(),
             stats: UnpackStats::default(),
@@ -115,6 +127,7 @@ impl Unpacker {
         };
         let mut hashing = HashingReader::new(decoder);
         self.layer = LayerState::default();
+        self.parent = None;
         {
             let mut archive = tar::Archive::new(PadAtEnd::new(&mut hashing));
             for entry in archive.entries().map_err(corrupt)? {
