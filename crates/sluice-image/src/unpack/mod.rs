@@ -23,9 +23,10 @@ mod fsops;
 mod mounts;
 pub(crate) mod path;
 pub(crate) mod resolve;
+pub(crate) mod stream;
 mod whiteout;
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 use crate::error::{ImageError, IoContext, Result};
 use crate::spec::Compression;
 use resolve::open_physical_dir;
@@ -36,6 +37,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use stream::PadAtEnd;
 use whiteout::{LayerState, PhysPath};
 
 /// What an unpack did.
@@ -109,7 +111,7 @@ impl Unpacker {
 
     /// Applies one layer blob. `diff_id`, when given, must be the sha256 of the uncompressed tar;
     /// `label` names the layer in errors. On error the root is left half-written: discard it.
-    pub fn apply_layer<R: Read>(
+    pub fn apply_layer<R: Read + Send>(
         &mut self,
         blob: R,
         compression: Compression,
@@ -120,22 +122,17 @@ impl Unpacker {
             layer: label.to_string(),
             message: e.to_string(),
         };
-        let decoder: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(blob),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(blob).map_err(corrupt)?),
-        };
-        let mut hashing = HashingReader::new(decoder);
         self.layer = LayerState::default();
         self.parent = None;
-        {
-            let mut archive = tar::Archive::new(PadAtEnd::new(&mut hashing));
+        let ((), digest) = stream::decode_in_background(blob, compression, |decoded| {
+            let mut archive = tar::Archive::new(PadAtEnd::new(decoded));
             for entry in archive.entries().map_err(corrupt)? {
                 let mut entry = entry.map_err(corrupt)?;
                 self.apply_entry(&mut entry, label)?;
             }
-        }
-        let (actual, _) = hashing.finish().map_err(corrupt)?;
+            Ok::<(), ImageError>(())
+        })?;
+        let actual = digest.map_err(corrupt)?;
         if let Some(expected) = diff_id {
             if *expected != actual {
                 return Err(ImageError::DiffIdMismatch {
@@ -165,45 +162,6 @@ impl Unpacker {
         }
         fchmod(&self.root, Mode::from_raw_mode(0o755)).ctx(|| "chmod root".to_string())?;
         Ok(self.stats)
-    }
-}
-
-/// Reads its inner stream, then (once that ends) up to [`PadAtEnd::PAD`] zero bytes: the padding
-/// of the last entry and the end-of-archive blocks, which some writers leave out (umoci 0.4's
-/// `insert`; Go's tar reader, and so Docker and containerd, accept such layers). The zeros are not
-/// hashed, so a layer cut short anywhere still fails its diff id check.
-struct PadAtEnd<R> {
-    inner: R,
-    padded: usize,
-    ended: bool,
-}
-
-impl<R: Read> PadAtEnd<R> {
-    /// One block of padding at most, plus the two end-of-archive blocks.
-    const PAD: usize = 3 * 512;
-
-    fn new(inner: R) -> PadAtEnd<R> {
-        PadAtEnd {
-            inner,
-            padded: 0,
-            ended: false,
-        }
-    }
-}
-
-impl<R: Read> Read for PadAtEnd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.ended {
-            let n = self.inner.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            self.ended = true;
-        }
-        let n = buf.len().min(Self::PAD - self.padded);
-        buf[..n].fill(0);
-        self.padded += n;
-        Ok(n)
     }
 }
 
