@@ -264,11 +264,12 @@ fn legacy_docker_save_archive() {
     ];
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("app.tar");
-    std::fs::write(
-        &file,
-        archive(&files, &[("l3/layer.tar", "../l1/layer.tar")]),
-    )
-    .unwrap();
+    // l3 links to l4, which links to l1 (listed after l3): docker save shares layers by symlink.
+    let links = [
+        ("l3/layer.tar", "../l4/layer.tar"),
+        ("l4/layer.tar", "../l1/layer.tar"),
+    ];
+    std::fs::write(&file, archive(&files, &links)).unwrap();
     let store = ImageStore::open(tmp.path().join("store")).unwrap();
     let source = ImageSource::DockerArchive(file.clone());
     let image = store.import(&source, None).unwrap();

@@ -195,3 +195,9 @@ fn roots_are_readable_by_an_unprivileged_uid() {
         assert_eq!(out.stdout, b"r", "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn the_store_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<ImageStore>();
+}

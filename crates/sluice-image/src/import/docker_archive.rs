@@ -112,9 +112,20 @@ pub(crate) fn stage(store: &ImageStore, file: &Path, name: String) -> Result<Sta
             _ => {}
         }
     }
-    for (alias, target) in aliases {
-        if let Some(member) = staged.members.get(&target).cloned() {
-            staged.members.insert(alias, member);
+    // Links may point at links: resolve until nothing changes (at most once per link).
+    for _ in 0..aliases.len() {
+        let mut changed = false;
+        for (alias, target) in &aliases {
+            if staged.members.contains_key(alias) {
+                continue;
+            }
+            if let Some(member) = staged.members.get(target).cloned() {
+                staged.members.insert(alias.clone(), member);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     Ok(staged)
