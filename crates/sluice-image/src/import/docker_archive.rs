@@ -66,7 +66,7 @@ pub(crate) fn stage(store: &ImageStore, file: &Path, name: String) -> Result<Sta
     };
     let input = File::open(file).ctx(|| format!("open {}", file.display()))?;
     let corrupt = |e: std::io::Error| ImageError::CorruptArchive {
-        archive: staged_name(file),
+        archive: file.display().to_string(),
         message: e.to_string(),
     };
     let mut archive = tar::Archive::new(BufReader::with_capacity(256 * 1024, input));
@@ -129,10 +129,6 @@ pub(crate) fn stage(store: &ImageStore, file: &Path, name: String) -> Result<Sta
         }
     }
     Ok(staged)
-}
-
-fn staged_name(file: &Path) -> String {
-    file.display().to_string()
 }
 
 fn join(parts: &[Vec<u8>]) -> String {

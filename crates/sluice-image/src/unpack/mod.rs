@@ -13,7 +13,8 @@
 //! - device nodes and FIFOs are skipped and counted; ownership and xattrs are not applied;
 //!   setuid/setgid bits are dropped; directories get at least `0555` (their modes and mtimes are
 //!   applied at the end, so a read-only directory never blocks a later layer);
-//! - each layer's uncompressed stream is hashed while it is applied and checked against its diff id.
+//! - each layer's uncompressed stream is hashed while it is applied and checked against its diff id
+//!   (decompression and hashing run on a second thread, [`stream`]).
 //!
 //! The unpacker works in a directory nobody else writes to (the store's temporary root); it owns
 //! nothing of the store, the locks or the final rename.
