@@ -53,3 +53,31 @@ if command -v bwrap >/dev/null; then
         /bin/sh -c '. /etc/os-release; echo "runs on the root: $PRETTY_NAME"; command -v python3 >/dev/null && python3 -c "import sys; print(\"python\", sys.version.split()[0])" || true'
 fi
 find "$OUT" -maxdepth 1 -name 'store-*' ! -path "$store" -exec rm -rf {} +
+
+# COMPARE=1: the same tree as `umoci unpack`? (paths, types, modes, link targets, contents;
+# directories compared at least 0555 and files without setuid/setgid, as sluice-image writes them)
+if [ "${COMPARE:-0}" = 1 ]; then
+    rm -rf "$OUT/umoci-ref"
+    umoci unpack --image "$OUT/layout:debian" "$OUT/umoci-ref" >/dev/null
+    python3 - "$root" "$OUT/umoci-ref/rootfs" <<'PY'
+import hashlib, os, stat, sys
+def tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n); st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode): v = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode): v = ("dir", oct((st.st_mode | 0o555) & 0o1777))
+            elif stat.S_ISREG(st.st_mode):
+                v = ("file", oct(st.st_mode & 0o777), hashlib.sha256(open(p, "rb").read()).hexdigest())
+            else: v = ("node",)
+            out[os.path.relpath(p, root)] = v
+    return out
+mine, ref = tree(sys.argv[1]), tree(sys.argv[2])
+print("entries: sluice-image", len(mine), "umoci", len(ref))
+print("only in sluice-image:", sorted(set(mine) - set(ref)))
+print("only in umoci:", sorted(set(ref) - set(mine)))
+print("different:", sorted(k for k in set(mine) & set(ref) if mine[k] != ref[k]))
+PY
+    rm -rf "$OUT/umoci-ref"
+fi
