@@ -13,7 +13,8 @@ use std::time::Instant;
 #[test]
 #[ignore = "slow and online: debootstrap fetches ~300 MB from the Debian mirror (about a minute); needs root"]
 fn a_debootstrapped_debian_image_imports_unpacks_and_runs() {
-    if !have("debootstrap", "the Debian image test is skipped")
+    if !common::root("the Debian image test (debootstrap)")
+        || !have("debootstrap", "the Debian image test is skipped")
         || !have("umoci", "the Debian image cannot be packed")
     {
         return;

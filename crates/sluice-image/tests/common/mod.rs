@@ -289,3 +289,12 @@ pub fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Whether the tests run as root; if not, says loudly that `what` is skipped.
+pub fn root(what: &str) -> bool {
+    let is_root = rustix::process::geteuid().is_root();
+    if !is_root {
+        eprintln!("SKIPPED: {what} needs root (run the tests as root, as CI does)");
+    }
+    is_root
+}
