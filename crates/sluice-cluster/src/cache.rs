@@ -108,7 +108,11 @@ impl<T: DeserializeOwned> Cache<T> {
             if let Some((name, v)) = parsed {
                 // An older event never replaces a newer value (a writer may apply its own
                 // write before the watch delivers earlier ones).
-                if st.items.get(&name).is_none_or(|old| old.mod_revision <= mod_revision) {
+                if st
+                    .items
+                    .get(&name)
+                    .is_none_or(|old| old.mod_revision <= mod_revision)
+                {
                     st.items.insert(name, v);
                 }
             }
