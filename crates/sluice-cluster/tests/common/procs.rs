@@ -118,6 +118,16 @@ pub struct Etcd {
     also: Option<String>,
 }
 
+/// Panics with the package to install when `program` is not on the PATH.
+fn need(program: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    assert!(
+        found,
+        "{program} is not installed: the cluster tests need it (apt-get install {package})"
+    );
+}
+
 fn etcd_cmd(dir: &Path, p: &[u16], also: Option<&str>) -> Command {
     let (c, peer) = (p[0], p[1]);
     let mut urls = format!("http://127.0.0.1:{c}");
@@ -146,6 +156,7 @@ impl Etcd {
 
     /// Starts etcd under `dir`, serving clients on `also` (an address) too.
     pub fn start_also_on(dir: &Path, also: Option<&str>) -> Etcd {
+        need("etcd", "etcd-server");
         let (proc, ports) = start_retrying("etcd", 2, |p| {
             Proc::spawn(etcd_cmd(dir, p, also), dir.join("etcd.log"))
         });
@@ -194,6 +205,7 @@ pub struct Nats {
 impl Nats {
     /// Starts nats-server under `dir`.
     pub fn start(dir: &Path) -> Nats {
+        need("nats-server", "nats-server");
         let (proc, ports) = start_retrying("nats-server", 1, |p| {
             let mut cmd = Command::new("nats-server");
             cmd.args(["-js", "-sd"]).arg(dir.join("nats")).args([
