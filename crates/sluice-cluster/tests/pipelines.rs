@@ -1,7 +1,8 @@
 //! Pipelines across a cluster: a pipeline registered through a router is placed by the elected
 //! controller as whole replicas on workers with free GPUs (min_replicas of them), each worker
 //! deploys its replica, invocations through the router reach one; lowering max_replicas removes
-//! a replica, deleting the pipeline removes them all.
+//! a replica, deleting the pipeline removes them all. When the leading router dies, another
+//! takes over the election within the controller's lease TTL and places new replicas.
 
 mod common;
 
@@ -78,4 +79,36 @@ fn controller_places_replicas_and_workers_reconcile() {
     wait_for(Duration::from_secs(30), "every replica is removed", || {
         deployed_on(&c) == 0
     });
+}
+
+#[test]
+fn another_router_takes_over_the_controller_when_the_leader_dies() {
+    let cfg = "[controller]\ninterval_ms = 300\nlease_ttl_s = 3\n";
+    let mut c = Cluster::start(2, 2, 3, cfg);
+    let leader = |c: &Cluster| {
+        c.routers
+            .iter()
+            .position(|r| r.status()["controller_leader"] == true)
+    };
+    let mut first = None;
+    wait_for(Duration::from_secs(15), "a controller is elected", || {
+        first = leader(&c);
+        first.is_some()
+    });
+    let dead = first.unwrap_or(0);
+    c.routers[dead].proc.kill9();
+    let other = 1 - dead;
+    wait_for(
+        Duration::from_secs(10),
+        "the other router leads within the lease TTL",
+        || c.routers[other].status()["controller_leader"] == true,
+    );
+    let r = c.routers[other].addr;
+    let created = call(r, "POST", "/v1/pipelines?min_replicas=1", Some(&request()));
+    assert_eq!(created.0, 201, "{created:?}");
+    wait_for(
+        Duration::from_secs(40),
+        "the new leader places the replica",
+        || deployed_on(&c) == 1,
+    );
 }
