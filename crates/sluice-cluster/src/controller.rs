@@ -158,7 +158,11 @@ async fn reconcile(
             let mut cap = 0.0;
             let mut all = true;
             for (w, _) in current.get(name).into_iter().flatten() {
-                match measure(s, &members[w].addr, name).await {
+                let measured = match members.get(w) {
+                    Some(m) => measure(s, &m.addr, name).await,
+                    None => None,
+                };
+                match measured {
                     Some((l, c)) => {
                         load += l;
                         cap += c;
@@ -166,13 +170,8 @@ async fn reconcile(
                     None => all = false,
                 }
             }
-            let c = &s.cfg.controller;
-            if all && cap > 0.0 {
-                if load > c.scale_up_at * cap {
-                    n = (on + 1).min(rec.max_replicas as usize);
-                } else if on > 1 && load < c.scale_down_at * cap * (on - 1) as f64 / on as f64 {
-                    n = (on - 1).max(rec.min_replicas as usize);
-                }
+            if all {
+                n = scaled(on, n, load, cap, rec, &s.cfg.controller);
             }
         }
         if n != on {
@@ -212,6 +211,30 @@ async fn reconcile(
         }
     }
     Ok(true)
+}
+
+/// The replica count after one scaling decision: `on` replicas (clamped to the bounds:
+/// `clamped`) carry `load` requests/s against a planned capacity of `cap` in all. One more
+/// above `scale_up_at` of the capacity; one fewer when the load would stay below
+/// `scale_down_at` of the capacity of one fewer; always within the record's bounds.
+pub fn scaled(
+    on: usize,
+    clamped: usize,
+    load: f64,
+    cap: f64,
+    rec: &PipelineRecord,
+    cfg: &crate::config::ControllerConfig,
+) -> usize {
+    if on == 0 || !(cap > 0.0 && load.is_finite()) {
+        return clamped;
+    }
+    if load > cfg.scale_up_at * cap {
+        (on + 1).min(rec.max_replicas as usize).max(clamped)
+    } else if on > 1 && load < cfg.scale_down_at * cap * (on - 1) as f64 / on as f64 {
+        (on - 1).max(rec.min_replicas as usize)
+    } else {
+        clamped
+    }
 }
 
 /// Where each pipeline's replicas run: existing ones stay (down to the wanted count, dropping
@@ -255,19 +278,18 @@ pub fn plan_replicas(
     }
     for (p, n) in want {
         let cost = need(p);
-        while plan[p].len() < *n {
+        let placed = plan.entry(p.clone()).or_default();
+        while placed.len() < *n {
             let best = free
                 .iter()
-                .filter(|(w, f)| **f >= cost && !plan[p].iter().any(|x| x == *w))
+                .filter(|(w, f)| **f >= cost && !placed.iter().any(|x| x == *w))
                 .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
                 .map(|(w, _)| w.to_string());
             let Some(w) = best else { break };
             if let Some(f) = free.get_mut(w.as_str()) {
                 *f -= cost;
             }
-            if let Some(v) = plan.get_mut(p) {
-                v.push(w);
-            }
+            placed.push(w);
         }
     }
     plan
@@ -312,6 +334,43 @@ mod tests {
             max_replicas: 4,
         };
         (name.into(), (rec, 7))
+    }
+
+    #[test]
+    fn scaling_follows_measured_load_within_the_bounds() {
+        let (_, (rec, _)) = pipeline("p");
+        let cfg = crate::config::ControllerConfig::default();
+        // 2 replicas planned for 100 rps in all.
+        assert_eq!(
+            scaled(2, 2, 90.0, 100.0, &rec, &cfg),
+            3,
+            "above 80%: one more"
+        );
+        assert_eq!(
+            scaled(2, 2, 60.0, 100.0, &rec, &cfg),
+            2,
+            "in between: unchanged"
+        );
+        assert_eq!(
+            scaled(2, 2, 20.0, 100.0, &rec, &cfg),
+            1,
+            "one fewer stays below 50%"
+        );
+        assert_eq!(
+            scaled(1, 1, 1.0, 50.0, &rec, &cfg),
+            1,
+            "never below min_replicas"
+        );
+        assert_eq!(
+            scaled(4, 4, 400.0, 100.0, &rec, &cfg),
+            4,
+            "never above max_replicas"
+        );
+        assert_eq!(
+            scaled(2, 2, f64::NAN, 100.0, &rec, &cfg),
+            2,
+            "no decision without a reading"
+        );
     }
 
     #[test]
