@@ -16,7 +16,15 @@ trap 'worker_stop KILL; rm -rf "$work"' EXIT
 for mode in sync async; do
   worker_start "$work/$mode" 'cpu_slots = 2'
   register s50 '"timeout_ms": 2000'
-  for _ in 1 2 3 4; do curl -sf -o /dev/null -X POST "$SLUICE_URL/v1/functions/s50/invoke" -d '{}'; done
+  # Two warm sandboxes (one per slot) and a measured estimate before the burst.
+  curl -sf -o /dev/null -X POST "$SLUICE_URL/v1/functions/s50/prewarm?count=2"
+  for _ in $(seq 100); do
+    curl -sf "$SLUICE_URL/v1/status" | grep -q '"idle":2' && break
+    sleep 0.1
+  done
+  for _ in 1 2 3 4; do
+    curl -sf -o /dev/null -X POST "$SLUICE_URL/v1/functions/s50/invoke" -d '{"do":"sleep","seconds":0.05}'
+  done
   echo "== $mode: ${rate}/s for ${secs}s against 40/s of capacity"
   python3 scripts/reliability/loadgen.py overload --url "$SLUICE_URL" --mode "$mode" \
     --rate "$rate" --duration "$secs" --function s50

@@ -139,6 +139,9 @@ async def overload(a, t):
     if a.mode == "sync":
         lat = [r[3] * 1e3 for r in admitted]
         out["admitted_ms"] = {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": pct(lat, 100)}
+        queue = [float(h["x-sluice-queue-ms"]) for _, h, _, _ in admitted if "x-sluice-queue-ms" in h]
+        out["admitted_queue_ms"] = {"p50": pct(queue, 50), "p99": pct(queue, 99),
+                                    "max": pct(queue, 100)}
         out["goodput_per_s"] = round(len(admitted) / (time.monotonic() - start), 1)
         return out
     ids = [json.loads(b)["id"] for _, _, b, _ in admitted]

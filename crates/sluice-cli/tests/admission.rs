@@ -333,3 +333,26 @@ fn a_sandbox_that_died_while_idle_is_never_sent_work() {
     }
     assert!(w.log().contains("exited while idle"), "{}", w.log());
 }
+
+#[test]
+fn a_prewarm_that_fails_frees_its_creation_slot_for_waiting_invocations() {
+    let w = Worker::start(&["[scheduler.keepalive]", "max_concurrent_creates = 1"]);
+    let failing = spec(
+        "failing",
+        json!({"env": {"SLUICE_SDK": common::repo().join("sdk/python").display().to_string(),
+                       "SLOW_START": "0.5", "FAIL_START": "1"}}),
+    );
+    assert_eq!(register(&w, &failing).0, 201);
+    assert_eq!(register(&w, &spec("ok", json!({}))).0, 201);
+    let (s, body, _) = http(&w, "POST", "/v1/functions/failing/prewarm?count=1", None);
+    assert_eq!(s, 202, "{body}");
+    // The only creation slot is the prewarm's until it fails; this cold start waits for it.
+    let started = Instant::now();
+    let (s, body, _) = http(&w, "POST", "/v1/functions/ok/invoke", Some("{}"));
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it started once the slot was free: {:?}",
+        started.elapsed()
+    );
+}

@@ -23,6 +23,20 @@ impl Scheduler {
         &self.backlog
     }
 
+    /// Counts one more invocation of `func` as queued before it is submitted (an engine that
+    /// admits it, then stores it durably, then submits it): admissions in between see it.
+    /// Returns the estimate it was counted with, for [`Scheduler::release`].
+    pub fn reserve(&mut self, func: FunctionId) -> Dur {
+        let est = self.estimator.estimate(func);
+        self.backlog.enqueued(func, est);
+        est
+    }
+
+    /// Takes back a [`Scheduler::reserve`] (the invocation was submitted, or never will be).
+    pub fn release(&mut self, func: FunctionId, est: Dur) {
+        self.backlog.dequeued(func, est);
+    }
+
     /// Cancels a queued invocation (its caller went away, its function was deleted, the engine
     /// is stopping): it never starts, and when the policy next hands it out it is dropped
     /// without taking a token or giving the estimator a sample. False if it is not queued:

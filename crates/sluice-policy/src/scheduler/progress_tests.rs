@@ -176,6 +176,14 @@ fn the_prediction_follows_queued_and_running_work() {
         s.cancel(InvocationId(i));
     }
     assert_eq!(s.predict_wait(FunctionId(0)), Dur::from_millis(25));
+    let est = s.reserve(FunctionId(0));
+    assert_eq!(
+        s.predict_wait(FunctionId(0)),
+        Dur::from_millis(75),
+        "a reservation counts"
+    );
+    s.release(FunctionId(0), est);
+    assert_eq!(s.predict_wait(FunctionId(0)), Dur::from_millis(25));
 }
 
 /// What the progress property drives: a registration, an arrival, a cancellation, or time

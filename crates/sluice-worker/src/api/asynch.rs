@@ -11,7 +11,7 @@
 
 use super::invoke::json_input;
 use super::{blocking, ApiError, Shared};
-use crate::engine::{InvokeError, InvokeOptions, StartHook};
+use crate::engine::{Admitted, InvokeError, InvokeOptions, StartHook, Ticket};
 use crate::store::{InvocationRecord, Outcome, Status, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -42,8 +42,8 @@ pub(super) async fn submit(
     if blocking(move || store.get_function(&n)).await?.is_none() {
         return Err(ApiError::not_found(format!("unknown function {name:?}")));
     }
-    s.engine.check_admission(&name)?;
-    accept_and_run(&s, Target::Function(name), input).await
+    let ticket = s.engine.check_admission(&name)?;
+    accept_and_run(&s, Target::Function(name), input, Some(ticket)).await
 }
 
 /// What an asynchronous invocation runs.
@@ -72,11 +72,13 @@ impl Target {
     }
 }
 
-/// Durably accepts an invocation of `target`, answers 202 with its id, and runs it.
+/// Durably accepts an invocation of `target` (admitted with `ticket`, for a function), answers
+/// 202 with its id, and runs it.
 pub(super) async fn accept_and_run(
     s: &Shared,
     target: Target,
     input: Bytes,
+    ticket: Option<Ticket>,
 ) -> Result<Response, ApiError> {
     if s.engine.status().draining {
         return Err(InvokeError::Draining.into());
@@ -84,17 +86,18 @@ pub(super) async fn accept_and_run(
     let store = s.store.clone();
     let (n, bytes) = (target.stored_name(), input.to_vec());
     let rec = blocking(move || store.accept(&n, &bytes, now_ms())).await?;
-    tokio::spawn(run(s.clone(), rec.id.clone(), target, input));
+    let admitted = ticket.map_or(Admitted::Recovered, Admitted::Ticket);
+    tokio::spawn(run(s.clone(), rec.id.clone(), target, input, admitted));
     Ok((StatusCode::ACCEPTED, Json(json!({"id": rec.id}))).into_response())
 }
 
 /// Runs one accepted invocation and records its outcome.
-async fn run(s: Shared, id: String, target: Target, input: Bytes) {
+async fn run(s: Shared, id: String, target: Target, input: Bytes, admitted: Admitted) {
     let _running = s.async_tasks.enter();
     let outcome = match target {
         Target::Function(function) => {
             let opts = InvokeOptions {
-                admitted: true,
+                admitted,
                 on_start: Some(start_hook(&s, &id)),
             };
             match s.engine.invoke_with(&function, input, opts).await {
@@ -151,7 +154,8 @@ pub async fn resume(s: Shared) -> Result<usize, ApiError> {
     let n = records.len();
     for r in records {
         let target = Target::from_stored(r.function);
-        tokio::spawn(run(s.clone(), r.id, target, Bytes::from(r.input)));
+        let input = Bytes::from(r.input);
+        tokio::spawn(run(s.clone(), r.id, target, input, Admitted::Recovered));
     }
     Ok(n)
 }

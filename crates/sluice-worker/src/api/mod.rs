@@ -42,6 +42,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The API router.
 pub fn router(state: Shared) -> Router {
     let cfg = state.engine.config();
+    let doc: Arc<str> = openapi_doc(state.engine.largest_gpu_memory()).into();
     let limits = body::Limits {
         max_bytes: cfg.max_body_bytes,
         timeout: std::time::Duration::from_millis(cfg.http.body_timeout_ms),
@@ -75,7 +76,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/drain", post(drain))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(move || openapi(doc.clone())))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(limits, body::read))
         .layer(middleware::from_fn_with_state(state.clone(), auth::check))
@@ -127,8 +128,25 @@ fn metrics_text(s: &AppState) -> String {
     format!("{engine}{}", s.pipelines.metrics_text())
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+async fn openapi(doc: Arc<str>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document with this worker's bound on `resources.gpu_memory_mb` (its largest
+/// device, in MiB) filled in, so the document refuses exactly what registration refuses.
+fn openapi_doc(largest_gpu_memory: u64) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_string();
+    };
+    let field = &mut doc["components"]["schemas"]["Resources"]["properties"]["gpu_memory_mb"];
+    if field.is_object() {
+        field["maximum"] = serde_json::json!(largest_gpu_memory >> 20);
+    }
+    doc.to_string()
 }
 
 /// Runs a blocking store call off the async threads; a store error is a 500 that says what

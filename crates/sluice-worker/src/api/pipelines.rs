@@ -142,5 +142,5 @@ pub(super) async fn invoke_async(
     if s.pipelines.view(&name).is_none() {
         return Err(PipelineError::Unknown(name).into());
     }
-    accept_and_run(&s, Target::Pipeline(name), input).await
+    accept_and_run(&s, Target::Pipeline(name), input, None).await
 }

@@ -11,15 +11,7 @@ impl Engine {
     /// only be a mistake.
     pub fn check_fits(&self, spec: &FunctionSpec) -> Result<(), SpecError> {
         let need = spec.resources.gpu_memory_mb.saturating_mul(1 << 20);
-        let factor = self.inner.cfg.scheduler.memory.oversubscribe.max(1.0);
-        let largest = self
-            .inner
-            .devices
-            .gpus()
-            .iter()
-            .map(|g| (g.memory_bytes as f64 * factor) as u64)
-            .max()
-            .unwrap_or(0);
+        let largest = self.largest_gpu_memory();
         if need > largest {
             return Err(SpecError {
                 field: "resources.gpu_memory_mb",
@@ -31,5 +23,18 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// The most device memory one sandbox may hold on this worker, bytes: the largest device's
+    /// memory times `scheduler.memory.oversubscribe`, as the scheduler counts it.
+    pub fn largest_gpu_memory(&self) -> u64 {
+        let factor = self.inner.cfg.scheduler.memory.oversubscribe.max(1.0);
+        self.inner
+            .devices
+            .gpus()
+            .iter()
+            .map(|g| (g.memory_bytes as f64 * factor) as u64)
+            .max()
+            .unwrap_or(0)
     }
 }

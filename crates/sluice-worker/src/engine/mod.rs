@@ -23,7 +23,7 @@ mod types;
 mod upkeep;
 
 pub use metrics::Metrics;
-pub use submit::{InvokeOptions, StartHook};
+pub use submit::{Admitted, InvokeOptions, StartHook, Ticket};
 pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
 
 use crate::config::WorkerConfig;

@@ -19,24 +19,73 @@ use tokio::sync::oneshot;
 pub type StartHook =
     Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send>;
 
+/// Whether an invocation still has to pass admission.
+#[derive(Default)]
+pub enum Admitted {
+    /// Not yet: the queue bounds and the predicted wait decide now.
+    #[default]
+    No,
+    /// Admitted ahead of submission (see [`Ticket`]).
+    Ticket(Ticket),
+    /// An accepted asynchronous invocation recovered after a restart: it was admitted then.
+    Recovered,
+}
+
 /// How an invocation is submitted.
 #[derive(Default)]
 pub struct InvokeOptions {
-    /// Already admitted: an accepted asynchronous invocation, which passed admission when it
-    /// was accepted (or before a restart). It skips the queue bounds, the predicted-wait check
-    /// and draining; only a stopping engine refuses it.
-    pub admitted: bool,
+    /// Whether it was admitted already. An admitted invocation skips the queue bounds, the
+    /// predicted-wait check and draining; only a stopping engine refuses it.
+    pub admitted: Admitted,
     /// See [`StartHook`].
     pub on_start: Option<StartHook>,
 }
 
+/// An admission granted before the invocation is submitted: the asynchronous API takes one,
+/// stores the invocation durably, then submits it with the ticket. Meanwhile the scheduler
+/// counts it as queued, so a burst of concurrent submissions cannot all be admitted against
+/// the same short queue. Submitting it, or dropping the ticket, gives the reservation back.
+pub struct Ticket {
+    inner: Arc<Inner>,
+    queue: QueueKind,
+    func: FunctionId,
+    est: sluice_core::Dur,
+    held: bool,
+}
+
+impl Ticket {
+    /// Gives the reservation back, under the state lock the caller holds.
+    fn release(&mut self, st: &mut State) {
+        if std::mem::take(&mut self.held) {
+            st.sched(self.queue).release(self.func, self.est);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.held {
+            let inner = self.inner.clone();
+            self.release(&mut inner.lock());
+        }
+    }
+}
+
 impl Engine {
-    /// Whether an invocation of `name` would be admitted now; the error is the refusal (429 with
-    /// a retry time, 503 draining, 404 unknown). Queues nothing: the asynchronous API asks this
-    /// before it durably accepts an invocation, then submits it as admitted.
-    pub fn check_admission(&self, name: &str) -> Result<(), InvokeError> {
-        let st = self.inner.lock();
-        self.inner.admit(&st, name, false).map(|_| ())
+    /// Admits one invocation of `name` ahead of its submission, or refuses it (429 with a retry
+    /// time, 503 draining, 404 unknown). The asynchronous API takes this before it durably
+    /// accepts an invocation, then submits it with the ticket.
+    pub fn check_admission(&self, name: &str) -> Result<Ticket, InvokeError> {
+        let mut st = self.inner.lock();
+        let (func, queue) = self.inner.admit(&st, name, false)?;
+        let est = st.sched(queue).reserve(func);
+        Ok(Ticket {
+            inner: self.inner.clone(),
+            queue,
+            func,
+            est,
+            held: true,
+        })
     }
 
     /// Runs `name` on `input` and waits for its result. If this future is dropped before the
@@ -48,9 +97,14 @@ impl Engine {
         opts: InvokeOptions,
     ) -> Result<InvokeOk, InvokeError> {
         let (tx, rx) = oneshot::channel();
+        let mut opts = opts;
         let (inv, actions) = {
             let mut st = self.inner.lock();
-            let (id, queue) = self.inner.admit(&st, name, opts.admitted)?;
+            if let Admitted::Ticket(t) = &mut opts.admitted {
+                t.release(&mut st);
+            }
+            let admitted = !matches!(opts.admitted, Admitted::No);
+            let (id, queue) = self.inner.admit(&st, name, admitted)?;
             *st.queued.entry(name.to_string()).or_default() += 1;
             st.queued_total += 1;
             let inv = st.next_invocation;
