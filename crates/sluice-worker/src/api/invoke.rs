@@ -61,20 +61,6 @@ fn integral_floats_to_integers(v: &mut serde_json::Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integral_floats_count_as_integers_and_others_stay() {
-        let mut v = serde_json::json!({"a": 5.0, "b": [1.5, -2.0, 3], "c": 1e300});
-        integral_floats_to_integers(&mut v);
-        assert_eq!(v["a"], serde_json::json!(5u64));
-        assert_eq!(v["b"], serde_json::json!([1.5, -2i64, 3]));
-        assert!(v["c"].is_f64(), "too large for an integer: left alone");
-    }
-}
-
 pub(super) async fn sync(
     State(s): State<Shared>,
     Path(name): Path<String>,
@@ -117,5 +103,19 @@ async fn unknown(s: &Shared, name: String) -> ApiError {
     match blocking(move || store.get_function(&n)).await {
         Err(damaged) => damaged,
         Ok(_) => InvokeError::UnknownFunction(name).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_count_as_integers_and_others_stay() {
+        let mut v = serde_json::json!({"a": 5.0, "b": [1.5, -2.0, 3], "c": 1e300});
+        integral_floats_to_integers(&mut v);
+        assert_eq!(v["a"], serde_json::json!(5u64));
+        assert_eq!(v["b"], serde_json::json!([1.5, -2i64, 3]));
+        assert!(v["c"].is_f64(), "too large for an integer: left alone");
     }
 }
