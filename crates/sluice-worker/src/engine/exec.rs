@@ -6,6 +6,7 @@
 //! goes back to the head of its queue. Everything that waits runs in its own task, never under
 //! the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
+use super::prestart::{put_back_if_dead, withdraw, Running};
 use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
 use crate::devices::sandbox_env::{gpu_env, Placement};
 use crate::devices::shim::{self, ShimControl};
@@ -18,7 +19,6 @@ use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{Action, Start};
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -305,51 +305,6 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
 /// Why an invocation lost its sandbox without its own request failing first.
 const GONE: &str = "its sandbox was stopped after another invocation in it crashed or timed out";
 
-/// Counts one dispatched invocation as running until dropped; the last one out wakes
-/// [`Engine::wait_idle`](super::Engine::wait_idle).
-struct Running<'a>(&'a Inner);
-
-impl<'a> Running<'a> {
-    fn new(inner: &'a Inner) -> Self {
-        inner.running.fetch_add(1, Ordering::AcqRel);
-        Running(inner)
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-/// Before a warm start: if the sandbox's process has exited (it died while idle), the
-/// scheduler forgets the sandbox and puts the invocation back at the head of its queue, and the
-/// remains are cleaned up. True if it was dead.
-async fn put_back_if_dead(inner: &Arc<Inner>, q: QueueKind, s: &Start) -> bool {
-    let (dead, actions) = {
-        let mut st = inner.lock();
-        let exited = st
-            .live
-            .get_mut(&(q, s.sandbox))
-            .and_then(|sb| sb.try_exited());
-        let Some(exit) = exited else {
-            return false;
-        };
-        let dead = st.live.remove(&(q, s.sandbox));
-        let now = inner.now();
-        st.sched(q).sandbox_gone(s.sandbox, s.inv, now);
-        tracing::warn!(sandbox = ?s.sandbox, "a sandbox exited while idle ({exit}); its invocation goes elsewhere");
-        (dead, inner.poll(&mut st, q, now))
-    };
-    inner.execute(actions);
-    if let Some(mut sandbox) = dead {
-        sandbox.kill().await;
-    }
-    true
-}
-
 pub(super) fn respond(
     metrics: &Metrics,
     func: &str,
@@ -368,18 +323,6 @@ fn finish(inner: &Arc<Inner>, q: QueueKind, s: &Start, exec: Duration) {
         let now = inner.now();
         let exec = sluice_core::Dur::from_micros(exec.as_micros() as u64);
         st.sched(q).finished(s.sandbox, s.inv.func, exec, now);
-        inner.poll(&mut st, q, now)
-    };
-    inner.execute(actions);
-}
-
-/// The invocation was withdrawn before it was sent: its token and sandbox are freed, with no
-/// sample for the estimator.
-fn withdraw(inner: &Arc<Inner>, q: QueueKind, s: &Start) {
-    let actions = {
-        let mut st = inner.lock();
-        let now = inner.now();
-        st.sched(q).withdrawn(s.sandbox, s.inv.func, now);
         inner.poll(&mut st, q, now)
     };
     inner.execute(actions);

@@ -17,6 +17,7 @@
 mod exec;
 mod fit;
 mod metrics;
+mod prestart;
 mod stop;
 mod submit;
 mod types;
