@@ -10,19 +10,42 @@
 //! Every invocation that starts holds one device token until it finishes, also when it shares a
 //! sandbox with others (a function with `concurrency` > 1): sharing saves the cold start and the
 //! memory, not the token. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
+//!
+//! No invocation blocks others: one that can never be placed (its sandbox needs more device
+//! memory than any device has) is taken off the queue and answered with [`Action::Reject`]; one
+//! that cannot be placed *now* (the creation cap, memory held by running sandboxes) is set aside
+//! for the rest of the dispatch round, with every later invocation of its function (so each
+//! function stays FIFO), and the round goes on with other functions. Admission (a new
+//! invocation's predicted wait), cancelling queued invocations and putting back one whose warm
+//! sandbox was found dead are in `admission`.
 
+mod admission;
 mod lifecycle;
 mod types;
 
-pub use types::{Action, ConfigError, FunctionInfo, SchedulerConfig, Start};
+pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start};
 
+use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
 use crate::keepalive::{Acquire, WarmPool};
-use crate::memory::{DeviceMemory, FlowCoupling, Location, Rank};
+use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, Rank};
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
 use crate::slots::DeviceSlots;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// Most invocations one dispatch round sets aside because their function cannot be placed now;
+/// bounds the work of a round when a blocked function has a long queue ahead of others.
+const MAX_SET_ASIDE: usize = 64;
+
+/// The outcome of trying to place one dispatched invocation.
+enum Placement {
+    Started,
+    /// Not now: try again in a later round.
+    Later,
+    /// Never on these devices.
+    Never(RejectReason),
+}
 
 /// The composed scheduling state machine.
 pub struct Scheduler {
@@ -37,6 +60,13 @@ pub struct Scheduler {
     /// Sandboxes that failed while several invocations ran in them: their device, and how many
     /// of those invocations have not yet been reported (each still holds its token).
     orphans: HashMap<SandboxId, (GpuId, u32)>,
+    /// Work queued and running, for admission.
+    backlog: Backlog,
+    sharing: Sharing,
+    /// Every queued (not yet dispatched, not cancelled) invocation: its function and estimate.
+    waiting: HashMap<InvocationId, (FunctionId, Dur)>,
+    /// Cancelled invocations still in the queue policy; dropped when the policy hands them out.
+    cancelled: HashSet<InvocationId>,
 }
 
 impl Scheduler {
@@ -52,6 +82,10 @@ impl Scheduler {
             ));
         }
         Ok(Scheduler {
+            sharing: Sharing::of_policy(&cfg.policy),
+            backlog: Backlog::new(),
+            waiting: HashMap::new(),
+            cancelled: HashSet::new(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -76,6 +110,7 @@ impl Scheduler {
         }
         self.queue.register(func, info.weight);
         self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.backlog.set_weight(func, info.weight);
     }
 
     fn info(&self, func: FunctionId) -> FunctionInfo {
@@ -85,7 +120,7 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
-    /// An invocation of `func` arrived.
+    /// An invocation of `func` arrived. Ids must be unique among queued invocations.
     pub fn submit(&mut self, id: InvocationId, func: FunctionId, now: Time) {
         let inv = Invocation {
             id,
@@ -93,6 +128,8 @@ impl Scheduler {
             arrival: now,
             est_service: self.estimator.estimate(func),
         };
+        self.waiting.insert(id, (func, inv.est_service));
+        self.backlog.enqueued(func, inv.est_service);
         self.queue.enqueue(inv, now);
     }
 
@@ -116,7 +153,11 @@ impl Scheduler {
     }
 
     fn dispatch(&mut self, now: Time, out: &mut Vec<Action>) {
-        while !self.queue.is_empty() {
+        // Invocations whose function cannot be placed now, in the order the policy gave them;
+        // they go back to the heads of their queues when the round ends.
+        let mut aside: Vec<Invocation> = Vec::new();
+        let mut blocked: Vec<FunctionId> = Vec::new();
+        while !self.queue.is_empty() && aside.len() < MAX_SET_ASIDE {
             let Some(gpu) = self.slots.acquire() else {
                 break;
             };
@@ -134,16 +175,50 @@ impl Scheduler {
                 self.slots.release(gpu);
                 break;
             };
-            if !self.place(inv, gpu, now, out) {
-                self.queue.requeue_front(inv, now);
+            if self.cancelled.remove(&inv.id) {
+                // Leaves without a token, a start or a sample for the estimator.
+                self.queue.complete(inv.func, now);
                 self.slots.release(gpu);
-                break;
+                continue;
             }
+            if blocked.contains(&inv.func) {
+                aside.push(inv);
+                self.slots.release(gpu);
+                continue;
+            }
+            match self.place(inv, gpu, now, out) {
+                Placement::Started => {
+                    self.waiting.remove(&inv.id);
+                    self.backlog.dequeued(inv.func, inv.est_service);
+                    self.backlog.started(inv.func, inv.est_service);
+                }
+                Placement::Later => {
+                    aside.push(inv);
+                    blocked.push(inv.func);
+                    self.slots.release(gpu);
+                }
+                Placement::Never(reason) => {
+                    self.queue.complete(inv.func, now);
+                    self.slots.release(gpu);
+                    self.waiting.remove(&inv.id);
+                    self.backlog.dequeued(inv.func, inv.est_service);
+                    out.push(Action::Reject(Reject { inv, reason }));
+                }
+            }
+        }
+        for inv in aside.into_iter().rev() {
+            self.queue.requeue_front(inv, now);
         }
     }
 
-    /// Finds a sandbox and memory for `inv` on `gpu`; false if it cannot start now.
-    fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> bool {
+    /// Finds a sandbox and memory for `inv` on `gpu`.
+    fn place(
+        &mut self,
+        inv: Invocation,
+        gpu: GpuId,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Placement {
         let memory = &self.memory;
         let resident = |sb| memory.location(sb) == Some(Location::Device);
         let capacity = self.info(inv.func).concurrency;
@@ -155,9 +230,9 @@ impl Scheduler {
                 self.memory.add(sb, gpu, bytes, rank, now);
                 (sb, true)
             }
-            Acquire::Blocked => return false,
+            Acquire::Blocked => return Placement::Later,
         };
-        match self.memory.admit(sandbox, now) {
+        let err = match self.memory.admit(sandbox, now) {
             Ok(moves) => {
                 out.push(Action::Start(Start {
                     inv,
@@ -170,17 +245,25 @@ impl Scheduler {
                     self.memory.remove(sb.id);
                     out.push(Action::Destroy(sb.id));
                 }
-                true
+                return Placement::Started;
             }
-            Err(_) if cold => {
-                self.pool.remove(sandbox);
-                self.memory.remove(sandbox);
-                false
+            Err(e) => e,
+        };
+        if cold {
+            self.pool.remove(sandbox);
+            self.memory.remove(sandbox);
+        } else {
+            self.pool.release(sandbox, now);
+        }
+        let largest = (0..self.slots.gpus())
+            .map(|g| self.memory.limit(GpuId(g as u16)))
+            .max()
+            .unwrap_or(0);
+        match err {
+            AdmitError::TooLarge { need, .. } if need > largest => {
+                Placement::Never(RejectReason::TooLarge { need, largest })
             }
-            Err(_) => {
-                self.pool.release(sandbox, now);
-                false
-            }
+            _ => Placement::Later,
         }
     }
 
@@ -227,9 +310,9 @@ impl Scheduler {
         }
     }
 
-    /// Queued invocations.
+    /// Queued invocations (cancelled ones not counted).
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.waiting.len()
     }
 
     /// The queueing policy's name.
@@ -262,6 +345,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod progress_tests;
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]

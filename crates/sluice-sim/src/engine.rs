@@ -211,6 +211,9 @@ impl Sim<'_> {
                     Action::Destroy(sb) => {
                         self.ready_at.remove(&sb);
                     }
+                    // Fits no device: it never completes, so it shows as offered but not
+                    // completed (`invocations` above `records.len()`).
+                    Action::Reject(_) => {}
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! The worker's configuration file, with embedded defaults (`config/worker.toml`). Unknown keys
-//! are errors; [`WorkerConfig::validate`] checks what serde cannot.
+//! are errors; [`WorkerConfig::validate`] checks what serde cannot. The API token may come from
+//! the file (`auth_token`), a file it names (`auth_token_file`) or the environment
+//! (`SLUICE_AUTH_TOKEN`); [`WorkerConfig::resolve_token`] settles which.
 
 use serde::{Deserialize, Serialize};
 use sluice_policy::scheduler::SchedulerConfig;
@@ -72,6 +74,31 @@ impl ClusterSettings {
     }
 }
 
+/// The HTTP server's connection limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection must deliver a complete request head within this long of opening or of its
+    /// previous response, else it is closed: the idle keep-alive timeout and the slow-header
+    /// (slow-loris) bound at once, as hyper times both from the same instant.
+    pub header_timeout_ms: u64,
+    /// A request's whole body must arrive within this long (else 408 and the connection closes).
+    pub body_timeout_ms: u64,
+    /// Most open connections. At the cap a new connection closes the longest-open idle one; if
+    /// none is idle it is answered 503 and closed. Lowered at start to fit the descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 15_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
 /// The whole worker configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +106,8 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub auth_token: Option<String>,
+    /// A file holding the token (its trailing newline ignored), instead of `auth_token`.
+    pub auth_token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub max_queued: usize,
@@ -87,8 +116,11 @@ pub struct WorkerConfig {
     pub start_timeout_ms: u64,
     pub async_retention_s: u64,
     pub async_max_attempts: u32,
+    /// At SIGTERM/SIGINT, how long running invocations get to finish before the worker exits.
+    pub shutdown_grace_ms: u64,
     pub cpu_slots: u32,
     pub functions: Vec<PathBuf>,
+    pub http: HttpConfig,
     pub gpu: GpuConfig,
     pub scheduler: SchedulerConfig,
     pub cluster: ClusterSettings,
@@ -100,6 +132,7 @@ impl Default for WorkerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("/var/lib/sluice"),
             auth_token: None,
+            auth_token_file: None,
             max_body_bytes: 8 << 20,
             max_response_bytes: 8 << 20,
             max_queued: 10_000,
@@ -108,8 +141,10 @@ impl Default for WorkerConfig {
             start_timeout_ms: 30_000,
             async_retention_s: 86_400,
             async_max_attempts: 3,
+            shutdown_grace_ms: 30_000,
             cpu_slots: 0,
             functions: Vec::new(),
+            http: HttpConfig::default(),
             gpu: GpuConfig::default(),
             scheduler: SchedulerConfig::default(),
             cluster: ClusterSettings::default(),
@@ -155,13 +190,49 @@ impl WorkerConfig {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// Settles the API token: `SLUICE_AUTH_TOKEN` (passed in as `env`) if set, else the
+    /// contents of `auth_token_file`, else `auth_token`; then checks it.
+    pub fn resolve_token(&mut self, env: Option<String>) -> Result<(), String> {
+        if let Some(t) = env {
+            check_token(&t, "SLUICE_AUTH_TOKEN")?;
+            self.auth_token = Some(t);
+            self.auth_token_file = None;
+        } else if let Some(path) = self.auth_token_file.take() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read auth_token_file {}: {e}", path.display()))?;
+            let t = text.strip_suffix('\n').unwrap_or(&text);
+            let t = t.strip_suffix('\r').unwrap_or(t);
+            check_token(t, &format!("auth_token_file {}", path.display()))?;
+            self.auth_token = Some(t.to_string());
+        }
+        self.validate()
+    }
+
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.listen.ip().is_loopback() && self.auth_token.as_deref().is_none_or(str::is_empty) {
+        if self.auth_token.is_some() && self.auth_token_file.is_some() {
+            return Err("set auth_token or auth_token_file, not both".into());
+        }
+        if let Some(t) = &self.auth_token {
+            check_token(t, "auth_token")?;
+        }
+        if !self.listen.ip().is_loopback()
+            && self.auth_token.is_none()
+            && self.auth_token_file.is_none()
+        {
             return Err(format!(
-                "listen = {} is not a loopback address: set auth_token",
+                "listen = {} is not a loopback address: set auth_token, auth_token_file or \
+                 SLUICE_AUTH_TOKEN",
                 self.listen
             ));
+        }
+        let h = &self.http;
+        if h.header_timeout_ms == 0 || h.body_timeout_ms == 0 || h.max_connections == 0 {
+            return Err(
+                "http.header_timeout_ms, http.body_timeout_ms and http.max_connections must be \
+                 positive"
+                    .into(),
+            );
         }
         if self.max_body_bytes == 0 || self.max_response_bytes == 0 {
             return Err("max_body_bytes and max_response_bytes must be positive".into());
@@ -199,6 +270,21 @@ impl WorkerConfig {
     }
 }
 
+/// A usable token: not blank, and only visible ASCII (what an `Authorization` header carries).
+fn check_token(t: &str, origin: &str) -> Result<(), String> {
+    if t.trim().is_empty() {
+        return Err(format!(
+            "{origin} is blank: a blank token would let anyone in"
+        ));
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{origin} must be visible ASCII characters only (no spaces or control characters)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +305,38 @@ mod tests {
         assert!(e.to_string().contains("listne"), "{e}");
         let e = WorkerConfig::parse("[scheduler]\npolicy = \"lifo\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("lifo"), "{e}");
+    }
+
+    #[test]
+    fn blank_tokens_are_refused_and_the_token_can_come_from_a_file_or_the_environment() {
+        for blank in ["\"\"", "\"  \"", "\"a b\""] {
+            let e = WorkerConfig::parse(&format!("auth_token = {blank}\n"), "t").unwrap_err();
+            assert!(e.to_string().contains("auth_token"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!(
+            "listen = \"0.0.0.0:80\"\nauth_token_file = \"{}\"\n",
+            file.display()
+        );
+        let mut c = WorkerConfig::parse(&text, "t").unwrap();
+        c.resolve_token(None).unwrap();
+        assert_eq!(c.auth_token.as_deref(), Some("from-file"));
+        c.resolve_token(Some("from-env".into())).unwrap();
+        assert_eq!(
+            c.auth_token.as_deref(),
+            Some("from-env"),
+            "the environment wins"
+        );
+        assert!(c.resolve_token(Some(" ".into())).is_err());
+        std::fs::write(&file, "\n").unwrap();
+        let mut c = WorkerConfig::parse(&text, "t").unwrap();
+        assert!(c.resolve_token(None).unwrap_err().contains("blank"));
+        let both = format!(
+            "auth_token = \"x\"\nauth_token_file = \"{}\"\n",
+            file.display()
+        );
+        assert!(WorkerConfig::parse(&both, "t").is_err());
     }
 }

@@ -56,6 +56,10 @@ pub struct FunctionSpec {
     /// An invocation running longer than this is killed, ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Most predicted queueing delay at which an invocation is still admitted, ms (default: the
+    /// timeout); beyond it the worker answers 429 with a `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_ms: Option<u64>,
     /// Most invocations one sandbox runs at once: with more than 1 the worker sends further
     /// requests to a running sandbox instead of starting another (the function must serve them
     /// concurrently); each invocation still holds its own device slot.
@@ -127,6 +131,9 @@ impl FunctionSpec {
         if self.timeout_ms == 0 || self.timeout_ms > 24 * 3_600_000 {
             return Err(err("timeout_ms", "must be in 1..=86400000"));
         }
+        if self.max_queue_ms.is_some_and(|ms| ms > 24 * 3_600_000) {
+            return Err(err("max_queue_ms", "must be in 0..=86400000"));
+        }
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(err("concurrency", "must be in 1..=1024"));
         }
@@ -134,6 +141,11 @@ impl FunctionSpec {
             return Err(err("weight", "must be a positive number"));
         }
         Ok(())
+    }
+
+    /// The admission bound: `max_queue_ms`, or the timeout when it is not set.
+    pub fn max_queue_ms(&self) -> u64 {
+        self.max_queue_ms.unwrap_or(self.timeout_ms)
     }
 }
 
@@ -151,7 +163,10 @@ mod tests {
         assert_eq!(s.timeout_ms, 60_000);
         assert_eq!(s.concurrency, 1);
         assert_eq!(s.resources.memory_mb, 512);
+        assert_eq!(s.max_queue_ms(), 60_000, "the timeout");
         assert!(s.validate().is_ok());
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("max_queue_ms").is_none(), "unset stays unset");
     }
 
     type Mutation = fn(&mut FunctionSpec);
@@ -165,6 +180,7 @@ mod tests {
             (|s| s.resources.cpus = 0.0, "resources.cpus"),
             (|s| s.resources.memory_mb = 1, "resources.memory_mb"),
             (|s| s.timeout_ms = 0, "timeout_ms"),
+            (|s| s.max_queue_ms = Some(86_400_001), "max_queue_ms"),
             (|s| s.concurrency = 0, "concurrency"),
             (|s| s.weight = f64::NAN, "weight"),
             (

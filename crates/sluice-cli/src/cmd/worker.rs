@@ -1,5 +1,6 @@
 //! `sluice worker`: run the worker daemon with the embedded defaults, a config file, or both
-//! with flags on top.
+//! with flags on top. The API token may also come from `SLUICE_AUTH_TOKEN`; `--listen
+//! 127.0.0.1:0` binds a free port, reported in the start line and in `<data_dir>/listen.addr`.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -14,7 +15,8 @@ pub struct WorkerArgs {
     /// Configuration file (TOML); embedded defaults otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on (overrides the config).
+    /// Address to listen on (overrides the config); port 0 picks a free one, written to
+    /// <data_dir>/listen.addr once the worker serves.
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Data directory (overrides the config).
@@ -70,7 +72,8 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         files.sort();
         cfg.functions.extend(files);
     }
-    cfg.validate()
+    let env_token = std::env::var("SLUICE_AUTH_TOKEN").ok();
+    cfg.resolve_token(env_token)
         .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

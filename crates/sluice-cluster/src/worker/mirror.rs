@@ -40,6 +40,12 @@ async fn reconcile(
             applied.insert(name.clone(), v.mod_revision);
             continue;
         }
+        if let Err(e) = state.engine.check_fits(&spec) {
+            tracing::warn!(function = %name, "cannot run here ({e}); not registered on this worker");
+            state.engine.unregister(name);
+            applied.insert(name.clone(), v.mod_revision);
+            continue;
+        }
         let store = state.store.clone();
         let stored = spec.clone();
         match tokio::task::spawn_blocking(move || store.put_function(&stored)).await {
@@ -64,7 +70,9 @@ async fn reconcile(
         }
         let store = state.store.clone();
         let n = spec.name.clone();
-        if let Ok(Ok(_)) = tokio::task::spawn_blocking(move || store.delete_function(&n)).await {
+        if let Ok(Ok(_)) =
+            tokio::task::spawn_blocking(move || store.delete_function(&n, crate::now_ms())).await
+        {
             state.engine.unregister(&spec.name);
             applied.remove(&spec.name);
             tracing::info!(function = %spec.name, "function removed from the cluster");

@@ -14,20 +14,37 @@ impl Scheduler {
 
     /// An invocation that ran in `sandbox` finished after executing for `exec`.
     pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
+        self.end_run(sandbox, func, now);
+        self.estimator.observe(func, exec);
+        self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.queue.complete(func, now);
+    }
+
+    /// An invocation started in `sandbox` was withdrawn before it was sent there (the engine
+    /// learned it must not run after all): its token and the sandbox are freed as by
+    /// [`Scheduler::finished`], but the estimator gets no sample.
+    pub fn withdrawn(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
+        self.end_run(sandbox, func, now);
+        self.queue.complete(func, now);
+    }
+
+    /// Frees the token of one invocation that ended in `sandbox` and, after the sandbox's last
+    /// one, returns it to the warm pool. Extra reports are no-ops.
+    fn end_run(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
         match self.pool.get(sandbox) {
             Some(sb) if sb.running > 0 => {
                 self.slots.release(sb.gpu);
                 self.pool.release(sandbox, now);
                 self.memory.release(sandbox, now);
+                self.backlog.ended(func);
             }
             Some(_) => {}
             None => {
-                self.orphan_done(sandbox);
+                if self.orphan_done(sandbox) {
+                    self.backlog.ended(func);
+                }
             }
         }
-        self.estimator.observe(func, exec);
-        self.queue.set_estimate(func, self.estimator.estimate(func));
-        self.queue.complete(func, now);
     }
 
     /// A sandbox failed while running an invocation of `func` (crashed, timed out, or could
@@ -40,18 +57,20 @@ impl Scheduler {
             if sb.running > 0 {
                 self.slots.release(sb.gpu);
                 self.queue.complete(func, now);
+                self.backlog.ended(func);
             }
             if sb.running > 1 {
                 self.orphans.insert(sandbox, (sb.gpu, sb.running - 1));
             }
         } else if self.orphan_done(sandbox) {
             self.queue.complete(func, now);
+            self.backlog.ended(func);
         }
         self.memory.remove(sandbox);
     }
 
     /// One invocation of a failed sandbox was reported: frees its token. False if none was due.
-    fn orphan_done(&mut self, sandbox: SandboxId) -> bool {
+    pub(super) fn orphan_done(&mut self, sandbox: SandboxId) -> bool {
         let Some((gpu, left)) = self.orphans.get_mut(&sandbox) else {
             return false;
         };

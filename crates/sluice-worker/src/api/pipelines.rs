@@ -3,6 +3,7 @@
 //! asynchronously (stored like function invocations, under the name `pipeline:<name>`).
 
 use super::asynch::{accept_and_run, Target};
+use super::invoke::parse_json;
 use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::pipeline::{DeployRequest, Finished, PipelineError};
 use axum::body::Bytes;
@@ -29,8 +30,7 @@ impl From<PipelineError> for ApiError {
 }
 
 fn parse_request(body: Result<Bytes, BytesRejection>) -> Result<DeployRequest, ApiError> {
-    let req: DeployRequest = serde_json::from_slice(&body?)
-        .map_err(|e| ApiError::bad_request(format!("invalid pipeline request: {e}")))?;
+    let req: DeployRequest = parse_json(&body?, "pipeline request")?;
     req.validate().map_err(ApiError::bad_request)?;
     Ok(req)
 }
@@ -145,5 +145,5 @@ pub(super) async fn invoke_async(
     if s.pipelines.view(&name).is_none() {
         return Err(PipelineError::Unknown(name).into());
     }
-    accept_and_run(&s, Target::Pipeline(name), input).await
+    accept_and_run(&s, Target::Pipeline(name), input, None).await
 }

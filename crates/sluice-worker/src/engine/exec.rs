@@ -1,9 +1,12 @@
 //! Carrying out the scheduler's actions: start an invocation (creating its sandbox on a cold
 //! start, or sending it to a sandbox that already runs others of its function), move memory,
 //! destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
-//! invocation running in it then fails as crashed. Everything that waits runs in its own task,
-//! never under the state lock. The timer task, prewarming and gauges are in `upkeep`.
+//! invocation running in it then fails as crashed. A warm sandbox whose process exited while
+//! idle is caught before anything is sent to it: the scheduler forgets it and the invocation
+//! goes back to the head of its queue. Everything that waits runs in its own task, never under
+//! the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
+use super::prestart::{put_back_if_dead, withdraw, Running};
 use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
 use crate::devices::sandbox_env::{gpu_env, Placement};
 use crate::devices::shim::{self, ShimControl};
@@ -37,6 +40,7 @@ impl Inner {
                         tokio::spawn(async move { sandbox.kill().await });
                     }
                 }
+                Action::Reject(r) => self.reject(r),
             }
         }
     }
@@ -173,15 +177,13 @@ fn queue_tag(q: QueueKind) -> &'static str {
 /// `State.live`.
 async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
     let dispatched = Instant::now();
+    if !s.cold && put_back_if_dead(&inner, q, &s).await {
+        return;
+    }
+    let _running = Running::new(&inner);
     let (pending, spec, client) = {
         let mut st = inner.lock();
-        let pending = st.pending.remove(&s.inv.id.0);
-        if let Some(p) = &pending {
-            if let Some(n) = st.queued.get_mut(&p.func) {
-                *n = n.saturating_sub(1);
-            }
-            st.queued_total = st.queued_total.saturating_sub(1);
-        }
+        let pending = st.take_pending(s.inv.id.0);
         let client = st.live.get(&(q, s.sandbox)).map(|sb| sb.client().clone());
         (pending, inner.spec(&st, s.inv.func), client)
     };
@@ -196,7 +198,7 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
             }
         }
     }
-    let (Some(pending), Some(spec)) = (pending, spec) else {
+    let (Some(mut pending), Some(spec)) = (pending, spec) else {
         // Nothing to run (cannot happen): give back what the start took, and leave a running
         // sandbox alone — other invocations may be using it.
         if s.cold {
@@ -233,6 +235,13 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
             return respond(&inner.metrics, &pending.func, pending.reply, Err(e));
         }
     };
+    if let Some(hook) = pending.on_start.take() {
+        if let Err(why) = hook().await {
+            withdraw(&inner, q, &s);
+            let err = Err(InvokeError::Withdrawn(why));
+            return respond(&inner.metrics, &pending.func, pending.reply, err);
+        }
+    }
     let ready = Instant::now();
     let timeout = Duration::from_millis(spec.timeout_ms);
     let call = client.invoke(pending.input, inner.cfg.max_response_bytes);
@@ -296,7 +305,7 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
 /// Why an invocation lost its sandbox without its own request failing first.
 const GONE: &str = "its sandbox was stopped after another invocation in it crashed or timed out";
 
-fn respond(
+pub(super) fn respond(
     metrics: &Metrics,
     func: &str,
     reply: tokio::sync::oneshot::Sender<Result<InvokeOk, InvokeError>>,

@@ -119,6 +119,7 @@ pub(super) fn stage_function(
             network: false,
         },
         timeout_ms: 0,
+        max_queue_ms: None,
         concurrency: 1,
         weight: 1.0,
     }
