@@ -88,7 +88,7 @@ async fn run(
     let input = json_input(body?)?;
     let ok = match s.engine.invoke(&name, input).await {
         Ok(ok) => ok,
-        Err(InvokeError::UnknownFunction(_)) => return Err(unknown(&s, name).await),
+        Err(InvokeError::UnknownFunction(_)) => return Err(unknown(s, name).await),
         Err(e) => return Err(e.into()),
     };
     let mut headers = HeaderMap::new();
