@@ -56,7 +56,15 @@ impl Netns {
             && n.exec(&["ip", "addr", "add", &format!("{NS_IP}/30"), "dev", &n.ns_if])
             && n.exec(&["ip", "link", "set", &n.ns_if, "up"])
             && n.exec(&["ip", "link", "set", "lo", "up"]);
-        ok.then_some(n)
+        // `ip netns exec` can fail for a moment while another process sets up /run/netns.
+        let usable = ok
+            && (0..5).any(|_| {
+                n.exec(&["true"]) || {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    false
+                }
+            });
+        usable.then_some(n)
     }
 
     fn exec(&self, args: &[&str]) -> bool {

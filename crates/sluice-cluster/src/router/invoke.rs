@@ -3,7 +3,8 @@
 //! A call goes to the worker the balancer picks. It is sent to another worker only when the
 //! first provably did not run it: the connection failed before the request was written, or the
 //! worker answered that it is draining (503 `draining`) or does not know the function yet (its
-//! registry mirror lags the router's by a watch event; retried for up to 3 s). A request that
+//! registry mirror lags the router's by a watch event; retried for up to 3 s, and a worker that
+//! answers so three times, e.g. one whose GPUs cannot hold the function, is passed over). A request that
 //! was sent and got no answer is never repeated here: the caller gets 502 `worker_lost`.
 
 use super::{draining, no_worker, Shared};
@@ -67,6 +68,7 @@ fn error_code(body: &[u8]) -> Option<String> {
 pub async fn forward(s: &Shared, target: &Target, body: Bytes, limit: Duration) -> Outcome {
     let mut exclude: Vec<String> = Vec::new();
     let unknown_until = Instant::now() + Duration::from_secs(3);
+    let mut unknown_on: Vec<String> = Vec::new();
     let (ctype, function) = match target {
         Target::Function(f) => ("application/json", Some(f.as_str())),
         Target::Pipeline(_) => ("application/octet-stream", None),
@@ -109,6 +111,12 @@ pub async fn forward(s: &Shared, target: &Target, body: Bytes, limit: Duration) 
                     (StatusCode::NOT_FOUND, Some("not_found"))
                         if Instant::now() < unknown_until =>
                     {
+                        // Its mirror may lag by a watch event; a worker that keeps not knowing
+                        // the function (it cannot run it there) is passed over.
+                        unknown_on.push(pick.id.clone());
+                        if unknown_on.iter().filter(|w| **w == pick.id).count() >= 3 {
+                            exclude.push(pick.id);
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     _ => {
