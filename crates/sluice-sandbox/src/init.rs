@@ -33,7 +33,8 @@ pub(crate) struct InitPlan {
 const OLD: &str = "/.old";
 
 fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 fn ctx(what: &str, p: &Path) -> impl FnOnce(io::Error) -> io::Error {
@@ -49,7 +50,13 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn mount(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> io::Result<()> {
+fn mount(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
     let src = src.map(cstr).transpose()?;
     let dst_c = cstr(dst)?;
     let fstype = fstype.map(CString::new).transpose()?;
@@ -57,7 +64,13 @@ fn mount(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: libc::c_ul
     let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: every pointer is null or a NUL-terminated string alive for the call.
     let r = unsafe {
-        libc::mount(ptr(&src), dst_c.as_ptr(), ptr(&fstype), flags, ptr(&data).cast())
+        libc::mount(
+            ptr(&src),
+            dst_c.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
     };
     check(r).map_err(ctx("mount", dst))
 }
@@ -122,18 +135,38 @@ fn bind(src: &Path, dst: &Path, read_only: bool, devices: bool) -> io::Result<()
 
 fn dev(dst: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dst).map_err(ctx("mkdir", dst))?;
-    mount(Some(Path::new("tmpfs")), dst, Some("tmpfs"), libc::MS_NOSUID, Some("mode=0755,size=65536"))?;
+    mount(
+        Some(Path::new("tmpfs")),
+        dst,
+        Some("tmpfs"),
+        libc::MS_NOSUID,
+        Some("mode=0755,size=65536"),
+    )?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         bind(&Path::new("/dev").join(node), &dst.join(node), false, true)?;
     }
     let shm = dst.join("shm");
     std::fs::create_dir(&shm).map_err(ctx("mkdir", &shm))?;
-    mount(Some(Path::new("tmpfs")), &shm, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=1777"))?;
+    mount(
+        Some(Path::new("tmpfs")),
+        &shm,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777"),
+    )?;
     let pts = dst.join("pts");
     std::fs::create_dir(&pts).map_err(ctx("mkdir", &pts))?;
     let flags = libc::MS_NOSUID | libc::MS_NOEXEC;
     // Needs uid 0 mapped in the user namespace; without it there are no pseudo-terminals.
-    if mount(Some(Path::new("devpts")), &pts, Some("devpts"), flags, Some("newinstance,ptmxmode=0666,mode=620")).is_ok() {
+    if mount(
+        Some(Path::new("devpts")),
+        &pts,
+        Some("devpts"),
+        flags,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .is_ok()
+    {
         std::os::unix::fs::symlink("pts/ptmx", dst.join("ptmx"))?;
     }
     for (name, target) in [
@@ -177,7 +210,13 @@ fn step(m: &Mount) -> io::Result<()> {
         Mount::Tmpfs { dst, size, mode } => {
             std::fs::create_dir_all(dst).map_err(ctx("mkdir", dst))?;
             let data = format!("mode={mode:o},size={size}");
-            mount(Some(Path::new("tmpfs")), dst, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
+            mount(
+                Some(Path::new("tmpfs")),
+                dst,
+                Some("tmpfs"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&data),
+            )
         }
         Mount::Proc { dst } => proc(dst),
         Mount::Dev { dst } => dev(dst),
@@ -205,7 +244,13 @@ fn step(m: &Mount) -> io::Result<()> {
 /// Builds the root: a tmpfs pivoted to `/`, the old root under [`OLD`] while the plan runs.
 fn build(plan: &Plan) -> io::Result<()> {
     let base = Path::new("/tmp");
-    mount(Some(Path::new("sluice-root")), base, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=0755"))?;
+    mount(
+        Some(Path::new("sluice-root")),
+        base,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )?;
     std::env::set_current_dir(base)?;
     std::fs::create_dir(".old")?;
     let (dot, put_old) = (CString::new(".")?, CString::new(".old")?);
@@ -229,7 +274,13 @@ fn build(plan: &Plan) -> io::Result<()> {
 fn drop_privileges() -> io::Result<()> {
     // SAFETY: prctl calls with constant arguments.
     unsafe {
-        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))?;
+        check(libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ))?;
         let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
@@ -283,6 +334,34 @@ fn wait_for_network() -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("waiting for the network: {e}")))
 }
 
+/// Brings the new network namespace's loopback up (unshare leaves it down).
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a datagram socket used only for the two interface ioctls below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is fresh and owned here.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed ifreq is a valid request; the name fits its buffer.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq passed by pointer.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Runs init; returns only on failure.
 pub(crate) fn run() -> io::Error {
     // SAFETY: fd 3 was set up by the launcher for this process alone.
@@ -301,6 +380,7 @@ pub(crate) fn run() -> io::Error {
         let name = CString::new("sluice")?;
         // SAFETY: a valid buffer and its length.
         check(unsafe { libc::sethostname(name.as_ptr(), 6) })?;
+        loopback_up()?;
         build(&plan)?;
         std::env::set_current_dir(&plan.chdir).map_err(ctx("chdir", &plan.chdir))?;
         if init.network {

@@ -50,7 +50,9 @@ fn own_dir(p: &Path, user: &UserLease) -> Result<(), SandboxError> {
 /// A pipe holding `data` (read end returned; the data must fit the pipe buffer).
 fn data_pipe(data: &[u8]) -> Result<OwnedFd, SandboxError> {
     let (r, w) = pipe().map_err(io("pipe"))?;
-    File::from(w).write_all(data).map_err(io("writing a pipe"))?;
+    File::from(w)
+        .write_all(data)
+        .map_err(io("writing a pipe"))?;
     Ok(r)
 }
 
@@ -74,7 +76,7 @@ fn bubblewrap(plan: &Plan, inner: &Inner, network: bool) -> Result<Prepared, San
     let mut child_ends = Vec::new();
     let seccomp = data_pipe(&inner.seccomp)?;
     let mut fds = bwrap::Fds {
-        seccomp: seccomp.as_raw_fd(),
+        seccomp: Some(seccomp.as_raw_fd()),
         ..bwrap::Fds::default()
     };
     child_ends.push(seccomp);
@@ -140,7 +142,12 @@ fn unshare_mode(plan: &Plan, helper: &Path, network: bool) -> Result<Prepared, S
     })
 }
 
-fn plain(spec: &SandboxSpec, dir: &Path, socket: &Path, path_var: &str) -> Result<Prepared, SandboxError> {
+fn plain(
+    spec: &SandboxSpec,
+    dir: &Path,
+    socket: &Path,
+    path_var: &str,
+) -> Result<Prepared, SandboxError> {
     let Some(program) = spec.command.first().filter(|p| !p.is_empty()) else {
         return Err(SandboxError::BadSpec("command names no program".into()));
     };
@@ -251,14 +258,16 @@ fn last_cap() -> u64 {
 pub(crate) async fn spawn(inner: Arc<Inner>, spec: SandboxSpec) -> Result<Sandbox, SandboxError> {
     let user = match spec.user.clone() {
         Some(u) => u,
-        None => inner
-            .users
-            .lease()
-            .ok_or_else(|| SandboxError::BadSpec("every sandbox uid of the range is in use".into()))?,
+        None => inner.users.lease().ok_or_else(|| {
+            SandboxError::BadSpec("every sandbox uid of the range is in use".into())
+        })?,
     };
     let dir = inner.sandbox_root.join(cgroup::name(spec.id));
     if dir.exists() {
-        return Err(SandboxError::BadSpec(format!("sandbox {} already exists", spec.id)));
+        return Err(SandboxError::BadSpec(format!(
+            "sandbox {} already exists",
+            spec.id
+        )));
     }
     let started = start(&inner, &spec, &dir, user).await;
     if started.is_err() {
@@ -268,7 +277,12 @@ pub(crate) async fn spawn(inner: Arc<Inner>, spec: SandboxSpec) -> Result<Sandbo
     started
 }
 
-async fn start(inner: &Inner, spec: &SandboxSpec, dir: &Path, user: UserLease) -> Result<Sandbox, SandboxError> {
+async fn start(
+    inner: &Inner,
+    spec: &SandboxSpec,
+    dir: &Path,
+    user: UserLease,
+) -> Result<Sandbox, SandboxError> {
     own_dir(dir, &user)?;
     let run = dir.join("run");
     own_dir(&run, &user)?;
@@ -353,7 +367,8 @@ async fn start(inner: &Inner, spec: &SandboxSpec, dir: &Path, user: UserLease) -
         Some((ready, go)) => {
             let pid = child.id().unwrap_or(0);
             let iso = inner.isolation;
-            let up = tokio::task::spawn_blocking(move || connect(iso, pid, ready, go)).await;
+            let log = dir.join("network.log");
+            let up = tokio::task::spawn_blocking(move || connect(iso, pid, ready, go, &log)).await;
             match up {
                 Ok(Ok(n)) => Some(n),
                 Ok(Err(e)) => {
@@ -399,9 +414,18 @@ async fn start(inner: &Inner, spec: &SandboxSpec, dir: &Path, user: UserLease) -
 /// Connects a networked sandbox: learns a process inside its namespaces (bubblewrap's info
 /// pipe, or init's ready byte, for which the `unshare` process itself stands), starts the
 /// network helper, and lets the sandbox go on.
-fn connect(iso: Isolation, child: u32, ready: OwnedFd, go: OwnedFd) -> Result<network::Slirp, SandboxError> {
+fn connect(
+    iso: Isolation,
+    child: u32,
+    ready: OwnedFd,
+    go: OwnedFd,
+    log: &Path,
+) -> Result<network::Slirp, SandboxError> {
     let mut got = Vec::new();
-    read_within(&ready, NAMESPACE_TIMEOUT, &mut got).map_err(io("waiting for the sandbox's namespaces"))?;
+    // bubblewrap closes its info pipe after the JSON; init writes one byte.
+    let one = iso != Isolation::Bubblewrap;
+    read_within(&ready, NAMESPACE_TIMEOUT, one, &mut got)
+        .map_err(io("waiting for the sandbox's namespaces"))?;
     let pid = match iso {
         Isolation::Bubblewrap => {
             let info: serde_json::Value = serde_json::from_slice(&got)
@@ -412,12 +436,16 @@ fn connect(iso: Isolation, child: u32, ready: OwnedFd, go: OwnedFd) -> Result<ne
                 .ok_or_else(|| SandboxError::BadSpec("bubblewrap reported no child pid".into()))?
         }
         _ if got.is_empty() => {
-            return Err(SandboxError::BadSpec("the sandbox ended before its network was up".into()))
+            return Err(SandboxError::BadSpec(
+                "the sandbox ended before its network was up".into(),
+            ))
         }
         _ => child,
     };
-    let slirp = network::start(pid)?;
-    File::from(go).write_all(b"g").map_err(io("releasing the sandbox"))?;
+    let slirp = network::start(pid, log)?;
+    File::from(go)
+        .write_all(b"g")
+        .map_err(io("releasing the sandbox"))?;
     Ok(slirp)
 }
 

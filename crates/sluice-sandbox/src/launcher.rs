@@ -88,7 +88,8 @@ impl Launcher {
         match isolation {
             Isolation::Bubblewrap => bwrap::works(),
             Isolation::Unshare => {
-                let h = helper_program.map_or_else(|| Helper::current_exe().is_some(), Helper::works);
+                let h =
+                    helper_program.map_or_else(|| Helper::current_exe().is_some(), Helper::works);
                 h && unshare::works()
             }
             Isolation::Plain => true,
@@ -129,7 +130,9 @@ impl Launcher {
             }
             IsolationChoice::Only(i) => {
                 if !Launcher::available(i, helper.as_deref()) {
-                    return Err(SandboxError::Config(format!("{i} does not work on this host")));
+                    return Err(SandboxError::Config(format!(
+                        "{i} does not work on this host"
+                    )));
                 }
                 i
             }
@@ -144,10 +147,11 @@ impl Launcher {
             what: format!("creating {}", cfg.sandbox_root.display()),
             source,
         })?;
-        let sandbox_root = std::fs::canonicalize(&cfg.sandbox_root).map_err(|source| SandboxError::Io {
-            what: format!("resolving {}", cfg.sandbox_root.display()),
-            source,
-        })?;
+        let sandbox_root =
+            std::fs::canonicalize(&cfg.sandbox_root).map_err(|source| SandboxError::Io {
+                what: format!("resolving {}", cfg.sandbox_root.display()),
+                source,
+            })?;
         let mut hidden: Vec<PathBuf> = cfg
             .hidden
             .iter()
@@ -181,7 +185,8 @@ impl Launcher {
                 users: UidPool::new(cfg.uids, root),
                 root,
                 helper: helper.filter(|_| isolation == Isolation::Unshare),
-                path_var: std::env::var("PATH").unwrap_or_else(|_| crate::rootfs::DEFAULT_PATH.into()),
+                path_var: std::env::var("PATH")
+                    .unwrap_or_else(|_| crate::rootfs::DEFAULT_PATH.into()),
                 seccomp,
             }),
         };

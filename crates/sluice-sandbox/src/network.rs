@@ -6,7 +6,6 @@
 //! (`--enable-sandbox --enable-seccomp`), dies with the launcher and is killed with the sandbox.
 
 use crate::SandboxError;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -42,8 +41,14 @@ pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Waits up to `timeout` for `fd` to become readable; reads what is there.
-pub(crate) fn read_within(fd: &OwnedFd, timeout: Duration, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads from `fd` within `timeout`: everything up to end of file, or (`one` set) the first
+/// byte(s) to arrive.
+pub(crate) fn read_within(
+    fd: &OwnedFd,
+    timeout: Duration,
+    one: bool,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -56,7 +61,10 @@ pub(crate) fn read_within(fd: &OwnedFd, timeout: Duration, buf: &mut Vec<u8>) ->
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut p, 1, ms) };
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ));
         }
         if n < 0 {
             let e = std::io::Error::last_os_error();
@@ -72,19 +80,25 @@ pub(crate) fn read_within(fd: &OwnedFd, timeout: Duration, buf: &mut Vec<u8>) ->
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..got as usize]);
+        if one {
+            return Ok(());
+        }
     }
 }
 
 /// Starts `slirp4netns` for the network namespace of process `pid` and waits until the
-/// sandbox's interface is up.
-pub(crate) fn start(pid: u32) -> Result<Slirp, SandboxError> {
+/// sandbox's interface is up; its messages go to `log`.
+pub(crate) fn start(pid: u32, log: &std::path::Path) -> Result<Slirp, SandboxError> {
     let netns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net"))
         .map_err(|e| err("opening the sandbox's namespace", e))?
         .into();
     // SAFETY: NS_GET_USERNS on a namespace descriptor returns a new descriptor or -1.
     let userns = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
     if userns < 0 {
-        return Err(err("finding its user namespace", std::io::Error::last_os_error()));
+        return Err(err(
+            "finding its user namespace",
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: a fresh descriptor owned here.
     let userns = unsafe { OwnedFd::from_raw_fd(userns) };
@@ -106,13 +120,16 @@ pub(crate) fn start(pid: u32) -> Result<Slirp, SandboxError> {
     ])
     .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
     .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
-    .arg(format!("--userns-path=/proc/self/fd/{}", userns.as_raw_fd()))
+    .arg(format!(
+        "--userns-path=/proc/self/fd/{}",
+        userns.as_raw_fd()
+    ))
     .arg("--netns-type=path")
     .arg(format!("/proc/self/fd/{}", netns.as_raw_fd()))
     .arg("tap0")
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    .stderr(std::fs::File::create(log).map_err(|e| err("creating its log", e))?);
     // SAFETY: between fork and exec: fcntl and prctl only.
     unsafe {
         cmd.pre_exec(move || {
@@ -130,22 +147,19 @@ pub(crate) fn start(pid: u32) -> Result<Slirp, SandboxError> {
     let mut child = cmd.spawn().map_err(|e| err("starting slirp4netns", e))?;
     drop((ready_w, exit_r, netns, userns));
     let mut got = Vec::new();
-    let ready = read_within(&ready_r, READY_TIMEOUT, &mut got);
+    let ready = read_within(&ready_r, READY_TIMEOUT, true, &mut got);
     if ready.is_err() || got.is_empty() {
         let _ = child.kill();
         let _ = child.wait();
-        let mut msg = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut msg);
-        }
-        let why = ready.err().map_or("it exited".to_string(), |e| e.to_string());
+        let msg = std::fs::read_to_string(log).unwrap_or_default();
+        let why = ready
+            .err()
+            .map_or("it exited".to_string(), |e| e.to_string());
         return Err(SandboxError::Io {
             what: format!("network: slirp4netns did not start: {}", msg.trim()),
             source: std::io::Error::other(why),
         });
     }
-    // Its stderr is not read further; a closed pipe does not stop it.
-    drop(child.stderr.take());
     Ok(Slirp {
         child,
         _exit: exit_w,

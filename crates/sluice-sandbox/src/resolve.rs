@@ -68,7 +68,7 @@ fn lookup(name: &str, path_var: &str) -> Option<PathBuf> {
             continue;
         }
         match pyenv_target(&cand, name) {
-            Shim::NotAShim => return Some(cand),
+            Shim::Plain => return Some(cand),
             Shim::Version(real) => return Some(real),
             Shim::Unresolved => continue,
         }
@@ -77,7 +77,7 @@ fn lookup(name: &str, path_var: &str) -> Option<PathBuf> {
 }
 
 enum Shim {
-    NotAShim,
+    Plain,
     Version(PathBuf),
     Unresolved,
 }
@@ -88,10 +88,10 @@ enum Shim {
 /// `.python-version` files are not consulted: the search then goes on along `PATH`).
 fn pyenv_target(cand: &Path, name: &str) -> Shim {
     let Some(text) = head(cand, 1024) else {
-        return Shim::NotAShim;
+        return Shim::Plain;
     };
     if !text.starts_with("#!") || !text.contains("libexec/pyenv\" exec") {
-        return Shim::NotAShim;
+        return Shim::Plain;
     }
     let root = text.lines().find_map(|l| {
         l.trim()
@@ -249,7 +249,10 @@ mod tests {
         )
         .expect("cfg");
         let script = t.path().join("app/run");
-        exe(&script, &format!("#!{}/bin/python -u\nprint(1)\n", venv.display()));
+        exe(
+            &script,
+            &format!("#!{}/bin/python -u\nprint(1)\n", venv.display()),
+        );
         let p = resolve_path(Path::new("app/run"), t.path(), "/usr/bin").expect("resolved");
         assert_eq!(p.path, script);
         for want in [&script, &venv, &base] {

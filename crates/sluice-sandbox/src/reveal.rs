@@ -42,7 +42,8 @@ pub(crate) struct Reveal {
 }
 
 fn c(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// The steps that make every path of `paths` (canonical) reachable by `uid`/`gid`.
@@ -77,9 +78,7 @@ pub(crate) fn prepare(paths: &[PathBuf], uid: u32, gid: u32) -> io::Result<Revea
             } else {
                 Op::Touch(c(p)?)
             });
-            let src = Path::new("/proc/self/fd")
-                .join(fd.to_string())
-                .join(rel);
+            let src = Path::new("/proc/self/fd").join(fd.to_string()).join(rel);
             r.ops.push(Op::Bind {
                 src: c(&src)?,
                 dst: c(p)?,
@@ -109,13 +108,23 @@ pub(crate) unsafe fn apply(ops: &[Op]) -> io::Result<()> {
             return fail();
         }
         let private = libc::MS_REC | libc::MS_SLAVE;
-        if libc::mount(std::ptr::null(), slash.as_ptr(), std::ptr::null(), private, std::ptr::null()) != 0 {
+        if libc::mount(
+            std::ptr::null(),
+            slash.as_ptr(),
+            std::ptr::null(),
+            private,
+            std::ptr::null(),
+        ) != 0
+        {
             return fail();
         }
         for op in ops {
             let r = match op {
                 Op::Open { dir, fd } => {
-                    let opened = libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                    let opened = libc::open(
+                        dir.as_ptr(),
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
                     if opened < 0 || libc::dup2(opened, *fd) < 0 {
                         -1
                     } else {
@@ -139,7 +148,11 @@ pub(crate) unsafe fn apply(ops: &[Op]) -> io::Result<()> {
                     }
                 }
                 Op::Touch(file) => {
-                    let fd = libc::open(file.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                    let fd = libc::open(
+                        file.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    );
                     if fd >= 0 {
                         libc::close(fd)
                     } else {
@@ -182,11 +195,32 @@ mod tests {
         std::fs::create_dir(&open).expect("mkdir");
         let r = prepare(&[a.clone(), b.clone(), open], 65_000_321, 65_000_321).expect("prepare");
         let text: Vec<String> = r.ops.iter().map(|o| format!("{o:?}")).collect();
-        assert_eq!(text.iter().filter(|o| o.starts_with("Cover")).count(), 1, "{text:?}");
-        assert!(text[0].starts_with("Open") && text[1].contains("closed"), "{text:?}");
-        assert!(text.last().is_some_and(|o| o.starts_with("Close")), "{text:?}");
-        assert!(text.iter().any(|o| o.starts_with("Touch") && o.contains("b.sock")), "{text:?}");
-        assert_eq!(text.iter().filter(|o| o.starts_with("Bind")).count(), 2, "{text:?}");
-        assert!(text.iter().all(|o| !o.contains("open")), "reachable paths need nothing");
+        assert_eq!(
+            text.iter().filter(|o| o.starts_with("Cover")).count(),
+            1,
+            "{text:?}"
+        );
+        assert!(
+            text[0].starts_with("Open") && text[1].contains("closed"),
+            "{text:?}"
+        );
+        assert!(
+            text.last().is_some_and(|o| o.starts_with("Close")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|o| o.starts_with("Touch") && o.contains("b.sock")),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.iter().filter(|o| o.starts_with("Bind")).count(),
+            2,
+            "{text:?}"
+        );
+        assert!(
+            text.iter().all(|o| !o.contains("open")),
+            "reachable paths need nothing"
+        );
     }
 }

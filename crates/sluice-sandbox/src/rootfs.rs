@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 /// Where the socket directory is inside every isolated sandbox.
 pub const SOCKET_DIR: &str = "/run/sluice";
 /// `PATH` after the program's own directories.
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
 /// `/etc` entries bound read-only where present: name resolution, the dynamic loader, time
 /// zone, TLS roots, the OS's identity, alternatives, Python's and GPU vendors' configuration.
@@ -145,7 +146,11 @@ fn bad(msg: impl Into<String>) -> SandboxError {
 }
 
 /// The program of `spec`, resolved on the host, and whether the operator's `PATH` found it.
-fn program(spec: &SandboxSpec, cx: &Context<'_>, base: &Path) -> Result<(Program, bool), SandboxError> {
+fn program(
+    spec: &SandboxSpec,
+    cx: &Context<'_>,
+    base: &Path,
+) -> Result<(Program, bool), SandboxError> {
     let Some(name) = spec.command.first().filter(|p| !p.is_empty()) else {
         return Err(bad("command names no program"));
     };
@@ -172,7 +177,7 @@ fn env_paths(env: &[(String, String)]) -> Vec<PathBuf> {
 }
 
 /// The system directories, as directories or the symlinks they are.
-fn system_mounts() -> Vec<Mount> {
+pub(crate) fn system_mounts() -> Vec<Mount> {
     SYSTEM_DIRS
         .iter()
         .filter_map(|d| {
@@ -284,7 +289,9 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
     let mut binds = Binds::default();
     let workdir = match &spec.workdir {
         Some(w) => {
-            let (src, dst) = cx.admit(w, Path::new("/")).map_err(|e| bad(format!("workdir: {e}")))?;
+            let (src, dst) = cx
+                .admit(w, Path::new("/"))
+                .map_err(|e| bad(format!("workdir: {e}")))?;
             if !src.is_dir() {
                 return Err(bad(format!("workdir {} is not a directory", w.display())));
             }
@@ -318,7 +325,11 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
         let pair = cx.admit(f, &base).map_err(|e| bad(format!("files: {e}")))?;
         binds.add(pair);
     }
-    let args = spec.command.iter().skip(1).filter(|a| a.starts_with('/') || a.contains('/'));
+    let args = spec
+        .command
+        .iter()
+        .skip(1)
+        .filter(|a| a.starts_with('/') || a.contains('/'));
     for p in args.map(PathBuf::from).chain(env_paths(&spec.env)) {
         // Arguments and values that are not admissible host paths are just text.
         if let Ok(pair) = cx.admit(&p, &base) {
@@ -337,7 +348,9 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
             });
         }
     }
-    mounts.push(Mount::Proc { dst: "/proc".into() });
+    mounts.push(Mount::Proc {
+        dst: "/proc".into(),
+    });
     if spec.gpu {
         mounts.push(Mount::RoBind {
             src: "/sys".into(),

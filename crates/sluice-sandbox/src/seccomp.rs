@@ -131,15 +131,12 @@ fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
         .map(|&p| cond(0, SeccompCmpOp::Ne, p))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_personality, vec![rule(odd)?]);
-    let tty = [libc::TIOCSTI, libc::TIOCLINUX]
+    // The request numbers' type differs between libcs; on Linux they fit 32 bits.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    let tty: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+    let tty = tty
         .iter()
-        .map(|&req| {
-            rule(vec![cond(
-                1,
-                SeccompCmpOp::MaskedEq(0xffff_ffff),
-                req as u64,
-            )?])
-        })
+        .map(|&req| rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xffff_ffff), req)?]))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, tty);
     Ok(rules)

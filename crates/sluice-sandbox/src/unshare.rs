@@ -34,7 +34,9 @@ impl Helper {
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output();
-        out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == HELPER_VERSION)
+        out.is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == HELPER_VERSION
+        })
     }
 
     /// This process's own executable, if it is a helper.
@@ -88,7 +90,15 @@ mod tests {
             .iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
-        for flag in ["--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup", "--kill-child"] {
+        for flag in [
+            "--mount",
+            "--pid",
+            "--net",
+            "--ipc",
+            "--uts",
+            "--cgroup",
+            "--kill-child",
+        ] {
             assert!(a.contains(&flag.to_string()), "{flag}: {a:?}");
         }
         assert!(a.contains(&format!("--map-user={INNER_UID}")));

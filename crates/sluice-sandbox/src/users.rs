@@ -173,7 +173,13 @@ mod tests {
 
     #[test]
     fn a_root_pool_hands_out_distinct_uids_and_takes_them_back() {
-        let pool = UidPool::new(UidRange { base: 500, count: 3 }, true);
+        let pool = UidPool::new(
+            UidRange {
+                base: 500,
+                count: 3,
+            },
+            true,
+        );
         let a = pool.lease().expect("a");
         let b = pool.lease().expect("b");
         let c = pool.lease().expect("c");

@@ -4,6 +4,9 @@
 
 fn main() {
     sluice_sandbox::helper_main();
-    eprintln!("usage: sluice-sandbox-exec {} (started by the sandbox launcher)", sluice_sandbox::INIT_ARG);
+    eprintln!(
+        "usage: sluice-sandbox-exec {} (started by the sandbox launcher)",
+        sluice_sandbox::INIT_ARG
+    );
     std::process::exit(2);
 }

@@ -36,7 +36,10 @@ pub fn is_root() -> bool {
 /// host cannot isolate that way. As root, bubblewrap and unshare must work.
 pub fn launcher_in(iso: Isolation, root: &Path) -> Option<Launcher> {
     if !Launcher::available(iso, Some(&helper())) {
-        assert!(iso == Isolation::Plain || !is_root(), "{iso} must work as root here");
+        assert!(
+            iso == Isolation::Plain || !is_root(),
+            "{iso} must work as root here"
+        );
         eprintln!("SKIPPING {iso}: this host cannot create such sandboxes (not root, no user namespaces?)");
         return None;
     }
@@ -121,7 +124,10 @@ pub async fn wait_ready(sb: &mut Sandbox, timeout: Duration) -> Result<(), Sandb
 
 pub async fn start(l: &Launcher, spec: SandboxSpec) -> Sandbox {
     let iso = l.isolation();
-    let mut sb = l.spawn(spec).await.unwrap_or_else(|e| panic!("{iso}: spawn: {e}"));
+    let mut sb = l
+        .spawn(spec)
+        .await
+        .unwrap_or_else(|e| panic!("{iso}: spawn: {e}"));
     if let Err(e) = wait_ready(&mut sb, READY).await {
         panic!("{iso}: not ready: {e}; stderr: {}", sb.stderr_tail());
     }
