@@ -321,6 +321,12 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
             }
         }
     }
+    for p in &spec.read_only {
+        let src = std::fs::canonicalize(p)
+            .map_err(|e| bad(format!("read-only path {}: {e}", p.display())))?;
+        trusted.push(src.clone());
+        binds.add((src.clone(), src));
+    }
     for f in &spec.files {
         let pair = cx.admit(f, &base).map_err(|e| bad(format!("files: {e}")))?;
         binds.add(pair);

@@ -58,6 +58,9 @@ pub struct SandboxSpec {
     pub root: Root,
     /// Further host paths the function reads, bound read-only at their own paths.
     pub files: Vec<PathBuf>,
+    /// Host paths the caller (not the function) chose, e.g. the GPU shim library, bound
+    /// read-only at their own paths even where the sandbox's user could not reach them.
+    pub read_only: Vec<PathBuf>,
     /// Directories the caller chose (MPS pipe and log directories, a pipeline group's shared
     /// memory) bound read-write at their own paths.
     pub read_write: Vec<PathBuf>,
