@@ -91,6 +91,28 @@ pub(super) fn host_cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
+/// Relative entries of a stage's `PYTHONPATH` resolved against the pipeline's base directory
+/// (as `sluice fn register` does for functions), so that the sandbox binds what they name.
+fn resolve_python_path(
+    env: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    if let Some(v) = env.get_mut("PYTHONPATH") {
+        let parts: Vec<String> = v
+            .split(':')
+            .map(|p| match Path::new(p) {
+                rel if rel.is_relative() && !p.is_empty() => {
+                    base_dir.join(rel).display().to_string()
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        *v = parts.join(":");
+    }
+    env
+}
+
 /// The sandbox spec of an instance of `stage` with `share` % of the device: without a GPU, a CPU
 /// quota of that share of the host's cores stands in for the SM share.
 pub(super) fn stage_function(
@@ -109,7 +131,7 @@ pub(super) fn stage_function(
     FunctionSpec {
         name: format!("{}-{}", spec.name, s.name),
         command: s.command.clone(),
-        env: s.env.clone(),
+        env: resolve_python_path(&s.env, base_dir),
         workdir: Some(base_dir.to_path_buf()),
         files: Vec::new(),
         resources: Resources {
@@ -387,6 +409,10 @@ mod tests {
             user: None,
         };
         assert_eq!(sandbox_spec(&req).read_write, vec![pipe]);
+        let env: BTreeMap<String, String> =
+            [("PYTHONPATH".to_string(), "../sdk:/abs".to_string())].into();
+        let resolved = resolve_python_path(&env, Path::new("/p/q"));
+        assert_eq!(resolved["PYTHONPATH"], "/p/q/../sdk:/abs");
         // Without MPS, no pipe, and on a simulated GPU no device at all.
         let h = host(t.path(), None);
         let env = device_env(&h, 0, 40, 0);
