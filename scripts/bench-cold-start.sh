@@ -3,7 +3,7 @@
 # the Rust no-op function (crates/sluice-fn/examples/noop.rs) so that its next invocation needs
 # a new sandbox, invoke it, and read the worker's x-sluice-cold-start-ms (sandbox start until
 # /ready answers). Prints the median, p90 and mean in ms.
-# Usage: scripts/bench-cold-start.sh [N, default 30] [isolation: auto|bubblewrap|unshare, default auto]
+# Usage: [NOOP=path/to/noop] scripts/bench-cold-start.sh [N, default 30] [isolation: auto|bubblewrap|unshare, default auto]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-30}
@@ -20,7 +20,7 @@ SLUICE_LOG=warn ./target/release/sluice worker --config "$work/worker.toml" 2> "
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-noop="$PWD/target/release/examples/noop"
+noop=${NOOP:-$PWD/target/release/examples/noop}
 for i in $(seq "$n"); do
   body="{\"name\":\"noop\",\"command\":[\"$noop\"],\"env\":{\"RUN\":\"$i\"},\"resources\":{\"memory_mb\":64}}"
   curl -sf -X POST -H 'Content-Type: application/json' -d "$body" "$url/v1/functions" >/dev/null

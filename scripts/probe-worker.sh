@@ -14,7 +14,8 @@ if [ -z "$bin" ]; then
   cargo build --release -q -p sluice-cli
   bin=$repo/target/release/sluice
 fi
-work=$(mktemp -d)
+# Outside /tmp, which the sandboxes of older builds covered with their private one.
+work=$(mktemp -d -p /var/tmp)
 chmod 755 "$work"
 cp crates/sluice-sandbox/tests/fixtures/probe.py "$work/probe.py"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -50,5 +51,6 @@ t = json.load(sys.stdin)
 print("| attempt | result | detail |\n|---|---|---|")
 for k, r in t.items():
     d = r["detail"].replace("|", "/").replace("\n", " ")
-    print(f"| {k} | {\"**escaped**\" if r[\"escaped\"] else \"blocked\"} | {d} |")'
+    verdict = "**escaped**" if r["escaped"] else "blocked"
+    print("| %s | %s | %s |" % (k, verdict, d))'
 done

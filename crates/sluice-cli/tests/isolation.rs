@@ -1,0 +1,96 @@
+//! Isolation through the real worker: the escape probe (`sluice-sandbox`'s fixture) registered as
+//! a function beside a victim function, in bubblewrap mode and in unshare mode (whose init is the
+//! `sluice` binary itself), with the network off and on: every attempt on the worker's store, its
+//! config's neighbour, the victim's sandbox and socket and the worker's port must fail. Also: a
+//! plain process is refused without `allow_unisolated`.
+
+mod common;
+
+use common::{http, Worker};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn probe_py() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sluice-sandbox/tests/fixtures/probe.py")
+}
+
+fn register(w: &Worker, name: &str, network: bool) {
+    let spec = json!({"name": name, "command": ["python3", probe_py().display().to_string()],
+                      "resources": {"memory_mb": 256, "pids": 64, "network": network}});
+    let (s, b, _) = http(w, "POST", "/v1/functions", Some(&spec.to_string()));
+    assert!(s == 201 || s == 200, "{b}");
+}
+
+fn probe(isolation: &str) {
+    let w = Worker::start(&[&format!("isolation = \"{isolation}\"")]);
+    let secret = w.dir.join("secret");
+    std::fs::write(&secret, "s3cret").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    register(&w, "victim", false);
+    let (s, b, _) = http(&w, "POST", "/v1/functions/victim/invoke", Some(r#"{"op":"echo"}"#));
+    assert_eq!(s, 200, "{b}\n{}", w.log());
+    let sandboxes = w.dir.join("data/sandboxes");
+    let victim = std::fs::read_dir(&sandboxes)
+        .expect("sandboxes")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("the victim's sandbox");
+    let socket = victim.join("run/sluice.sock");
+    assert!(socket.exists(), "{}", socket.display());
+    for network in [false, true] {
+        let name = format!("probe-{network}");
+        register(&w, &name, network);
+        let targets = json!({
+            "op": "probe",
+            "secret": secret.display().to_string(),
+            "store": w.dir.join("data/sluice.redb").display().to_string(),
+            "other_tmp": victim.join("tmp").display().to_string(),
+            "other_socket_dir": victim.join("run").display().to_string(),
+            "other_socket": socket.display().to_string(),
+            "port": w.addr.port(),
+            "tmp_mb": 64, "pids": 64,
+        });
+        let path = format!("/v1/functions/{name}/invoke");
+        let (s, b, _) = http(&w, "POST", &path, Some(&targets.to_string()));
+        assert_eq!(s, 200, "{isolation}: {b}\n{}", w.log());
+        let table: Value = serde_json::from_str(&b).expect("table");
+        let rows = table.as_object().expect("rows");
+        assert!(rows.len() >= 30, "{table}");
+        let escaped: Vec<&String> = rows.iter().filter(|(_, r)| r["escaped"] == true).map(|(k, _)| k).collect();
+        assert!(escaped.is_empty(), "{isolation}, network {network}: escaped {escaped:?}\n{table}");
+    }
+}
+
+#[test]
+fn every_escape_fails_through_the_worker_under_bubblewrap() {
+    if !Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPING: bubblewrap is not installed");
+        return;
+    }
+    probe("bubblewrap");
+}
+
+#[test]
+fn every_escape_fails_through_the_worker_under_unshare() {
+    probe("unshare");
+}
+
+#[test]
+fn a_plain_process_needs_allow_unisolated() {
+    let dir = std::env::temp_dir().join(format!("sluice-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let cfg = dir.join("worker.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:1\"\nisolation = \"plain\"\n").expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["worker", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allow_unisolated"), "{err}");
+}
