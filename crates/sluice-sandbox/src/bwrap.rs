@@ -77,6 +77,10 @@ pub(crate) fn args(plan: &Plan, fds: &Fds) -> Vec<OsString> {
                 a.push("--tmpfs".into());
                 a.push(dst.into());
             }
+            Mount::Dir { dst } => {
+                a.push("--dir".into());
+                a.push(dst.into());
+            }
             Mount::Proc { dst } => {
                 a.push("--proc".into());
                 a.push(dst.into());

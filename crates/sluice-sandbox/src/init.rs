@@ -219,6 +219,7 @@ fn step(m: &Mount) -> io::Result<()> {
             )
         }
         Mount::Proc { dst } => proc(dst),
+        Mount::Dir { dst } => std::fs::create_dir_all(dst).map_err(ctx("mkdir", dst)),
         Mount::Dev { dst } => dev(dst),
         Mount::Symlink { target, dst } => {
             if let Some(parent) = dst.parent() {

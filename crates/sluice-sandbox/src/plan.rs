@@ -21,6 +21,8 @@ pub(crate) enum Mount {
     Proc { dst: PathBuf },
     /// A minimal `/dev` (null, zero, full, random, urandom, tty, a private shm and pts).
     Dev { dst: PathBuf },
+    /// An empty directory (a path the function names goes through it before a `..`).
+    Dir { dst: PathBuf },
     /// A symbolic link at `dst` pointing at `target`.
     Symlink { target: PathBuf, dst: PathBuf },
     /// A small read-only file with `data` (generated `/etc/passwd`, `/etc/resolv.conf`…).

@@ -115,6 +115,26 @@ impl Context<'_> {
     }
 }
 
+/// The directories a path passes through before each `..` (canonical), which must exist inside
+/// for the path to resolve there as it does on the host.
+fn dot_dot_dirs(p: &Path) -> Vec<PathBuf> {
+    let mut lexical = PathBuf::from("/");
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                if let Ok(real) = std::fs::canonicalize(&lexical) {
+                    out.push(real);
+                }
+                lexical.pop();
+            }
+            std::path::Component::Normal(n) => lexical.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Binds collected for the function, keyed by where they appear inside.
 #[derive(Default)]
 struct Binds(Vec<(PathBuf, PathBuf)>);
@@ -126,8 +146,9 @@ impl Binds {
         }
     }
 
-    /// Sorted parents first, without those inside a directory already bound.
-    fn into_mounts(mut self) -> Vec<Mount> {
+    /// Sorted parents first, without those inside a directory already bound; then the
+    /// directories `passed` (see [`dot_dot_dirs`]) that no bind provides.
+    fn into_mounts(mut self, passed: &[PathBuf]) -> Vec<Mount> {
         self.0.sort_by(|a, b| a.1.cmp(&b.1));
         let mut kept: Vec<(PathBuf, PathBuf)> = Vec::new();
         for (src, dst) in self.0 {
@@ -135,8 +156,21 @@ impl Binds {
                 kept.push((src, dst));
             }
         }
+        let mut dirs: Vec<&PathBuf> = passed
+            .iter()
+            .filter(|d| {
+                !in_system_dirs(d) && !kept.iter().any(|(_, k)| d.starts_with(k) || k == *d)
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let dirs: Vec<Mount> = dirs
+            .into_iter()
+            .map(|d| Mount::Dir { dst: d.clone() })
+            .collect();
         kept.into_iter()
             .map(|(src, dst)| Mount::RoBind { src, dst })
+            .chain(dirs)
             .collect()
     }
 }
@@ -336,10 +370,12 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
         .iter()
         .skip(1)
         .filter(|a| a.starts_with('/') || a.contains('/'));
+    let mut passed = Vec::new();
     for p in args.map(PathBuf::from).chain(env_paths(&spec.env)) {
         // Arguments and values that are not admissible host paths are just text.
         if let Ok(pair) = cx.admit(&p, &base) {
             binds.add(pair);
+            passed.extend(dot_dot_dirs(&base.join(&p)));
         }
     }
 
@@ -389,7 +425,7 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
             dst: src,
         });
     }
-    mounts.extend(binds.into_mounts());
+    mounts.extend(binds.into_mounts(&passed));
     mounts.push(Mount::RemountRo { dst: "/".into() });
 
     let mut command = spec.command.clone();

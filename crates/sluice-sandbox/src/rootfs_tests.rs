@@ -23,6 +23,7 @@ fn dsts(plan: &Plan) -> Vec<String> {
             Mount::Proc { dst } => format!("proc {}", dst.display()),
             Mount::Dev { dst } => format!("devfs {}", dst.display()),
             Mount::Symlink { dst, .. } => format!("ln {}", dst.display()),
+            Mount::Dir { dst } => format!("dir {}", dst.display()),
             Mount::File { dst, .. } => format!("file {}", dst.display()),
             Mount::RemountRo { dst } => format!("ro-remount {}", dst.display()),
         })
@@ -139,4 +140,22 @@ fn networked_sandboxes_use_the_user_mode_resolver_and_gpu_ones_see_sys() {
     });
     assert_eq!(resolv.as_deref(), Some(SLIRP_RESOLV));
     assert!(dsts(&plan).contains(&"ro /sys".to_string()));
+}
+
+#[test]
+fn a_path_through_dot_dot_gets_the_directories_it_passes() {
+    let f = function_dir();
+    let named = f.path().join("lib/../main.sh");
+    let spec = SandboxSpec {
+        command: vec!["sh".into(), named.display().to_string()],
+        ..SandboxSpec::default()
+    };
+    let plan = plan(&spec, &cx(Path::new("/x/run"), &[])).expect("plan");
+    let d = dsts(&plan);
+    let lib = std::fs::canonicalize(f.path())
+        .expect("canonical")
+        .join("lib");
+    assert!(d.contains(&format!("dir {}", lib.display())), "{d:?}");
+    let at = |x: &str| d.iter().position(|y| y == x).unwrap_or(usize::MAX);
+    assert!(at(&format!("dir {}", lib.display())) < at("ro-remount /"));
 }
