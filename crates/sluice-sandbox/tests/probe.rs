@@ -96,6 +96,9 @@ async fn every_escape_fails_in_isolated_sandboxes_and_a_plain_process_differs() 
             &[false, true]
         };
         for &network in networks {
+            if network && !network_usable() {
+                continue;
+            }
             let mut s = spec(&[]);
             s.network = network;
             let limits = s.limits.clone();
@@ -107,9 +110,15 @@ async fn every_escape_fails_in_isolated_sandboxes_and_a_plain_process_differs() 
             markdown(&title, &table);
             let rows = table.as_object().expect("a table");
             assert!(rows.len() >= 30, "{title}: {table}");
+            let limits = l.cgroups() != sluice_sandbox::CgroupMode::None;
+            if !limits {
+                eprintln!("NOT CHECKED under {title}: the pids limit (no usable cgroups here)");
+            }
             let escaped: Vec<&String> = rows
                 .iter()
-                .filter(|(_, r)| r["escaped"] == true)
+                .filter(|(k, r)| {
+                    r["escaped"] == true && (limits || !k.starts_with("start more than"))
+                })
                 .map(|(k, _)| k)
                 .collect();
             if iso == Isolation::Plain {

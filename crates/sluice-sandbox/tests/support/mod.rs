@@ -27,6 +27,20 @@ pub fn helper() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice-sandbox-exec"))
 }
 
+/// Whether slirp4netns can create its tap device here (`/dev/net/tun` is often 0600 root, so
+/// only a root launcher gets networked sandboxes then); said loudly when not.
+pub fn network_usable() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPING networked sandboxes: /dev/net/tun cannot be opened by this user");
+    }
+    ok
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
