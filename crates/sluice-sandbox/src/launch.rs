@@ -1,16 +1,14 @@
 //! Starting a sandbox: its directory (`<root>/w<pid>-<id>`, owned by the sandbox's user, with the
 //! socket directory `run/`), the plan, the cgroup, the isolation's command with its inherited
-//! descriptors, and what the new process does before exec while still privileged — join the
-//! cgroup, start a new session, reveal what its user cannot reach, then (as root) drop to the
-//! sandbox's user with no supplementary groups and no capabilities — and in every mode
-//! `no_new_privs` and death with the launcher. Then the network, when asked. Also the trial runs
-//! the launcher's detection relies on.
+//! descriptors and what the new process does before exec (`preexec`), then the network, when
+//! asked. Also the trial runs the launcher's detection relies on.
 
 use crate::cgroup::Cgroup;
 use crate::init::{InitPlan, NET_GO_FD, NET_READY_FD, PLAN_FD};
 use crate::launcher::Inner;
 use crate::network::{self, pipe, read_within};
 use crate::plan::{Mount, Plan};
+use crate::preexec::{last_cap, Inherit, PreExec};
 use crate::process::{remove_dir, Parts, Sandbox, Started};
 use crate::reveal::{self, Reveal};
 use crate::rootfs::{self, Context, DEFAULT_PATH};
@@ -55,10 +53,6 @@ fn data_pipe(data: &[u8]) -> Result<OwnedFd, SandboxError> {
         .map_err(io("writing a pipe"))?;
     Ok(r)
 }
-
-/// What the child inherits: `(fd, target)` — moved to `target`, or kept at its number when
-/// `target` is `None`.
-type Inherit = Vec<(i32, Option<i32>)>;
 
 /// The command for the isolation, with the descriptors it inherits.
 struct Prepared {
@@ -169,89 +163,6 @@ fn plain(
         net: None,
         trusted: Vec::new(),
     })
-}
-
-/// What the child does between fork and exec, prepared so it only makes system calls.
-struct PreExec {
-    cgroup_procs: Vec<i32>,
-    reveal: Vec<reveal::Op>,
-    inherit: Inherit,
-    /// Host uid/gid to become (a root launcher).
-    drop_to: Option<(u32, u32)>,
-    last_cap: u64,
-    parent: i32,
-}
-
-impl PreExec {
-    /// # Safety
-    /// Only between fork and exec.
-    unsafe fn run(&self) -> std::io::Result<()> {
-        let fail = || Err(std::io::Error::last_os_error());
-        // SAFETY: raw system calls on descriptors and values prepared before fork.
-        unsafe {
-            for &fd in &self.cgroup_procs {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return fail();
-                }
-            }
-            if libc::setsid() < 0 {
-                return fail();
-            }
-            reveal::apply(&self.reveal)?;
-            // Move descriptors to their numbers: first out of the way, then into place.
-            let mut moved = [(-1, -1); 8];
-            for (i, &(fd, target)) in self.inherit.iter().enumerate().take(moved.len()) {
-                match target {
-                    Some(t) => {
-                        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
-                        if high < 0 {
-                            return fail();
-                        }
-                        moved[i] = (high, t);
-                    }
-                    None => {
-                        if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                            return fail();
-                        }
-                    }
-                }
-            }
-            for &(high, t) in moved.iter().filter(|(h, _)| *h >= 0) {
-                if libc::dup2(high, t) < 0 {
-                    return fail();
-                }
-            }
-            if let Some((uid, gid)) = self.drop_to {
-                for cap in 0..=self.last_cap {
-                    libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
-                }
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setresgid(gid, gid, gid) != 0
-                    || libc::setresuid(uid, uid, uid) != 0
-                {
-                    return fail();
-                }
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return fail();
-            }
-            // After the change of user, which clears it.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return fail();
-            }
-            if libc::getppid() != self.parent {
-                return Err(std::io::Error::other("the launcher is gone"));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn last_cap() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(63)
 }
 
 /// Prepares everything and starts the process; `dir` is removed on failure.

@@ -11,11 +11,12 @@
 //! namespace (outbound access through `slirp4netns` when asked), with cgroup limits and a
 //! size-limited `/tmp`. The running [`Sandbox`] gives readiness, the stderr tail and teardown.
 //!
-//! Modules: `spec` (what to start), `rootfs` and `resolve` (the mounts), `plan` (the mount plan
+//! Modules: `spec` (what to start), `rootfs`, `admit` and `resolve` (the mounts), `plan` (the mount plan
 //! both isolations carry out), `bwrap`, `unshare` and `init` (the isolations), `users` and
 //! `reveal` (who it runs as), `seccomp`, `network`, `cgroup`, `launch` (starting), `process`
 //! (running), `sweep` (leftovers).
 
+mod admit;
 mod bwrap;
 mod cgroup;
 mod init;
@@ -23,6 +24,7 @@ mod launch;
 mod launcher;
 mod network;
 mod plan;
+mod preexec;
 mod process;
 mod resolve;
 mod reveal;

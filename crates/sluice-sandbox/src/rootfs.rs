@@ -7,10 +7,11 @@
 //! Paths the function names are refused when hidden (the launcher's data, `/root`, `/home`,
 //! `/proc`…) or, for a root launcher, when the sandbox's user could not reach them on the host.
 
+pub(crate) use crate::admit::Context;
+use crate::admit::{dot_dot_dirs, Binds};
 use crate::plan::{Mount, Plan};
-use crate::resolve::{self, in_system_dirs, Program, SYSTEM_DIRS};
+use crate::resolve::{self, Program, SYSTEM_DIRS};
 use crate::spec::{Root, SandboxSpec};
-use crate::users::reachable;
 use crate::SandboxError;
 use std::path::{Path, PathBuf};
 
@@ -60,120 +61,6 @@ const GROUP: &str = "root:x:0:\nsluice:x:1000:\nnogroup:x:65534:\n";
 const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 /// The DNS forwarder of the user-mode network stack.
 pub(crate) const SLIRP_RESOLV: &str = "nameserver 10.0.2.3\n";
-
-/// What the plan depends on besides the spec.
-#[derive(Debug)]
-pub(crate) struct Context<'a> {
-    /// The sandbox's socket directory on the host.
-    pub socket_dir: &'a Path,
-    /// Canonical host paths never bound (data directory, configuration, other sandboxes).
-    pub hidden: &'a [PathBuf],
-    /// The sandbox's host uid/gid when it differs from the launcher's (reachability checks).
-    pub user: Option<(u32, u32)>,
-    /// The launcher's `PATH`, where programs named without a `/` are found.
-    pub path_var: &'a str,
-}
-
-/// Host paths that are never bound, whatever the function names.
-const NEVER: [&str; 3] = ["/proc", "/sys", "/dev"];
-const NEVER_WHOLE: [&str; 3] = ["/", "/root", "/home"];
-
-impl Context<'_> {
-    /// The canonical host path of `p` (with its last component kept when it is a symlink, so
-    /// it appears where it was named) if the function may have it bound; `Err` says why not.
-    fn admit(&self, p: &Path, base: &Path) -> Result<(PathBuf, PathBuf), String> {
-        let abs = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        };
-        let unavailable = || format!("{} does not exist or is not accessible", abs.display());
-        let src = std::fs::canonicalize(&abs).map_err(|_| unavailable())?;
-        let dst = match (abs.parent(), abs.file_name()) {
-            (Some(parent), Some(name)) => std::fs::canonicalize(parent)
-                .map_err(|_| unavailable())?
-                .join(name),
-            _ => src.clone(),
-        };
-        for q in [&src, &dst] {
-            let hidden = self
-                .hidden
-                .iter()
-                .any(|h| q.starts_with(h) || h.starts_with(q));
-            let never = NEVER.iter().any(|n| q.starts_with(n))
-                || NEVER_WHOLE.iter().any(|n| q == Path::new(n));
-            if hidden || never {
-                return Err(format!("{} may not be given to a sandbox", q.display()));
-            }
-            if let Some((uid, gid)) = self.user {
-                if !reachable(q, uid, gid) {
-                    return Err(unavailable());
-                }
-            }
-        }
-        Ok((src, dst))
-    }
-}
-
-/// The directories a path passes through before each `..` (canonical), which must exist inside
-/// for the path to resolve there as it does on the host.
-fn dot_dot_dirs(p: &Path) -> Vec<PathBuf> {
-    let mut lexical = PathBuf::from("/");
-    let mut out = Vec::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                if let Ok(real) = std::fs::canonicalize(&lexical) {
-                    out.push(real);
-                }
-                lexical.pop();
-            }
-            std::path::Component::Normal(n) => lexical.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Binds collected for the function, keyed by where they appear inside.
-#[derive(Default)]
-struct Binds(Vec<(PathBuf, PathBuf)>);
-
-impl Binds {
-    fn add(&mut self, (src, dst): (PathBuf, PathBuf)) {
-        if !in_system_dirs(&dst) && !self.0.iter().any(|(_, d)| d == &dst) {
-            self.0.push((src, dst));
-        }
-    }
-
-    /// Sorted parents first, without those inside a directory already bound; then the
-    /// directories `passed` (see [`dot_dot_dirs`]) that no bind provides.
-    fn into_mounts(mut self, passed: &[PathBuf]) -> Vec<Mount> {
-        self.0.sort_by(|a, b| a.1.cmp(&b.1));
-        let mut kept: Vec<(PathBuf, PathBuf)> = Vec::new();
-        for (src, dst) in self.0 {
-            if !kept.iter().any(|(_, d)| dst.starts_with(d)) {
-                kept.push((src, dst));
-            }
-        }
-        let mut dirs: Vec<&PathBuf> = passed
-            .iter()
-            .filter(|d| {
-                !in_system_dirs(d) && !kept.iter().any(|(_, k)| d.starts_with(k) || k == *d)
-            })
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        let dirs: Vec<Mount> = dirs
-            .into_iter()
-            .map(|d| Mount::Dir { dst: d.clone() })
-            .collect();
-        kept.into_iter()
-            .map(|(src, dst)| Mount::RoBind { src, dst })
-            .chain(dirs)
-            .collect()
-    }
-}
 
 fn bad(msg: impl Into<String>) -> SandboxError {
     SandboxError::BadSpec(msg.into())
