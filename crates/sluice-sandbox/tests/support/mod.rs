@@ -30,6 +30,14 @@ pub fn helper() -> PathBuf {
 /// Whether slirp4netns can create its tap device here (`/dev/net/tun` is often 0600 root, so
 /// only a root launcher gets networked sandboxes then); said loudly when not.
 pub fn network_usable() -> bool {
+    let installed = std::process::Command::new("slirp4netns")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("SKIPPING networked sandboxes: slirp4netns is not installed (apt-get install slirp4netns)");
+        return false;
+    }
     let ok = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
