@@ -49,6 +49,8 @@ pub struct Sandbox {
     socket_dir: PathBuf,
     /// Keeps the socket directory reachable by a short path when its own is too long.
     socket_dir_fd: OwnedFd,
+    /// The function's socket itself, once it is ready (see [`Sandbox::socket`]).
+    pinned: Option<OwnedFd>,
     user: UserLease,
     tail: Arc<Mutex<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
@@ -109,6 +111,7 @@ impl Sandbox {
             pid: parts.child.id(),
             socket_dir: s.socket_dir,
             socket_dir_fd: s.socket_dir_fd,
+            pinned: None,
             user: s.user,
             tail,
             reader,
@@ -151,9 +154,39 @@ impl Sandbox {
             .join(name)
     }
 
-    /// The host path of the function's socket (see [`Sandbox::host_path`]).
+    /// The socket `name` in the sandbox's socket directory, pinned: opened without following a
+    /// symlink and checked to be a socket, so that a function cannot point the worker at another
+    /// sandbox's socket by replacing its own with a symlink. Connect to the returned path
+    /// (`/proc/self/fd/N`) while the descriptor is held.
+    pub fn pin(&self, name: &str) -> std::io::Result<(OwnedFd, PathBuf)> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::FileTypeExt;
+        let c = std::ffi::CString::new(name)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: openat on a directory descriptor we own with a NUL-terminated name.
+        let fd = unsafe { libc::openat(self.socket_dir_fd.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = std::fs::File::from(fd);
+        if !file.metadata()?.file_type().is_socket() {
+            return Err(std::io::Error::other(format!("{name} is not a socket")));
+        }
+        let fd = OwnedFd::from(file);
+        let path = Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string());
+        Ok((fd, path))
+    }
+
+    /// The path to connect to the function's socket: once the sandbox is ready, its pinned
+    /// socket ([`Sandbox::pin`]); before, the host path (see [`Sandbox::host_path`]).
     pub fn socket(&self) -> PathBuf {
-        self.host_path(crate::SOCKET_NAME)
+        match &self.pinned {
+            Some(fd) => Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()),
+            None => self.host_path(crate::SOCKET_NAME),
+        }
     }
 
     /// The socket directory on the host.
@@ -182,8 +215,9 @@ impl Sandbox {
     }
 
     /// Waits until `ready` (the caller's readiness check, e.g. `GET /ready` answering 200)
-    /// resolves `Ok`; fails fast with [`SandboxError::Exited`] if the process ends first, or
-    /// [`SandboxError::NotReady`] when `ready` fails or `timeout` passes.
+    /// resolves `Ok`, then pins the function's socket; fails fast with [`SandboxError::Exited`]
+    /// if the process ends first, [`SandboxError::NotReady`] when `ready` fails or `timeout`
+    /// passes, [`SandboxError::Io`] when the socket is not one (a symlink, say).
     pub async fn wait_ready<E>(
         &mut self,
         ready: impl std::future::Future<Output = Result<(), E>>,
@@ -200,7 +234,16 @@ impl Sandbox {
             s = parts.child.wait() => Err(s),
         };
         match waited {
-            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Ok(()))) => {
+                let (fd, _) = self
+                    .pin(crate::SOCKET_NAME)
+                    .map_err(|source| SandboxError::Io {
+                        what: "the function's socket".into(),
+                        source,
+                    })?;
+                self.pinned = Some(fd);
+                Ok(())
+            }
             Err(Ok(status)) => {
                 self.exited = Some(exit_info(status));
                 Err(self.exited_error().await)

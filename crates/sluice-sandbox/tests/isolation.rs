@@ -280,6 +280,41 @@ async fn a_shared_user_shares_a_read_write_directory() {
 }
 
 #[tokio::test]
+async fn a_function_cannot_point_the_launcher_at_another_sandboxs_socket() {
+    for iso in ALL {
+        let Some((l, _t)) = launcher(iso) else {
+            continue;
+        };
+        let a = start(&l, spec(&[])).await;
+        let b = start(&l, spec(&[])).await;
+        let whoami = |v: serde_json::Value| v["instance"].as_str().unwrap_or("").to_string();
+        let a_id = whoami(call(&a, json!({"op": "env"})).await.expect("a"));
+        let b_id = whoami(call(&b, json!({"op": "env"})).await.expect("b"));
+        assert_ne!(a_id, b_id);
+        let target = b.socket_dir().join("sluice.sock").display().to_string();
+        call(&a, json!({"op": "hijack", "target": target}))
+            .await
+            .expect("hijack");
+        // Through its path, A's socket now leads to B ...
+        let s = a.host_path("sluice.sock");
+        let (_, body) =
+            tokio::task::spawn_blocking(move || http(&s, "POST", "/invoke", r#"{"op":"env"}"#))
+                .await
+                .expect("join")
+                .expect("the symlink leads somewhere");
+        let via_path: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(whoami(via_path), b_id, "{iso}: the symlink points at B");
+        // ... but the launcher's pinned socket still reaches A, and pinning it again fails.
+        let again = call(&a, json!({"op": "env"})).await.expect("a again");
+        assert_eq!(whoami(again), a_id, "{iso}: still A");
+        assert!(
+            a.pin("sluice.sock").is_err(),
+            "{iso}: a symlink is not pinned"
+        );
+    }
+}
+
+#[tokio::test]
 async fn early_exit_fails_fast_and_silence_times_out() {
     for iso in ALL {
         let Some((l, _t)) = launcher(iso) else {

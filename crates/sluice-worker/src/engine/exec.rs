@@ -54,16 +54,21 @@ impl Inner {
         if q != QueueKind::Gpu || self.devices.kind() != BackendKind::Nvml || !self.cfg.gpu.shim {
             return None;
         }
-        let socket = self
+        // Pinned: a function that replaced its shim socket with a symlink gets no moves.
+        let pinned = self
             .lock()
             .live
             .get(&(q, m.sandbox))?
-            .host_path(shim::SOCKET_NAME);
-        let control = ShimControl::new(socket, shim::DEFAULT_TIMEOUT);
+            .pin(shim::SOCKET_NAME)
+            .ok();
+        let control = pinned
+            .as_ref()
+            .map(|(_, path)| ShimControl::new(path.clone(), shim::DEFAULT_TIMEOUT));
         Some(async move {
-            if !control.is_serving() {
+            // A sandbox that never used CUDA has no shim socket.
+            let (Some(control), Some(_held)) = (control, pinned) else {
                 return;
-            }
+            };
             match control.prefetch(m.to).await {
                 Ok(c) => {
                     tracing::debug!(sandbox = ?m.sandbox, to = ?m.to, bytes = c.bytes, ms = ?c.ms, "shim prefetch")

@@ -118,9 +118,10 @@ impl Sandbox {
         &self.client
     }
 
-    /// A host path of `name` in its socket directory the worker can connect to.
-    pub fn host_path(&self, name: &str) -> PathBuf {
-        self.inner.host_path(name)
+    /// The socket `name` in its socket directory, pinned (see `sluice_sandbox::Sandbox::pin`):
+    /// connect to the path while holding the descriptor.
+    pub fn pin(&self, name: &str) -> std::io::Result<(std::os::fd::OwnedFd, PathBuf)> {
+        self.inner.pin(name)
     }
 
     /// Its directory on the host (removed by [`Sandbox::kill`]).
@@ -138,12 +139,15 @@ impl Sandbox {
         self.inner.stderr_tail()
     }
 
-    /// Waits until `/ready` answers 200; fails fast if the process ends first.
+    /// Waits until `/ready` answers 200; fails fast if the process ends first. From then on
+    /// the client reaches the socket the function made, whatever later becomes of its path.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
         let client = self.client.clone();
         self.inner
             .wait_ready(client.wait_ready(timeout), timeout)
-            .await
+            .await?;
+        self.client = FunctionClient::new(self.inner.socket());
+        Ok(())
     }
 
     /// `Some` once the process has ended (or the sandbox was killed).
