@@ -2,7 +2,8 @@
 //! a function beside a victim function, in bubblewrap mode and in unshare mode (whose init is the
 //! `sluice` binary itself), with the network off and on: every attempt on the worker's store, its
 //! config's neighbour, the victim's sandbox and socket and the worker's port must fail. Also: a
-//! plain process is refused without `allow_unisolated`.
+//! plain process is refused without `allow_unisolated`, a killed worker's sandbox directories go
+//! at the next start, and the examples and `sluice profile` run from a copy under /tmp.
 
 mod common;
 
@@ -160,4 +161,95 @@ fn a_plain_process_needs_allow_unisolated() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allow_unisolated"), "{err}");
+}
+
+/// Copies `paths` (relative to the repository) into a fresh directory under /tmp that sandbox
+/// users can read, keeping their layout.
+fn copy_under_tmp(paths: &[&str]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for p in paths {
+        let dst = t.path().join(p);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(common::repo().join(p))
+            .arg(&dst)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "copy {p}");
+    }
+    t
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_examples_run_from_a_copy_under_tmp() {
+    let copy = copy_under_tmp(&["examples/functions", "sdk/python"]);
+    let w = Worker::start(&[]);
+    let sdk = copy.path().join("sdk/python").display().to_string();
+    let mut cases = vec![("hello", json!({"name": "tmp"}), "\"hello\"")];
+    if python_has("onnxruntime") {
+        let b64 = Command::new("base64")
+            .arg("-w0")
+            .arg(
+                copy.path()
+                    .join("examples/functions/textdir/samples/rotated.png"),
+            )
+            .output()
+            .expect("base64");
+        let image = String::from_utf8_lossy(&b64.stdout).into_owned();
+        cases.push(("textdir", json!({"image_b64": image}), "\"direction\""));
+    } else {
+        eprintln!(
+            "SKIPPING textdir: onnxruntime is not installed (scripts/install-python-deps.sh)"
+        );
+    }
+    for (name, input, want) in cases {
+        let dir = copy.path().join("examples/functions").join(name);
+        let spec = json!({"name": name, "command": ["python3", "main.py"],
+                          "workdir": dir.display().to_string(),
+                          "env": {"PYTHONPATH": sdk, "TEXTDIR_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                          "resources": {"memory_mb": 1024}});
+        let (s, b, _) = http(&w, "POST", "/v1/functions", Some(&spec.to_string()));
+        assert_eq!(s, 201, "{b}");
+        let path = format!("/v1/functions/{name}/invoke");
+        let (s, b, _) = http(&w, "POST", &path, Some(&input.to_string()));
+        assert_eq!(s, 200, "{name}: {b}\n{}", w.log());
+        assert!(b.contains(want), "{name}: {b}");
+    }
+}
+
+#[test]
+fn sluice_profile_runs_its_stages_in_sandboxes_from_a_copy_under_tmp() {
+    let copy = copy_under_tmp(&["examples/pipelines/passthrough", "sdk/python"]);
+    let input = copy.path().join("input.txt");
+    std::fs::write(&input, "4096").expect("input");
+    let spec = copy
+        .path()
+        .join("examples/pipelines/passthrough/pipeline-copy.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("profile")
+        .arg(&spec)
+        .arg("--inputs")
+        .arg(&input)
+        .args(["--batches", "1", "--shares", "100", "--repeats", "1"])
+        .output()
+        .expect("run");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        csv.contains("\ngen,1,100,") && csv.contains("\nsum,1,100,"),
+        "{csv}"
+    );
 }

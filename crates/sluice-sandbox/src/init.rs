@@ -14,6 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
+/// How init's own failures begin on stderr.
+pub(crate) const FAILURE_PREFIX: &str = "sluice sandbox init: ";
+
 /// The descriptor the plan arrives on.
 pub(crate) const PLAN_FD: i32 = 3;
 /// The descriptor init writes one byte to once the namespaces exist (networked sandboxes).

@@ -126,6 +126,20 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// Whether the isolation itself failed to set the sandbox up (bubblewrap's or the unshare
+    /// init's own error, before the function ran) — worth one more try, unlike a function that
+    /// exits.
+    pub fn is_setup_failure(&self) -> bool {
+        match self {
+            SandboxError::Exited { stderr_tail, .. } => {
+                stderr_tail.starts_with("bwrap: ") || stderr_tail.starts_with(init::FAILURE_PREFIX)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Runs the helper's init mode when this process was started as one (`<exe> __sandbox-init`):
 /// call it first thing in `main` of a binary that serves as [`Helper`]. Returns when the
 /// process is not a helper; otherwise never returns.
@@ -139,6 +153,29 @@ pub fn helper_main() {
         std::process::exit(0);
     }
     let e = init::run();
-    eprintln!("sluice sandbox init: {e}");
+    eprintln!("{}{e}", init::FAILURE_PREFIX);
     std::process::exit(127);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_isolations_own_failures_are_setup_failures() {
+        let exited = |tail: &str| SandboxError::Exited {
+            code: Some(1),
+            stderr_tail: tail.into(),
+        };
+        assert!(
+            exited("bwrap: loopback: Failed RTM_NEWADDR: No child processes").is_setup_failure()
+        );
+        assert!(exited("sluice sandbox init: mount /usr: Permission denied").is_setup_failure());
+        assert!(!exited("Traceback (most recent call last):").is_setup_failure());
+        let not_ready = SandboxError::NotReady {
+            timeout: Duration::from_secs(1),
+            stderr_tail: "bwrap: x".into(),
+        };
+        assert!(!not_ready.is_setup_failure());
+    }
 }

@@ -169,16 +169,8 @@ impl Inner {
             user,
         };
         tracing::debug!(queue = queue_tag(q), serial, "starting a sandbox");
-        let mut sandbox = Sandbox::start(&self.launcher, req)
-            .await
-            .map_err(|e| e.to_string())?;
         let timeout = Duration::from_millis(self.cfg.start_timeout_ms);
-        if let Err(e) = sandbox.wait_ready(timeout).await {
-            let msg = format!("{e}; stderr: {}", sandbox.stderr_tail());
-            sandbox.kill().await;
-            return Err(msg);
-        }
-        Ok(sandbox)
+        Sandbox::start_ready(&self.launcher, req, timeout).await
     }
 }
 

@@ -175,18 +175,9 @@ pub(super) async fn launch_stage(
         read_only: Vec::new(),
         user,
     };
-    let mut sandbox = Sandbox::start(&host.launcher, req)
+    Sandbox::start_ready(&host.launcher, req, host.start_timeout)
         .await
-        .map_err(|e| format!("stage {stage}: {e}"))?;
-    if let Err(e) = sandbox.wait_ready(host.start_timeout).await {
-        let msg = format!(
-            "stage {stage} did not start: {e}; stderr: {}",
-            sandbox.stderr_tail()
-        );
-        sandbox.kill().await;
-        return Err(msg);
-    }
-    Ok(sandbox)
+        .map_err(|e| format!("stage {stage} did not start: {e}"))
 }
 
 struct Runner {

@@ -93,6 +93,36 @@ impl Sandbox {
         Ok(Sandbox { inner, client })
     }
 
+    /// Starts `req` and waits until it is ready; one that does not get ready is killed and its
+    /// stderr is in the error. A sandbox whose isolation failed to set it up (not the function:
+    /// bubblewrap, for one, now and then fails to configure a new namespace's loopback under
+    /// heavy load) is started once more.
+    pub async fn start_ready(
+        launcher: &Launcher,
+        req: SandboxRequest<'_>,
+        timeout: Duration,
+    ) -> Result<Sandbox, String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut sandbox = Sandbox::start(launcher, req.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            match sandbox.wait_ready(timeout).await {
+                Ok(()) => return Ok(sandbox),
+                Err(e) => {
+                    let tail = sandbox.stderr_tail();
+                    sandbox.kill().await;
+                    if tries == 1 && e.is_setup_failure() {
+                        tracing::warn!(id = req.id, "sandbox setup failed ({tail}); trying again");
+                        continue;
+                    }
+                    return Err(format!("{e}; stderr: {tail}"));
+                }
+            }
+        }
+    }
+
     /// The id it was started with.
     pub fn id(&self) -> u64 {
         self.inner.id()
