@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROBE_MARKDOWN=1 cargo test -q -p sluice-sandbox --test probe -- --nocapture 2>/dev/null \
-  | grep -E '^(####|\|)'
+  | grep -E '^(####|\|)' | awk '/^####/ { print ""; print; print ""; next } { print }'
