@@ -73,6 +73,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // `sluice __sandbox-init`: the init of unshare sandboxes (never returns in that mode).
+    sluice_sandbox::helper_main();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

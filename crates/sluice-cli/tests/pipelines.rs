@@ -29,7 +29,9 @@ fn stage(name: &str, mode: &str, after: &[&str], extra: Value) -> Value {
 fn request(name: &str, stages: Vec<Value>) -> String {
     json!({
         "spec": {"name": name, "slo_ms": 1000, "stages": stages},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
     })
     .to_string()
 }
@@ -337,7 +339,9 @@ fn the_controller_re_plans_up_under_load_and_down_when_idle() {
     let body = json!({
         "spec": {"name": "replan", "slo_ms": 2000, "load_rps": 0.5,
                  "stages": [stage("a", "upper", &[], json!({"model": "m"}))]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
         "profile_csv": profile_csv(),
         "controller": {"high": 0.85, "low": 0.4, "window_s": 1.0, "cooldown_s": 2.0, "headroom": 1.5},
     })
@@ -545,4 +549,9 @@ fn sluice_load_sends_what_it_promises_in_pipeline_order_and_flags_a_missed_targe
         text.find("zeta").unwrap() < text.find("alpha").unwrap(),
         "{text}"
     );
+}
+
+/// The stage fixtures' directory (the pipelines' base directory).
+fn stage_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stages")
 }

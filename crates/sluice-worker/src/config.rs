@@ -22,6 +22,28 @@ pub enum IsolationChoice {
     Plain,
 }
 
+/// Who sandboxes run as and what they never see (`[sandbox]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// A worker running as root gives each sandbox its own host uid (and gid) from
+    /// `uid_base .. uid_base + uid_count`: a range no other user or tool of the host uses.
+    pub uid_base: u32,
+    pub uid_count: u32,
+    /// Host paths never bound into a sandbox, besides the data directory (e.g. the config).
+    pub hide: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            uid_base: 100_000,
+            uid_count: 65_536,
+            hide: Vec::new(),
+        }
+    }
+}
+
 /// GPU discovery and sharing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -113,6 +135,8 @@ pub struct WorkerConfig {
     pub max_queued: usize,
     pub max_queued_per_function: usize,
     pub isolation: IsolationChoice,
+    /// Required with `isolation = "plain"`: the operator accepts running functions unisolated.
+    pub allow_unisolated: bool,
     pub start_timeout_ms: u64,
     pub async_retention_s: u64,
     pub async_max_attempts: u32,
@@ -122,6 +146,7 @@ pub struct WorkerConfig {
     pub functions: Vec<PathBuf>,
     pub http: HttpConfig,
     pub gpu: GpuConfig,
+    pub sandbox: SandboxConfig,
     pub scheduler: SchedulerConfig,
     pub cluster: ClusterSettings,
 }
@@ -138,6 +163,7 @@ impl Default for WorkerConfig {
             max_queued: 10_000,
             max_queued_per_function: 2_000,
             isolation: IsolationChoice::Auto,
+            allow_unisolated: false,
             start_timeout_ms: 30_000,
             async_retention_s: 86_400,
             async_max_attempts: 3,
@@ -146,6 +172,7 @@ impl Default for WorkerConfig {
             functions: Vec::new(),
             http: HttpConfig::default(),
             gpu: GpuConfig::default(),
+            sandbox: SandboxConfig::default(),
             scheduler: SchedulerConfig::default(),
             cluster: ClusterSettings::default(),
         }
@@ -243,6 +270,20 @@ impl WorkerConfig {
         if self.start_timeout_ms == 0 || self.async_max_attempts == 0 {
             return Err("start_timeout_ms and async_max_attempts must be positive".into());
         }
+        if self.isolation == IsolationChoice::Plain && !self.allow_unisolated {
+            return Err(
+                "isolation = \"plain\" runs functions unisolated: set allow_unisolated = true to \
+                 accept that"
+                    .into(),
+            );
+        }
+        let sb = &self.sandbox;
+        if sb.uid_base == 0 || sb.uid_count == 0 || sb.uid_base.checked_add(sb.uid_count).is_none()
+        {
+            return Err(
+                "sandbox.uid_base and sandbox.uid_count must be a non-empty range above 0".into(),
+            );
+        }
         if !(self.gpu.simulated_memory_gib.is_finite() && self.gpu.simulated_memory_gib > 0.0)
             || self.gpu.simulated_count == 0
         {
@@ -338,5 +379,15 @@ mod tests {
             file.display()
         );
         assert!(WorkerConfig::parse(&both, "t").is_err());
+    }
+
+    #[test]
+    fn plain_isolation_needs_an_explicit_allowance() {
+        let e = WorkerConfig::parse("isolation = \"plain\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("allow_unisolated"), "{e}");
+        let ok = WorkerConfig::parse("isolation = \"plain\"\nallow_unisolated = true\n", "t");
+        assert!(ok.is_ok());
+        let e = WorkerConfig::parse("[sandbox]\nuid_count = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("uid_count"), "{e}");
     }
 }

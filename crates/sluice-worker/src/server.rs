@@ -14,7 +14,7 @@ use crate::devices::{self, BackendKind, MpsDaemon, SimulatedConfig};
 use crate::engine::Engine;
 use crate::function::FunctionSpec;
 use crate::pipeline::{DeployRequest, Pipelines};
-use crate::sandbox::{Isolation, Launcher};
+use crate::sandbox::{Isolation, IsolationChoice as Choice, Launcher, LauncherConfig};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -27,13 +27,26 @@ pub struct Worker {
     _lock: datadir::DirLock,
 }
 
-fn launcher(choice: IsolationChoice) -> Launcher {
-    match choice {
-        IsolationChoice::Auto => Launcher::detect(),
-        IsolationChoice::Bubblewrap => Launcher::with(Isolation::Bubblewrap),
-        IsolationChoice::Unshare => Launcher::with(Isolation::Unshare),
-        IsolationChoice::Plain => Launcher::with(Isolation::Plain),
-    }
+/// The sandbox launcher the configuration asks for: sandboxes under `<data_dir>/sandboxes`,
+/// which (with the data directory, the shared-memory root and the configured paths) no sandbox
+/// may have bound; unshare mode's helper is this executable (`sluice`).
+fn launcher(cfg: &WorkerConfig, shm_root: &Path) -> Result<Launcher> {
+    let mut lc = LauncherConfig::new(cfg.data_dir.join("sandboxes"));
+    lc.isolation = match cfg.isolation {
+        IsolationChoice::Auto => Choice::Auto,
+        IsolationChoice::Bubblewrap => Choice::Only(Isolation::Bubblewrap),
+        IsolationChoice::Unshare => Choice::Only(Isolation::Unshare),
+        IsolationChoice::Plain => Choice::Only(Isolation::Plain),
+    };
+    lc.allow_unisolated = cfg.allow_unisolated;
+    lc.uids = sluice_sandbox::UidRange {
+        base: cfg.sandbox.uid_base,
+        count: cfg.sandbox.uid_count,
+    };
+    lc.hidden = cfg.sandbox.hide.clone();
+    lc.hidden.push(cfg.data_dir.clone());
+    lc.hidden.push(shm_root.to_path_buf());
+    Ok(Launcher::new(lc)?)
 }
 
 /// Reads a `function.json`, resolving a relative `workdir` and relative `PYTHONPATH`-style env
@@ -93,9 +106,9 @@ impl Worker {
         } else {
             None
         };
-        let launcher = launcher(cfg.isolation);
+        let launcher = launcher(&cfg, &shm_root(&cfg.data_dir))?;
         tracing::info!("sandboxes: {}", launcher.isolation());
-        launcher.sweep_stale_cgroups();
+        launcher.sweep_stale();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();
         let cfg_data_dir = cfg.data_dir.clone();

@@ -44,6 +44,10 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         Some(p) => WorkerConfig::load(p)?,
         None => WorkerConfig::embedded(),
     };
+    if let Some(p) = &args.config {
+        // The configuration (it may hold auth_token) is never bound into a sandbox.
+        cfg.sandbox.hide.push(p.clone());
+    }
     if let Some(l) = args.listen {
         cfg.listen = l;
     }

@@ -30,9 +30,10 @@ pub use submit::{Admitted, InvokeOptions, StartHook, Ticket};
 pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
 
 use crate::config::WorkerConfig;
+use crate::devices::GpuInfo;
 use crate::devices::{BackendKind, DeviceBackend};
 use crate::function::FunctionSpec;
-use crate::sandbox::{Launcher, Sandbox};
+use crate::sandbox::{Launcher, Sandbox, UserLease};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::{FunctionId, SandboxId, Time};
@@ -47,10 +48,14 @@ use tokio::sync::{oneshot, Notify};
 #[derive(Clone, Debug)]
 pub(crate) struct StageHost {
     pub launcher: Launcher,
-    pub sandbox_root: PathBuf,
     pub backend: BackendKind,
     pub gpus: u32,
-    pub mps: bool,
+    /// The devices, to name a stage's GPU by UUID.
+    pub gpu_info: Vec<GpuInfo>,
+    /// The MPS daemon's pipe directory, when MPS is on.
+    pub mps_pipe: Option<PathBuf>,
+    /// The user every MPS client runs as (MPS serves one user at a time).
+    pub mps_user: Option<UserLease>,
     pub start_timeout: std::time::Duration,
     pub max_response_bytes: usize,
 }
@@ -131,7 +136,8 @@ pub(crate) struct Inner {
     started: Instant,
     launcher: Launcher,
     devices: Box<dyn DeviceBackend>,
-    sandbox_root: PathBuf,
+    /// With MPS on real GPUs: the one user all GPU sandboxes run as.
+    mps_user: Option<UserLease>,
     state: Mutex<State>,
     timer: Arc<Notify>,
     metrics: Metrics,
@@ -149,7 +155,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over `devices`, starting sandboxes with `launcher` under `cfg.data_dir`.
+    /// An engine over `devices`, starting sandboxes with `launcher`.
     pub fn new(
         cfg: WorkerConfig,
         devices: Box<dyn DeviceBackend>,
@@ -161,12 +167,14 @@ impl Engine {
         cpu_cfg.slots.tokens_per_gpu = cfg.cpu_slots();
         cpu_cfg.slots.util_gate = None;
         let cpu = Scheduler::new(&cpu_cfg, vec![u64::MAX / 4])?;
-        let sandbox_root = cfg.data_dir.join("sandboxes");
+        let mps_user = (cfg.gpu.mps && devices.kind() == BackendKind::Nvml)
+            .then(|| launcher.lease_user())
+            .flatten();
         let inner = Arc::new(Inner {
             started: Instant::now(),
             launcher,
             devices,
-            sandbox_root,
+            mps_user,
             state: Mutex::new(State {
                 gpu,
                 cpu,
@@ -198,12 +206,16 @@ impl Engine {
     /// backend and sandbox serials as functions (so cgroup names never collide).
     pub(crate) fn stage_host(&self) -> StageHost {
         let inner = &self.inner;
+        let mps = inner.cfg.gpu.mps && inner.devices.kind() == BackendKind::Nvml;
         StageHost {
             launcher: inner.launcher.clone(),
-            sandbox_root: inner.sandbox_root.clone(),
             backend: inner.devices.kind(),
             gpus: inner.devices.gpus().len() as u32,
-            mps: inner.cfg.gpu.mps,
+            gpu_info: inner.devices.gpus().to_vec(),
+            mps_pipe: mps.then(|| {
+                crate::devices::MpsDaemon::pipe_dir_under(&inner.cfg.data_dir.join("mps"))
+            }),
+            mps_user: inner.mps_user.clone(),
             start_timeout: std::time::Duration::from_millis(inner.cfg.start_timeout_ms),
             max_response_bytes: inner.cfg.max_response_bytes,
         }

@@ -13,7 +13,7 @@ use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
 use crate::function::FunctionSpec;
 use crate::protocol::FunctionClient;
-use crate::sandbox::{Sandbox, SandboxRequest};
+use crate::sandbox::{Sandbox, SandboxRequest, UserLease};
 use bytes::Bytes;
 use sluice_handoff::cuda_ipc::IpcHandle;
 use sluice_handoff::frame::{
@@ -63,6 +63,9 @@ pub(crate) struct InstanceConfig {
     pub device_output: bool,
     /// The stage accepts inputs as CUDA IPC handles.
     pub accepts_ipc: bool,
+    /// The user its sandboxes run as: its co-location group's (so both stages can use the
+    /// group's shared memory) or the MPS clients'; `None`: one of its own.
+    pub user: Option<UserLease>,
 }
 
 /// The handle routers use.
@@ -146,12 +149,14 @@ async fn spawn(
     if let Some(g) = group {
         env.push(("SLUICE_SHM_DIR".into(), g.dir().display().to_string()));
     }
-    launch_stage(host, &cfg.spec, &cfg.stage, cfg.batch, env, serial).await
+    let user = cfg.user.clone();
+    launch_stage(host, &cfg.spec, &cfg.stage, cfg.batch, env, serial, user).await
 }
 
-/// Starts one stage process in a sandbox `stage-<serial>` under the host's root, with the stage
-/// protocol's environment (`SLUICE_STAGE`, `SLUICE_MAX_BATCH`) added to `env`, and waits until it
-/// is ready; a process that does not get ready is killed and its stderr is in the error.
+/// Starts one stage process in sandbox `serial` through the host's launcher (as functions are),
+/// with the stage protocol's environment (`SLUICE_STAGE`, `SLUICE_MAX_BATCH`) added to `env`
+/// (which holds its device placement), as `user` when given, and waits until it is ready; a
+/// process that does not get ready is killed and its stderr is in the error.
 pub(super) async fn launch_stage(
     host: &StageHost,
     spec: &FunctionSpec,
@@ -159,27 +164,20 @@ pub(super) async fn launch_stage(
     max_batch: u32,
     mut env: Vec<(String, String)>,
     serial: u64,
+    user: Option<UserLease>,
 ) -> Result<Sandbox, String> {
-    let dir = host.sandbox_root.join(format!("stage-{serial}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     env.push(("SLUICE_STAGE".into(), stage.to_string()));
     env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
     let req = SandboxRequest {
         id: serial,
         spec,
-        dir,
         extra_env: env,
+        read_only: Vec::new(),
+        user,
     };
-    let mut sandbox = host.launcher.spawn(req).await.map_err(|e| e.to_string())?;
-    if let Err(e) = sandbox.wait_ready(host.start_timeout).await {
-        let msg = format!(
-            "stage {stage} did not start: {e}; stderr: {}",
-            sandbox.stderr_tail()
-        );
-        sandbox.kill().await;
-        return Err(msg);
-    }
-    Ok(sandbox)
+    Sandbox::start_ready(&host.launcher, req, host.start_timeout)
+        .await
+        .map_err(|e| format!("stage {stage} did not start: {e}"))
 }
 
 struct Runner {

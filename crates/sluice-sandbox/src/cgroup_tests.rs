@@ -2,12 +2,12 @@
 
 use super::*;
 
-fn res() -> Resources {
-    Resources {
+fn res() -> Limits {
+    Limits {
         cpus: 0.5,
-        memory_mb: 64,
+        memory_bytes: 64 << 20,
         pids: 32,
-        ..Resources::default()
+        ..Limits::default()
     }
 }
 

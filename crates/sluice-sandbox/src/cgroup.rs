@@ -1,9 +1,10 @@
 //! Cgroup limits of a sandbox: detection of the usable hierarchy (v2 unified, v1 per controller,
-//! or none), creation of `sluice/<id>` with the memory, CPU-quota and pids limits, the files a new
-//! process writes itself into before exec, killing everything inside, and removal.
+//! or none), creation of `sluice/w<pid>-<id>` with the memory, CPU-quota and pids limits, the
+//! files a new process writes itself into before exec (while still privileged), killing
+//! everything inside, removal, and the sweep of a dead launcher's empty cgroups.
 
-use super::SandboxError;
-use crate::function::Resources;
+use crate::spec::Limits;
+use crate::SandboxError;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -116,7 +117,7 @@ pub fn name(id: u64) -> String {
 }
 
 /// Whether the worker that created cgroup `name` is still running.
-fn owner_alive(name: &str) -> bool {
+pub(crate) fn owner_alive(name: &str) -> bool {
     name.strip_prefix('w')
         .and_then(|rest| rest.split_once('-'))
         .and_then(|(pid, _)| pid.parse::<u32>().ok())
@@ -124,14 +125,14 @@ fn owner_alive(name: &str) -> bool {
 }
 
 impl Cgroup {
-    /// Creates `sluice/<id>` under `root` and writes the limits of `r`. `None` for [`CgroupMode::None`].
+    /// Creates `sluice/w<pid>-<id>` under `root` and writes the limits of `r`. `None` for [`CgroupMode::None`].
     pub fn create(
         mode: CgroupMode,
         root: &Path,
         id: u64,
-        r: &Resources,
+        r: &Limits,
     ) -> Result<Option<Cgroup>, SandboxError> {
-        let memory = r.memory_mb.saturating_mul(1 << 20).to_string();
+        let memory = r.memory_bytes.to_string();
         let quota = ((r.cpus * CPU_PERIOD_US as f64).round() as u64).max(1000);
         let pids = r.pids.to_string();
         let cg = match mode {
