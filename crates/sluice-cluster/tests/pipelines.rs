@@ -11,7 +11,16 @@ use common::{call, repo, wait_for, Cluster};
 use serde_json::json;
 use std::time::Duration;
 
-fn request() -> String {
+/// A directory of the test's own for the stages to run in (not `/tmp` itself, nor one holding
+/// a worker's data: the sandbox launcher refuses both).
+fn stages_dir(c: &Cluster) -> std::path::PathBuf {
+    let d = c.dir.path().join("stages");
+    std::fs::create_dir_all(&d).expect("stages dir");
+    d
+}
+
+/// The deploy request; stages run in `base`.
+fn request(base: &std::path::Path) -> String {
     let script = repo().join("crates/sluice-cli/tests/fixtures/stages/stage.py");
     json!({
         "spec": {"name": "shout", "slo_ms": 1000, "stages": [{
@@ -19,7 +28,7 @@ fn request() -> String {
             "command": ["python3", script.display().to_string(), "upper"],
             "env": {"SLUICE_SDK": repo().join("sdk/python").display().to_string()},
             "after": [], "max_batch": 4, "max_wait_ms": 2}]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        "base_dir": base.display().to_string(),
     })
     .to_string()
 }
@@ -43,10 +52,10 @@ fn controller_places_replicas_and_workers_reconcile() {
         r,
         "POST",
         "/v1/pipelines?min_replicas=2&max_replicas=2",
-        Some(&request()),
+        Some(&request(&stages_dir(&c))),
     );
     assert_eq!(created.0, 201, "{created:?}");
-    let again = call(r, "POST", "/v1/pipelines", Some(&request()));
+    let again = call(r, "POST", "/v1/pipelines", Some(&request(&stages_dir(&c))));
     assert_eq!(again.0, 409, "{again:?}");
     wait_for(
         Duration::from_secs(40),
@@ -69,7 +78,7 @@ fn controller_places_replicas_and_workers_reconcile() {
         r,
         "PUT",
         "/v1/pipelines/shout?min_replicas=1&max_replicas=1",
-        Some(&request()),
+        Some(&request(&stages_dir(&c))),
     );
     assert_eq!(fewer.0, 200, "{fewer:?}");
     wait_for(Duration::from_secs(30), "one replica is removed", || {
@@ -104,7 +113,7 @@ fn another_router_takes_over_the_controller_when_the_leader_dies() {
         || c.routers[other].status()["controller_leader"] == true,
     );
     let r = c.routers[other].addr;
-    let created = call(r, "POST", "/v1/pipelines?min_replicas=1", Some(&request()));
+    let created = call(r, "POST", "/v1/pipelines?min_replicas=1", Some(&request(&stages_dir(&c))));
     assert_eq!(created.0, 201, "{created:?}");
     wait_for(
         Duration::from_secs(40),
