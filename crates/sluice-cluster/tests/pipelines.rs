@@ -113,7 +113,12 @@ fn another_router_takes_over_the_controller_when_the_leader_dies() {
         || c.routers[other].status()["controller_leader"] == true,
     );
     let r = c.routers[other].addr;
-    let created = call(r, "POST", "/v1/pipelines?min_replicas=1", Some(&request(&stages_dir(&c))));
+    let created = call(
+        r,
+        "POST",
+        "/v1/pipelines?min_replicas=1",
+        Some(&request(&stages_dir(&c))),
+    );
     assert_eq!(created.0, 201, "{created:?}");
     wait_for(
         Duration::from_secs(40),
