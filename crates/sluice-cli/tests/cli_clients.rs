@@ -183,4 +183,23 @@ fn cli_clients_refuse_bad_input() {
         v["policies"][0]["invocations"], v["policies"][0]["completed"],
         "{v}"
     );
+    // `invoke --async` tells the truth in its exit status: 0 when the invocation succeeded,
+    // 1 (with the reason) when it failed.
+    let (code, out, err) = run(&["invoke", "cli", r#"{"do":"echo"}"#, "--async"]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(out.contains("\"succeeded\""), "{out}");
+    let (code, out, err) = run(&["invoke", "cli", r#"{"do":"fail"}"#, "--async"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "a failed async invocation exits 1: {out} {err}"
+    );
+    assert!(err.contains("failed"), "{err}");
+    // `status` is a summary by default and JSON on request.
+    let (code, out, err) = run(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("worker up "), "{out}");
+    let (code, out, _) = run(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(serde_json::from_str::<Value>(&out).is_ok(), "{out}");
 }

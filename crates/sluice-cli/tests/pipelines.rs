@@ -29,7 +29,9 @@ fn stage(name: &str, mode: &str, after: &[&str], extra: Value) -> Value {
 fn request(name: &str, stages: Vec<Value>) -> String {
     json!({
         "spec": {"name": name, "slo_ms": 1000, "stages": stages},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
     })
     .to_string()
 }
@@ -337,7 +339,9 @@ fn the_controller_re_plans_up_under_load_and_down_when_idle() {
     let body = json!({
         "spec": {"name": "replan", "slo_ms": 2000, "load_rps": 0.5,
                  "stages": [stage("a", "upper", &[], json!({"model": "m"}))]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
         "profile_csv": profile_csv(),
         "controller": {"high": 0.85, "low": 0.4, "window_s": 1.0, "cooldown_s": 2.0, "headroom": 1.5},
     })
@@ -378,4 +382,176 @@ fn the_controller_re_plans_up_under_load_and_down_when_idle() {
     let (code, out, _) = http(&w, "POST", "/v1/pipelines/replan/invoke", Some("still"));
     assert_eq!((code, out.as_str()), (200, "STILL"));
     assert!(w.log().contains("re-planning"), "{}", w.log());
+    // Every change is in the status, with its reason, and the idle plan is made for no less
+    // than the deployed load (0.5 req/s), not for a trickle.
+    let (_, b, _) = http(&w, "GET", "/v1/pipelines/replan", None);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let history = v["history"].as_array().expect("history");
+    let reasons: Vec<&str> = history
+        .iter()
+        .filter_map(|h| h["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.first(), Some(&"created"), "{v}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("high load") || r.starts_with("target missed")),
+        "{v}"
+    );
+    let last = history.last().expect("a change");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("low load"),
+        "{v}"
+    );
+    assert!(
+        last["planned_load_rps"].as_f64().unwrap_or(0.0) >= 0.5,
+        "{v}"
+    );
+    assert_eq!(
+        v["autoscale"],
+        json!({"enabled": true, "min_load_rps": 0.5}),
+        "{v}"
+    );
+}
+
+/// Offers `rate` requests per second to pipeline `name` until `stop` is set.
+fn offer(
+    w: &Worker,
+    name: &str,
+    rate: f64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let w = w.clone_addr();
+    let path = format!("/v1/pipelines/{name}/invoke");
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut sent = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let due = start + Duration::from_secs_f64(f64::from(sent) / rate);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (w2, p) = (w.clone_addr(), path.clone());
+            std::thread::spawn(move || http(&w2, "POST", &p, Some("x")));
+            sent += 1;
+        }
+    })
+}
+
+#[test]
+fn the_load_meter_reads_the_offered_rate_and_autoscale_can_be_off() {
+    let w = Worker::start(&[]);
+    let body = json!({
+        "spec": {"name": "steady", "slo_ms": 2000, "load_rps": 1.0,
+                 "stages": [stage("a", "upper", &[], json!({"model": "m"}))]},
+        "base_dir": stage_dir().display().to_string(),
+        "profile_csv": profile_csv(),
+        "policy": "max-load",
+        "controller": {"high": 0.85, "low": 0.4, "window_s": 1.0, "cooldown_s": 1.0, "headroom": 1.5},
+        "autoscale": {"enabled": false},
+    })
+    .to_string();
+    let view = create(&w, &body);
+    assert_eq!(view["autoscale"]["enabled"], false, "{view}");
+    let capacity = view["status"]["plan"]["predicted"]["capacity_rps"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        capacity > 10.0,
+        "4 req/s must be low load for this test: {view}"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = offer(&w, "steady", 4.0, stop.clone());
+    let mut readings = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(9);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, b, _) = http(&w, "GET", "/v1/pipelines/steady", None);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        if let Some(l) = v["measured_load_rps"].as_f64() {
+            readings.push(l);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    // The meter averages over 10 s, so the first seconds read low; the later readings see 4/s.
+    let late = &readings[readings.len().saturating_sub(4)..];
+    assert!(
+        late.len() == 4 && late.iter().all(|l| (3.0..=5.0).contains(l)),
+        "measured load for a steady 4 req/s: {readings:?}"
+    );
+    // Low load for many windows, but autoscaling is off: the plan is the one deployed.
+    let (_, b, _) = http(&w, "GET", "/v1/pipelines/steady", None);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["policy"], "max-load", "{v}");
+    assert_eq!(v["history"].as_array().map(Vec::len), Some(1), "{v}");
+}
+
+#[test]
+fn sluice_load_sends_what_it_promises_in_pipeline_order_and_flags_a_missed_target() {
+    let w = Worker::start(&[]);
+    // Stage names out of alphabetical order; a target no request can meet.
+    let body = json!({
+        "spec": {"name": "order", "slo_ms": 0.001, "stages": [
+            stage("zeta", "upper", &[], json!({})),
+            stage("alpha", "rev", &["zeta"], json!({}))]},
+        "base_dir": stage_dir().display().to_string(),
+    })
+    .to_string();
+    create(&w, &body);
+    let input = w.dir.join("input.txt");
+    std::fs::write(&input, "abc").unwrap();
+    let run = |json: bool| {
+        let mut args = vec![
+            "load".to_string(),
+            "--pipeline".into(),
+            "order".into(),
+            "--rates".into(),
+            "4".into(),
+            "--duration".into(),
+            "2".into(),
+            "--inputs".into(),
+            input.display().to_string(),
+        ];
+        if json {
+            args.push("--json".into());
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_URL", format!("http://{}", w.addr))
+            .output()
+            .expect("run sluice");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(&run(true)).expect("JSON");
+    let r = &v[0];
+    assert_eq!(r["sent"], 8, "4 req/s for 2 s: {v}");
+    assert_eq!(r["ok"], 8, "{v}");
+    assert_eq!(r["meets_target"], false, "{v}");
+    let names: Vec<&str> = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["stage"].as_str())
+        .collect();
+    assert_eq!(names, ["zeta", "alpha"], "{v}");
+    let text = run(false);
+    assert!(text.contains("ABOVE the 0 ms target"), "{text}");
+    assert!(
+        text.find("zeta").unwrap() < text.find("alpha").unwrap(),
+        "{text}"
+    );
+}
+
+/// The stage fixtures' directory (the pipelines' base directory).
+fn stage_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stages")
 }

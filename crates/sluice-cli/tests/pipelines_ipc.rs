@@ -48,7 +48,9 @@ fn stage(name: &str, mode: &str, after: &[&str], extra: Value) -> Value {
 fn create(w: &Worker, name: &str, stages: Vec<Value>) {
     let body = json!({
         "spec": {"name": name, "slo_ms": 1000, "stages": stages},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
     })
     .to_string();
     let (code, b, _) = http(w, "POST", "/v1/pipelines", Some(&body));
@@ -267,10 +269,17 @@ fn the_device_handoff_switch_can_be_off_and_is_validated() {
         "spec": {"name": "ipcbad", "slo_ms": 1000, "stages": [
             stage("p", "produce", &[], json!({"env": {"SLUICE_DEVICE_HANDOFF": "gpu"}}))
         ]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        // The stages' working directory, bound read-only into their sandboxes (all of /tmp
+        // would be refused: it holds the worker's data directory).
+        "base_dir": stage_dir().display().to_string(),
     })
     .to_string();
     let (code, out, _) = http(&w, "POST", "/v1/pipelines", Some(&bad));
     assert_eq!(code, 400, "{out}");
     assert!(out.contains("SLUICE_DEVICE_HANDOFF"), "{out}");
+}
+
+/// The stage fixtures' directory (the pipelines' base directory).
+fn stage_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stages")
 }

@@ -26,21 +26,29 @@ impl Time {
     /// The last representable instant; used as "never".
     pub const MAX: Time = Time(u64::MAX);
 
+    /// The instant `us` microseconds after the epoch.
     pub const fn from_micros(us: u64) -> Self {
         Time(us)
     }
+    /// The instant `ms` milliseconds after the epoch, rounded to the nearest microsecond; negative
+    /// or NaN gives [`Time::ZERO`], values past the range give [`Time::MAX`].
     pub fn from_millis_f64(ms: f64) -> Self {
         Time(f64_to_micros(ms * 1e3))
     }
+    /// The instant `s` seconds after the epoch, rounded to the nearest microsecond; negative or
+    /// NaN gives [`Time::ZERO`], values past the range give [`Time::MAX`].
     pub fn from_secs_f64(s: f64) -> Self {
         Time(f64_to_micros(s * 1e6))
     }
+    /// Microseconds since the epoch.
     pub const fn as_micros(self) -> u64 {
         self.0
     }
+    /// Milliseconds since the epoch, with the microseconds as the fraction.
     pub fn as_millis_f64(self) -> f64 {
         self.0 as f64 / 1e3
     }
+    /// Seconds since the epoch, with the microseconds as the fraction.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }
@@ -51,30 +59,42 @@ impl Time {
 }
 
 impl Dur {
+    /// The empty span.
     pub const ZERO: Dur = Dur(0);
+    /// The longest representable span; arithmetic saturates here, and it is used as "forever".
     pub const MAX: Dur = Dur(u64::MAX);
 
+    /// A span of `us` microseconds.
     pub const fn from_micros(us: u64) -> Self {
         Dur(us)
     }
+    /// A span of `ms` milliseconds, saturating at [`Dur::MAX`].
     pub const fn from_millis(ms: u64) -> Self {
         Dur(ms.saturating_mul(1_000))
     }
+    /// A span of `s` seconds, saturating at [`Dur::MAX`].
     pub const fn from_secs(s: u64) -> Self {
         Dur(s.saturating_mul(1_000_000))
     }
+    /// A span of `ms` milliseconds, rounded to the nearest microsecond; negative or NaN gives
+    /// [`Dur::ZERO`], values past the range give [`Dur::MAX`].
     pub fn from_millis_f64(ms: f64) -> Self {
         Dur(f64_to_micros(ms * 1e3))
     }
+    /// A span of `s` seconds, rounded to the nearest microsecond; negative or NaN gives
+    /// [`Dur::ZERO`], values past the range give [`Dur::MAX`].
     pub fn from_secs_f64(s: f64) -> Self {
         Dur(f64_to_micros(s * 1e6))
     }
+    /// The span in microseconds.
     pub const fn as_micros(self) -> u64 {
         self.0
     }
+    /// The span in milliseconds, with the microseconds as the fraction.
     pub fn as_millis_f64(self) -> f64 {
         self.0 as f64 / 1e3
     }
+    /// The span in seconds, with the microseconds as the fraction.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }
@@ -82,6 +102,7 @@ impl Dur {
     pub fn mul_f64(self, k: f64) -> Dur {
         Dur(f64_to_micros(self.0 as f64 * k))
     }
+    /// `self − other`, zero if `other` is longer.
     pub fn saturating_sub(self, other: Dur) -> Dur {
         Dur(self.0.saturating_sub(other.0))
     }

@@ -8,7 +8,8 @@ use std::io::{self, BufRead, Read, Write};
 
 /// Largest request body accepted (64 MiB); a larger `Content-Length` is answered 413.
 pub const MAX_BODY: usize = 64 << 20;
-/// Largest request line or header line.
+/// Largest request line or header line, in bytes (16 KiB, not counting the final `\n`); a longer
+/// line is answered 431.
 pub const MAX_LINE: usize = 16 << 10;
 /// Most header lines in one request.
 pub const MAX_HEADERS: usize = 128;
@@ -16,9 +17,11 @@ pub const MAX_HEADERS: usize = 128;
 /// One parsed request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request {
+    /// The request method as sent (`GET`, `POST`, ...); always ASCII uppercase.
     pub method: String,
     /// The target without its query string.
     pub path: String,
+    /// The body, exactly `Content-Length` bytes (empty when the header is absent).
     pub body: Vec<u8>,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,

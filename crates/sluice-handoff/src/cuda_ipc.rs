@@ -21,12 +21,22 @@ pub const HANDLE_LEN: usize = sys::CU_IPC_HANDLE_SIZE as usize;
 /// A failure of a CUDA IPC operation.
 #[derive(Debug, Clone, Error)]
 pub enum CudaIpcError {
+    /// No usable CUDA driver or device here (why); nothing was attempted.
     #[error("CUDA IPC is not available: {0}")]
     Unavailable(String),
+    /// A driver call returned an error.
     #[error("{call} failed: {error}")]
-    Driver { call: &'static str, error: String },
+    Driver {
+        /// The driver entry point, e.g. `cuIpcOpenMemHandle`.
+        call: &'static str,
+        /// The driver's error, as text.
+        error: String,
+    },
+    /// A handle's text is not 128 hex digits (what is wrong).
     #[error("bad CUDA IPC handle: {0}")]
     BadHandle(String),
+    /// A request refused before it reached the driver: a GPU ordinal out of range, an empty
+    /// buffer, a read longer than the hand-off.
     #[error("{0}")]
     Invalid(String),
 }
@@ -69,10 +79,12 @@ fn driver_ready() -> Result<(), CudaIpcError> {
 pub struct IpcHandle([u8; HANDLE_LEN]);
 
 impl IpcHandle {
+    /// The handle with these opaque bytes (as `cuIpcGetMemHandle` wrote them).
     pub fn from_bytes(bytes: [u8; HANDLE_LEN]) -> Self {
         IpcHandle(bytes)
     }
 
+    /// The handle's opaque bytes.
     pub fn as_bytes(&self) -> &[u8; HANDLE_LEN] {
         &self.0
     }
@@ -166,6 +178,7 @@ impl CudaDevice {
         }))
     }
 
+    /// The CUDA device ordinal this context belongs to (as passed to [`CudaDevice::open`]).
     pub fn ordinal(&self) -> usize {
         self.ordinal
     }
@@ -226,14 +239,17 @@ impl DeviceBuffer {
         Ok(buffer)
     }
 
+    /// The allocation's device address (its base, as `cuMemAlloc` returned it).
     pub fn device_ptr(&self) -> sys::CUdeviceptr {
         self.ptr
     }
 
+    /// Size of the allocation, bytes (≥ 1).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Always false: empty buffers are refused by [`DeviceBuffer::from_host`].
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -288,10 +304,12 @@ impl OpenedMemory {
         self.ptr
     }
 
+    /// Bytes of the hand-off, as the manifest gave them to [`OpenedMemory::open`].
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the hand-off has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -306,7 +324,11 @@ impl OpenedMemory {
             )));
         }
         self.device.bind()?;
-        // SAFETY: the opened allocation holds at least `self.len` bytes (the producer's manifest).
+        // SAFETY: `self.ptr` stays mapped until `self` is dropped, and `u8` has no invalid values,
+        // so any bytes the device holds are valid for `dst`; the driver writes exactly
+        // `dst.len()` bytes, into `dst` only. `dst.len() ≤ self.len` is all that is known of the
+        // producer's allocation (its manifest): one that overstates it can make the copy fail or
+        // read past it in this process's device address space, never write outside `dst`.
         unsafe { result::memcpy_dtoh_sync(dst, self.ptr) }.map_err(driver("cuMemcpyDtoH"))
     }
 }

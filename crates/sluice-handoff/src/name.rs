@@ -9,14 +9,19 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Why a string is not a plain file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum NameError {
+    /// The name is empty.
     #[error("it is empty")]
     Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
     #[error("it is longer than {MAX_NAME_LEN} bytes")]
     TooLong,
+    /// The name is `.` or `..`.
     #[error("'.' and '..' are not file names")]
     Dots,
+    /// The name contains `/`, so it has more than one path component.
     #[error("it contains '/'")]
     Slash,
+    /// The name contains a NUL byte, which no path can.
     #[error("it contains a NUL byte")]
     Nul,
 }

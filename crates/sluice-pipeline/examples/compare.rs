@@ -11,10 +11,7 @@ use sluice_pipeline::{gpulet, plan, Goal, PerfModel, Policy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(
-        args.get(1)
-            .map_or("data/gpulet-2080ti", String::as_str),
-    );
+    let dir = PathBuf::from(args.get(1).map_or("data/gpulet-2080ti", String::as_str));
     let gpus: u32 = args.get(2).map_or(Ok(4), |s| s.parse())?;
     let frac: f64 = args.get(3).map_or(Ok(0.2), |s| s.parse())?;
     let model = PerfModel::gpulet(&dir, gpus)?;

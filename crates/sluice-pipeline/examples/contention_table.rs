@@ -11,10 +11,7 @@ use sluice_pipeline::{Contention, Profiles};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(
-        args.get(1)
-            .map_or("data/gpulet-2080ti", String::as_str),
-    );
+    let dir = PathBuf::from(args.get(1).map_or("data/gpulet-2080ti", String::as_str));
     let batch: u32 = args.get(2).map_or(Ok(8), |s| s.parse())?;
     let profiles = Profiles::load_gpulet(&dir)?;
     let contention = Contention::load_gpulet(&dir)?;

@@ -8,9 +8,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuModel {
+    /// Model name, for plans and reports (e.g. `rtx-2080-ti`).
     pub name: String,
+    /// Streaming multiprocessors on one GPU; an SM share of 100% is all of them.
     pub sms: u32,
+    /// Device memory of one GPU, MiB; a plan's instances on one GPU must fit in it.
     pub memory_mb: u64,
+    /// Peak DRAM bandwidth of one GPU, GB/s (descriptive: the contention model works from
+    /// utilisation fractions, not from this figure).
     pub dram_gbps: f64,
 }
 
@@ -63,13 +68,17 @@ impl LinkModel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
+    /// The GPU model every one of the `count` GPUs is.
     pub gpu: GpuModel,
+    /// Number of GPUs; plans index them `0..count`.
     pub count: u32,
+    /// Cost of hand-offs between stages; [`LinkModel::default`] when absent from the file.
     #[serde(default)]
     pub link: LinkModel,
 }
 
 impl Cluster {
+    /// `count` GPUs of model `gpu`, with the default link model.
     pub fn new(gpu: GpuModel, count: u32) -> Self {
         Cluster {
             gpu,

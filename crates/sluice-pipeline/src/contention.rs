@@ -22,10 +22,15 @@ use crate::profile::{read, Csv, ProfileError, Profiles, Util};
 /// Coefficients of the linear interference model.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Coefficients {
+    /// `c1`: weight of the instance's own L2 utilisation (fraction 0..1).
     pub l2_self: f64,
+    /// `c2`: weight of the co-runners' total L2 utilisation (fraction 0..1, capped at 1).
     pub l2_other: f64,
+    /// `c3`: weight of the instance's own DRAM utilisation (fraction 0..1).
     pub dram_self: f64,
+    /// `c4`: weight of the co-runners' total DRAM utilisation (fraction 0..1, capped at 1).
     pub dram_other: f64,
+    /// `c0`: the intercept (0.895 in the Gpu-let fit); the slowdown is clamped to ≥ 1 after it.
     pub constant: f64,
 }
 
@@ -166,12 +171,20 @@ impl Contention {
 /// A measured co-location: `victim` ran `slowdown` times slower beside `other`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairMeasurement {
+    /// Profile key of the model whose slowdown was measured.
     pub victim: String,
+    /// Batch size the victim ran at (≥ 1).
     pub victim_batch: u32,
+    /// The victim's SM share, percent (≥ 1).
     pub victim_share: u32,
+    /// Profile key of the co-runner.
     pub other: String,
+    /// Batch size the co-runner ran at (≥ 1).
     pub other_batch: u32,
+    /// The co-runner's SM share, percent (≥ 1).
     pub other_share: u32,
+    /// The victim's latency beside `other` divided by its latency alone at the same batch and
+    /// share (> 0; 1 means no interference).
     pub slowdown: f64,
 }
 
@@ -226,9 +239,13 @@ impl PairMeasurement {
 /// Prediction error over measured pairs, in percent of the measured slowdown.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ErrorReport {
+    /// Pairs compared.
     pub count: usize,
+    /// Pairs skipped because a model, batch or share had no profile estimate.
     pub skipped: usize,
+    /// Mean of `|predicted − measured| / measured` over the compared pairs, percent (0 when none).
     pub mean_abs_pct: f64,
+    /// Largest such error, percent (0 when none).
     pub max_abs_pct: f64,
 }
 

@@ -88,8 +88,16 @@ impl ControllerConfig {
 /// What to do after a sample.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Decision {
+    /// Leave the plan in force.
     Keep,
-    Replan { policy: Policy, load_rps: f64 },
+    /// Make a new plan.
+    Replan {
+        /// The policy to plan with: `max-load` on high load or p99, `min-resources` on low load.
+        policy: Policy,
+        /// The load to plan for, requests/s: the measured load for `max-load`, `headroom` × the
+        /// measured load for `min-resources`.
+        load_rps: f64,
+    },
 }
 
 /// The controller's state.

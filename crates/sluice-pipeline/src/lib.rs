@@ -1,9 +1,10 @@
 //! Pipelines of GPU microservices (Camelot): the spec of a pipeline as a DAG of batching stages
 //! ([`spec`]), the hardware it is planned for ([`cluster`]), placement plans with their hard
-//! constraints ([`plan`]), per-model profiles ([`profile`]), the contention model
+//! constraints ([`plan`](mod@plan)), per-model profiles ([`profile`]), the contention model
 //! ([`contention`]), the performance model of a placed pipeline ([`model`]), the Camelot
 //! planners and their baselines ([`planner`]), the runtime re-planning controller
-//! ([`controller`]), the Gpu-let application importer ([`gpulet`]) and plan tables ([`render`]).
+//! ([`controller`]), the Gpu-let application importer ([`gpulet`]) and plan tables
+//! ([`render`](mod@render)).
 //! Everything here is pure and deterministic: the simulator and the worker drive the same code.
 
 pub mod cluster;

@@ -45,16 +45,22 @@ pub const BANDWIDTH_CAP: f64 = 1.0;
 /// Profiles + contention + hardware: everything needed to predict a plan.
 #[derive(Clone, Debug)]
 pub struct PerfModel {
+    /// Per-model latency and utilisation by batch and SM share.
     pub profiles: Profiles,
+    /// How co-runners on one GPU slow each other down.
     pub contention: Contention,
+    /// The GPUs plans are made for and the cost of hand-offs between them.
     pub cluster: Cluster,
 }
 
 /// What one instance of a stage looks like to the model, before it is placed.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Member {
+    /// Index of the stage in the spec.
     pub stage: usize,
+    /// Batch size the instance runs at (≥ 1).
     pub batch: u32,
+    /// SM share, percent (1..=100).
     pub share: u32,
 }
 
@@ -140,8 +146,10 @@ pub fn server(
 pub struct Pool {
     /// Customers per ms.
     pub lambda: f64,
-    /// Work per customer at the mean batch and at full batches, ms of one server.
+    /// Work per customer at the mean batch, ms of one server (`1 / rate`).
     pub work_ms: f64,
+    /// Work per customer at full batches, ms of one server: what each customer costs when a
+    /// long queue is served.
     pub full_work_ms: f64,
     /// Servers.
     pub servers: u32,

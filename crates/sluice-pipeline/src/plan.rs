@@ -42,11 +42,15 @@ pub struct Prediction {
 /// A placement plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Name of the pipeline spec the plan places.
     pub pipeline: String,
     /// The policy that made it (`max-load`, `min-resources`, `even-split`, …).
     pub policy: String,
+    /// GPUs the plan was made for (the cluster's `count`); instances use GPUs `0..gpus`.
     pub gpus: u32,
+    /// Every running copy of every stage; each stage has at least one.
     pub instances: Vec<Instance>,
+    /// The planner's prediction for this placement.
     pub predicted: Prediction,
     /// Why the planner chose this: one line per decision, for `--explain`.
     #[serde(default)]
@@ -56,18 +60,25 @@ pub struct Plan {
 /// A broken hard constraint.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Violation {
+    /// The named stage has no instance.
     #[error("stage {0:?} has no instance")]
     Unserved(String),
+    /// Instance (index into `instances`) names a stage index past the spec's stages.
     #[error("instance {0} names stage index {1}, which does not exist")]
     BadStage(usize, usize),
+    /// Instance is on a GPU index ≥ the cluster's GPU count (instance, GPU, count).
     #[error("instance {0} is on GPU {1}, but there are only {2}")]
     BadGpu(usize, u32, u32),
+    /// Instance has an SM share (percent) of 0 or over 100.
     #[error("instance {0} has SM share {1}%, outside 1..=100")]
     BadShare(usize, u32),
+    /// Instance runs a batch of 0 or over the stage's `max_batch` (instance, batch, max).
     #[error("instance {0} runs batch {1}, outside 1..={2}")]
     BadBatch(usize, u32, u32),
+    /// The SM shares on a GPU sum past 100% (GPU, percent); not checked under time-sharing.
     #[error("GPU {0} is given {1}% of its SMs")]
     SmOver(u32, u32),
+    /// The instances on a GPU hold more memory than it has (GPU, held MB, capacity MB).
     #[error("GPU {0} holds {1} MB, more than its {2} MB")]
     MemoryOver(u32, u64, u64),
 }

@@ -27,19 +27,32 @@ use crate::plan::FULL_SHARE;
 /// Why profiles (or contention coefficients, or an app) could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
+    /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// A data row is malformed or out of range.
     #[error("{what}, line {line}: {problem}")]
     Parse {
+        /// What was being read: a file path or a description such as "profile CSV".
         what: String,
+        /// 1-based line number in that text.
         line: usize,
+        /// What is wrong with the line.
         problem: String,
     },
+    /// The input as a whole is unusable (empty, a missing column, bad JSON, wrong row count).
     #[error("{what}: {problem}")]
-    Invalid { what: String, problem: String },
+    Invalid {
+        /// What was being read: a file path or a description.
+        what: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// Reads a whole file, naming it in the error.
@@ -53,8 +66,11 @@ pub(crate) fn read(path: &Path) -> Result<String, ProfileError> {
 /// How busy a running batch keeps the GPU, as fractions of the whole GPU.
 #[derive(Copy, Clone, Debug, Default, PartialEq)]
 pub struct Util {
+    /// Share of the GPU's SMs kept busy, fraction 0..1.
     pub sm: f64,
+    /// L2 cache utilisation, fraction 0..1 of the whole GPU's.
     pub l2: f64,
+    /// DRAM bandwidth utilisation, fraction 0..1 of the whole GPU's.
     pub dram: f64,
 }
 
@@ -78,10 +94,13 @@ impl Util {
 /// One measured point: a model at a batch size and SM share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
+    /// Batch size (≥ 1).
     pub batch: u32,
     /// SM share, percent (1..=100).
     pub share: u32,
+    /// Time to run one batch, ms (finite, > 0).
     pub latency_ms: f64,
+    /// GPU utilisation while the batch ran.
     pub util: Util,
     /// Memory the model held, MB.
     pub mem_mb: u64,
@@ -90,7 +109,10 @@ pub struct Point {
 /// Latency and utilisation at one (batch, share), after the lookup rules.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Estimate {
+    /// Time to run one batch alone on the share, ms.
     pub latency_ms: f64,
+    /// GPU utilisation while it runs, as fractions of the whole GPU (scaled down below the
+    /// measured shares, see the module's share rule).
     pub util: Util,
 }
 

@@ -104,7 +104,9 @@ pub fn gamma_p99_ms(n: f64, lambda: f64) -> f64 {
 /// A waiting time: 0 with probability `1 − p`, otherwise exponential with rate `theta` per ms.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Wait {
+    /// Probability of waiting at all, 0..1.
     pub p: f64,
+    /// Decay rate of the wait's tail, per ms (> 0).
     pub theta: f64,
 }
 
@@ -112,6 +114,7 @@ impl Wait {
     /// No wait.
     pub const NONE: Wait = Wait { p: 0.0, theta: 1.0 };
 
+    /// Mean wait, ms: `p / theta`.
     pub fn mean(&self) -> f64 {
         if self.p > 0.0 {
             self.p / self.theta
@@ -136,6 +139,7 @@ impl Wait {
 /// normal parts, within a few percent for sums of exponential waiting times.
 #[derive(Copy, Clone, Debug, PartialEq, Default)]
 pub struct Latency {
+    /// Mean latency, ms (infinite for a stage that cannot keep up).
     pub mean: f64,
     pos2: [f64; 2],
     neg: [f64; 2],

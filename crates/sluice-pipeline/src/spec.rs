@@ -25,6 +25,8 @@ pub enum Handoff {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
+    /// Unique within the pipeline: 1-64 characters from `[A-Za-z0-9_.-]`, not `input` (see
+    /// [`valid_name`]); `after` lists refer to stages by it.
     pub name: String,
     /// The program to run (argv); relative paths resolve against the spec's directory. Empty for
     /// stages that exist only in planning and simulation (profile-driven models).
@@ -84,12 +86,15 @@ impl StageSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
+    /// The pipeline's name: 1-64 characters from `[A-Za-z0-9_.-]` (see [`valid_name`]).
     pub name: String,
     /// End-to-end p99 latency target, milliseconds.
     pub slo_ms: f64,
     /// Expected load, requests per second.
     #[serde(default)]
     pub load_rps: f64,
+    /// The stages (1..=[`MAX_STAGES`]), forming a DAG through their `after` lists; a stage's
+    /// index in this list is how plans refer to it.
     pub stages: Vec<StageSpec>,
 }
 
@@ -101,32 +106,52 @@ pub const MAX_STAGES: usize = 64;
 /// Why a spec was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpecError {
+    /// The text is not YAML/JSON of a spec's shape (the parser's message).
     #[error("not valid YAML/JSON for a pipeline spec: {0}")]
     Parse(String),
+    /// The pipeline's name breaks [`valid_name`].
     #[error("pipeline name {0:?} is invalid: use 1-64 characters from [A-Za-z0-9_.-]")]
     Name(String),
+    /// A stage's name breaks [`valid_name`] or is the reserved [`INPUT`].
     #[error("stage name {0:?} is invalid: use 1-64 characters from [A-Za-z0-9_.-], not \"input\"")]
     StageName(String),
+    /// The spec lists no stage.
     #[error("the pipeline has no stages")]
     Empty,
+    /// The spec lists more than [`MAX_STAGES`] stages (how many).
     #[error("the pipeline has {0} stages; at most {MAX_STAGES} are allowed")]
     TooManyStages(usize),
+    /// Two stages share this name.
     #[error("stage {0:?} is defined twice")]
     Duplicate(String),
+    /// A stage's `after` names a stage the pipeline does not have.
     #[error("stage {stage:?}: `after` names {missing:?}, which is not a stage of this pipeline")]
-    UnknownPredecessor { stage: String, missing: String },
+    UnknownPredecessor {
+        /// The stage whose `after` is at fault.
+        stage: String,
+        /// The name it lists that matches no stage.
+        missing: String,
+    },
+    /// The named stage lists one predecessor twice.
     #[error("stage {0:?} lists the same predecessor twice")]
     RepeatedPredecessor(String),
+    /// The `after` lists form a cycle; the name is one stage on (or behind) it.
     #[error("the stages form a cycle through {0:?}")]
     Cycle(String),
+    /// A stage's field holds a value outside its range.
     #[error("stage {stage:?}: {field} {problem}")]
     Field {
+        /// The stage at fault.
         stage: String,
+        /// The field, as spelt in the spec (`max_batch`, `max_wait_ms`, ...).
         field: &'static str,
+        /// What is wrong with its value, e.g. "must be 1..=1024, got 0".
         problem: String,
     },
+    /// `slo_ms` is not a finite positive number (the value given).
     #[error("slo_ms must be a positive number of milliseconds, got {0}")]
     Slo(f64),
+    /// `load_rps` is negative or not finite (the value given).
     #[error("load_rps must be a finite number >= 0, got {0}")]
     Load(f64),
 }

@@ -4,8 +4,10 @@
 //! drive the same code: [`scheduler::Scheduler`] composes a queueing policy ([`queue`]), device
 //! concurrency tokens ([`slots`]), device-memory residency ([`memory`]), the warm-sandbox pool
 //! ([`keepalive`]) and service-time estimates ([`estimator`]) into one event-driven core that
-//! answers "what should start now, where, and which memory must move".
+//! answers "what should start now, where, and which memory must move". [`admission`] predicts
+//! how long a new invocation would wait, so an engine can refuse what it could not serve in time.
 
+pub mod admission;
 pub mod estimator;
 pub mod idmap;
 pub mod keepalive;

@@ -18,22 +18,47 @@
 //! together with the function: placement (`placing`) sends it to a device that holds its warm
 //! sandbox or resident memory, else to its home, spilling only when the home is over its load
 //! bound. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
+//!
+//! No invocation blocks others: one that can never be placed (its sandbox needs more device
+//! memory than any device has) is taken off the queue and answered with [`Action::Reject`]; one
+//! that cannot be placed *now* (the creation cap, memory held by running sandboxes) is set aside
+//! for the rest of the dispatch round, with every later invocation of its function (so each
+//! function stays FIFO), and the round goes on with other functions. Admission (a new
+//! invocation's predicted wait), cancelling queued invocations and putting back one whose warm
+//! sandbox was found dead are in `admission`. An invocation waiting in a sandbox's line counts as
+//! queued for admission and can be cancelled there.
 
+mod admission;
 mod lifecycle;
 mod lines;
 mod placing;
 mod types;
 
-pub use types::{Action, ConfigError, FunctionInfo, SchedulerConfig, Start};
+pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start};
 
+use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
 use crate::idmap::IdMap;
 use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
-use crate::memory::{DeviceMemory, FlowCoupling, Location, Rank};
+use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, Rank};
 use crate::placement::Placement;
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
 use crate::slots::DeviceSlots;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
+use std::collections::{HashMap, HashSet};
+
+/// Most invocations one dispatch round sets aside because their function cannot be placed now;
+/// bounds the work of a round when a blocked function has a long queue ahead of others.
+const MAX_SET_ASIDE: usize = 64;
+
+/// The outcome of trying to place one dispatched invocation.
+enum Outcome {
+    Started,
+    /// Not now: try again in a later round.
+    Later,
+    /// Never on these devices.
+    Never(RejectReason),
+}
 
 /// The composed scheduling state machine.
 pub struct Scheduler {
@@ -56,6 +81,14 @@ pub struct Scheduler {
     /// Sum and count of registered functions' device memory (for the pool's derived caps).
     function_memory: (u128, u64),
     lines: lines::Lines,
+    /// Work queued and running, for admission.
+    backlog: Backlog,
+    sharing: Sharing,
+    /// Every queued (not yet started, not cancelled) invocation, also those waiting in a
+    /// sandbox's line: its function and estimate.
+    waiting: HashMap<InvocationId, (FunctionId, Dur)>,
+    /// Cancelled invocations still in the queue policy or a line; dropped when handed out.
+    cancelled: HashSet<InvocationId>,
 }
 
 impl Scheduler {
@@ -74,6 +107,10 @@ impl Scheduler {
             placing::device_ring(&cfg.placement, gpu_memory.len(), cfg.slots.tokens_per_gpu)
                 .map_err(ConfigError::Invalid)?;
         let mut s = Scheduler {
+            sharing: Sharing::of_policy(&cfg.policy),
+            backlog: Backlog::new(),
+            waiting: HashMap::new(),
+            cancelled: HashSet::new(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -115,6 +152,7 @@ impl Scheduler {
         }
         self.queue.register(func, info.weight);
         self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.backlog.set_weight(func, info.weight);
     }
 
     fn info(&self, func: FunctionId) -> FunctionInfo {
@@ -124,7 +162,7 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
-    /// An invocation of `func` arrived.
+    /// An invocation of `func` arrived. Ids must be unique among queued invocations.
     pub fn submit(&mut self, id: InvocationId, func: FunctionId, now: Time) {
         let inv = Invocation {
             id,
@@ -132,6 +170,8 @@ impl Scheduler {
             arrival: now,
             est_service: self.estimator.estimate(func),
         };
+        self.waiting.insert(id, (func, inv.est_service));
+        self.backlog.enqueued(func, inv.est_service);
         self.queue.enqueue(inv, now);
     }
 
@@ -156,7 +196,11 @@ impl Scheduler {
     }
 
     fn dispatch(&mut self, now: Time, out: &mut Vec<Action>) {
-        while !self.queue.is_empty() {
+        // Invocations whose function cannot be placed now, in the order the policy gave them;
+        // they go back to the heads of their queues when the round ends.
+        let mut aside: Vec<Invocation> = Vec::new();
+        let mut blocked: Vec<FunctionId> = Vec::new();
+        while !self.queue.is_empty() && aside.len() < MAX_SET_ASIDE {
             // The queueing policy chooses for the least-loaded device with a free token (its
             // warm preference looks there); placement then chooses the device for the function.
             let Some(candidate) = self.slots.least_loaded() else {
@@ -171,24 +215,54 @@ impl Scheduler {
             let Some(inv) = self.queue.dispatch(now, &ctx) else {
                 break;
             };
+            if self.cancelled.remove(&inv.id) {
+                // Leaves without a token, a start or a sample for the estimator.
+                self.queue.complete(inv.func, now);
+                continue;
+            }
+            if blocked.contains(&inv.func) {
+                aside.push(inv);
+                continue;
+            }
             if self.join_line(inv, now) {
                 continue;
             }
             let gpu = self.device_for(inv.func, candidate);
             if !self.take_token(gpu) {
-                self.queue.requeue_front(inv, now);
-                break;
+                aside.push(inv);
+                blocked.push(inv.func);
+                continue;
             }
-            if !self.place(inv, gpu, now, out) {
-                self.queue.requeue_front(inv, now);
-                self.return_token(gpu);
-                break;
+            match self.place(inv, gpu, now, out) {
+                Outcome::Started => self.started(&inv),
+                Outcome::Later => {
+                    aside.push(inv);
+                    blocked.push(inv.func);
+                    self.return_token(gpu);
+                }
+                Outcome::Never(reason) => {
+                    self.queue.complete(inv.func, now);
+                    self.return_token(gpu);
+                    self.waiting.remove(&inv.id);
+                    self.backlog.dequeued(inv.func, inv.est_service);
+                    out.push(Action::Reject(Reject { inv, reason }));
+                }
             }
+        }
+        for inv in aside.into_iter().rev() {
+            self.queue.requeue_front(inv, now);
         }
     }
 
-    /// Finds a sandbox and memory for `inv` on `gpu`; false if it cannot start now.
-    fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> bool {
+    /// `inv` left the queue (or a line) and starts: admission counts its work as running.
+    fn started(&mut self, inv: &Invocation) {
+        self.waiting.remove(&inv.id);
+        self.backlog.dequeued(inv.func, inv.est_service);
+        self.backlog.started(inv.func, inv.est_service);
+    }
+
+    /// Finds a sandbox and memory for `inv` on `gpu`.
+    fn place(&mut self, inv: Invocation, gpu: GpuId, now: Time, out: &mut Vec<Action>) -> Outcome {
         let memory = &self.memory;
         let resident = |sb| memory.location(sb) == Some(Location::Device);
         let capacity = self.info(inv.func).concurrency;
@@ -200,9 +274,9 @@ impl Scheduler {
                 self.memory.add(sb, gpu, bytes, rank, now);
                 (sb, true)
             }
-            Acquire::Blocked => return false,
+            Acquire::Blocked => return Outcome::Later,
         };
-        match self.memory.admit(sandbox, now) {
+        let err = match self.memory.admit(sandbox, now) {
             Ok(moves) => {
                 out.push(Action::Start(Start {
                     inv,
@@ -216,17 +290,25 @@ impl Scheduler {
                     self.memory.remove(sb.id);
                     out.push(Action::Destroy(sb.id));
                 }
-                true
+                return Outcome::Started;
             }
-            Err(_) if cold => {
-                self.pool.remove(sandbox);
-                self.memory.remove(sandbox);
-                false
+            Err(e) => e,
+        };
+        if cold {
+            self.pool.remove(sandbox);
+            self.memory.remove(sandbox);
+        } else {
+            self.pool.release(sandbox, now);
+        }
+        let largest = (0..self.slots.gpus())
+            .map(|g| self.memory.limit(GpuId(g as u16)))
+            .max()
+            .unwrap_or(0);
+        match err {
+            AdmitError::TooLarge { need, .. } if need > largest => {
+                Outcome::Never(RejectReason::TooLarge { need, largest })
             }
-            Err(_) => {
-                self.pool.release(sandbox, now);
-                false
-            }
+            _ => Outcome::Later,
         }
     }
 
@@ -273,9 +355,9 @@ impl Scheduler {
         }
     }
 
-    /// Queued invocations.
+    /// Queued invocations, also those waiting in a sandbox's line (cancelled ones not counted).
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.waiting.len()
     }
 
     /// The queueing policy's name.
@@ -310,6 +392,8 @@ impl Scheduler {
 
 #[cfg(test)]
 mod placing_tests;
+#[cfg(test)]
+mod progress_tests;
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]

@@ -53,16 +53,22 @@ pub extern "C" fn real_dlsym_address() -> usize {
 pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     // SAFETY: the address is glibc's dlsym or `no_dlsym`, both with this signature.
     let f: DlsymFn = unsafe { std::mem::transmute::<usize, DlsymFn>(real_dlsym_address()) };
+    // SAFETY: the caller passes a valid handle; `name` is a NUL-terminated string that outlives
+    // the call. `f` is never the shim's own `dlsym`, so this cannot recurse.
     unsafe { f(handle, name.as_ptr()) }
 }
 
 /// The shim's answer to `dlsym(handle, symbol)`, or null to let glibc answer. Pseudo-handles
 /// (`RTLD_DEFAULT` finds the shim anyway; `RTLD_NEXT` must keep its meaning) are left alone.
-extern "C" fn replacement(handle: *mut c_void, symbol: *const c_char) -> *mut c_void {
+///
+/// # Safety
+/// `symbol` is null or a NUL-terminated string valid for the call (`dlsym`'s contract, which the
+/// trampoline passes on unchanged); `handle` is only compared, never dereferenced.
+unsafe extern "C" fn replacement(handle: *mut c_void, symbol: *const c_char) -> *mut c_void {
     if handle.is_null() || handle == libc::RTLD_NEXT || symbol.is_null() {
         return std::ptr::null_mut();
     }
-    // SAFETY: dlsym's contract: `symbol` is a NUL-terminated string.
+    // SAFETY: `symbol` is non-null, and the caller promises a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(symbol) }.to_bytes();
     crate::exports::Export::by_symbol(name).map_or(std::ptr::null_mut(), |e| e.address() as _)
 }
@@ -140,10 +146,13 @@ mod tests {
     fn only_library_handles_and_shim_names_are_replaced() {
         let name = c"cuMemAlloc_v2".as_ptr();
         let handle = 0x1000 as *mut c_void;
-        assert!(!replacement(handle, name).is_null());
-        assert!(replacement(std::ptr::null_mut(), name).is_null());
-        assert!(replacement(libc::RTLD_NEXT, name).is_null());
-        assert!(replacement(handle, c"cuInit".as_ptr()).is_null());
-        assert!(replacement(handle, std::ptr::null()).is_null());
+        // SAFETY: every symbol is null or a C string literal; handles are only compared.
+        unsafe {
+            assert!(!replacement(handle, name).is_null());
+            assert!(replacement(std::ptr::null_mut(), name).is_null());
+            assert!(replacement(libc::RTLD_NEXT, name).is_null());
+            assert!(replacement(handle, c"cuInit".as_ptr()).is_null());
+            assert!(replacement(handle, std::ptr::null()).is_null());
+        }
     }
 }

@@ -13,28 +13,51 @@ pub const LIBRARY: &CStr = c"libcuda.so.1";
 
 /// Entry points of the real driver.
 pub struct Driver {
+    /// The `dlopen` handle of `libcuda.so.1`, as an address (kept so that `Driver` is `Send` and
+    /// `Sync`); never closed, so it stays valid for the life of the process.
     handle: usize,
+    /// `cuMemAlloc_v2`: the fallback allocation when the driver has no managed memory.
     pub mem_alloc_v2: Option<MemAllocV2>,
+    /// Legacy `cuMemAlloc`, forwarded unchanged (32-bit pointers cannot hold managed memory).
     pub mem_alloc_v1: Option<MemAllocV1>,
-    pub mem_alloc_pitch_v2: Option<MemAllocPitchV2>,
+    /// Legacy `cuMemAllocPitch`, forwarded unchanged.
     pub mem_alloc_pitch_v1: Option<MemAllocPitchV1>,
+    /// `cuMemAllocManaged`: what every 64-bit allocation becomes when the driver has it.
     pub mem_alloc_managed: Option<MemAllocManaged>,
+    /// `cuMemAllocAsync`, used only when the driver has no managed memory.
     pub mem_alloc_async: Option<MemAllocAsync>,
+    /// `cuMemAllocAsync_ptsz` (per-thread default stream), likewise.
     pub mem_alloc_async_ptsz: Option<MemAllocAsync>,
+    /// `cuMemFree_v2`: every 64-bit free, and the stream-ordered frees of the shim's own
+    /// allocations.
     pub mem_free_v2: Option<MemFreeV2>,
+    /// Legacy `cuMemFree`, forwarded unchanged.
     pub mem_free_v1: Option<MemFreeV1>,
+    /// `cuMemFreeAsync`, for memory the shim did not allocate.
     pub mem_free_async: Option<MemFreeAsync>,
+    /// `cuMemFreeAsync_ptsz`, likewise.
     pub mem_free_async_ptsz: Option<MemFreeAsync>,
+    /// `cuMemGetInfo_v2`: the real figures, replaced by the budget's when one is set.
     pub mem_get_info_v2: Option<MemGetInfoV2>,
+    /// Legacy `cuMemGetInfo`, likewise with 32-bit figures.
     pub mem_get_info_v1: Option<MemGetInfoV1>,
+    /// `cuGetProcAddress` (pre-12.0 signature), asked before the shim substitutes its entry points.
     pub get_proc_address_v1: Option<GetProcAddressV1>,
+    /// `cuGetProcAddress_v2` (CUDA 12 signature), likewise.
     pub get_proc_address_v2: Option<GetProcAddressV2>,
+    /// `cuCtxGetCurrent`: the context an allocation is recorded under.
     pub ctx_get_current: Option<CtxGetCurrent>,
+    /// `cuCtxSetCurrent`: the control thread enters an allocation's context to prefetch or advise.
     pub ctx_set_current: Option<CtxSetCurrent>,
+    /// `cuCtxGetDevice`: the device that `PREFETCH device` and `ADVISE device` target.
     pub ctx_get_device: Option<CtxGetDevice>,
+    /// `cuStreamCreate`: the control thread's own non-blocking stream per context.
     pub stream_create: Option<StreamCreate>,
+    /// `cuStreamSynchronize`: waits for prefetches, and for a stream before a stream-ordered free.
     pub stream_synchronize: Option<StreamSynchronize>,
+    /// `cuMemPrefetchAsync`: moves managed memory on `PREFETCH`.
     pub mem_prefetch_async: Option<MemPrefetchAsync>,
+    /// `cuMemAdvise`: sets the preferred location on `ADVISE`.
     pub mem_advise: Option<MemAdvise>,
 }
 
@@ -44,8 +67,11 @@ pub struct Driver {
 /// `T` must be the `extern "C"` function pointer type of the symbol `name`.
 unsafe fn entry<T: Copy>(handle: *mut c_void, name: &CStr) -> Option<T> {
     const { assert!(size_of::<T>() == size_of::<*mut c_void>()) };
-    // SAFETY: `handle` came from dlopen; the caller vouches for `T`.
+    // SAFETY: `handle` came from dlopen and `name` is a C string.
     let p = unsafe { real_dlsym(handle, name) };
+    // SAFETY: `p` is the non-null address of the driver's function `name`, `T` is that
+    // function's pointer type (the caller's promise) and pointer-sized (checked above), so the
+    // bits of `p` are a valid `T`.
     (!p.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
 }
 
@@ -62,7 +88,6 @@ impl Driver {
                 handle: h as usize,
                 mem_alloc_v2: entry(h, c"cuMemAlloc_v2"),
                 mem_alloc_v1: entry(h, c"cuMemAlloc"),
-                mem_alloc_pitch_v2: entry(h, c"cuMemAllocPitch_v2"),
                 mem_alloc_pitch_v1: entry(h, c"cuMemAllocPitch"),
                 mem_alloc_managed: entry(h, c"cuMemAllocManaged"),
                 mem_alloc_async: entry(h, c"cuMemAllocAsync"),

@@ -16,7 +16,8 @@
 //!
 //! Without a driver every call fails with `CUDA_ERROR_NOT_INITIALIZED`, as a missing library
 //! would make it fail.
-#![allow(non_snake_case, clippy::missing_safety_doc)]
+// The entry points keep the driver's (camel-case) symbol names.
+#![allow(non_snake_case)]
 
 use crate::cuda::*;
 use crate::driver::{self, Driver};
@@ -26,19 +27,33 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 /// The entry points the shim hands out in place of the driver's.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Export {
+    /// [`cuMemAlloc_v2`].
     MemAllocV2,
+    /// [`cuMemAlloc`] (legacy, 32-bit).
     MemAllocV1,
+    /// [`cuMemAllocPitch_v2`].
     MemAllocPitchV2,
+    /// [`cuMemAllocPitch`] (legacy, 32-bit).
     MemAllocPitchV1,
+    /// [`cuMemAllocAsync`].
     MemAllocAsync,
+    /// [`cuMemAllocAsync_ptsz`] (per-thread default stream).
     MemAllocAsyncPtsz,
+    /// [`cuMemFree_v2`].
     MemFreeV2,
+    /// [`cuMemFree`] (legacy, 32-bit).
     MemFreeV1,
+    /// [`cuMemFreeAsync`].
     MemFreeAsync,
+    /// [`cuMemFreeAsync_ptsz`] (per-thread default stream).
     MemFreeAsyncPtsz,
+    /// [`cuMemGetInfo_v2`].
     MemGetInfoV2,
+    /// [`cuMemGetInfo`] (legacy, 32-bit).
     MemGetInfoV1,
+    /// [`cuGetProcAddress`] (pre-12.0 signature).
     GetProcAddressV1,
+    /// [`cuGetProcAddress_v2`] (CUDA 12 signature).
     GetProcAddressV2,
 }
 
@@ -92,6 +107,10 @@ impl Export {
 
 /// A managed allocation of `bytes` into `*dptr`, recorded; a driver without managed memory
 /// gets the `fallback` call instead (recorded as not managed).
+///
+/// # Safety
+/// `dptr` is null (refused) or valid for writes of one `CuDevicePtr`, as the allocation calls'
+/// contract requires.
 unsafe fn managed(
     d: &Driver,
     dptr: *mut CuDevicePtr,
@@ -102,12 +121,17 @@ unsafe fn managed(
         return CUDA_ERROR_INVALID_VALUE;
     }
     let (code, is_managed) = match (d.mem_alloc_managed, fallback) {
+        // SAFETY: `m` is the driver's `cuMemAllocManaged` (looked up with its signature) and
+        // `dptr` is non-null and writable by the caller's promise.
         (Some(m), _) => (unsafe { m(dptr, bytes, CU_MEM_ATTACH_GLOBAL) }, true),
+        // SAFETY: `f` is a driver allocation entry point of this signature; `dptr` as above.
         (None, Some(f)) => (unsafe { f(dptr, bytes) }, false),
         (None, None) => return CUDA_ERROR_NOT_INITIALIZED,
     };
     if code == CUDA_SUCCESS {
-        state::get().record(d, unsafe { *dptr }, bytes as u64, is_managed);
+        // SAFETY: `dptr` is non-null and valid, and on success the driver wrote the address.
+        let ptr = unsafe { *dptr };
+        state::get().record(d, ptr, bytes as u64, is_managed);
     }
     code
 }
@@ -125,14 +149,29 @@ fn forget_then<F: FnOnce() -> CuResult>(ptr: u64, free: F) -> CuResult {
     code
 }
 
+/// `cuMemAlloc_v2`: allocates `bytesize` bytes of managed memory (`CU_MEM_ATTACH_GLOBAL`) into
+/// `*dptr` and records it; without managed memory in the driver, the real `cuMemAlloc_v2`
+/// (recorded as not managed).
+///
+/// # Safety
+/// As the driver's: `dptr` is null (refused with `CUDA_ERROR_INVALID_VALUE`) or valid for
+/// writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CuDevicePtr, bytesize: usize) -> CuResult {
     let Some(d) = driver::get() else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: `dptr` is passed on under this function's contract, which is `managed`'s; the
+    // fallback is the driver's `cuMemAlloc_v2`, of the signature `managed` calls it with.
     unsafe { managed(d, dptr, bytesize, d.mem_alloc_v2) }
 }
 
+/// `cuMemAllocPitch_v2`: one managed allocation of `height` rows of `width` bytes, each row
+/// starting on a [`sizing::PITCH_ALIGN`] boundary; the row pitch goes to `*pitch`. The element
+/// size must be 4, 8 or 16, as for the real call.
+///
+/// # Safety
+/// As the driver's: `dptr` and `pitch` are null (refused) or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocPitch_v2(
     dptr: *mut CuDevicePtr,
@@ -151,13 +190,19 @@ pub unsafe extern "C" fn cuMemAllocPitch_v2(
         Ok(x) => x,
         Err(code) => return code,
     };
+    // SAFETY: `dptr` is passed on under this function's contract, which is `managed`'s.
     let code = unsafe { managed(d, dptr, bytes as usize, None) };
     if code == CUDA_SUCCESS {
+        // SAFETY: `pitch` is non-null (checked above) and valid for writes by the contract.
         unsafe { *pitch = p as usize };
     }
     code
 }
 
+/// [`cuMemAllocAsync`] and its `_ptsz` variant (`ptsz`: call the driver's `_ptsz` function).
+///
+/// # Safety
+/// As [`cuMemAllocAsync`].
 unsafe fn alloc_async(
     dptr: *mut CuDevicePtr,
     bytes: usize,
@@ -173,37 +218,65 @@ unsafe fn alloc_async(
         d.mem_alloc_async
     };
     match (d.mem_alloc_managed, real) {
+        // SAFETY: `f` is the driver's `cuMemAllocAsync` (or `_ptsz`), given the caller's
+        // arguments unchanged under the same contract.
         (None, Some(f)) => unsafe { f(dptr, bytes, stream) },
+        // SAFETY: `dptr` is passed on under the caller's contract, which is `managed`'s.
         _ => unsafe { managed(d, dptr, bytes, None) },
     }
 }
 
+/// `cuMemAllocAsync`: a recorded managed allocation, usable at once (so in stream order for
+/// `stream`); the real stream-ordered call only when the driver has no managed memory.
+///
+/// # Safety
+/// As the driver's: `dptr` is null (refused) or valid for writes; `stream` is a stream of the
+/// current context or a default-stream handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocAsync(
     dptr: *mut CuDevicePtr,
     bytesize: usize,
     stream: CuStream,
 ) -> CuResult {
+    // SAFETY: the arguments are passed on under this function's contract, which is the same.
     unsafe { alloc_async(dptr, bytesize, stream, false) }
 }
 
+/// `cuMemAllocAsync_ptsz`: [`cuMemAllocAsync`] for callers built with the per-thread default
+/// stream.
+///
+/// # Safety
+/// As [`cuMemAllocAsync`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocAsync_ptsz(
     dptr: *mut CuDevicePtr,
     bytesize: usize,
     stream: CuStream,
 ) -> CuResult {
+    // SAFETY: the arguments are passed on under this function's contract, which is the same.
     unsafe { alloc_async(dptr, bytesize, stream, true) }
 }
 
+/// `cuMemFree_v2`: frees `ptr` with the driver and forgets it (the record is restored if the
+/// free fails).
+///
+/// # Safety
+/// As the driver's: `ptr` is a live allocation of the current context, not in use by pending
+/// work.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFree_v2(ptr: CuDevicePtr) -> CuResult {
     let Some(free) = driver::get().and_then(|d| d.mem_free_v2) else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's `cuMemFree_v2` on the caller's pointer, under the caller's contract.
     forget_then(ptr, || unsafe { free(ptr) })
 }
 
+/// [`cuMemFreeAsync`] and its `_ptsz` variant (`ptsz`: the caller uses the per-thread default
+/// stream).
+///
+/// # Safety
+/// As [`cuMemFreeAsync`].
 unsafe fn free_async(ptr: CuDevicePtr, stream: CuStream, ptsz: bool) -> CuResult {
     let Some(d) = driver::get() else {
         return CUDA_ERROR_NOT_INITIALIZED;
@@ -214,6 +287,8 @@ unsafe fn free_async(ptr: CuDevicePtr, stream: CuStream, ptsz: bool) -> CuResult
         } else {
             d.mem_free_async
         };
+        // SAFETY: the driver's `cuMemFreeAsync` (or `_ptsz`) with the caller's arguments,
+        // under the same contract.
         return real.map_or(CUDA_ERROR_NOT_INITIALIZED, |f| unsafe { f(ptr, stream) });
     }
     let (Some(sync), Some(free)) = (d.stream_synchronize, d.mem_free_v2) else {
@@ -225,33 +300,59 @@ unsafe fn free_async(ptr: CuDevicePtr, stream: CuStream, ptsz: bool) -> CuResult
     } else {
         stream
     };
+    // SAFETY: `stream` is the caller's stream of the current context or a default-stream
+    // handle (`CU_STREAM_PER_THREAD` is one), as `cuStreamSynchronize` requires.
     let code = unsafe { sync(stream) };
     if code != CUDA_SUCCESS {
         return code;
     }
+    // SAFETY: `ptr` is a live allocation the shim recorded (checked above), and the work queued
+    // on `stream` before this free, which the stream-ordered free had to wait for, is complete.
     forget_then(ptr, || unsafe { free(ptr) })
 }
 
+/// `cuMemFreeAsync`: for memory the shim allocated, waits for `stream` then frees it at once
+/// (managed memory has no stream-ordered free); other memory goes to the real call.
+///
+/// # Safety
+/// As the driver's: `ptr` is a live allocation and `stream` a stream of the current context or
+/// a default-stream handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFreeAsync(ptr: CuDevicePtr, stream: CuStream) -> CuResult {
+    // SAFETY: the arguments are passed on under this function's contract, which is the same.
     unsafe { free_async(ptr, stream, false) }
 }
 
+/// `cuMemFreeAsync_ptsz`: [`cuMemFreeAsync`] for callers built with the per-thread default
+/// stream; a null stream means the calling thread's default stream.
+///
+/// # Safety
+/// As [`cuMemFreeAsync`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFreeAsync_ptsz(ptr: CuDevicePtr, stream: CuStream) -> CuResult {
+    // SAFETY: the arguments are passed on under this function's contract, which is the same.
     unsafe { free_async(ptr, stream, true) }
 }
 
+/// `cuMemGetInfo_v2`: the driver's free and total device memory, bytes; with a budget set,
+/// `total` is the budget and `free` the part of it this process has not allocated.
+///
+/// # Safety
+/// As the driver's: `free` and `total` are null or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CuResult {
     let Some(real) = driver::get().and_then(|d| d.mem_get_info_v2) else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's `cuMemGetInfo_v2` with the caller's pointers, under the same contract.
     let code = unsafe { real(free, total) };
     if code == CUDA_SUCCESS && !free.is_null() && !total.is_null() {
         let st = state::get();
+        // SAFETY: both pointers are non-null and valid by the contract, and the driver has just
+        // written them (it succeeded).
         let now = unsafe { (*free as u64, *total as u64) };
         let (f, t) = sizing::reported_info(st.budget(), st.registry().totals().bytes, now);
+        // SAFETY: both pointers are non-null and valid for writes by the contract.
         unsafe {
             *free = f as usize;
             *total = t as usize;
@@ -260,6 +361,11 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
     code
 }
 
+/// Legacy `cuMemAlloc` (32-bit pointer): forwarded to the driver unchanged (a 32-bit pointer
+/// cannot hold managed memory) and recorded as not managed.
+///
+/// # Safety
+/// As the driver's: `dptr` is null or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAlloc(dptr: *mut CuDevicePtrV1, bytesize: c_uint) -> CuResult {
     let Some(d) = driver::get() else {
@@ -268,13 +374,21 @@ pub unsafe extern "C" fn cuMemAlloc(dptr: *mut CuDevicePtrV1, bytesize: c_uint) 
     let Some(real) = d.mem_alloc_v1 else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's legacy `cuMemAlloc` with the caller's arguments, same contract.
     let code = unsafe { real(dptr, bytesize) };
     if code == CUDA_SUCCESS && !dptr.is_null() {
-        state::get().record(d, u64::from(unsafe { *dptr }), u64::from(bytesize), false);
+        // SAFETY: `dptr` is non-null and valid by the contract, and the driver wrote it.
+        let ptr = unsafe { *dptr };
+        state::get().record(d, u64::from(ptr), u64::from(bytesize), false);
     }
     code
 }
 
+/// Legacy `cuMemAllocPitch` (32-bit): forwarded to the driver unchanged and recorded as
+/// `pitch × height` bytes, not managed.
+///
+/// # Safety
+/// As the driver's: `dptr` and `pitch` are null or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemAllocPitch(
     dptr: *mut CuDevicePtrV1,
@@ -289,33 +403,50 @@ pub unsafe extern "C" fn cuMemAllocPitch(
     let Some(real) = d.mem_alloc_pitch_v1 else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's legacy `cuMemAllocPitch` with the caller's arguments, same contract.
     let code = unsafe { real(dptr, pitch, width, height, element) };
     if code == CUDA_SUCCESS && !dptr.is_null() && !pitch.is_null() {
-        let bytes = u64::from(unsafe { *pitch }) * u64::from(height);
-        state::get().record(d, u64::from(unsafe { *dptr }), bytes, false);
+        // SAFETY: both pointers are non-null and valid by the contract, and the driver wrote
+        // both.
+        let (ptr, row) = unsafe { (*dptr, *pitch) };
+        let bytes = u64::from(row) * u64::from(height);
+        state::get().record(d, u64::from(ptr), bytes, false);
     }
     code
 }
 
+/// Legacy `cuMemFree` (32-bit pointer): forwarded to the driver, the record forgotten (and
+/// restored if the free fails).
+///
+/// # Safety
+/// As the driver's: `ptr` is a live allocation of the current context.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemFree(ptr: CuDevicePtrV1) -> CuResult {
     let Some(free) = driver::get().and_then(|d| d.mem_free_v1) else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's legacy `cuMemFree` on the caller's pointer, same contract.
     forget_then(u64::from(ptr), || unsafe { free(ptr) })
 }
 
+/// Legacy `cuMemGetInfo` (32-bit figures): the driver's, or with a budget set the budget's,
+/// each clamped to `u32::MAX`.
+///
+/// # Safety
+/// As the driver's: `free` and `total` are null or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemGetInfo(free: *mut c_uint, total: *mut c_uint) -> CuResult {
     let Some(real) = driver::get().and_then(|d| d.mem_get_info_v1) else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's legacy `cuMemGetInfo` with the caller's pointers, same contract.
     let code = unsafe { real(free, total) };
     if code == CUDA_SUCCESS && !free.is_null() && !total.is_null() {
         let st = state::get();
         if let Some(budget) = st.budget() {
             let (f, t) = sizing::reported_info(Some(budget), st.registry().totals().bytes, (0, 0));
             let clamp = |v: u64| c_uint::try_from(v).unwrap_or(c_uint::MAX);
+            // SAFETY: both pointers are non-null and valid for writes by the contract.
             unsafe {
                 *free = clamp(f);
                 *total = clamp(t);
@@ -325,6 +456,12 @@ pub unsafe extern "C" fn cuMemGetInfo(free: *mut c_uint, total: *mut c_uint) -> 
     code
 }
 
+/// `cuGetProcAddress` (pre-12.0 signature): the driver's answer, with the shim's entry point
+/// substituted where it replaces the symbol ([`procaddr::choose`]).
+///
+/// # Safety
+/// As the driver's: `symbol` is a C string and `pfn` valid for reads and writes (or either null,
+/// which the driver refuses).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuGetProcAddress(
     symbol: *const c_char,
@@ -338,13 +475,21 @@ pub unsafe extern "C" fn cuGetProcAddress(
     let Some(real) = d.get_proc_address_v1 else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's `cuGetProcAddress` with the caller's arguments, same contract.
     let code = unsafe { real(symbol, pfn, cuda_version, flags) };
     if code == CUDA_SUCCESS {
+        // SAFETY: the driver accepted `symbol` and `pfn`, so `symbol` is a C string and `pfn`
+        // valid for reads and writes; `substitute` also tolerates null for either.
         unsafe { procaddr::substitute(d, symbol, pfn, cuda_version) };
     }
     code
 }
 
+/// `cuGetProcAddress_v2` (CUDA 12 signature, with `symbol_status`): as [`cuGetProcAddress`].
+///
+/// # Safety
+/// As the driver's: `symbol` is a C string, `pfn` valid for reads and writes, `symbol_status`
+/// null or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuGetProcAddress_v2(
     symbol: *const c_char,
@@ -359,8 +504,11 @@ pub unsafe extern "C" fn cuGetProcAddress_v2(
     let Some(real) = d.get_proc_address_v2 else {
         return CUDA_ERROR_NOT_INITIALIZED;
     };
+    // SAFETY: the driver's `cuGetProcAddress_v2` with the caller's arguments, same contract.
     let code = unsafe { real(symbol, pfn, cuda_version, flags, symbol_status) };
     if code == CUDA_SUCCESS {
+        // SAFETY: the driver accepted `symbol` and `pfn`, so `symbol` is a C string and `pfn`
+        // valid for reads and writes; `substitute` also tolerates null for either.
         unsafe { procaddr::substitute(d, symbol, pfn, cuda_version) };
     }
     code

@@ -15,10 +15,17 @@ use std::time::{Duration, Instant};
 /// A command that failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MoveError {
+    /// The driver lacks an entry point the command needs (its name).
     #[error("the driver has no {0}")]
     Missing(&'static str),
+    /// A driver call returned an error.
     #[error("{call} failed with CUDA error {code}")]
-    Cuda { call: &'static str, code: CuResult },
+    Cuda {
+        /// The driver entry point, e.g. `cuMemPrefetchAsync`.
+        call: &'static str,
+        /// The `CUresult` it returned.
+        code: CuResult,
+    },
 }
 
 /// What a command covered.
@@ -26,7 +33,9 @@ pub enum MoveError {
 pub struct Moved {
     /// Bytes of the allocations covered (prefetched or advised).
     pub bytes: u64,
+    /// Number of allocations covered.
     pub count: u64,
+    /// Wall time the command took, including waiting for prefetches to complete.
     pub elapsed: Duration,
 }
 
@@ -51,7 +60,9 @@ fn check(call: &'static str, code: CuResult) -> Result<(), MoveError> {
 /// Makes `context` current on this thread and returns where `to` is for it.
 fn enter(d: &Driver, context: usize, to: Target) -> Result<CuDevice, MoveError> {
     let set = need(d.ctx_set_current, "cuCtxSetCurrent")?;
-    // SAFETY: a context the driver handed out when the allocation was made.
+    // SAFETY: `context` was current when a still-recorded allocation was made, so the driver
+    // handed it out. The shim assumes a context outlives the allocations made in it (it does not
+    // interpose `cuCtxDestroy`, so it cannot drop the records of a context destroyed early).
     check("cuCtxSetCurrent", unsafe { set(context as CuContext) })?;
     match to {
         Target::Host => Ok(CU_DEVICE_CPU),

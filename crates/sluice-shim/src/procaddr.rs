@@ -62,12 +62,16 @@ pub unsafe fn substitute(d: &Driver, symbol: *const c_char, pfn: *mut *mut c_voi
     if symbol.is_null() || pfn.is_null() {
         return;
     }
+    // SAFETY: `pfn` is non-null, and the caller promises it is valid for reads.
     let found = unsafe { *pfn } as usize;
     if found == 0 {
         return;
     }
+    // SAFETY: `symbol` is non-null, and the caller promises a NUL-terminated string that lives
+    // for this call (the borrow ends with it).
     let name = unsafe { CStr::from_ptr(symbol) }.to_bytes();
     if let Some(e) = choose(name, version, found, |s| d.address_of(s)) {
+        // SAFETY: `pfn` is non-null and, by the caller's promise, valid for writes.
         unsafe { *pfn = e.address() as *mut c_void };
     }
 }

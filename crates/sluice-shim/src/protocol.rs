@@ -16,27 +16,36 @@ use std::fmt;
 /// Where memory goes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// The device of the allocation's context (`device` on the wire).
     Device,
+    /// Host memory (`host` on the wire).
     Host,
 }
 
 /// One request.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// `PREFETCH <target>`: move every managed allocation there and wait until it is.
     Prefetch(Target),
+    /// `ADVISE <target>`: set every managed allocation's preferred location.
     Advise(Target),
+    /// `STATS`: report the registry's totals and the budget.
     Stats,
 }
 
 /// A request that could not be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The line holds no word.
     #[error("empty request")]
     Empty,
+    /// The first word is no known command (the word, upper-cased).
     #[error("unknown command {0:?} (PREFETCH, ADVISE, STATS)")]
     Unknown(String),
+    /// The command (named) lacks its one argument, has a bad one, or has more than one.
     #[error("{0} needs one argument, device or host")]
     Target(&'static str),
+    /// `STATS` was given an argument.
     #[error("STATS takes no argument")]
     Extra,
 }
@@ -64,21 +73,34 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
 /// One reply.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
+    /// A finished `PREFETCH`.
     Moved {
+        /// Bytes prefetched.
         bytes: u64,
+        /// Allocations prefetched.
         count: u64,
+        /// Wall time until every prefetch completed, ms.
         ms: f64,
     },
+    /// A finished `ADVISE`.
     Advised {
+        /// Bytes advised.
         bytes: u64,
+        /// Allocations advised.
         count: u64,
     },
+    /// The answer to `STATS`.
     Stats {
+        /// Bytes of all live allocations.
         bytes: u64,
+        /// Number of live allocations.
         count: u64,
+        /// Bytes of the managed ones.
         managed_bytes: u64,
+        /// The configured budget, bytes (`none` on the wire when unset).
         budget: Option<u64>,
     },
+    /// Any failure (`ERR <message>`, the message flattened to one line).
     Error(String),
 }
 

@@ -7,24 +7,32 @@ use std::collections::BTreeMap;
 /// One live allocation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
+    /// Size, bytes (for a pitched allocation, pitch × height).
     pub bytes: u64,
     /// The `CUcontext` current when it was made, as an address.
     pub context: usize,
+    /// Whether the shim made it managed memory (only then is it prefetched or advised);
+    /// false for legacy 32-bit allocations and the non-managed fallbacks.
     pub managed: bool,
 }
 
 /// Totals over the live allocations.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Bytes of all live allocations; what the budget is charged.
     pub bytes: u64,
+    /// Number of live allocations.
     pub count: u64,
+    /// Bytes of the managed ones among them (≤ `bytes`).
     pub managed_bytes: u64,
 }
 
 /// The managed allocations of one context, as (pointer, bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextAllocations {
+    /// The `CUcontext`, as an address.
     pub context: usize,
+    /// `(device pointer, bytes)` of each managed allocation made in it, ascending by pointer.
     pub ranges: Vec<(u64, u64)>,
 }
 
@@ -64,10 +72,12 @@ impl Registry {
         }
     }
 
+    /// Whether `ptr` is a live allocation the shim recorded.
     pub fn contains(&self, ptr: u64) -> bool {
         self.live.contains_key(&ptr)
     }
 
+    /// Totals over the live allocations, kept up to date on every insert and remove.
     pub fn totals(&self) -> Totals {
         self.totals
     }

@@ -11,7 +11,9 @@ use crate::registry::{Allocation, Registry};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+/// Environment variable naming the control socket's path; unset or empty: no control socket.
 pub const SOCKET_ENV: &str = "SLUICE_SHIM_SOCKET";
+/// Environment variable holding the memory budget, bytes (a decimal integer).
 pub const BUDGET_ENV: &str = "SLUICE_SHIM_BUDGET_BYTES";
 
 /// Everything the interposed calls and the control thread share.
@@ -42,10 +44,13 @@ impl State {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The budget `cuMemGetInfo` reports as total memory, bytes; `None` when unset or not a
+    /// number.
     pub fn budget(&self) -> Option<u64> {
         self.budget
     }
 
+    /// The control socket's path, if one was asked for.
     pub fn socket(&self) -> Option<&PathBuf> {
         self.socket.as_ref()
     }

@@ -22,10 +22,10 @@ const FRACTIONS: [f64; 4] = [0.3, 0.5, 0.7, 0.9];
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let verbose = args.iter().any(|a| a == "-v");
-    let dir = args.iter().find(|a| !a.starts_with('-')).map_or_else(
-        || PathBuf::from("data/gpulet-2080ti"),
-        PathBuf::from,
-    );
+    let dir = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map_or_else(|| PathBuf::from("data/gpulet-2080ti"), PathBuf::from);
     let ocr_dir = PathBuf::from("examples/pipelines/ocr");
     let ocr = ocr_dir
         .join("profile.csv")

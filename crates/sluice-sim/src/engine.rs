@@ -6,14 +6,15 @@
 //! changes; stale ones are recognised by a version number) and scheduler timers. All events at
 //! one instant are applied before the scheduler is polled once for that instant. With a
 //! `max_queue` bound ([`RunOptions`]) an arrival whose predicted queueing delay exceeds it is
-//! rejected (`shed`).
-
-mod shed;
+//! rejected, by the worker's own admission rule: the scheduler's
+//! [`predict_wait`](Scheduler::predict_wait) against the bound
+//! ([`sluice_policy::admission::decide`]).
 
 use crate::device::{DeviceKind, DeviceModel};
 use crate::record::{InvocationRecord, RunResult};
 use crate::workload::Workload;
 use sluice_core::{Dur, GpuId, Invocation, InvocationId, SandboxId, Time};
+use sluice_policy::admission::{decide, Admission};
 use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{Action, FunctionInfo, Scheduler, SchedulerConfig, Start};
 use std::cmp::Reverse;
@@ -114,9 +115,7 @@ pub fn run_with(
         bytes_to_device: 0,
         bytes_to_host: 0,
         actions: Vec::new(),
-        shed: opts
-            .max_queue
-            .map(|b| shed::Shed::new(b, model, gpus, cfg.slots.tokens_per_gpu)),
+        max_queue: opts.max_queue,
         rejected: 0,
     };
     sim.run(progress);
@@ -163,7 +162,7 @@ struct Sim<'a> {
     bytes_to_device: u64,
     bytes_to_host: u64,
     actions: Vec<Action>,
-    shed: Option<shed::Shed>,
+    max_queue: Option<Dur>,
     rejected: u64,
 }
 
@@ -186,8 +185,10 @@ impl Sim<'_> {
                 (None, None) => break,
             };
             while let Some(a) = arrivals.get(next).filter(|a| a.at == now) {
-                let est = self.sched.estimate(a.func);
-                if self.shed.as_mut().is_none_or(|s| s.admit(est)) {
+                let admitted = self.max_queue.is_none_or(|bound| {
+                    decide(self.sched.predict_wait(a.func), bound) == Admission::Admit
+                });
+                if admitted {
                     self.sched.submit(InvocationId(next as u64), a.func, now);
                 } else {
                     self.rejected += 1;
@@ -246,6 +247,8 @@ impl Sim<'_> {
                     Action::Destroy(sb) => {
                         self.ready_at.remove(&sb);
                     }
+                    // Fits no device: refused, as the worker answers it.
+                    Action::Reject(_) => self.rejected += 1,
                 }
             }
         }
@@ -272,9 +275,6 @@ impl Sim<'_> {
     }
 
     fn start(&mut self, s: Start, now: Time) {
-        if let Some(shed) = self.shed.as_mut() {
-            shed.started(s.inv.est_service);
-        }
         let profile = &self.workload.functions[s.inv.func.index()];
         let solo = if self.on_gpu {
             profile.gpu_warm

@@ -6,10 +6,7 @@ use sluice_sim::pipeline::evaluate::{self, EvalConfig, Evaluation};
 use sluice_sim::pipeline::PeakConfig;
 use std::path::PathBuf;
 
-const GPULET: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../data/gpulet-2080ti"
-);
+const GPULET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/gpulet-2080ti");
 
 fn small(ocr: Option<(PathBuf, PathBuf)>) -> EvalConfig {
     EvalConfig {

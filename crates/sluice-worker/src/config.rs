@@ -1,8 +1,11 @@
 //! The worker's configuration file, with embedded defaults (`config/worker.toml`). Unknown keys
-//! are errors; [`WorkerConfig::validate`] checks what serde cannot.
+//! are errors; [`WorkerConfig::validate`] checks what serde cannot. The API token may come from
+//! the file (`auth_token`), a file it names (`auth_token_file`) or the environment
+//! (`SLUICE_AUTH_TOKEN`); [`WorkerConfig::resolve_token`] settles which.
 
 use serde::{Deserialize, Serialize};
 use sluice_policy::scheduler::SchedulerConfig;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,28 @@ pub enum IsolationChoice {
     Bubblewrap,
     Unshare,
     Plain,
+}
+
+/// Who sandboxes run as and what they never see (`[sandbox]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// A worker running as root gives each sandbox its own host uid (and gid) from
+    /// `uid_base .. uid_base + uid_count`: a range no other user or tool of the host uses.
+    pub uid_base: u32,
+    pub uid_count: u32,
+    /// Host paths never bound into a sandbox, besides the data directory (e.g. the config).
+    pub hide: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            uid_base: 100_000,
+            uid_count: 65_536,
+            hide: Vec::new(),
+        }
+    }
 }
 
 /// GPU discovery and sharing.
@@ -46,6 +71,56 @@ impl Default for GpuConfig {
     }
 }
 
+/// Cluster membership: with `etcd` endpoints the worker joins a cluster (a lease-bound key,
+/// the registry mirrored from etcd, local registration refused); without, it is standalone.
+/// The agent itself lives in the `sluice-cluster` crate.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// etcd endpoints (`http://host:2379`); empty: standalone.
+    pub etcd: Vec<String>,
+    /// `host:port` routers reach this worker at (default: the listen address).
+    pub advertise: Option<String>,
+    /// Member id (default: derived from the advertised address).
+    pub id: Option<String>,
+    /// Lease TTL, seconds: a worker that cannot renew within it drains itself (default 10).
+    pub lease_ttl_s: Option<u64>,
+    /// Labels announced with the membership record.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ClusterSettings {
+    /// Whether the worker is a cluster member.
+    pub fn enabled(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+}
+
+/// The HTTP server's connection limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection must deliver a complete request head within this long of opening or of its
+    /// previous response, else it is closed: the idle keep-alive timeout and the slow-header
+    /// (slow-loris) bound at once, as hyper times both from the same instant.
+    pub header_timeout_ms: u64,
+    /// A request's whole body must arrive within this long (else 408 and the connection closes).
+    pub body_timeout_ms: u64,
+    /// Most open connections. At the cap a new connection closes the longest-open idle one; if
+    /// none is idle it is answered 503 and closed. Lowered at start to fit the descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 15_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
 /// The whole worker configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,18 +128,27 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub auth_token: Option<String>,
+    /// A file holding the token (its trailing newline ignored), instead of `auth_token`.
+    pub auth_token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub max_queued: usize,
     pub max_queued_per_function: usize,
     pub isolation: IsolationChoice,
+    /// Required with `isolation = "plain"`: the operator accepts running functions unisolated.
+    pub allow_unisolated: bool,
     pub start_timeout_ms: u64,
     pub async_retention_s: u64,
     pub async_max_attempts: u32,
+    /// At SIGTERM/SIGINT, how long running invocations get to finish before the worker exits.
+    pub shutdown_grace_ms: u64,
     pub cpu_slots: u32,
     pub functions: Vec<PathBuf>,
+    pub http: HttpConfig,
     pub gpu: GpuConfig,
+    pub sandbox: SandboxConfig,
     pub scheduler: SchedulerConfig,
+    pub cluster: ClusterSettings,
 }
 
 impl Default for WorkerConfig {
@@ -73,18 +157,24 @@ impl Default for WorkerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("/var/lib/sluice"),
             auth_token: None,
+            auth_token_file: None,
             max_body_bytes: 8 << 20,
             max_response_bytes: 8 << 20,
             max_queued: 10_000,
             max_queued_per_function: 2_000,
             isolation: IsolationChoice::Auto,
+            allow_unisolated: false,
             start_timeout_ms: 30_000,
             async_retention_s: 86_400,
             async_max_attempts: 3,
+            shutdown_grace_ms: 30_000,
             cpu_slots: 0,
             functions: Vec::new(),
+            http: HttpConfig::default(),
             gpu: GpuConfig::default(),
+            sandbox: SandboxConfig::default(),
             scheduler: SchedulerConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -127,13 +217,49 @@ impl WorkerConfig {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// Settles the API token: `SLUICE_AUTH_TOKEN` (passed in as `env`) if set, else the
+    /// contents of `auth_token_file`, else `auth_token`; then checks it.
+    pub fn resolve_token(&mut self, env: Option<String>) -> Result<(), String> {
+        if let Some(t) = env {
+            check_token(&t, "SLUICE_AUTH_TOKEN")?;
+            self.auth_token = Some(t);
+            self.auth_token_file = None;
+        } else if let Some(path) = self.auth_token_file.take() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read auth_token_file {}: {e}", path.display()))?;
+            let t = text.strip_suffix('\n').unwrap_or(&text);
+            let t = t.strip_suffix('\r').unwrap_or(t);
+            check_token(t, &format!("auth_token_file {}", path.display()))?;
+            self.auth_token = Some(t.to_string());
+        }
+        self.validate()
+    }
+
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.listen.ip().is_loopback() && self.auth_token.as_deref().is_none_or(str::is_empty) {
+        if self.auth_token.is_some() && self.auth_token_file.is_some() {
+            return Err("set auth_token or auth_token_file, not both".into());
+        }
+        if let Some(t) = &self.auth_token {
+            check_token(t, "auth_token")?;
+        }
+        if !self.listen.ip().is_loopback()
+            && self.auth_token.is_none()
+            && self.auth_token_file.is_none()
+        {
             return Err(format!(
-                "listen = {} is not a loopback address: set auth_token",
+                "listen = {} is not a loopback address: set auth_token, auth_token_file or \
+                 SLUICE_AUTH_TOKEN",
                 self.listen
             ));
+        }
+        let h = &self.http;
+        if h.header_timeout_ms == 0 || h.body_timeout_ms == 0 || h.max_connections == 0 {
+            return Err(
+                "http.header_timeout_ms, http.body_timeout_ms and http.max_connections must be \
+                 positive"
+                    .into(),
+            );
         }
         if self.max_body_bytes == 0 || self.max_response_bytes == 0 {
             return Err("max_body_bytes and max_response_bytes must be positive".into());
@@ -144,10 +270,31 @@ impl WorkerConfig {
         if self.start_timeout_ms == 0 || self.async_max_attempts == 0 {
             return Err("start_timeout_ms and async_max_attempts must be positive".into());
         }
+        if self.isolation == IsolationChoice::Plain && !self.allow_unisolated {
+            return Err(
+                "isolation = \"plain\" runs functions unisolated: set allow_unisolated = true to \
+                 accept that"
+                    .into(),
+            );
+        }
+        let sb = &self.sandbox;
+        if sb.uid_base == 0 || sb.uid_count == 0 || sb.uid_base.checked_add(sb.uid_count).is_none()
+        {
+            return Err(
+                "sandbox.uid_base and sandbox.uid_count must be a non-empty range above 0".into(),
+            );
+        }
         if !(self.gpu.simulated_memory_gib.is_finite() && self.gpu.simulated_memory_gib > 0.0)
             || self.gpu.simulated_count == 0
         {
             return Err("gpu.simulated_count and gpu.simulated_memory_gib must be positive".into());
+        }
+        if self
+            .cluster
+            .lease_ttl_s
+            .is_some_and(|t| !(2..=600).contains(&t))
+        {
+            return Err("cluster.lease_ttl_s must be in 2..=600".into());
         }
         sluice_policy::scheduler::Scheduler::new(&self.scheduler, vec![1 << 30])
             .map(|_| ())
@@ -162,6 +309,21 @@ impl WorkerConfig {
             std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
         }
     }
+}
+
+/// A usable token: not blank, and only visible ASCII (what an `Authorization` header carries).
+fn check_token(t: &str, origin: &str) -> Result<(), String> {
+    if t.trim().is_empty() {
+        return Err(format!(
+            "{origin} is blank: a blank token would let anyone in"
+        ));
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{origin} must be visible ASCII characters only (no spaces or control characters)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,5 +346,48 @@ mod tests {
         assert!(e.to_string().contains("listne"), "{e}");
         let e = WorkerConfig::parse("[scheduler]\npolicy = \"lifo\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("lifo"), "{e}");
+    }
+
+    #[test]
+    fn blank_tokens_are_refused_and_the_token_can_come_from_a_file_or_the_environment() {
+        for blank in ["\"\"", "\"  \"", "\"a b\""] {
+            let e = WorkerConfig::parse(&format!("auth_token = {blank}\n"), "t").unwrap_err();
+            assert!(e.to_string().contains("auth_token"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!(
+            "listen = \"0.0.0.0:80\"\nauth_token_file = \"{}\"\n",
+            file.display()
+        );
+        let mut c = WorkerConfig::parse(&text, "t").unwrap();
+        c.resolve_token(None).unwrap();
+        assert_eq!(c.auth_token.as_deref(), Some("from-file"));
+        c.resolve_token(Some("from-env".into())).unwrap();
+        assert_eq!(
+            c.auth_token.as_deref(),
+            Some("from-env"),
+            "the environment wins"
+        );
+        assert!(c.resolve_token(Some(" ".into())).is_err());
+        std::fs::write(&file, "\n").unwrap();
+        let mut c = WorkerConfig::parse(&text, "t").unwrap();
+        assert!(c.resolve_token(None).unwrap_err().contains("blank"));
+        let both = format!(
+            "auth_token = \"x\"\nauth_token_file = \"{}\"\n",
+            file.display()
+        );
+        assert!(WorkerConfig::parse(&both, "t").is_err());
+    }
+
+    #[test]
+    fn plain_isolation_needs_an_explicit_allowance() {
+        let e = WorkerConfig::parse("isolation = \"plain\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("allow_unisolated"), "{e}");
+        let ok = WorkerConfig::parse("isolation = \"plain\"\nallow_unisolated = true\n", "t");
+        assert!(ok.is_ok());
+        let e = WorkerConfig::parse("[sandbox]\nuid_count = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("uid_count"), "{e}");
     }
 }

@@ -20,8 +20,11 @@ pub struct Resources {
     pub gpu: bool,
     /// Estimated device memory of one sandbox, MiB (the memory policy's input).
     pub gpu_memory_mb: u64,
-    /// Whether the sandbox may use the network (otherwise it gets none, loopback only).
+    /// Whether the sandbox may use the network: outbound access through a user-mode stack in
+    /// its own network namespace (otherwise it has its own loopback only).
     pub network: bool,
+    /// Size of the sandbox's private `/tmp` (a tmpfs counted in its memory), MiB.
+    pub tmp_mb: u64,
 }
 
 impl Default for Resources {
@@ -33,9 +36,17 @@ impl Default for Resources {
             gpu: false,
             gpu_memory_mb: 0,
             network: false,
+            tmp_mb: 64,
         }
     }
 }
+
+/// Upper bounds of [`Resources`] (1 TiB of memory, in MiB).
+pub const MAX_MEMORY_MB: u64 = 1 << 20;
+/// Most processes and threads a sandbox may be allowed.
+pub const MAX_PIDS: u32 = 65_536;
+/// Largest private `/tmp`, MiB (64 GiB).
+pub const MAX_TMP_MB: u64 = 64 << 10;
 
 /// A function as registered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,14 +59,24 @@ pub struct FunctionSpec {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory inside the sandbox (default: the sandbox's private tmp).
+    /// Working directory, bound read-only into the sandbox at its own path (default: the
+    /// sandbox's private tmp).
     #[serde(default)]
     pub workdir: Option<PathBuf>,
+    /// Further host paths the function reads (files or directories, absolute), bound read-only
+    /// at their own paths; the program, path arguments, path-valued environment entries and the
+    /// workdir are bound without being listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
     #[serde(default)]
     pub resources: Resources,
     /// An invocation running longer than this is killed, ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Most predicted queueing delay at which an invocation is still admitted, ms (default: the
+    /// timeout); beyond it the worker answers 429 with a `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_ms: Option<u64>,
     /// Most invocations one sandbox runs at once: with more than 1 the worker sends further
     /// requests to a running sandbox instead of starting another (the function must serve them
     /// concurrently); each invocation still holds its own device slot.
@@ -118,14 +139,47 @@ impl FunctionSpec {
         if !(r.cpus.is_finite() && r.cpus > 0.0 && r.cpus <= 1024.0) {
             return Err(err("resources.cpus", "must be in (0, 1024]"));
         }
-        if r.memory_mb < 16 {
-            return Err(err("resources.memory_mb", "must be at least 16"));
+        if !(16..=MAX_MEMORY_MB).contains(&r.memory_mb) {
+            return Err(err(
+                "resources.memory_mb",
+                format!("must be in 16..={MAX_MEMORY_MB}"),
+            ));
         }
-        if r.pids < 4 {
-            return Err(err("resources.pids", "must be at least 4"));
+        if r.gpu_memory_mb > MAX_MEMORY_MB {
+            return Err(err(
+                "resources.gpu_memory_mb",
+                format!("must be at most {MAX_MEMORY_MB}"),
+            ));
+        }
+        if !(4..=MAX_PIDS).contains(&r.pids) {
+            return Err(err("resources.pids", format!("must be in 4..={MAX_PIDS}")));
+        }
+        if !(1..=MAX_TMP_MB).contains(&r.tmp_mb) {
+            return Err(err(
+                "resources.tmp_mb",
+                format!("must be in 1..={MAX_TMP_MB}"),
+            ));
+        }
+        if self.files.len() > 64 {
+            return Err(err("files", "at most 64 paths"));
+        }
+        for f in &self.files {
+            let text = f.to_string_lossy();
+            if !f.is_absolute()
+                || text.contains('\0')
+                || f.components().any(|c| c.as_os_str() == "..")
+            {
+                return Err(err(
+                    "files",
+                    format!("{text:?} must be an absolute path without '..'"),
+                ));
+            }
         }
         if self.timeout_ms == 0 || self.timeout_ms > 24 * 3_600_000 {
             return Err(err("timeout_ms", "must be in 1..=86400000"));
+        }
+        if self.max_queue_ms.is_some_and(|ms| ms > 24 * 3_600_000) {
+            return Err(err("max_queue_ms", "must be in 0..=86400000"));
         }
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(err("concurrency", "must be in 1..=1024"));
@@ -134,6 +188,11 @@ impl FunctionSpec {
             return Err(err("weight", "must be a positive number"));
         }
         Ok(())
+    }
+
+    /// The admission bound: `max_queue_ms`, or the timeout when it is not set.
+    pub fn max_queue_ms(&self) -> u64 {
+        self.max_queue_ms.unwrap_or(self.timeout_ms)
     }
 }
 
@@ -151,7 +210,10 @@ mod tests {
         assert_eq!(s.timeout_ms, 60_000);
         assert_eq!(s.concurrency, 1);
         assert_eq!(s.resources.memory_mb, 512);
+        assert_eq!(s.max_queue_ms(), 60_000, "the timeout");
         assert!(s.validate().is_ok());
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("max_queue_ms").is_none(), "unset stays unset");
     }
 
     type Mutation = fn(&mut FunctionSpec);
@@ -164,7 +226,28 @@ mod tests {
             (|s| s.command.clear(), "command"),
             (|s| s.resources.cpus = 0.0, "resources.cpus"),
             (|s| s.resources.memory_mb = 1, "resources.memory_mb"),
+            (
+                |s| s.resources.memory_mb = MAX_MEMORY_MB + 1,
+                "resources.memory_mb",
+            ),
+            (|s| s.resources.memory_mb = u64::MAX, "resources.memory_mb"),
+            (
+                |s| s.resources.gpu_memory_mb = u64::MAX,
+                "resources.gpu_memory_mb",
+            ),
+            (
+                |s| s.resources.gpu_memory_mb = MAX_MEMORY_MB + 1,
+                "resources.gpu_memory_mb",
+            ),
+            (|s| s.resources.pids = 1, "resources.pids"),
+            (|s| s.resources.pids = u32::MAX, "resources.pids"),
+            (|s| s.resources.tmp_mb = 0, "resources.tmp_mb"),
+            (|s| s.resources.tmp_mb = MAX_TMP_MB + 1, "resources.tmp_mb"),
+            (|s| s.files = vec!["relative/path".into()], "files"),
+            (|s| s.files = vec!["/a/../etc/shadow".into()], "files"),
+            (|s| s.files = vec!["/x".into(); 65], "files"),
             (|s| s.timeout_ms = 0, "timeout_ms"),
+            (|s| s.max_queue_ms = Some(86_400_001), "max_queue_ms"),
             (|s| s.concurrency = 0, "concurrency"),
             (|s| s.weight = f64::NAN, "weight"),
             (
@@ -179,6 +262,26 @@ mod tests {
             mutate(&mut s);
             assert_eq!(s.validate().unwrap_err().field, field);
         }
+    }
+
+    #[test]
+    fn bounds_are_inclusive_and_files_parse() {
+        let mut s: FunctionSpec = serde_json::from_str(
+            r#"{"name":"a","command":["x"],"files":["/opt/model.onnx"],"resources":{"tmp_mb":16}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.files, vec![PathBuf::from("/opt/model.onnx")]);
+        assert_eq!(s.resources.tmp_mb, 16);
+        s.resources.memory_mb = MAX_MEMORY_MB;
+        s.resources.gpu_memory_mb = MAX_MEMORY_MB;
+        s.resources.pids = MAX_PIDS;
+        s.resources.tmp_mb = MAX_TMP_MB;
+        assert!(s.validate().is_ok());
+        // The largest accepted device memory converts to bytes without overflow.
+        assert_eq!(
+            s.resources.gpu_memory_mb.checked_mul(1 << 20),
+            Some(1 << 40)
+        );
     }
 
     #[test]

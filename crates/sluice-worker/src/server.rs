@@ -1,14 +1,20 @@
-//! Starting and stopping a whole worker: open the store, find devices, choose the sandbox
-//! isolation, build the engine, re-register stored functions, resume accepted asynchronous
-//! invocations, serve the API until SIGINT/SIGTERM, then drain.
+//! Starting and stopping a whole worker: lock the data directory, open the store, find devices,
+//! choose the sandbox isolation, build the engine, re-register stored functions, resume accepted
+//! asynchronous invocations, serve the API (`http`) until SIGINT/SIGTERM, publish the bound
+//! address (`datadir`), then stop gracefully: queued invocations are handed back (an accepted
+//! asynchronous one stays Queued, attempts untouched, and runs at the next start), running
+//! ones get `shutdown_grace_ms` to finish.
 
-use crate::api::{self, AppState};
+mod datadir;
+mod http;
+
+use crate::api::{self, AppState, AsyncTasks};
 use crate::config::{IsolationChoice, WorkerConfig};
 use crate::devices::{self, BackendKind, MpsDaemon, SimulatedConfig};
 use crate::engine::Engine;
 use crate::function::FunctionSpec;
 use crate::pipeline::{DeployRequest, Pipelines};
-use crate::sandbox::{Isolation, Launcher};
+use crate::sandbox::{Isolation, IsolationChoice as Choice, Launcher, LauncherConfig};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -18,15 +24,29 @@ use std::sync::Arc;
 pub struct Worker {
     pub state: api::Shared,
     _mps: Option<MpsDaemon>,
+    _lock: datadir::DirLock,
 }
 
-fn launcher(choice: IsolationChoice) -> Launcher {
-    match choice {
-        IsolationChoice::Auto => Launcher::detect(),
-        IsolationChoice::Bubblewrap => Launcher::with(Isolation::Bubblewrap),
-        IsolationChoice::Unshare => Launcher::with(Isolation::Unshare),
-        IsolationChoice::Plain => Launcher::with(Isolation::Plain),
-    }
+/// The sandbox launcher the configuration asks for: sandboxes under `<data_dir>/sandboxes`,
+/// which (with the data directory, the shared-memory root and the configured paths) no sandbox
+/// may have bound; unshare mode's helper is this executable (`sluice`).
+fn launcher(cfg: &WorkerConfig, shm_root: &Path) -> Result<Launcher> {
+    let mut lc = LauncherConfig::new(cfg.data_dir.join("sandboxes"));
+    lc.isolation = match cfg.isolation {
+        IsolationChoice::Auto => Choice::Auto,
+        IsolationChoice::Bubblewrap => Choice::Only(Isolation::Bubblewrap),
+        IsolationChoice::Unshare => Choice::Only(Isolation::Unshare),
+        IsolationChoice::Plain => Choice::Only(Isolation::Plain),
+    };
+    lc.allow_unisolated = cfg.allow_unisolated;
+    lc.uids = sluice_sandbox::UidRange {
+        base: cfg.sandbox.uid_base,
+        count: cfg.sandbox.uid_count,
+    };
+    lc.hidden = cfg.sandbox.hide.clone();
+    lc.hidden.push(cfg.data_dir.clone());
+    lc.hidden.push(shm_root.to_path_buf());
+    Ok(Launcher::new(lc)?)
 }
 
 /// Reads a `function.json`, resolving a relative `workdir` and relative `PYTHONPATH`-style env
@@ -61,6 +81,8 @@ impl Worker {
     pub async fn start(cfg: WorkerConfig) -> Result<Worker> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+        let lock = datadir::lock(&cfg.data_dir)?;
+        datadir::forget_address(&cfg.data_dir);
         let store = Arc::new(Store::open(&cfg.data_dir.join("sluice.redb"))?);
         let sim = SimulatedConfig {
             count: cfg.gpu.simulated_count,
@@ -84,18 +106,28 @@ impl Worker {
         } else {
             None
         };
-        let launcher = launcher(cfg.isolation);
+        let launcher = launcher(&cfg, &shm_root(&cfg.data_dir))?;
         tracing::info!("sandboxes: {}", launcher.isolation());
-        launcher.sweep_stale_cgroups();
+        launcher.sweep_stale();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();
         let cfg_data_dir = cfg.data_dir.clone();
         let engine = Engine::new(cfg, devices, launcher)?;
-        for spec in store.list_functions()? {
+        let (stored, damaged) = store.load_functions()?;
+        for e in damaged {
+            tracing::error!("a stored function cannot be read and is not registered: {e}");
+        }
+        for spec in stored {
+            if let Err(e) = engine.check_fits(&spec) {
+                tracing::error!(function = %spec.name, "{e}: its invocations will fail");
+            }
             engine.register(spec);
         }
         for f in &files {
             let spec = load_function_file(f, &cwd)?;
+            engine
+                .check_fits(&spec)
+                .with_context(|| format!("in {}", f.display()))?;
             store.put_function(&spec)?;
             engine.register(spec);
         }
@@ -104,6 +136,7 @@ impl Worker {
             engine,
             store,
             pipelines,
+            async_tasks: AsyncTasks::default(),
         });
         tokio::spawn(redeploy_pipelines(state.clone()));
         tokio::spawn(purge_loop(
@@ -116,26 +149,81 @@ impl Worker {
         if resumed > 0 {
             tracing::info!("re-running {resumed} accepted asynchronous invocation(s)");
         }
-        Ok(Worker { state, _mps: mps })
+        Ok(Worker {
+            state,
+            _mps: mps,
+            _lock: lock,
+        })
     }
 
-    /// Serves the API on `listener` until `shutdown` resolves, then drains.
+    /// Serves the API on `listener` (its address written to `<data_dir>/listen.addr` and
+    /// logged) until `shutdown` resolves, then stops gracefully.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let engine = self.state.engine.clone();
+        let cfg = engine.config().clone();
+        let grace = std::time::Duration::from_millis(cfg.shutdown_grace_ms);
+        let limits = http::Limits {
+            header_timeout: std::time::Duration::from_millis(cfg.http.header_timeout_ms),
+            max_connections: connection_cap(cfg.http.max_connections),
+            grace,
+        };
+        let addr = listener.local_addr()?;
+        let file = datadir::publish_address(&cfg.data_dir, addr)?;
+        tracing::info!(
+            "serving on http://{addr} (written to {}), at most {} connections",
+            file.display(),
+            limits.max_connections
+        );
         let app = api::router(self.state.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                engine.drain();
-            })
-            .await?;
+        let stopper = engine.clone();
+        http::serve(listener, app, limits, async move {
+            shutdown.await;
+            let handed_back = stopper.stop();
+            tracing::info!(
+                "stopping: {handed_back} queued invocation(s) handed back, {} running get up to {} ms",
+                stopper.running(),
+                grace.as_millis()
+            );
+        })
+        .await;
+        if !engine.wait_idle(grace).await {
+            tracing::warn!(
+                "{} invocation(s) still running at the end of the grace period",
+                engine.running()
+            );
+        }
+        self.state.async_tasks.wait(grace).await;
         self.state.pipelines.shutdown().await;
+        datadir::forget_address(&cfg.data_dir);
         Ok(())
     }
+}
+
+/// The connection cap: `configured`, lowered to fit the process's descriptor limit with room
+/// for everything else the worker opens (sandboxes, their sockets and pipes, the store).
+fn connection_cap(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes into the struct we pass and touches nothing else.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return configured;
+    }
+    let nofile = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    let reserve = (nofile / 4).max(64);
+    let fits = nofile.saturating_sub(reserve).max(1);
+    if fits < configured {
+        tracing::warn!(
+            "http.max_connections lowered from {configured} to {fits} to fit the descriptor limit of {nofile}"
+        );
+    }
+    configured.min(fits)
 }
 
 /// Where pipelines' shared-memory groups live: `/dev/shm/sluice` (a tmpfs) where it exists,

@@ -30,7 +30,7 @@ fn store_functions_and_ids_survive_reopen_and_ids_never_repeat() -> R {
         if round == 0 {
             s.put_function(&spec("keep")?)?;
             s.put_function(&spec("gone")?)?;
-            s.delete_function("gone")?;
+            s.delete_function("gone", 1)?;
         }
         assert_eq!(s.list_functions()?, vec![spec("keep")?]);
         for i in 0..3 {

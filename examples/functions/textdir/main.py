@@ -23,9 +23,16 @@ import math
 import os
 import threading
 
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
+try:
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+except ModuleNotFoundError as missing:
+    raise SystemExit(
+        f"textdir: the Python module {missing.name!r} is not installed; install the examples' "
+        "packages with scripts/install-python-deps.sh (from the repository root), or "
+        "pip install -r examples/functions/textdir/requirements.txt"
+    ) from missing
 
 SHAPE = (3, 48, 192)  # cls_image_shape
 LABELS = ("0", "180")

@@ -19,7 +19,14 @@ sys.path.insert(0, HERE)
 
 from sluice_stage import serve  # noqa: E402
 
-from ocr.stages import make_handler  # noqa: E402
+try:
+    from ocr.stages import make_handler  # noqa: E402
+except ModuleNotFoundError as missing:
+    raise SystemExit(
+        f"ocr stage: the Python module {missing.name!r} is not installed; install the examples' "
+        "packages with scripts/install-python-deps.sh (from the repository root), or "
+        "pip install -r examples/functions/textdir/requirements.txt"
+    ) from missing
 
 STAGES = ("det", "cls", "rec")
 

@@ -1,7 +1,12 @@
-//! `sluice load --pipeline NAME --rates R1,R2,…`: open-loop Poisson load on a deployed pipeline
-//! at each rate in turn, with inputs cycled from files. Every request's end-to-end latency and
-//! per-stage time (from the worker's `x-sluice-stages` header: queue, total, batch) is kept;
-//! the report gives, per rate, the throughput, errors, and p50/p99 end to end and per stage.
+//! `sluice load --pipeline NAME --rates R1,R2,…`: open-loop load on a deployed pipeline at each
+//! rate in turn, with inputs cycled from files. A run at rate R for D seconds sends exactly
+//! round(R·D) requests, at the instants of a Poisson process conditioned on that count (sorted
+//! uniform instants over the run), so it keeps Poisson burstiness and still sends what it
+//! promises. A request is sent at its instant even when earlier ones have not answered (open
+//! loop). Every request's end-to-end latency and per-stage time (from the worker's
+//! `x-sluice-stages` header: queue, total, batch) is kept; the report gives, per rate, the
+//! throughput, errors, p50/p99 end to end (flagged when the p99 is above the pipeline's target)
+//! and per stage, stages in pipeline order.
 
 use super::client::{Api, Endpoint};
 use anyhow::{bail, Context, Result};
@@ -50,6 +55,15 @@ fn tail(mut v: Vec<f64>) -> Tail {
     }
 }
 
+/// One stage's figures at one rate.
+#[derive(Serialize, Debug)]
+pub struct StageReport {
+    pub stage: String,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_batch: f64,
+}
+
 /// One rate's results.
 #[derive(Serialize, Debug)]
 pub struct RateReport {
@@ -59,10 +73,31 @@ pub struct RateReport {
     pub errors: usize,
     pub throughput_rps: f64,
     pub e2e: Tail,
-    pub stages: BTreeMap<String, Tail>,
-    pub mean_batch: BTreeMap<String, f64>,
+    /// The pipeline's p99 target, ms.
+    pub slo_ms: f64,
+    /// Whether the end-to-end p99 is within the target (and nothing failed).
+    pub meets_target: bool,
+    /// Per stage, in the pipeline's order.
+    pub stages: Vec<StageReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+}
+
+/// What the load needs to know of the deployed pipeline.
+struct Target {
+    slo_ms: f64,
+    stages: Vec<String>,
+}
+
+/// The send instants, seconds from the start, of a run at `rate` for `duration_s`: exactly
+/// round(rate·duration) of them, sorted, uniform over the run (a Poisson process conditioned on
+/// its count), from `seed`.
+pub fn arrivals(rate: f64, duration_s: f64, seed: u64) -> Vec<f64> {
+    let n = (rate * duration_s).round() as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ rate.to_bits());
+    let mut at: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * duration_s).collect();
+    at.sort_by(f64::total_cmp);
+    at
 }
 
 /// `det=0.4/12.1/4,…` → (stage, total ms, batch).
@@ -79,29 +114,26 @@ fn parse_stages(h: &str) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
-async fn one_rate(api: &Api, load: &PipelineLoad, inputs: &[Bytes], rate: f64) -> RateReport {
+async fn one_rate(
+    api: &Api,
+    load: &PipelineLoad,
+    target: &Target,
+    inputs: &[Bytes],
+    rate: f64,
+) -> RateReport {
     let samples = Arc::new(Mutex::new(Samples::default()));
-    let mut rng = ChaCha8Rng::seed_from_u64(load.seed ^ rate.to_bits());
     let path = format!("/v1/pipelines/{}/invoke", load.pipeline);
     let start = tokio::time::Instant::now();
-    let end = start + Duration::from_secs_f64(load.duration_s);
-    let mut at = start;
-    let mut tasks = Vec::new();
-    let mut k = 0usize;
-    loop {
-        let gap: f64 = -(1.0 - rng.random::<f64>()).ln() / rate;
-        at += Duration::from_secs_f64(gap);
-        if at >= end {
-            break;
-        }
-        tokio::time::sleep_until(at).await;
+    let instants = arrivals(rate, load.duration_s, load.seed);
+    let mut tasks = Vec::with_capacity(instants.len());
+    for (k, offset) in instants.iter().enumerate() {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(*offset)).await;
         let (api, path, body, samples) = (
             api.clone(),
             path.clone(),
             inputs[k % inputs.len()].clone(),
             samples.clone(),
         );
-        k += 1;
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let r = api.call(Method::POST, &path, Some(body)).await;
@@ -126,24 +158,37 @@ async fn one_rate(api: &Api, load: &PipelineLoad, inputs: &[Bytes], rate: f64) -
             }
         }));
     }
+    let sent = tasks.len();
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let s = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut s = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
+    let stages = target
+        .stages
+        .iter()
+        .filter_map(|name| {
+            let t = tail(s.stages.remove(name)?);
+            let b = s.batches.remove(name).unwrap_or_default();
+            Some(StageReport {
+                stage: name.clone(),
+                p50_ms: t.p50_ms,
+                p99_ms: t.p99_ms,
+                mean_batch: b.iter().sum::<f64>() / b.len().max(1) as f64,
+            })
+        })
+        .collect();
+    let e2e = tail(s.e2e.clone());
     RateReport {
         rate_rps: rate,
-        sent: k,
+        sent,
         ok: s.e2e.len(),
         errors: s.errors,
         throughput_rps: s.e2e.len() as f64 / elapsed.max(1e-9),
-        e2e: tail(s.e2e),
-        mean_batch: s
-            .batches
-            .iter()
-            .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
-            .collect(),
-        stages: s.stages.into_iter().map(|(k, v)| (k, tail(v))).collect(),
+        meets_target: s.errors == 0 && e2e.p99_ms <= target.slo_ms,
+        slo_ms: target.slo_ms,
+        e2e,
+        stages,
         first_error: s.first_error,
     }
 }
@@ -151,16 +196,19 @@ async fn one_rate(api: &Api, load: &PipelineLoad, inputs: &[Bytes], rate: f64) -
 fn render(reports: &[RateReport]) -> String {
     let mut out = String::new();
     for r in reports {
+        let flag = if r.e2e.p99_ms > r.slo_ms {
+            format!("  ABOVE the {:.0} ms target", r.slo_ms)
+        } else {
+            format!("  (target {:.0} ms)", r.slo_ms)
+        };
         out.push_str(&format!(
-            "rate {:.2} req/s: sent {}, ok {}, errors {}, throughput {:.2} req/s, end to end p50 {:.1} ms p99 {:.1} ms\n",
+            "rate {:.2} req/s: sent {}, ok {}, errors {}, throughput {:.2} req/s, end to end p50 {:.1} ms p99 {:.1} ms{flag}\n",
             r.rate_rps, r.sent, r.ok, r.errors, r.throughput_rps, r.e2e.p50_ms, r.e2e.p99_ms
         ));
-        for (stage, t) in &r.stages {
+        for st in &r.stages {
             out.push_str(&format!(
-                "  {stage:<12} p50 {:9.1} ms  p99 {:9.1} ms  mean batch {:.2}\n",
-                t.p50_ms,
-                t.p99_ms,
-                r.mean_batch.get(stage).copied().unwrap_or(0.0)
+                "  {:<12} p50 {:9.1} ms  p99 {:9.1} ms  mean batch {:.2}\n",
+                st.stage, st.p50_ms, st.p99_ms, st.mean_batch
             ));
         }
         if let Some(e) = &r.first_error {
@@ -190,17 +238,29 @@ pub async fn run(ep: &Endpoint, load: PipelineLoad) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let api = Api::new(ep);
-    api.call(
-        Method::GET,
-        &format!("/v1/pipelines/{}", load.pipeline),
-        None,
-    )
-    .await?
-    .ok()
-    .with_context(|| format!("pipeline {:?} is not deployed", load.pipeline))?;
+    let view = api
+        .call(
+            Method::GET,
+            &format!("/v1/pipelines/{}", load.pipeline),
+            None,
+        )
+        .await?
+        .ok()
+        .with_context(|| format!("pipeline {:?} is not deployed", load.pipeline))?;
+    let view: serde_json::Value = serde_json::from_slice(&view.body)
+        .with_context(|| format!("unexpected answer: {}", view.text()))?;
+    let target = Target {
+        slo_ms: view["slo_ms"].as_f64().unwrap_or(f64::INFINITY),
+        stages: view["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+    };
     let mut reports = Vec::new();
     for &rate in &load.rates {
-        reports.push(one_rate(&api, &load, &inputs, rate).await);
+        reports.push(one_rate(&api, &load, &target, &inputs, rate).await);
     }
     if load.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -222,5 +282,27 @@ mod tests {
             vec![("det".into(), 12.25, 4.0), ("rec".into(), 3.5, 2.0)]
         );
         assert!(parse_stages("").is_empty());
+    }
+
+    #[test]
+    fn a_run_sends_what_it_promises() {
+        for (rate, secs) in [(1.0, 30.0), (4.0, 7.5), (0.5, 3.0), (250.0, 2.0)] {
+            let at = arrivals(rate, secs, 7);
+            assert_eq!(
+                at.len(),
+                (rate * secs).round() as usize,
+                "{rate} req/s for {secs} s"
+            );
+            assert!(at.windows(2).all(|w| w[0] <= w[1]), "sorted");
+            assert!(at.iter().all(|t| (0.0..secs).contains(t)), "within the run");
+            assert_eq!(at, arrivals(rate, secs, 7), "seeded");
+        }
+        // Spread over the whole run, not bunched at the start: each third gets its share.
+        let at = arrivals(10.0, 30.0, 1);
+        for third in 0..3 {
+            let lo = f64::from(third) * 10.0;
+            let n = at.iter().filter(|t| (lo..lo + 10.0).contains(*t)).count();
+            assert!((70..=130).contains(&n), "third {third}: {n} of 300");
+        }
     }
 }

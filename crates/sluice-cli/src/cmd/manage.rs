@@ -10,18 +10,26 @@ use std::path::PathBuf;
 #[derive(Subcommand, Debug)]
 pub enum FnCommand {
     /// Register (or update) a function from a function.json file.
+    #[command(
+        after_help = "Example:\n  sluice fn register examples/functions/hello/function.json"
+    )]
     Register {
+        /// The function.json file; relative `workdir` and `PYTHONPATH` entries in it are resolved
+        /// against the current directory.
         file: PathBuf,
         #[command(flatten)]
         ep: Endpoint,
     },
     /// List registered functions.
+    #[command(after_help = "Example:\n  sluice fn list")]
     List {
         #[command(flatten)]
         ep: Endpoint,
     },
     /// Delete a function.
+    #[command(after_help = "Example:\n  sluice fn rm hello")]
     Rm {
+        /// The function's name.
         name: String,
         #[command(flatten)]
         ep: Endpoint,
@@ -32,10 +40,10 @@ pub enum FnCommand {
 pub struct InvokeArgs {
     /// The function's name.
     name: String,
-    /// The JSON argument (default: null).
+    /// The JSON argument passed to the function (default: null).
     #[arg(default_value = "null")]
     input: String,
-    /// Submit asynchronously and wait for the result by polling.
+    /// Submit asynchronously and wait for the result by polling; exits non-zero if it failed.
     #[arg(long = "async")]
     asynchronous: bool,
     /// Print the timing headers to stderr.
@@ -45,10 +53,10 @@ pub struct InvokeArgs {
     ep: Endpoint,
 }
 
-/// A JSON body pretty-printed, anything else as (lossy) text.
+/// A JSON body printed compactly (see [`super::view::compact`]), anything else as (lossy) text.
 pub(crate) fn pretty(body: &Bytes) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
-        .and_then(|v| serde_json::to_string_pretty(&v))
+        .map(|v| super::view::compact(&v))
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
 }
 
@@ -137,18 +145,28 @@ pub async fn invoke(args: InvokeArgs) -> Result<()> {
             .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&a.body)?;
         if v["done"].as_bool() == Some(true) {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", super::view::compact(&v));
+            if v["status"].as_str() != Some("succeeded") {
+                let why = v["error"].as_str().unwrap_or("no reason recorded");
+                anyhow::bail!("invocation {id} failed: {why}");
+            }
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
-pub async fn status(ep: Endpoint) -> Result<()> {
+pub async fn status(ep: Endpoint, json: bool) -> Result<()> {
     let a = Api::new(&ep)
         .call(Method::GET, "/v1/status", None)
         .await?
         .ok()?;
-    println!("{}", pretty(&a.body));
+    if json {
+        println!("{}", pretty(&a.body));
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&a.body)
+            .with_context(|| format!("the worker's status is not JSON: {}", a.text()))?;
+        print!("{}", super::view::status_summary(&v));
+    }
     Ok(())
 }

@@ -4,39 +4,62 @@
 
 use super::client::{Api, Endpoint};
 use super::manage::pretty;
+use super::view;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use sluice_pipeline::PipelineSpec;
-use sluice_worker::pipeline::DeployRequest;
+use sluice_worker::pipeline::{Autoscale, DeployRequest};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
 pub enum PipelineCommand {
     /// Deploy a pipeline from a spec file.
+    #[command(after_help = "Examples:\n  \
+        sluice pipeline create examples/pipelines/ocr/pipeline.yaml --load 2\n  \
+        sluice pipeline create examples/pipelines/ocr/pipeline.yaml --policy max-load --no-autoscale")]
     Create(DeployArgs),
-    /// Replace a deployed pipeline (new spec, profile or policy).
+    /// Replace a deployed pipeline (new spec, profile, policy or autoscaling).
+    #[command(after_help = "Example:\n  \
+        sluice pipeline update examples/pipelines/ocr/pipeline.yaml --load 4")]
     Update(DeployArgs),
     /// Stop and delete a pipeline.
+    #[command(after_help = "Example:\n  sluice pipeline rm ocr")]
     Rm {
+        /// The pipeline's name (the `name` in its spec).
         name: String,
         #[command(flatten)]
         ep: Endpoint,
     },
     /// List deployed pipelines.
+    #[command(after_help = "Examples:\n  sluice pipeline list\n  sluice pipeline list --json")]
     List {
+        /// Print the API's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         ep: Endpoint,
     },
-    /// Show a pipeline: plan in force, per-stage queue, batch and latency.
+    /// Show a pipeline: plan in force, per-stage queue, batch and latency, autoscaling, plan
+    /// changes.
+    #[command(
+        after_help = "Examples:\n  sluice pipeline status ocr\n  sluice pipeline status ocr --json"
+    )]
     Status {
+        /// The pipeline's name.
         name: String,
+        /// Print the API's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         ep: Endpoint,
     },
     /// Send one request (a file's bytes, or stdin with `-`) and print the result.
+    #[command(after_help = "Example:\n  \
+        sluice pipeline invoke ocr examples/pipelines/ocr/samples/receipt.png -v")]
     Invoke {
+        /// The pipeline's name.
         name: String,
         /// Input file; `-` reads stdin.
         input: PathBuf,
@@ -50,7 +73,7 @@ pub enum PipelineCommand {
 
 #[derive(Args, Debug)]
 pub struct DeployArgs {
-    /// The pipeline spec (YAML or JSON).
+    /// The pipeline spec (YAML or JSON); its directory is the stages' working directory.
     spec: PathBuf,
     /// Stage profiles (CSV from `sluice profile`); default: profile.csv beside the spec, if any.
     #[arg(long)]
@@ -67,6 +90,15 @@ pub struct DeployArgs {
     /// Load to plan for, requests/s (default: the spec's load_rps).
     #[arg(long)]
     load: Option<f64>,
+    /// Keep the plan as deployed: no re-planning from measured load.
+    #[arg(long)]
+    no_autoscale: bool,
+    /// Least load autoscaling plans for when load is low, requests/s (default: the deployed load).
+    #[arg(long, conflicts_with = "no_autoscale")]
+    min_load: Option<f64>,
+    /// Print the API's JSON answer instead of a summary.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     ep: Endpoint,
 }
@@ -104,6 +136,10 @@ pub fn deploy_request(args: &DeployArgs) -> Result<DeployRequest> {
         gpus: args.gpus,
         load_rps: args.load,
         controller: None,
+        autoscale: Autoscale {
+            enabled: !args.no_autoscale,
+            min_load_rps: args.min_load,
+        },
     };
     req.validate().map_err(anyhow::Error::msg)?;
     Ok(req)
@@ -118,7 +154,7 @@ pub async fn run(cmd: PipelineCommand) -> Result<()> {
                 .call(Method::POST, "/v1/pipelines", Some(body))
                 .await?
                 .ok()?;
-            println!("{}", pretty(&a.body));
+            show_pipeline(&a.body, args.json)?;
         }
         PipelineCommand::Update(args) => {
             let req = deploy_request(&args)?;
@@ -128,7 +164,7 @@ pub async fn run(cmd: PipelineCommand) -> Result<()> {
                 .call(Method::PUT, &path, Some(body))
                 .await?
                 .ok()?;
-            println!("{}", pretty(&a.body));
+            show_pipeline(&a.body, args.json)?;
         }
         PipelineCommand::Rm { name, ep } => {
             Api::new(&ep)
@@ -137,19 +173,30 @@ pub async fn run(cmd: PipelineCommand) -> Result<()> {
                 .ok()?;
             println!("deleted {name}");
         }
-        PipelineCommand::List { ep } => {
+        PipelineCommand::List { json, ep } => {
             let a = Api::new(&ep)
                 .call(Method::GET, "/v1/pipelines", None)
                 .await?
                 .ok()?;
-            println!("{}", pretty(&a.body));
+            if json {
+                println!("{}", pretty(&a.body));
+            } else {
+                let all: Vec<serde_json::Value> = serde_json::from_slice(&a.body)
+                    .with_context(|| format!("unexpected answer: {}", a.text()))?;
+                if all.is_empty() {
+                    println!("no pipelines");
+                }
+                for v in all {
+                    print!("{}", view::pipeline_summary(&v, unix_ms()));
+                }
+            }
         }
-        PipelineCommand::Status { name, ep } => {
+        PipelineCommand::Status { name, json, ep } => {
             let a = Api::new(&ep)
                 .call(Method::GET, &format!("/v1/pipelines/{name}"), None)
                 .await?
                 .ok()?;
-            println!("{}", pretty(&a.body));
+            show_pipeline(&a.body, json)?;
         }
         PipelineCommand::Invoke {
             name,
@@ -181,4 +228,22 @@ pub async fn run(cmd: PipelineCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a pipeline view: its summary, or the JSON with `json`.
+fn show_pipeline(body: &Bytes, json: bool) -> Result<()> {
+    if json {
+        println!("{}", pretty(body));
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .with_context(|| format!("unexpected answer: {}", String::from_utf8_lossy(body)))?;
+    print!("{}", view::pipeline_summary(&v, unix_ms()));
+    Ok(())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use sluice_worker::devices::{self, BackendKind, SimulatedConfig};
-use sluice_worker::pipeline::profile::{profile, to_csv, ProfileOptions};
-use sluice_worker::sandbox::Launcher;
+use sluice_worker::pipeline::profile::{profile, to_csv, ProfileDevices, ProfileOptions};
+use sluice_worker::sandbox::{Launcher, LauncherConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,10 +29,12 @@ pub struct ProfileArgs {
     /// Rotations over the samples per point (the mean batch time is kept).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Write the CSV here (default: stdout).
+    /// Write the CSV here (`-`: standard output). Default: `profile.csv` beside the spec, where
+    /// `sluice pipeline create` and `sluice plan` look for it.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Use MPS shares on a GPU (the MPS daemon must be running).
+    /// Use MPS shares on a GPU (the MPS daemon must be running; its pipe directory is
+    /// $CUDA_MPS_PIPE_DIRECTORY, default /tmp/nvidia-mps).
     #[arg(long)]
     mps: bool,
 }
@@ -48,7 +50,8 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let scratch = std::env::temp_dir().join(format!("sluice-profile-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let backend = devices::detect(&SimulatedConfig::default(), false).kind();
+    let detected = devices::detect(&SimulatedConfig::default(), false);
+    let backend = detected.kind();
     if backend == BackendKind::Simulated {
         eprintln!(
             "no GPU: a CPU quota of each share of this host's cores stands in for the SM share"
@@ -60,31 +63,52 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
         shares: args.shares.clone(),
         repeats: args.repeats,
         inputs,
-        scratch: scratch.clone(),
         start_timeout: Duration::from_secs(60),
     };
-    let rows = profile(
-        &spec,
-        &base_dir,
-        Launcher::detect(),
+    let mps_pipe = (args.mps && backend == BackendKind::Nvml).then(|| {
+        std::env::var_os("CUDA_MPS_PIPE_DIRECTORY")
+            .map_or_else(|| PathBuf::from("/tmp/nvidia-mps"), PathBuf::from)
+    });
+    let devices = ProfileDevices {
         backend,
-        args.mps,
-        &opts,
-        |r| {
-            eprintln!(
-                "{:>10} batch {:>3} share {:>3}%: {:9.2} ms  {:>5} MB",
-                r.model, r.batch, r.share, r.latency_ms, r.mem_mb
-            )
-        },
-    )
+        gpus: detected.gpus().to_vec(),
+        mps_pipe,
+    };
+    let launcher = Launcher::new(LauncherConfig::new(scratch.join("sandboxes")))?;
+    let rows = profile(&spec, &base_dir, launcher, devices, &opts, |r| {
+        eprintln!(
+            "{:>10} batch {:>3} share {:>3}%: {:9.2} ms  {:>5} MB",
+            r.model, r.batch, r.share, r.latency_ms, r.mem_mb
+        )
+    })
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
     let csv = to_csv(&rows.map_err(anyhow::Error::msg)?);
-    match &args.out {
-        Some(p) => {
-            std::fs::write(p, csv).with_context(|| format!("cannot write {}", p.display()))?
-        }
-        None => print!("{csv}"),
+    let out = args.out.unwrap_or_else(|| base_dir.join("profile.csv"));
+    if out.as_os_str() == "-" {
+        print!("{csv}");
+        return Ok(());
     }
+    write_atomically(&out, csv.as_bytes())?;
+    eprintln!("profile written to {}", out.display());
     Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, so a failed
+/// write never leaves a truncated profile.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile.csv".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write {}: {e}", path.display())
+    })
 }

@@ -1,14 +1,18 @@
-//! Shared helpers of the worker integration tests: start the real `sluice worker` binary on a
-//! free port with a private data directory, a minimal blocking HTTP/1.1 client, and test
-//! function specs.
+//! Shared helpers of the worker integration tests: start the real `sluice worker` binary on
+//! port 0 with a private data directory and read back the address it bound (`listen.addr` in
+//! its data directory), a minimal blocking HTTP/1.1 client, and test function specs.
+//!
+//! `SLUICE_TEST_WORKER=<path>` runs another build of the worker instead of this one (how
+//! `scripts/chaos.sh` measures an older build); for builds that write no `listen.addr`, the
+//! address is read from their start line.
 
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,26 +28,39 @@ pub struct Worker {
     pub token: Option<String>,
 }
 
+/// A worker that did not come up: why, its log, and its directory (left in place).
+pub struct Refused {
+    pub why: String,
+    pub log: String,
+    pub dir: PathBuf,
+}
+
 impl Worker {
     /// Starts a worker whose config is the defaults plus `extra` TOML lines.
     pub fn start(extra: &[&str]) -> Worker {
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-it-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self::start_in(dir, extra)
+        Self::start_in(fresh_dir(), extra)
     }
 
     /// Starts a worker on an existing data directory (restart tests).
     pub fn start_in(dir: PathBuf, extra: &[&str]) -> Worker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        match Self::spawn(dir, extra) {
+            Ok(w) => w,
+            Err(r) => panic!("worker did not come up: {}\n{}", r.why, r.log),
+        }
+    }
+
+    /// Starts a worker and waits until it serves; on failure, why (for tests that expect a
+    /// refusal).
+    pub fn spawn(dir: PathBuf, extra: &[&str]) -> Result<Worker, Refused> {
+        Self::spawn_env(dir, extra, &[])
+    }
+
+    /// [`Worker::spawn`] with extra environment variables for the worker process.
+    pub fn spawn_env(
+        dir: PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Worker, Refused> {
         let (top, tables): (Vec<&str>, Vec<&str>) = {
             let split = extra
                 .iter()
@@ -55,37 +72,71 @@ impl Worker {
             l.strip_prefix("auth_token = \"")
                 .map(|t| t.trim_end_matches('"').to_string())
         });
+        let data = dir.join("data");
+        // Simulated GPUs always; a `[gpu]` table among `extra` adds to that one.
+        let tables = match tables.split_first() {
+            Some((&"[gpu]", rest)) => rest.to_vec(),
+            _ => tables,
+        };
         let cfg = format!(
-            "listen = \"{addr}\"\ndata_dir = \"{}\"\nstart_timeout_ms = 20000\n{}\n[gpu]\nforce_simulated = true\n{}\n",
-            dir.join("data").display(),
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nstart_timeout_ms = 20000\n{}\n[gpu]\nforce_simulated = true\n{}\n",
+            data.display(),
             top.join("\n"),
             tables.join("\n")
         );
         let cfg_path = dir.join("worker.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let log = std::fs::File::create(dir.join("worker.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let _ = std::fs::remove_file(data.join("listen.addr"));
+        let log_path = dir.join("worker.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let log_start = log.metadata().map_or(0, |m| m.len());
+        let bin = std::env::var_os("SLUICE_TEST_WORKER").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
             .args(["worker", "--config"])
             .arg(&cfg_path)
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start the worker");
-        let w = Worker {
+        let mut w = Worker {
             child: Some(child),
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
             token,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(addr).is_ok() && http(&w, "GET", "/healthz", None).0 == 200 {
-                return w;
+            if let Some(Ok(Some(status))) = w.child.as_mut().map(Child::try_wait) {
+                w.child = None;
+                return Err(w.refused(format!("it exited ({status})")));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if let Some(addr) = bound_address(&data, &log_path, log_start) {
+                w.addr = addr;
+                if http(&w, "GET", "/healthz", None).0 == 200 {
+                    return Ok(w);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("worker did not come up: {}", w.log());
+        w.kill9();
+        Err(w.refused("no answer within 30 s".into()))
+    }
+
+    fn refused(&self, why: String) -> Refused {
+        Refused {
+            why,
+            log: self.log(),
+            dir: self.dir.clone(),
+        }
     }
 
     pub fn clone_addr(&self) -> Worker {
@@ -108,6 +159,49 @@ impl Worker {
             let _ = c.wait();
         }
     }
+
+    /// SIGTERMs the worker and waits for it to exit (SIGKILL after `limit`); true if it exited
+    /// on its own in time.
+    pub fn term(&mut self, limit: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        // Our own unreaped child (we hold its `Child`), so the pid is still its.
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// The worker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// The address a starting worker bound: its `listen.addr`, or (older builds) its start line
+/// written to the log after `log_start`.
+fn bound_address(data: &Path, log: &Path, log_start: u64) -> Option<SocketAddr> {
+    if let Ok(text) = std::fs::read_to_string(data.join("listen.addr")) {
+        return text.trim().parse().ok();
+    }
+    let text = std::fs::read(log).ok()?;
+    let fresh = String::from_utf8_lossy(text.get(log_start as usize..)?);
+    let rest = fresh.split("sluice worker on http://").nth(1)?;
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches(':')
+        .parse()
+        .ok()
 }
 
 impl Drop for Worker {
@@ -117,6 +211,17 @@ impl Drop for Worker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A new, empty directory for one worker's config, log and data.
+pub fn fresh_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-it-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn rand_suffix() -> u64 {
@@ -155,8 +260,28 @@ pub fn http_with(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, String, HashMap<String, String>) {
-    let mut s = TcpStream::connect(w.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    try_http_with(w, method, path, body, token).expect("connect to the worker")
+}
+
+/// One request with the worker's token; `Err` if the worker cannot be reached (it was killed).
+pub fn try_http(
+    w: &Worker,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String, HashMap<String, String>)> {
+    try_http_with(w, method, path, body, w.token.as_deref())
+}
+
+fn try_http_with(
+    w: &Worker,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String, HashMap<String, String>)> {
+    let mut s = TcpStream::connect(w.addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -165,7 +290,7 @@ pub fn http_with(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -188,7 +313,7 @@ pub fn http_with(
     } else {
         rest.to_string()
     };
-    (status, body, headers)
+    Ok((status, body, headers))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -50,6 +50,7 @@ pub struct DataRegion {
 }
 
 impl DataRegion {
+    /// An empty data region.
     pub fn new() -> Self {
         Self::default()
     }
@@ -64,18 +65,22 @@ impl DataRegion {
         }
     }
 
+    /// The payloads pushed so far, back to back: the data region to frame with the manifest.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 
+    /// Length of the region, bytes (the offset the next payload gets).
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
 
+    /// Whether no byte has been pushed (empty payloads push nothing).
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
+    /// The region's bytes, without a copy.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
@@ -84,7 +89,9 @@ impl DataRegion {
 /// The bytes a [`DataRef`] points at: a slice of the data region or a mapped segment (zero-copy both).
 #[derive(Debug)]
 pub enum Payload<'a> {
+    /// The referenced range of the frame's data region.
     Inline(&'a [u8]),
+    /// A shared-memory segment mapped read-only, of exactly the reference's length.
     Mapped(Segment),
 }
 

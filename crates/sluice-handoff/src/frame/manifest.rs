@@ -25,16 +25,29 @@ pub enum OutputMode {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DataRef {
     /// A range of the frame's data region.
-    Inline { offset: u64, len: u64 },
+    Inline {
+        /// Start of the payload in the data region, bytes.
+        offset: u64,
+        /// Length of the payload, bytes; `offset + len` is within the data region.
+        len: u64,
+    },
     /// A file inside the co-location group's shared-memory directory.
-    Shm { path: String, len: u64 },
+    Shm {
+        /// The segment's file name in that directory: a plain file name ([`crate::name`]).
+        path: String,
+        /// The payload's length, bytes: the whole file, whose size must match.
+        len: u64,
+    },
     /// A device allocation of the producer, exported as a CUDA IPC handle: `len` bytes from its
     /// start, on GPU `device` as the worker numbers GPUs (the producer's `SLUICE_GPU_INDEX`).
     #[serde(rename = "cuda-ipc")]
     CudaIpc {
+        /// The producer's exported handle (128 hex digits on the wire).
         #[serde(deserialize_with = "hex_handle")]
         handle: IpcHandle,
+        /// Bytes of the payload, from the start of the allocation.
         len: u64,
+        /// The GPU holding the allocation, as the worker numbers GPUs.
         device: u32,
     },
 }
@@ -67,7 +80,10 @@ impl DataRef {
 /// One input of a request item: the producer (`"input"` for the pipeline input) and the bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRef {
+    /// Name of the producing stage, or [`PIPELINE_INPUT`](super::PIPELINE_INPUT); never empty.
     pub from: String,
+    /// Where the input's bytes are (flattened on the wire: `kind` and its fields sit beside
+    /// `from`).
     #[serde(flatten)]
     pub data: DataRef,
 }
@@ -87,8 +103,11 @@ pub struct RequestItem {
 /// The manifest of `POST /batch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRequest {
+    /// Name of the stage the batch is for; never empty.
     pub stage: String,
+    /// Where the stage should put every item's output.
     pub output: OutputMode,
+    /// The items, each with a unique id; the response answers them in this order.
     pub items: Vec<RequestItem>,
 }
 
@@ -100,8 +119,10 @@ pub struct BatchRequest {
 /// the releases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestManifest {
+    /// The batch to run (flattened: its fields are the manifest's top level).
     #[serde(flatten)]
     pub batch: BatchRequest,
+    /// Handles of this instance's earlier CUDA IPC outputs to free, each at most once.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
@@ -115,6 +136,7 @@ pub struct RequestManifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
+    /// The handles to free, as the stage exported them.
     #[serde(deserialize_with = "hex_handles")]
     pub release: Vec<IpcHandle>,
 }
@@ -146,19 +168,23 @@ fn hex_handles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpcHandle>, D::Err
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "WireResponseItem", into = "WireResponseItem")]
 pub struct ResponseItem {
+    /// The id of the request item this answers.
     pub id: String,
+    /// The item's output, or the stage's message for why it failed (`"ok":false`).
     pub result: Result<DataRef, String>,
 }
 
 /// The manifest of a 200 answer to `POST /batch`: one item per request item, in the same order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchResponse {
+    /// One answer per request item, same ids, same order.
     pub items: Vec<ResponseItem>,
 }
 
 /// The JSON body of a non-200 answer: the whole batch failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// Why the whole batch failed, in the stage's words.
     pub error: String,
 }
 

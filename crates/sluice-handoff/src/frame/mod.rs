@@ -42,28 +42,43 @@ pub const RELEASE_PATH: &str = "/release";
 /// Why a frame (or a reference in it) was rejected.
 #[derive(Debug, Error)]
 pub enum FrameError {
+    /// The frame has no `\n`, so no manifest line.
     #[error("batch frame has no '\\n' after the manifest line")]
     NoManifestLine,
+    /// The manifest line is not JSON of the expected manifest type (or could not be written).
     #[error("batch manifest is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// Two items of one batch share this id.
     #[error("duplicate item id {0:?} in the batch")]
     DuplicateId(String),
+    /// A segment name in the manifest breaks the plain-file-name rule ([`crate::name`]).
     #[error("{at}: {field} {name:?} is not a plain file name: {source}")]
     BadName {
+        /// Where in the manifest, e.g. `item "a" input 0`.
         at: String,
+        /// The manifest field: `out` or `path`.
         field: &'static str,
+        /// The offending name.
         name: String,
+        /// Which part of the rule it breaks.
         source: NameError,
     },
+    /// An inline reference does not lie inside the data region.
     #[error("{at}: inline range {offset}+{len} is outside the {data_len}-byte data region")]
     OutOfRange {
+        /// Where in the manifest (or `inline reference` when resolving one).
         at: String,
+        /// Start of the range in the data region, bytes.
         offset: u64,
+        /// Length of the range, bytes.
         len: u64,
+        /// Length of the data region, bytes.
         data_len: u64,
     },
+    /// Any other broken protocol rule (what and where, in words).
     #[error("{0}")]
     Invalid(String),
+    /// A shm reference could not be mapped, or its segment's size differs from its `len`.
     #[error("shared-memory segment: {0}")]
     Shm(#[from] ShmError),
 }

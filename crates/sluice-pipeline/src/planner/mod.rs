@@ -37,15 +37,25 @@ pub const MIN_SHARE: u32 = 2;
 /// An allocation policy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Policy {
+    /// Camelot `max-load`: the highest load the GPUs serve within the SLO, then top-ups of the
+    /// leftover share where they raise capacity most.
     MaxLoad,
+    /// Camelot `min-resources`: the least total SM share meeting the SLO at a load.
     MinResources,
+    /// Baseline `even-split`: one instance per stage per GPU, SMs divided equally, one batch size.
     EvenSplit,
+    /// Baseline `time-sharing`: the `even-split` layout with whole-GPU shares taking turns.
     TimeSharing,
+    /// Baseline `laius`: each stage sized alone in 10% quotas for a fixed slice of the SLO, then
+    /// knapsack-packed onto GPUs.
     Laius,
+    /// Baseline `gpulet`: GPUs split into at most two gpu-lets from a fixed size menu, models
+    /// placed heaviest first under the linear interference model.
     Gpulet,
 }
 
 impl Policy {
+    /// Every policy, Camelot's two first.
     pub const ALL: [Policy; 6] = [
         Policy::MaxLoad,
         Policy::MinResources,
@@ -95,24 +105,43 @@ pub enum Goal {
     /// The highest load the cluster's GPUs can serve within the SLO.
     MaxLoad,
     /// The least total SM share that meets the SLO at this load.
-    MinResources { load_rps: f64 },
+    MinResources {
+        /// The load to meet, requests/s (finite, > 0).
+        load_rps: f64,
+    },
 }
 
 /// Why no plan came out.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlanError {
+    /// The name matches no [`Policy::name`].
     #[error("unknown policy {0:?}: use max-load, min-resources, even-split, time-sharing, laius or gpulet")]
     UnknownPolicy(String),
+    /// A stage's model has no profile.
     #[error("stage {stage:?}: no profile for model {model:?}")]
-    NoProfile { stage: String, model: String },
+    NoProfile {
+        /// The stage's name.
+        stage: String,
+        /// Its profile key ([`StageSpec::model`](crate::spec::StageSpec::model)).
+        model: String,
+    },
+    /// The cluster's GPU count is zero.
     #[error("the cluster has no GPUs")]
     NoGpus,
+    /// The `min-resources` load is not a finite positive number of requests/s (the value given).
     #[error("load must be a finite number > 0 requests/s, got {0}")]
     BadLoad(f64),
+    /// The spec fails validation (the [`SpecError`](crate::spec::SpecError) message).
     #[error("the spec is invalid: {0}")]
     Spec(String),
+    /// The policy found no plan meeting the SLO within the cluster.
     #[error("{policy}: {reason}")]
-    Infeasible { policy: Policy, reason: String },
+    Infeasible {
+        /// The policy that was asked.
+        policy: Policy,
+        /// What could not be met: the p99 target, the load and the GPU count.
+        reason: String,
+    },
 }
 
 /// Plans `spec` on `model.cluster` with `policy` for `goal`. Deterministic: the same inputs give

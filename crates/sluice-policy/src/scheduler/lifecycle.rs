@@ -15,9 +15,29 @@ impl Scheduler {
     /// An invocation that ran in `sandbox` finished after executing for `exec`. If the sandbox
     /// has a line, the next invocation in it starts there with the same token.
     pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
+        self.end_run(sandbox, func, Some(exec), now);
+        self.estimator.observe(func, exec);
+        self.queue.set_estimate(func, self.estimator.estimate(func));
+        self.queue.complete(func, now);
+    }
+
+    /// An invocation started in `sandbox` was withdrawn before it was sent there (the engine
+    /// learned it must not run after all): its token and the sandbox are freed as by
+    /// [`Scheduler::finished`] (the next in the sandbox's line starts there), but neither the
+    /// estimator nor the cold-start measurement gets a sample.
+    pub fn withdrawn(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
+        self.end_run(sandbox, func, None, now);
+        self.queue.complete(func, now);
+    }
+
+    /// One invocation that ran in `sandbox` for `exec` (`None`: it never ran) ended: the next in
+    /// the sandbox's line takes its token, else the token is freed and, after the sandbox's last
+    /// running invocation, the sandbox returns to the warm pool. Extra reports are no-ops.
+    fn end_run(&mut self, sandbox: SandboxId, func: FunctionId, exec: Option<Dur>, now: Time) {
         match self.pool.get(sandbox) {
             Some(sb) if sb.running > 0 => {
                 let gpu = sb.gpu;
+                self.backlog.ended(func);
                 if !self.next_in_line(func, sandbox, gpu, exec, now) {
                     self.return_token(gpu);
                     self.pool.release(sandbox, now);
@@ -29,12 +49,11 @@ impl Scheduler {
             }
             Some(_) => {}
             None => {
-                self.orphan_done(sandbox);
+                if self.orphan_done(sandbox) {
+                    self.backlog.ended(func);
+                }
             }
         }
-        self.estimator.observe(func, exec);
-        self.queue.set_estimate(func, self.estimator.estimate(func));
-        self.queue.complete(func, now);
     }
 
     /// A sandbox failed while running an invocation of `func` (crashed, timed out, or could
@@ -48,18 +67,20 @@ impl Scheduler {
             if sb.running > 0 {
                 self.return_token(sb.gpu);
                 self.queue.complete(func, now);
+                self.backlog.ended(func);
             }
             if sb.running > 1 {
                 self.orphans.insert(sandbox, (sb.gpu, sb.running - 1));
             }
         } else if self.orphan_done(sandbox) {
             self.queue.complete(func, now);
+            self.backlog.ended(func);
         }
         self.memory.remove(sandbox);
     }
 
     /// One invocation of a failed sandbox was reported: frees its token. False if none was due.
-    fn orphan_done(&mut self, sandbox: SandboxId) -> bool {
+    pub(super) fn orphan_done(&mut self, sandbox: SandboxId) -> bool {
         let Some((gpu, left)) = self.orphans.get_mut(&sandbox) else {
             return false;
         };

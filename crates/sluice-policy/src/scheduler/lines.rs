@@ -127,41 +127,53 @@ impl Scheduler {
         }
     }
 
-    /// `sandbox` on `gpu` finished an invocation of `func` that executed for `exec`: measures a
-    /// new sandbox's cold start; if the line is not empty, its next invocation starts there with
-    /// the token the finished one held. True if it did.
+    /// `sandbox` on `gpu` finished an invocation of `func` that executed for `exec` (`None`: it
+    /// was withdrawn before it ran): measures a new sandbox's cold start; if the line holds an
+    /// invocation that was not cancelled, the first such starts there with the token the
+    /// finished one held. True if one did.
     pub(super) fn next_in_line(
         &mut self,
         func: FunctionId,
         sandbox: SandboxId,
         gpu: GpuId,
-        exec: Dur,
+        exec: Option<Dur>,
         now: Time,
     ) -> bool {
-        let runs = self.lines.runs.entry(func).or_default();
-        *runs = runs.saturating_add(1);
-        if let Some(born) = self.lines.born.remove(&sandbox) {
-            let sample = now.since(born).as_micros().saturating_sub(exec.as_micros()) as f64;
-            let avg = self.lines.cold_us.entry(func).or_insert(sample);
-            *avg += COLD_ALPHA * (sample - *avg);
+        if let Some(exec) = exec {
+            let runs = self.lines.runs.entry(func).or_default();
+            *runs = runs.saturating_add(1);
+            if let Some(born) = self.lines.born.remove(&sandbox) {
+                let sample = now.since(born).as_micros().saturating_sub(exec.as_micros()) as f64;
+                let avg = self.lines.cold_us.entry(func).or_insert(sample);
+                *avg += COLD_ALPHA * (sample - *avg);
+            }
         }
-        let Some(line) = self.lines.lines.get_mut(&sandbox) else {
-            return false;
-        };
-        let Some(inv) = line.pop_front() else {
-            return false;
-        };
-        if line.is_empty() {
-            self.lines.lines.remove(&sandbox);
+        loop {
+            let Some(line) = self.lines.lines.get_mut(&sandbox) else {
+                return false;
+            };
+            let next = line.pop_front();
+            if line.is_empty() {
+                self.lines.lines.remove(&sandbox);
+            }
+            let Some(inv) = next else {
+                return false;
+            };
+            if self.cancelled.remove(&inv.id) {
+                // Dispatched into the line, never started: leaves as from the queue.
+                self.queue.complete(inv.func, now);
+                continue;
+            }
+            self.started(&inv);
+            self.lines.ready.push(Start {
+                inv,
+                gpu,
+                sandbox,
+                cold: false,
+                moves: Vec::new(),
+            });
+            return true;
         }
-        self.lines.ready.push(Start {
-            inv,
-            gpu,
-            sandbox,
-            cold: false,
-            moves: Vec::new(),
-        });
-        true
     }
 
     /// `sandbox` of `func` went idle or away: it is no longer busy; a failed sandbox's line goes

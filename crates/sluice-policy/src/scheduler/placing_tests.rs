@@ -157,6 +157,64 @@ fn a_failed_batch_sandbox_returns_its_line_to_the_queue() {
 }
 
 #[test]
+fn an_invocation_waiting_in_a_line_counts_as_queued_and_can_be_cancelled() {
+    let mut s = sched("batch", 1, 1000);
+    let f = FunctionId(0);
+    for i in 0..3 {
+        s.submit(InvocationId(i), f, ms(0));
+    }
+    let sb = poll(&mut s, ms(0))[0].sandbox;
+    assert_eq!(
+        (s.in_lines(), s.queued()),
+        (2, 2),
+        "the line is queued work"
+    );
+    let before = s.predict_wait(f);
+    assert!(
+        s.cancel(InvocationId(1)),
+        "a line invocation can be cancelled"
+    );
+    assert!(!s.cancel(InvocationId(1)), "once");
+    assert_eq!(s.queued(), 1);
+    assert!(s.predict_wait(f) <= before, "its work left the prediction");
+    s.sandbox_ready(sb);
+    s.finished(sb, f, Dur::from_millis(5), ms(5));
+    let next = poll(&mut s, ms(5));
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0].inv.id,
+        InvocationId(2),
+        "the cancelled one is skipped"
+    );
+    assert_eq!(s.tokens_in_use(GpuId(0)), 1);
+    s.finished(sb, f, Dur::from_millis(5), ms(10));
+    assert_eq!(
+        (s.tokens_in_use(GpuId(0)), s.queued(), s.in_lines()),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn a_withdrawn_start_passes_its_token_along_the_line_without_a_sample() {
+    let mut s = sched("batch", 1, 1000);
+    let f = FunctionId(0);
+    for i in 0..2 {
+        s.submit(InvocationId(i), f, ms(0));
+    }
+    let sb = poll(&mut s, ms(0))[0].sandbox;
+    s.sandbox_ready(sb);
+    s.withdrawn(sb, f, ms(1));
+    assert_eq!(
+        s.cold_start_estimate(f),
+        None,
+        "nothing ran: no cold start measured"
+    );
+    let next = poll(&mut s, ms(1));
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].inv.id, next[0].sandbox), (InvocationId(1), sb));
+}
+
+#[test]
 fn a_short_function_waits_for_its_busy_sandbox_rather_than_cold_start_another() {
     let mut s = sched("fcfs", 1, 1000);
     let (f, g) = (FunctionId(0), FunctionId(1));

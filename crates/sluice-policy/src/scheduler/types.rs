@@ -85,6 +85,25 @@ pub struct Start {
     pub moves: Vec<MemMove>,
 }
 
+/// Why an invocation can never start on these devices.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// Its function's sandbox needs more device memory than any device allows.
+    #[error(
+        "its function needs {} MiB of device memory, more than any device allows (the largest: {} MiB)",
+        need >> 20, largest >> 20
+    )]
+    TooLarge { need: u64, largest: u64 },
+}
+
+/// `inv` was taken off its queue without running: it can never start here. The engine fails it
+/// with `reason`; it held no token and no sandbox.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub inv: Invocation,
+    pub reason: RejectReason,
+}
+
 /// An instruction for the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -93,4 +112,6 @@ pub enum Action {
     Move(MemMove),
     /// Destroy an idle sandbox (keep-alive expiry or pool trim).
     Destroy(SandboxId),
+    /// Fail an invocation that can never be placed.
+    Reject(Reject),
 }

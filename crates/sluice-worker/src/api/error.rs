@@ -1,6 +1,8 @@
 //! API errors: every failure is a JSON body `{"error": {"code", "message"}}` with the right
-//! status (400 malformed, 401 unauthorised, 404 unknown, 413 too large, 429 queue full with
-//! `Retry-After`, 502/504 function failures, 503 draining, 500 internal).
+//! status (400 malformed, 401 unauthorised, 404 unknown or deleted, 408 request too slow, 409
+//! an invocation no device can hold, 413 too large, 429 queue full or predicted wait over the
+//! function's bound, with `Retry-After`, 502/504 function failures, 503 draining, shutting down
+//! or at the connection cap, 500 internal — a damaged store among them).
 
 use crate::engine::InvokeError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -58,9 +60,19 @@ impl From<InvokeError> for ApiError {
                 retry_after_s: Some(retry_after_s),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", msg)
             },
+            InvokeError::Overloaded { retry_after_s, .. } => ApiError {
+                retry_after_s: Some(retry_after_s),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", msg)
+            },
             InvokeError::Draining => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", msg)
             }
+            InvokeError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
+            }
+            InvokeError::FunctionDeleted(_) => ApiError::not_found(msg),
+            InvokeError::Unplaceable(_) => ApiError::new(StatusCode::CONFLICT, "unplaceable", msg),
+            InvokeError::Withdrawn(_) => ApiError::new(StatusCode::CONFLICT, "withdrawn", msg),
             InvokeError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", msg),
             InvokeError::ColdStartFailed(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "start_failed", msg)
@@ -74,6 +86,17 @@ impl From<InvokeError> for ApiError {
             }
             InvokeError::Internal(_) => ApiError::internal(msg),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        let code = match e {
+            StoreError::Corrupt { .. } => "store_damaged",
+            _ => "store_error",
+        };
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string())
     }
 }
 

@@ -1,6 +1,9 @@
-//! `/v1/functions`: register, list, show, delete and prewarm functions.
+//! `/v1/functions`: register, list, show, delete and prewarm functions. A spec that can never
+//! run on this worker's devices is refused at registration (400, naming the field); deleting a
+//! function ends its queued invocations.
 
-use super::{blocking, ApiError, Shared};
+use super::invoke::parse_json;
+use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::function::FunctionSpec;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,10 +17,13 @@ pub(super) async fn put(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let body = body?;
-    let spec: FunctionSpec = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid function spec: {e}")))?;
+    let spec: FunctionSpec = parse_json(&body, "function spec")?;
     spec.validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    s.engine
+        .check_fits(&spec)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = s.store.clone();
     let stored = spec.clone();
@@ -52,9 +58,15 @@ pub(super) async fn delete(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_in_cluster(&s)?;
     let store = s.store.clone();
     let n = name.clone();
-    if blocking(move || store.delete_function(&n)).await? {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // The store fails the function's queued asynchronous invocations durably first; the engine
+    // then ends its queued invocations, sync callers included.
+    if blocking(move || store.delete_function(&n, now_ms)).await? {
         s.engine.unregister(&name);
         Ok(StatusCode::NO_CONTENT)
     } else {

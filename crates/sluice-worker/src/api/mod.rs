@@ -1,21 +1,26 @@
 //! The HTTP/JSON API. Handlers only turn requests into calls on the [`Engine`] and the
 //! [`Store`] and results into responses; the OpenAPI description is served at `/openapi.json`.
+//! In front of every route (unknown ones included) sit the token check (`auth`) and the body
+//! limits (`body`); JSON bodies are checked for nesting depth (`depth`) before they are parsed.
 
 mod asynch;
+mod auth;
+mod body;
+mod depth;
 mod error;
 mod functions;
 mod invoke;
 mod pipelines;
 
-pub use asynch::resume as resume_async;
+pub use asynch::{resume as resume_async, AsyncTasks};
 pub use error::ApiError;
 
 use crate::engine::Engine;
 use crate::pipeline::Pipelines;
 use crate::store::Store;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +31,8 @@ pub struct AppState {
     pub engine: Engine,
     pub store: Arc<Store>,
     pub pipelines: Pipelines,
+    /// Asynchronous invocations being run, so a graceful stop can wait for their outcomes.
+    pub async_tasks: AsyncTasks,
 }
 
 pub type Shared = Arc<AppState>;
@@ -34,8 +41,14 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// The API router.
 pub fn router(state: Shared) -> Router {
-    let limit = state.engine.config().max_body_bytes;
-    let api = Router::new()
+    let cfg = state.engine.config();
+    let doc: Arc<str> = openapi_doc(state.engine.largest_gpu_memory()).into();
+    let limits = body::Limits {
+        max_bytes: cfg.max_body_bytes,
+        timeout: std::time::Duration::from_millis(cfg.http.body_timeout_ms),
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
         .route("/v1/functions", post(functions::put).get(functions::list))
         .route(
             "/v1/functions/{name}",
@@ -61,36 +74,15 @@ pub fn router(state: Shared) -> Router {
             post(pipelines::invoke_async),
         )
         .route("/v1/status", get(status))
+        .route("/v1/load", get(load))
         .route("/v1/drain", post(drain))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(api)
+        .route("/openapi.json", get(move || openapi(doc.clone())))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limits, body::read))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
+        .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .with_state(state)
-}
-
-/// Bearer-token check, when a token is configured.
-async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(token) = s.engine.config().auth_token.as_deref() {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
 }
 
 async fn status(State(s): State<Shared>) -> Response {
@@ -107,6 +99,38 @@ async fn status(State(s): State<Shared>) -> Response {
         );
     }
     axum::Json(v).into_response()
+}
+
+/// `GET /v1/load`: queued, running, tokens, draining, and the warm functions and deployed
+/// pipelines (cluster routers poll it for locality hints).
+async fn load(State(s): State<Shared>) -> Response {
+    let l = s.engine.load();
+    let pipelines: Vec<String> = s.pipelines.list().into_iter().map(|p| p.name).collect();
+    axum::Json(serde_json::json!({
+        "queued": l.queued, "running": l.running, "tokens": l.tokens,
+        "draining": s.engine.status().draining,
+        "warm": s.engine.warm_functions(),
+        "pipelines": pipelines,
+    }))
+    .into_response()
+}
+
+/// The `x-sluice-load` header value: `<queued>,<running>,<tokens>`.
+pub(crate) fn load_header(s: &AppState) -> Option<axum::http::HeaderValue> {
+    let l = s.engine.load();
+    axum::http::HeaderValue::from_str(&format!("{},{},{}", l.queued, l.running, l.tokens)).ok()
+}
+
+/// A cluster member's registry comes from etcd: local registration changes are refused.
+pub(crate) fn refuse_in_cluster(s: &AppState) -> Result<(), ApiError> {
+    if s.engine.config().cluster.enabled() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_member",
+            "this worker is a cluster member: register functions and pipelines through a router",
+        ));
+    }
+    Ok(())
 }
 
 /// Stops accepting invocations (503 from now on); queued and running ones finish.
@@ -137,16 +161,34 @@ fn metrics_text(s: &AppState) -> String {
     format!("{engine}{}", s.pipelines.metrics_text())
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+async fn openapi(doc: Arc<str>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
 }
 
-/// Runs a blocking store call off the async threads.
+/// The OpenAPI document with this worker's bound on `resources.gpu_memory_mb` (its largest
+/// device, in MiB) filled in, so the document refuses exactly what registration refuses.
+fn openapi_doc(largest_gpu_memory: u64) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_string();
+    };
+    let field = &mut doc["components"]["schemas"]["Resources"]["properties"]["gpu_memory_mb"];
+    if field.is_object() {
+        field["maximum"] = serde_json::json!(largest_gpu_memory >> 20);
+    }
+    doc.to_string()
+}
+
+/// Runs a blocking store call off the async threads; a store error is a 500 that says what
+/// failed (a damaged record is named as damage, never reported as absent).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::from)
 }

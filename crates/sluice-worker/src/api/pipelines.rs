@@ -3,7 +3,8 @@
 //! asynchronously (stored like function invocations, under the name `pipeline:<name>`).
 
 use super::asynch::{accept_and_run, Target};
-use super::{blocking, ApiError, Shared};
+use super::invoke::parse_json;
+use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::pipeline::{DeployRequest, Finished, PipelineError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -29,8 +30,7 @@ impl From<PipelineError> for ApiError {
 }
 
 fn parse_request(body: Result<Bytes, BytesRejection>) -> Result<DeployRequest, ApiError> {
-    let req: DeployRequest = serde_json::from_slice(&body?)
-        .map_err(|e| ApiError::bad_request(format!("invalid pipeline request: {e}")))?;
+    let req: DeployRequest = parse_json(&body?, "pipeline request")?;
     req.validate().map_err(ApiError::bad_request)?;
     Ok(req)
 }
@@ -46,6 +46,7 @@ pub(super) async fn create(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let req = parse_request(body)?;
     let view = s.pipelines.deploy(req.clone(), false).await?;
     persist(&s, &req).await?;
@@ -57,6 +58,7 @@ pub(super) async fn update(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let req = parse_request(body)?;
     if req.spec.name != name {
         return Err(ApiError::bad_request(format!(
@@ -87,6 +89,7 @@ pub(super) async fn delete(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     s.pipelines.delete(&name).await?;
     let store = s.store.clone();
     blocking(move || store.delete_pipeline(&name)).await?;
@@ -142,5 +145,5 @@ pub(super) async fn invoke_async(
     if s.pipelines.view(&name).is_none() {
         return Err(PipelineError::Unknown(name).into());
     }
-    accept_and_run(&s, Target::Pipeline(name), input).await
+    accept_and_run(&s, Target::Pipeline(name), input, None).await
 }

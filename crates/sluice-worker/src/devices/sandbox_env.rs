@@ -1,6 +1,9 @@
-//! The environment that places a GPU sandbox on its device: which device it sees, its MPS SM
-//! share and pinned memory limit, and the managed-memory shim (preload, control socket, budget).
-//! On simulated GPUs the sandbox sees no device at all and is told so.
+//! The environment that places a GPU sandbox on its device — the one place for functions and
+//! pipeline stage instances alike: which device it sees (by UUID, the only name of a MIG
+//! instance), its MPS pipe directory, SM share and pinned memory limit, and the managed-memory
+//! shim (preload, control socket, budget). On simulated GPUs the sandbox sees no device at all
+//! and is told so. The MPS pipe directory must also be bound into the sandbox (the worker's
+//! sandbox adapter binds `CUDA_MPS_PIPE_DIRECTORY` read-write).
 
 use super::shim::SOCKET_NAME;
 use super::{BackendKind, GpuInfo};
@@ -11,13 +14,14 @@ use std::path::Path;
 pub struct Placement<'a> {
     pub backend: BackendKind,
     pub gpu: &'a GpuInfo,
-    /// Concurrent invocations per device (the scheduler's D).
-    pub tokens_per_gpu: u32,
+    /// The sandbox's share of the device's SMs, percent (a function: 100/D for D concurrent
+    /// invocations per device; a pipeline stage: its plan's share).
+    pub sm_share: u32,
     /// The function's declared device memory, 0 if none.
     pub gpu_memory_mb: u64,
     /// MPS is on: the daemon's pipe directory.
     pub mps_pipe_dir: Option<&'a Path>,
-    /// The shim is on: its library and the sandbox's directory (which holds the socket).
+    /// The shim is on: its library and the sandbox's socket directory as the sandbox sees it.
     pub shim: Option<(&'a Path, &'a Path)>,
 }
 
@@ -40,8 +44,10 @@ pub fn gpu_env(p: &Placement<'_>) -> Vec<(String, String)> {
     set("CUDA_VISIBLE_DEVICES", visible);
     if let Some(pipe) = p.mps_pipe_dir {
         set("CUDA_MPS_PIPE_DIRECTORY", pipe.display().to_string());
-        let share = 100 / p.tokens_per_gpu.clamp(1, 100);
-        set("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", share.to_string());
+        set(
+            "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+            p.sm_share.clamp(1, 100).to_string(),
+        );
         if p.gpu_memory_mb > 0 {
             set(
                 "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT",
@@ -58,7 +64,7 @@ pub fn gpu_env(p: &Placement<'_>) -> Vec<(String, String)> {
         if p.gpu_memory_mb > 0 {
             set(
                 "SLUICE_SHIM_BUDGET_BYTES",
-                (p.gpu_memory_mb << 20).to_string(),
+                p.gpu_memory_mb.saturating_mul(1 << 20).to_string(),
             );
         }
     }
@@ -88,7 +94,7 @@ mod tests {
         Placement {
             backend: BackendKind::Nvml,
             gpu: g,
-            tokens_per_gpu: 2,
+            sm_share: 50,
             gpu_memory_mb: 512,
             mps_pipe_dir: None,
             shim: None,
@@ -120,11 +126,11 @@ mod tests {
     }
 
     #[test]
-    fn mps_shares_follow_the_tokens_per_gpu() {
+    fn mps_shares_are_passed_on() {
         let g = gpu("GPU-1");
-        for (d, share) in [(1, "100"), (2, "50"), (4, "25")] {
+        for (d, share) in [(100, "100"), (50, "50"), (25, "25")] {
             let p = Placement {
-                tokens_per_gpu: d,
+                sm_share: d,
                 mps_pipe_dir: Some(Path::new("/data/mps/pipe")),
                 ..placement(&g)
             };
@@ -141,15 +147,12 @@ mod tests {
         let g = gpu("GPU-1");
         let lib = Path::new("/opt/sluice/libsluice_shim.so");
         let p = Placement {
-            shim: Some((lib, Path::new("/var/lib/sluice/sandboxes/gpu-7"))),
+            shim: Some((lib, Path::new("/run/sluice"))),
             ..placement(&g)
         };
         let e = env(&p);
         assert_eq!(e["LD_PRELOAD"], "/opt/sluice/libsluice_shim.so");
-        assert_eq!(
-            e["SLUICE_SHIM_SOCKET"],
-            "/var/lib/sluice/sandboxes/gpu-7/shim.sock"
-        );
+        assert_eq!(e["SLUICE_SHIM_SOCKET"], "/run/sluice/shim.sock");
         assert_eq!(e["SLUICE_SHIM_BUDGET_BYTES"], (512u64 << 20).to_string());
         let p = Placement {
             gpu_memory_mb: 0,

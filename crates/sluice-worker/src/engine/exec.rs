@@ -1,9 +1,12 @@
 //! Carrying out the scheduler's actions: start an invocation (creating its sandbox on a cold
 //! start, or sending it to a sandbox that already runs others of its function), move memory,
 //! destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
-//! invocation running in it then fails as crashed. Everything that waits runs in its own task,
-//! never under the state lock. The timer task, prewarming and gauges are in `upkeep`.
+//! invocation running in it then fails as crashed. A warm sandbox whose process exited while
+//! idle is caught before anything is sent to it: the scheduler forgets it and the invocation
+//! goes back to the head of its queue. Everything that waits runs in its own task, never under
+//! the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
+use super::prestart::{put_back_if_dead, withdraw, Running};
 use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
 use crate::devices::sandbox_env::{gpu_env, Placement};
 use crate::devices::shim::{self, ShimControl};
@@ -15,7 +18,7 @@ use sluice_core::{FunctionId, GpuId, SandboxId};
 use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{Action, Start};
 use std::future::Future;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,7 @@ impl Inner {
                         tokio::spawn(async move { sandbox.kill().await });
                     }
                 }
+                Action::Reject(r) => self.reject(r),
             }
         }
     }
@@ -54,12 +58,21 @@ impl Inner {
         if q != QueueKind::Gpu || self.devices.kind() != BackendKind::Nvml || !self.cfg.gpu.shim {
             return None;
         }
-        let dir = self.lock().live.get(&(q, m.sandbox))?.dir()?.to_path_buf();
-        let control = ShimControl::for_sandbox(&dir);
+        // Pinned: a function that replaced its shim socket with a symlink gets no moves.
+        let pinned = self
+            .lock()
+            .live
+            .get(&(q, m.sandbox))?
+            .pin(shim::SOCKET_NAME)
+            .ok();
+        let control = pinned
+            .as_ref()
+            .map(|(_, path)| ShimControl::new(path.clone(), shim::DEFAULT_TIMEOUT));
         Some(async move {
-            if !control.is_serving() {
+            // A sandbox that never used CUDA has no shim socket.
+            let (Some(control), Some(_held)) = (control, pinned) else {
                 return;
-            }
+            };
             match control.prefetch(m.to).await {
                 Ok(c) => {
                     tracing::debug!(sandbox = ?m.sandbox, to = ?m.to, bytes = c.bytes, ms = ?c.ms, "shim prefetch")
@@ -86,15 +99,21 @@ impl Inner {
         st.specs.get(func.index()).cloned()
     }
 
-    /// Environment that places a GPU sandbox (directory `dir`) on its device.
+    /// Environment that places GPU sandbox `id` on its device, and the host files it needs
+    /// for that (the shim library).
     fn device_env(
         &self,
         q: QueueKind,
         gpu: GpuId,
         spec: &FunctionSpec,
-        dir: &Path,
-    ) -> Vec<(String, String)> {
-        let no_device = || vec![("CUDA_VISIBLE_DEVICES".into(), String::new())];
+        id: u64,
+    ) -> (Vec<(String, String)>, Vec<PathBuf>) {
+        let no_device = || {
+            (
+                vec![("CUDA_VISIBLE_DEVICES".into(), String::new())],
+                Vec::new(),
+            )
+        };
         if q == QueueKind::Cpu {
             return no_device();
         }
@@ -115,14 +134,16 @@ impl Inner {
             });
         }
         let pipe = MpsDaemon::pipe_dir_under(&self.cfg.data_dir.join("mps"));
-        gpu_env(&Placement {
+        let inside = self.launcher.inner_socket_dir(id);
+        let env = gpu_env(&Placement {
             backend: self.devices.kind(),
             gpu: info,
-            tokens_per_gpu: self.cfg.scheduler.slots.tokens_per_gpu,
+            sm_share: 100 / self.cfg.scheduler.slots.tokens_per_gpu.clamp(1, 100),
             gpu_memory_mb: spec.resources.gpu_memory_mb,
             mps_pipe_dir: g.mps.then_some(pipe.as_path()),
-            shim: library.as_deref().map(|l| (l, dir)),
-        })
+            shim: library.as_deref().map(|l| (l, inside.as_path())),
+        });
+        (env, library.into_iter().collect())
     }
 
     /// Creates and starts a sandbox; waits until it is ready.
@@ -139,24 +160,21 @@ impl Inner {
         let serial = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.sandbox_root.join(format!("{}-{serial}", queue_tag(q)));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let extra_env = self.device_env(q, gpu, spec, &dir);
+        let (extra_env, read_only) = self.device_env(q, gpu, spec, serial);
+        // MPS serves one user's clients at a time: GPU sandboxes then share one user.
+        let user = (q == QueueKind::Gpu)
+            .then(|| self.mps_user.clone())
+            .flatten();
         let req = SandboxRequest {
             id: serial,
             spec,
-            dir,
             extra_env,
+            read_only,
+            user,
         };
-        let mut sandbox = self.launcher.spawn(req).await.map_err(|e| e.to_string())?;
+        tracing::debug!(queue = queue_tag(q), serial, "starting a sandbox");
         let timeout = Duration::from_millis(self.cfg.start_timeout_ms);
-        if let Err(e) = sandbox.wait_ready(timeout).await {
-            let msg = format!("{e}; stderr: {}", sandbox.stderr_tail());
-            sandbox.kill().await;
-            return Err(msg);
-        }
-        Ok(sandbox)
+        Sandbox::start_ready(&self.launcher, req, timeout).await
     }
 }
 
@@ -173,15 +191,13 @@ fn queue_tag(q: QueueKind) -> &'static str {
 /// `State.live`.
 async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
     let dispatched = Instant::now();
+    if !s.cold && put_back_if_dead(&inner, q, &s).await {
+        return;
+    }
+    let _running = Running::new(&inner);
     let (pending, spec, client) = {
         let mut st = inner.lock();
-        let pending = st.pending.remove(&s.inv.id.0);
-        if let Some(p) = &pending {
-            if let Some(n) = st.queued.get_mut(&p.func) {
-                *n = n.saturating_sub(1);
-            }
-            st.queued_total = st.queued_total.saturating_sub(1);
-        }
+        let pending = st.take_pending(s.inv.id.0);
         let client = st.live.get(&(q, s.sandbox)).map(|sb| sb.client().clone());
         (pending, inner.spec(&st, s.inv.func), client)
     };
@@ -196,7 +212,7 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
             }
         }
     }
-    let (Some(pending), Some(spec)) = (pending, spec) else {
+    let (Some(mut pending), Some(spec)) = (pending, spec) else {
         // Nothing to run (cannot happen): give back what the start took, and leave a running
         // sandbox alone — other invocations may be using it.
         if s.cold {
@@ -233,6 +249,13 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
             return respond(&inner.metrics, &pending.func, pending.reply, Err(e));
         }
     };
+    if let Some(hook) = pending.on_start.take() {
+        if let Err(why) = hook().await {
+            withdraw(&inner, q, &s);
+            let err = Err(InvokeError::Withdrawn(why));
+            return respond(&inner.metrics, &pending.func, pending.reply, err);
+        }
+    }
     let ready = Instant::now();
     let timeout = Duration::from_millis(spec.timeout_ms);
     let call = client.invoke(pending.input, inner.cfg.max_response_bytes);
@@ -296,7 +319,7 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
 /// Why an invocation lost its sandbox without its own request failing first.
 const GONE: &str = "its sandbox was stopped after another invocation in it crashed or timed out";
 
-fn respond(
+pub(super) fn respond(
     metrics: &Metrics,
     func: &str,
     reply: tokio::sync::oneshot::Sender<Result<InvokeOk, InvokeError>>,

@@ -8,22 +8,35 @@
 //! functions through a second one with a single device of `cpu_slots` tokens. Every scheduler
 //! call happens under one mutex and is pure bookkeeping (sub-microsecond); everything that waits
 //! (process start, the function's own execution) happens in tasks outside it.
+//!
+//! Admission and submission are in `submit` (the queue bounds, the predicted wait against the
+//! function's `max_queue_ms`, cancelling the invocation of a caller that went away), fitting a
+//! spec to the devices in `fit`, and ending queued work early (a deleted function, an
+//! invocation no device can hold, a graceful stop) in `stop`.
 
 mod exec;
+mod fit;
+mod load;
 mod metrics;
+mod prestart;
+mod stop;
+mod submit;
 mod types;
 mod upkeep;
 
+pub use load::Load;
 pub use metrics::Metrics;
+pub use submit::{Admitted, InvokeOptions, StartHook, Ticket};
 pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
 
 use crate::config::WorkerConfig;
+use crate::devices::GpuInfo;
 use crate::devices::{BackendKind, DeviceBackend};
 use crate::function::FunctionSpec;
-use crate::sandbox::{Launcher, Sandbox};
+use crate::sandbox::{Launcher, Sandbox, UserLease};
 use bytes::Bytes;
 use serde::Serialize;
-use sluice_core::{FunctionId, InvocationId, SandboxId, Time};
+use sluice_core::{FunctionId, SandboxId, Time};
 use sluice_policy::scheduler::{Action, FunctionInfo, Scheduler};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,10 +48,14 @@ use tokio::sync::{oneshot, Notify};
 #[derive(Clone, Debug)]
 pub(crate) struct StageHost {
     pub launcher: Launcher,
-    pub sandbox_root: PathBuf,
     pub backend: BackendKind,
     pub gpus: u32,
-    pub mps: bool,
+    /// The devices, to name a stage's GPU by UUID.
+    pub gpu_info: Vec<GpuInfo>,
+    /// The MPS daemon's pipe directory, when MPS is on.
+    pub mps_pipe: Option<PathBuf>,
+    /// The user every MPS client runs as (MPS serves one user at a time).
+    pub mps_user: Option<UserLease>,
     pub start_timeout: std::time::Duration,
     pub max_response_bytes: usize,
 }
@@ -58,9 +75,12 @@ struct Registered {
 
 struct Pending {
     func: String,
+    queue: QueueKind,
     input: Bytes,
     arrived: Instant,
     reply: oneshot::Sender<Result<InvokeOk, InvokeError>>,
+    /// Awaited just before the invocation is sent to its sandbox.
+    on_start: Option<StartHook>,
 }
 
 struct State {
@@ -78,6 +98,8 @@ struct State {
     live: HashMap<(QueueKind, SandboxId), Sandbox>,
     next_invocation: u64,
     draining: bool,
+    /// Stopping for good: nothing new is queued, even an accepted asynchronous invocation.
+    stopping: bool,
 }
 
 impl State {
@@ -87,6 +109,26 @@ impl State {
             QueueKind::Cpu => &mut self.cpu,
         }
     }
+
+    fn sched_ref(&self, q: QueueKind) -> &Scheduler {
+        match q {
+            QueueKind::Gpu => &self.gpu,
+            QueueKind::Cpu => &self.cpu,
+        }
+    }
+
+    /// Takes a queued invocation out of the engine's books (it started, or ended unstarted).
+    fn take_pending(&mut self, inv: u64) -> Option<Pending> {
+        let p = self.pending.remove(&inv)?;
+        if let Some(n) = self.queued.get_mut(&p.func) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.queued.remove(&p.func);
+            }
+        }
+        self.queued_total = self.queued_total.saturating_sub(1);
+        Some(p)
+    }
 }
 
 pub(crate) struct Inner {
@@ -94,12 +136,16 @@ pub(crate) struct Inner {
     started: Instant,
     launcher: Launcher,
     devices: Box<dyn DeviceBackend>,
-    sandbox_root: PathBuf,
+    /// With MPS on real GPUs: the one user all GPU sandboxes run as.
+    mps_user: Option<UserLease>,
     state: Mutex<State>,
     timer: Arc<Notify>,
     metrics: Metrics,
     /// Next sandbox serial (see `create_sandbox`).
     serial: std::sync::atomic::AtomicU64,
+    /// Invocations dispatched and not yet answered, and a wake-up when that reaches zero.
+    running: std::sync::atomic::AtomicUsize,
+    idle: Notify,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -109,7 +155,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over `devices`, starting sandboxes with `launcher` under `cfg.data_dir`.
+    /// An engine over `devices`, starting sandboxes with `launcher`.
     pub fn new(
         cfg: WorkerConfig,
         devices: Box<dyn DeviceBackend>,
@@ -121,12 +167,14 @@ impl Engine {
         cpu_cfg.slots.tokens_per_gpu = cfg.cpu_slots();
         cpu_cfg.slots.util_gate = None;
         let cpu = Scheduler::new(&cpu_cfg, vec![u64::MAX / 4])?;
-        let sandbox_root = cfg.data_dir.join("sandboxes");
+        let mps_user = (cfg.gpu.mps && devices.kind() == BackendKind::Nvml)
+            .then(|| launcher.lease_user())
+            .flatten();
         let inner = Arc::new(Inner {
             started: Instant::now(),
             launcher,
             devices,
-            sandbox_root,
+            mps_user,
             state: Mutex::new(State {
                 gpu,
                 cpu,
@@ -138,10 +186,13 @@ impl Engine {
                 live: HashMap::new(),
                 next_invocation: 0,
                 draining: false,
+                stopping: false,
             }),
             timer: Arc::new(Notify::new()),
             metrics: Metrics::new(),
             serial: std::sync::atomic::AtomicU64::new(serial_base()),
+            running: std::sync::atomic::AtomicUsize::new(0),
+            idle: Notify::new(),
             cfg,
         });
         tokio::spawn(upkeep::timer_loop(Arc::downgrade(&inner)));
@@ -155,12 +206,16 @@ impl Engine {
     /// backend and sandbox serials as functions (so cgroup names never collide).
     pub(crate) fn stage_host(&self) -> StageHost {
         let inner = &self.inner;
+        let mps = inner.cfg.gpu.mps && inner.devices.kind() == BackendKind::Nvml;
         StageHost {
             launcher: inner.launcher.clone(),
-            sandbox_root: inner.sandbox_root.clone(),
             backend: inner.devices.kind(),
             gpus: inner.devices.gpus().len() as u32,
-            mps: inner.cfg.gpu.mps,
+            gpu_info: inner.devices.gpus().to_vec(),
+            mps_pipe: mps.then(|| {
+                crate::devices::MpsDaemon::pipe_dir_under(&inner.cfg.data_dir.join("mps"))
+            }),
+            mps_user: inner.mps_user.clone(),
             start_timeout: std::time::Duration::from_millis(inner.cfg.start_timeout_ms),
             max_response_bytes: inner.cfg.max_response_bytes,
         }
@@ -177,16 +232,23 @@ impl Engine {
         &self.inner.cfg
     }
 
-    /// Registers (or replaces) a function; returns true if it replaced one.
+    /// Registers (or replaces) a function; returns true if it replaced one. It is not checked
+    /// against the devices (see [`Engine::check_fits`]): one that fits none has each of its
+    /// invocations failed at once as unplaceable.
     pub fn register(&self, spec: FunctionSpec) -> bool {
         let queue = if spec.resources.gpu {
             QueueKind::Gpu
         } else {
             QueueKind::Cpu
         };
+        // The CPU queue's one "device" models no GPU memory: a CPU function holds none.
+        let gpu_mem_bytes = match queue {
+            QueueKind::Gpu => spec.resources.gpu_memory_mb.saturating_mul(1 << 20),
+            QueueKind::Cpu => 0,
+        };
         let info = FunctionInfo {
             weight: spec.weight,
-            gpu_mem_bytes: spec.resources.gpu_memory_mb << 20,
+            gpu_mem_bytes,
             fixed_estimate: None,
             concurrency: spec.concurrency,
         };
@@ -200,52 +262,10 @@ impl Engine {
             .is_some()
     }
 
-    /// Forgets a function; its idle sandboxes expire with keep-alive. True if it existed.
-    pub fn unregister(&self, name: &str) -> bool {
-        self.inner.lock().functions.remove(name).is_some()
-    }
-
     /// Runs `name` on `input` and waits for its result.
     pub async fn invoke(&self, name: &str, input: Bytes) -> Result<InvokeOk, InvokeError> {
-        let (tx, rx) = oneshot::channel();
-        let actions = {
-            let mut st = self.inner.lock();
-            if st.draining {
-                return Err(InvokeError::Draining);
-            }
-            let Some(f) = st.functions.get(name) else {
-                return Err(InvokeError::UnknownFunction(name.to_string()));
-            };
-            let (id, queue) = (f.id, f.queue);
-            let per_fn = st.queued.get(name).copied().unwrap_or(0);
-            if st.queued_total >= self.inner.cfg.max_queued
-                || per_fn >= self.inner.cfg.max_queued_per_function
-            {
-                return Err(InvokeError::QueueFull {
-                    queued: st.queued_total,
-                    retry_after_s: 1,
-                });
-            }
-            *st.queued.entry(name.to_string()).or_default() += 1;
-            st.queued_total += 1;
-            let inv = st.next_invocation;
-            st.next_invocation += 1;
-            st.pending.insert(
-                inv,
-                Pending {
-                    func: name.to_string(),
-                    input,
-                    arrived: Instant::now(),
-                    reply: tx,
-                },
-            );
-            let now = self.inner.now();
-            st.sched(queue).submit(InvocationId(inv), id, now);
-            self.inner.poll(&mut st, queue, now)
-        };
-        self.inner.execute(actions);
-        rx.await
-            .unwrap_or_else(|_| Err(InvokeError::Internal("invocation dropped".into())))
+        self.invoke_with(name, input, InvokeOptions::default())
+            .await
     }
 
     /// Starts up to `count` sandboxes of `name` ahead of demand; returns how many were started.

@@ -41,8 +41,25 @@ pub enum InvokeError {
     UnknownFunction(String),
     #[error("queue full ({queued} invocations waiting); retry later")]
     QueueFull { queued: usize, retry_after_s: u64 },
+    #[error(
+        "overloaded: the predicted queueing delay of {predicted_ms} ms exceeds the function's \
+         max_queue_ms of {bound_ms} ms; retry later"
+    )]
+    Overloaded {
+        predicted_ms: u64,
+        bound_ms: u64,
+        retry_after_s: u64,
+    },
     #[error("the worker is draining and accepts no new invocations")]
     Draining,
+    #[error("the worker is shutting down; the invocation did not start")]
+    ShuttingDown,
+    #[error("function {0:?} was deleted before the invocation started")]
+    FunctionDeleted(String),
+    #[error("the invocation can never start on this worker: {0}")]
+    Unplaceable(String),
+    #[error("the invocation was withdrawn before it started: {0}")]
+    Withdrawn(String),
     #[error("the function's sandbox failed to start: {0}")]
     ColdStartFailed(String),
     #[error("the function ran longer than its timeout of {0} ms and was killed")]
@@ -63,7 +80,12 @@ impl InvokeError {
         match self {
             InvokeError::UnknownFunction(_) => "unknown",
             InvokeError::QueueFull { .. } => "rejected",
+            InvokeError::Overloaded { .. } => "overloaded",
             InvokeError::Draining => "draining",
+            InvokeError::ShuttingDown => "shutting_down",
+            InvokeError::FunctionDeleted(_) => "deleted",
+            InvokeError::Unplaceable(_) => "unplaceable",
+            InvokeError::Withdrawn(_) => "withdrawn",
             InvokeError::ColdStartFailed(_) => "start_failed",
             InvokeError::Timeout(_) => "timeout",
             InvokeError::Crashed(_) => "crashed",

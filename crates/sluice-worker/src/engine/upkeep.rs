@@ -91,18 +91,24 @@ pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32,
         let (inner, spec) = (inner.clone(), spec.clone());
         tokio::spawn(async move {
             let created = inner.create_sandbox(q, sb, gpu, &spec).await;
-            let mut st = inner.lock();
-            match created {
-                Ok(sandbox) => {
-                    st.live.insert((q, sb), sandbox);
-                    let now = inner.now();
-                    st.sched(q).prewarm_done(sb, now);
+            let actions = {
+                let mut st = inner.lock();
+                let now = inner.now();
+                match created {
+                    Ok(sandbox) => {
+                        st.live.insert((q, sb), sandbox);
+                        st.sched(q).prewarm_done(sb, now);
+                    }
+                    Err(e) => {
+                        tracing::warn!("prewarm of {} failed: {e}", spec.name);
+                        st.sched(q).forget_sandbox(sb);
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!("prewarm of {} failed: {e}", spec.name);
-                    st.sched(q).forget_sandbox(sb);
-                }
-            }
+                // A creation slot is free again and perhaps a warm sandbox is there: what
+                // waited for either may start now.
+                inner.poll(&mut st, q, now)
+            };
+            inner.execute(actions);
         });
     }
     Ok(started)

@@ -1,11 +1,13 @@
 //! Planning with a profile, and the re-planning loop: once a second, every profiled pipeline's
-//! measured load (requests finished per second) and recent p99 go to its
-//! [`sluice_pipeline::Controller`]; when the controller asks for a re-plan (sustained high load or
-//! a missed target → `max-load`; sustained low load → `min-resources` at the load plus headroom),
-//! the new plan is deployed if it differs from the one in force. The controller's hysteresis
-//! (window, cooldown) is what keeps this from flapping.
+//! measured load (requests finished per second over the load meter's window) and recent p99 go to
+//! its [`sluice_pipeline::Controller`]; when the controller asks for a re-plan (sustained high load
+//! or a missed target → `max-load`; sustained low load → `min-resources` at the load plus
+//! headroom, never below the pipeline's autoscale floor) and the pipeline's autoscaling is on, the
+//! new plan is deployed if it differs from the one in force, and the change is recorded with its
+//! reason. The controller's hysteresis (window, cooldown) is what keeps this from flapping.
 
-use super::{DeployRequest, Inner};
+use super::meter::RateMeter;
+use super::{Change, DeployRequest, Inner};
 use sluice_pipeline::{
     plan, Cluster, Contention, Controller, Decision, Goal, GpuModel, PerfModel, Plan, Policy,
     Profiles,
@@ -61,11 +63,13 @@ pub(super) fn plan_with_profile(
 /// Least load a re-plan for `min-resources` is made for, requests/s.
 const MIN_PLANNED_LOAD: f64 = 0.05;
 
+/// How long the load meter averages over, seconds.
+const METER_WINDOW_S: f64 = 10.0;
+
 struct Tracked {
     generation: u64,
     controller: Controller,
-    finished: u64,
-    at: Instant,
+    meter: RateMeter,
 }
 
 /// The loop; ends when the pipelines are dropped.
@@ -73,86 +77,127 @@ pub(super) async fn run(inner: Weak<Inner>) {
     let started = Instant::now();
     let mut tracked: BTreeMap<String, Tracked> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // After a slow re-plan, wait a full period rather than catching up in a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let now = started.elapsed().as_secs_f64();
-        let live: Vec<(String, DeployRequest, std::sync::Arc<super::Deployment>)> = inner
+        let live: Vec<Metered> = inner
             .live
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|(_, l)| l.request.profile_csv.is_some())
-            .map(|(n, l)| (n.clone(), l.request.clone(), l.deployment.clone()))
-            .collect();
-        tracked.retain(|n, _| live.iter().any(|(m, _, _)| m == n));
-        for (name, req, dep) in live {
-            let finished =
-                dep.completed.load(Ordering::Relaxed) + dep.failed.load(Ordering::Relaxed);
-            let t = match tracked.get_mut(&name) {
-                Some(t) if t.generation == dep.generation => t,
-                _ => {
-                    let Ok(policy) = dep.plan.policy.parse::<Policy>() else {
-                        continue;
-                    };
-                    let cfg = req.controller.clone().unwrap_or_default();
-                    let Ok(controller) = Controller::new(
-                        cfg,
-                        dep.spec.slo_ms,
-                        policy,
-                        dep.plan.predicted.capacity_rps,
-                        now,
-                    ) else {
-                        continue;
-                    };
-                    tracked.insert(
-                        name.clone(),
-                        Tracked {
-                            generation: dep.generation,
-                            controller,
-                            finished,
-                            at: Instant::now(),
-                        },
-                    );
-                    continue;
-                }
-            };
-            let dt = t.at.elapsed().as_secs_f64().max(1e-3);
-            let load = (finished - t.finished) as f64 / dt;
-            t.finished = finished;
-            t.at = Instant::now();
-            let recent = ((load * 10.0).ceil() as usize).clamp(1, 4096);
-            let p99 = dep.e2e.recent(recent).p99_ms;
-            let Decision::Replan { policy, load_rps } = t.controller.observe(now, load, p99) else {
-                continue;
-            };
-            let host = inner.engine.stage_host();
-            let csv = req.profile_csv.clone().unwrap_or_default();
-            let gpus = req.gpus.unwrap_or(host.gpus.max(1)).min(host.gpus.max(1));
-            let planned = req.clone();
-            let replanned = tokio::task::spawn_blocking(move || {
-                plan_with_profile(&planned, &csv, gpus, Some((policy, load_rps)))
+            .map(|(n, l)| Metered {
+                name: n.clone(),
+                req: l.request.clone(),
+                dep: l.deployment.clone(),
+                reading: l.measured_load.clone(),
             })
-            .await
-            .unwrap_or_else(|e| Err(format!("planning failed: {e}")));
-            match replanned {
-                Ok(p) if p.instances == dep.plan.instances => {
-                    t.controller.adopt(policy, p.predicted.capacity_rps, now);
+            .collect();
+        tracked.retain(|n, _| live.iter().any(|m| &m.name == n));
+        for m in live {
+            step(&inner, &mut tracked, m, started.elapsed().as_secs_f64()).await;
+        }
+    }
+}
+
+/// A metered pipeline, read out of the live map for one tick.
+struct Metered {
+    name: String,
+    req: DeployRequest,
+    dep: std::sync::Arc<super::Deployment>,
+    reading: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// One tick for one pipeline: read the meter, publish the reading, and re-plan when the
+/// controller asks and autoscaling is on.
+async fn step(inner: &Inner, tracked: &mut BTreeMap<String, Tracked>, m: Metered, now: f64) {
+    let Metered {
+        name,
+        req,
+        dep,
+        reading,
+    } = m;
+    let finished = dep.completed.load(Ordering::Relaxed) + dep.failed.load(Ordering::Relaxed);
+    let t = match tracked.get_mut(&name) {
+        Some(t) if t.generation == dep.generation => t,
+        _ => {
+            let Ok(policy) = dep.plan.policy.parse::<Policy>() else {
+                return;
+            };
+            let cfg = req.controller.clone().unwrap_or_default();
+            let capacity = dep.plan.predicted.capacity_rps;
+            let Ok(controller) = Controller::new(cfg, dep.spec.slo_ms, policy, capacity, now)
+            else {
+                return;
+            };
+            let mut meter = RateMeter::new(METER_WINDOW_S);
+            meter.observe(now, finished);
+            let fresh = Tracked {
+                generation: dep.generation,
+                controller,
+                meter,
+            };
+            tracked.insert(name, fresh);
+            return;
+        }
+    };
+    let Some(load) = t.meter.observe(now, finished) else {
+        return;
+    };
+    reading.store(load.to_bits(), Ordering::Relaxed);
+    let recent = ((load * 10.0).ceil() as usize).clamp(1, 4096);
+    let p99 = dep.e2e.recent(recent).p99_ms;
+    let decision = t.controller.observe(now, load, p99);
+    let Decision::Replan { policy, load_rps } = decision else {
+        return;
+    };
+    if !req.autoscale.enabled {
+        return;
+    }
+    let floor = req.load_floor().max(MIN_PLANNED_LOAD);
+    let load_rps = load_rps.max(floor);
+    let host = inner.engine.stage_host();
+    let csv = req.profile_csv.clone().unwrap_or_default();
+    let gpus = req.gpus.unwrap_or(host.gpus.max(1)).min(host.gpus.max(1));
+    let planned = req.clone();
+    let replanned = tokio::task::spawn_blocking(move || {
+        plan_with_profile(&planned, &csv, gpus, Some((policy, load_rps)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("planning failed: {e}")));
+    match replanned {
+        Ok(p) if p.instances == dep.plan.instances => {
+            t.controller.adopt(policy, p.predicted.capacity_rps, now);
+        }
+        Ok(p) => {
+            let capacity = dep.plan.predicted.capacity_rps;
+            let reason = match policy {
+                Policy::MaxLoad if p99 > dep.spec.slo_ms => format!(
+                    "target missed: p99 {p99:.0} ms above {:.0} ms",
+                    dep.spec.slo_ms
+                ),
+                Policy::MaxLoad => {
+                    format!("high load: {load:.2} req/s of a planned {capacity:.2} req/s")
                 }
-                Ok(p) => {
-                    tracing::info!(
-                        pipeline = %name, %policy, load_rps, measured_load = load, p99_ms = p99,
-                        "re-planning"
-                    );
-                    let _guard = inner.changes.lock().await;
-                    if let Err(e) = inner.install(req.clone(), p).await {
-                        tracing::warn!(pipeline = %name, "re-plan not deployed: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!(pipeline = %name, "re-plan failed: {e}"),
+                _ => format!(
+                    "low load: {load:.2} req/s of a planned {capacity:.2} req/s; \
+                     planning for {load_rps:.2} req/s (floor {floor:.2})"
+                ),
+            };
+            tracing::warn!(pipeline = %name, %policy, measured_load = load, p99_ms = p99, "re-planning: {reason}");
+            let change = Change {
+                reason,
+                planned_load_rps: (policy != Policy::MaxLoad).then_some(load_rps),
+            };
+            let _guard = inner.changes.lock().await;
+            if let Err(e) = inner.install(req, p, change).await {
+                tracing::warn!(pipeline = %name, "re-plan not deployed: {e}");
             }
         }
+        Err(e) => tracing::warn!(pipeline = %name, "re-plan failed: {e}"),
     }
 }

@@ -9,6 +9,7 @@ use super::instance::{Instance, InstanceConfig};
 use super::payload::Group;
 use super::request::DeviceHandoff;
 use super::stats::{PipelineMetrics, Quantiles, Window};
+use crate::devices::sandbox_env::{gpu_env, Placement};
 use crate::devices::BackendKind;
 use crate::engine::{Engine, StageHost};
 use crate::function::{FunctionSpec, Resources};
@@ -90,6 +91,28 @@ pub(super) fn host_cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
+/// Relative entries of a stage's `PYTHONPATH` resolved against the pipeline's base directory
+/// (as `sluice fn register` does for functions), so that the sandbox binds what they name.
+fn resolve_python_path(
+    env: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    if let Some(v) = env.get_mut("PYTHONPATH") {
+        let parts: Vec<String> = v
+            .split(':')
+            .map(|p| match Path::new(p) {
+                rel if rel.is_relative() && !p.is_empty() => {
+                    base_dir.join(rel).display().to_string()
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        *v = parts.join(":");
+    }
+    env
+}
+
 /// The sandbox spec of an instance of `stage` with `share` % of the device: without a GPU, a CPU
 /// quota of that share of the host's cores stands in for the SM share.
 pub(super) fn stage_function(
@@ -108,8 +131,9 @@ pub(super) fn stage_function(
     FunctionSpec {
         name: format!("{}-{}", spec.name, s.name),
         command: s.command.clone(),
-        env: s.env.clone(),
+        env: resolve_python_path(&s.env, base_dir),
         workdir: Some(base_dir.to_path_buf()),
+        files: Vec::new(),
         resources: Resources {
             cpus,
             memory_mb: (2 * s.memory_mb).max(1024),
@@ -117,45 +141,39 @@ pub(super) fn stage_function(
             gpu: host.backend == BackendKind::Nvml,
             gpu_memory_mb: s.memory_mb,
             network: false,
+            tmp_mb: 64,
         },
         timeout_ms: 0,
+        max_queue_ms: None,
         concurrency: 1,
         weight: 1.0,
     }
 }
 
-/// Device environment of an instance on `gpu` with `share` % of its SMs.
+/// Device environment of an instance on `gpu` with `share` % of its SMs: the same placement a
+/// function gets (`devices::sandbox_env`: the device's UUID, the MPS pipe directory, SM share
+/// and memory limit), plus `SLUICE_SM_SHARE`.
 pub(super) fn device_env(
     host: &StageHost,
     gpu: u32,
     share: u32,
     memory_mb: u64,
 ) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("SLUICE_GPU_INDEX".to_string(), gpu.to_string()),
-        ("SLUICE_SM_SHARE".to_string(), share.to_string()),
-    ];
-    match host.backend {
-        BackendKind::Simulated => {
-            env.push(("CUDA_VISIBLE_DEVICES".into(), String::new()));
-            env.push(("SLUICE_SIMULATED_GPU".into(), "1".into()));
-        }
-        BackendKind::Nvml => {
-            env.push(("CUDA_VISIBLE_DEVICES".into(), gpu.to_string()));
-            if host.mps {
-                env.push((
-                    "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE".into(),
-                    share.to_string(),
-                ));
-                if memory_mb > 0 {
-                    env.push((
-                        "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT".into(),
-                        format!("0={memory_mb}M"),
-                    ));
-                }
-            }
-        }
-    }
+    let mut env = match host.gpu_info.get(gpu as usize) {
+        Some(info) => gpu_env(&Placement {
+            backend: host.backend,
+            gpu: info,
+            sm_share: share,
+            gpu_memory_mb: memory_mb,
+            mps_pipe_dir: host.mps_pipe.as_deref(),
+            shim: None,
+        }),
+        None => vec![
+            ("SLUICE_GPU_INDEX".to_string(), gpu.to_string()),
+            ("CUDA_VISIBLE_DEVICES".to_string(), String::new()),
+        ],
+    };
+    env.push(("SLUICE_SM_SHARE".to_string(), share.to_string()));
     env
 }
 
@@ -178,10 +196,25 @@ impl Deployment {
             ));
         }
         let mut groups = BTreeMap::new();
+        // The stages of a group share its directory, so they share a user: the MPS clients'
+        // one when MPS is on (it serves one user at a time), else one of the group's own.
+        let mut users = BTreeMap::new();
         for g in colocated_gpus(&spec, &plan) {
             let name = format!("{}-g{g}-v{generation}", spec.name);
             let arena = ShmArena::create(shm_root, &name)
                 .map_err(|e| format!("shared memory for GPU {g}: {e}"))?;
+            let user = match &host.mps_user {
+                Some(u) => u.clone(),
+                None => host
+                    .launcher
+                    .lease_user()
+                    .ok_or("every sandbox user is in use")?,
+            };
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(arena.dir(), std::fs::Permissions::from_mode(0o700))
+                .and_then(|()| user.chown(arena.dir()))
+                .map_err(|e| format!("shared memory for GPU {g}: {e}"))?;
+            users.insert(g, user);
             groups.insert(g, Arc::new(arena));
         }
         let mut set = tokio::task::JoinSet::new();
@@ -197,6 +230,7 @@ impl Deployment {
                 extra_env: device_env(&host, x.gpu, x.sm_share, x.memory_mb),
                 device_output: device_output(&spec, &plan, k, host.backend),
                 accepts_ipc: s.accepts(Handoff::CudaIpc),
+                user: users.get(&x.gpu).or(host.mps_user.as_ref()).cloned(),
             };
             let group = groups.get(&x.gpu).cloned();
             let e = engine.clone();
@@ -310,4 +344,88 @@ pub struct DeploymentStatus {
     pub stages: Vec<StageStatus>,
     pub shm_bytes: u64,
     pub plan: Plan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::{GpuInfo, MigInstance};
+    use crate::sandbox::SandboxRequest;
+    use crate::sandbox::{sandbox_spec, Isolation, IsolationChoice, Launcher, LauncherConfig};
+
+    fn host(dir: &Path, mps_pipe: Option<PathBuf>) -> StageHost {
+        let mut cfg = LauncherConfig::new(dir.join("sandboxes"));
+        cfg.isolation = IsolationChoice::Only(Isolation::Plain);
+        cfg.allow_unisolated = true;
+        let mig = GpuInfo {
+            index: 0,
+            name: "A100 MIG 3g.20gb".into(),
+            uuid: "MIG-4f6a1c2e-0000-5000-8000-000000000001".into(),
+            memory_bytes: 20 << 30,
+            mig: Some(MigInstance {
+                gpu: 0,
+                instance: 1,
+            }),
+        };
+        StageHost {
+            launcher: Launcher::new(cfg).expect("launcher"),
+            backend: BackendKind::Nvml,
+            gpus: 1,
+            gpu_info: vec![mig],
+            mps_pipe,
+            mps_user: None,
+            start_timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+        }
+    }
+
+    /// A stage on a MIG instance is named by its UUID (not the index) and reaches the MPS
+    /// daemon: the pipe directory is in its environment and bound into its sandbox.
+    #[test]
+    fn a_stage_on_a_mig_gpu_gets_its_uuid_and_the_mps_pipe_bound() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let pipe = t.path().join("mps/pipe");
+        std::fs::create_dir_all(&pipe).expect("pipe dir");
+        let h = host(t.path(), Some(pipe.clone()));
+        let env = device_env(&h, 0, 40, 2048);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("CUDA_VISIBLE_DEVICES"),
+            Some("MIG-4f6a1c2e-0000-5000-8000-000000000001")
+        );
+        assert_eq!(
+            get("CUDA_MPS_PIPE_DIRECTORY"),
+            Some(pipe.to_str().expect("utf-8"))
+        );
+        assert_eq!(get("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), Some("40"));
+        assert_eq!(get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), Some("0=2048M"));
+        assert_eq!(get("SLUICE_SM_SHARE"), Some("40"));
+        let spec: FunctionSpec =
+            serde_json::from_str(r#"{"name":"s","command":["python3","stage.py"]}"#).expect("spec");
+        let req = SandboxRequest {
+            id: 1,
+            spec: &spec,
+            extra_env: env.clone(),
+            read_only: Vec::new(),
+            user: None,
+        };
+        assert_eq!(sandbox_spec(&req).read_write, vec![pipe]);
+        let env: BTreeMap<String, String> =
+            [("PYTHONPATH".to_string(), "../sdk:/abs".to_string())].into();
+        let resolved = resolve_python_path(&env, Path::new("/p/q"));
+        assert_eq!(resolved["PYTHONPATH"], "/p/q/../sdk:/abs");
+        // Without MPS, no pipe, and on a simulated GPU no device at all.
+        let h = host(t.path(), None);
+        let env = device_env(&h, 0, 40, 0);
+        assert!(
+            !env.iter().any(|(k, _)| k.starts_with("CUDA_MPS")),
+            "{env:?}"
+        );
+        let sim = StageHost {
+            backend: BackendKind::Simulated,
+            ..h
+        };
+        let env = device_env(&sim, 0, 40, 0);
+        assert!(env.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())));
+    }
 }

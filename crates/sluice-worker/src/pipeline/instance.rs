@@ -12,8 +12,8 @@ use super::payload::{Exporter, Group, Handover, Payload, Release, SegRef};
 use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
 use crate::function::FunctionSpec;
-use crate::protocol::FunctionClient;
-use crate::sandbox::{Sandbox, SandboxRequest};
+use crate::protocol::{FunctionClient, ProtocolError};
+use crate::sandbox::{Sandbox, SandboxRequest, UserLease};
 use bytes::Bytes;
 use sluice_handoff::cuda_ipc::IpcHandle;
 use sluice_handoff::frame::{
@@ -63,6 +63,9 @@ pub(crate) struct InstanceConfig {
     pub device_output: bool,
     /// The stage accepts inputs as CUDA IPC handles.
     pub accepts_ipc: bool,
+    /// The user its sandboxes run as: its co-location group's (so both stages can use the
+    /// group's shared memory) or the MPS clients'; `None`: one of its own.
+    pub user: Option<UserLease>,
 }
 
 /// The handle routers use.
@@ -103,6 +106,7 @@ impl Instance {
             process: inst.process.clone(),
             metrics,
             restarts: 0,
+            transport_broke: std::sync::atomic::AtomicBool::new(false),
             exporter: None,
             release_tx,
             pending: Vec::new(),
@@ -146,12 +150,14 @@ async fn spawn(
     if let Some(g) = group {
         env.push(("SLUICE_SHM_DIR".into(), g.dir().display().to_string()));
     }
-    launch_stage(host, &cfg.spec, &cfg.stage, cfg.batch, env, serial).await
+    let user = cfg.user.clone();
+    launch_stage(host, &cfg.spec, &cfg.stage, cfg.batch, env, serial, user).await
 }
 
-/// Starts one stage process in a sandbox `stage-<serial>` under the host's root, with the stage
-/// protocol's environment (`SLUICE_STAGE`, `SLUICE_MAX_BATCH`) added to `env`, and waits until it
-/// is ready; a process that does not get ready is killed and its stderr is in the error.
+/// Starts one stage process in sandbox `serial` through the host's launcher (as functions are),
+/// with the stage protocol's environment (`SLUICE_STAGE`, `SLUICE_MAX_BATCH`) added to `env`
+/// (which holds its device placement), as `user` when given, and waits until it is ready; a
+/// process that does not get ready is killed and its stderr is in the error.
 pub(super) async fn launch_stage(
     host: &StageHost,
     spec: &FunctionSpec,
@@ -159,27 +165,20 @@ pub(super) async fn launch_stage(
     max_batch: u32,
     mut env: Vec<(String, String)>,
     serial: u64,
+    user: Option<UserLease>,
 ) -> Result<Sandbox, String> {
-    let dir = host.sandbox_root.join(format!("stage-{serial}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     env.push(("SLUICE_STAGE".into(), stage.to_string()));
     env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
     let req = SandboxRequest {
         id: serial,
         spec,
-        dir,
         extra_env: env,
+        read_only: Vec::new(),
+        user,
     };
-    let mut sandbox = host.launcher.spawn(req).await.map_err(|e| e.to_string())?;
-    if let Err(e) = sandbox.wait_ready(host.start_timeout).await {
-        let msg = format!(
-            "stage {stage} did not start: {e}; stderr: {}",
-            sandbox.stderr_tail()
-        );
-        sandbox.kill().await;
-        return Err(msg);
-    }
-    Ok(sandbox)
+    Sandbox::start_ready(&host.launcher, req, host.start_timeout)
+        .await
+        .map_err(|e| format!("stage {stage} did not start: {e}"))
 }
 
 struct Runner {
@@ -191,6 +190,9 @@ struct Runner {
     process: Arc<Mutex<Option<Sandbox>>>,
     metrics: Arc<PipelineMetrics>,
     restarts: u32,
+    /// The last exchange lost its connection (the process died, or closed its socket): the next
+    /// batch must not reuse the process before it is known to be gone or is restarted.
+    transport_broke: std::sync::atomic::AtomicBool,
     /// The running process's exported device buffers (with `device_output` only).
     exporter: Option<Arc<Exporter>>,
     release_tx: mpsc::UnboundedSender<Release>,
@@ -329,10 +331,16 @@ impl Runner {
     }
 
     async fn client(&mut self) -> Result<FunctionClient, String> {
+        let broke = self
+            .transport_broke
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.process.lock().await;
         match guard.as_mut() {
             None => Err("the stage instance has stopped".into()),
             Some(sb) => {
+                if broke {
+                    settle(sb).await;
+                }
                 if let Some(exit) = sb.try_exited() {
                     let tail = sb.stderr_tail();
                     if self.restarts >= MAX_RESTARTS {
@@ -524,7 +532,13 @@ impl Runner {
         let answer = client
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
-            .map_err(|e| format!("stage {}: {e}", self.cfg.stage))?;
+            .map_err(|e| {
+                if matches!(e, ProtocolError::Connect(_) | ProtocolError::Io(_)) {
+                    self.transport_broke
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                format!("stage {}: {e}", self.cfg.stage)
+            })?;
         let (resp, region): (BatchResponse, &[u8]) = decode(&answer)
             .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
         resp.check_answers(&manifest.batch)
@@ -599,5 +613,20 @@ impl Runner {
             ));
         }
         Ok(Payload::Shm(Arc::new(seg)))
+    }
+}
+
+/// How long a stage process whose connection broke gets to exit on its own.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// After a broken connection: waits (bounded) for the process to exit, so the next batch sees it
+/// dead and restarts it; one that still runs with a broken socket is killed, for the same end.
+async fn settle(sb: &mut Sandbox) {
+    let deadline = Instant::now() + SETTLE;
+    while sb.try_exited().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if sb.try_exited().is_none() {
+        sb.kill().await;
     }
 }

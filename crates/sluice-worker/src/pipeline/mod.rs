@@ -7,7 +7,7 @@
 //! - `route`: one request through the DAG, with in-place hand-off between co-located stages;
 //! - `payload`: inline bytes, shared-memory segments (deleted when the last holder drops them) and
 //!   CUDA IPC device buffers (released to their producer then; never handed out once it died);
-//! - `control`: the re-planning loop over `sluice_pipeline::controller`;
+//! - `control`: the re-planning loop over `sluice_pipeline::controller`, fed by `meter`;
 //! - `stats`: windows for the status view and the `sluice_pipeline_*` Prometheus families.
 //!
 //! Deployments are replaced whole: an update (or a re-plan) starts the new instances first, then
@@ -16,6 +16,7 @@
 mod control;
 mod deploy;
 mod instance;
+mod meter;
 mod payload;
 pub mod profile;
 pub mod request;
@@ -23,7 +24,7 @@ mod route;
 mod stats;
 
 pub use deploy::{DeploymentStatus, StageStatus};
-pub use request::DeployRequest;
+pub use request::{Autoscale, DeployRequest};
 pub use route::{Finished, StageTiming};
 
 use crate::engine::Engine;
@@ -56,6 +57,45 @@ pub enum PipelineError {
 struct Live {
     request: DeployRequest,
     deployment: Arc<Deployment>,
+    /// Every plan change so far, oldest first (at most [`HISTORY`]).
+    history: Vec<PlanChange>,
+    /// The load meter's last reading, requests/s, as `f64` bits (`u64::MAX`: none yet).
+    measured_load: Arc<AtomicU64>,
+}
+
+/// How many plan changes a pipeline's status keeps.
+const HISTORY: usize = 32;
+
+/// One change of a pipeline's plan, as `sluice pipeline status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanChange {
+    /// The deployment generation the change started.
+    pub generation: u64,
+    /// The planner policy of the new plan.
+    pub policy: String,
+    /// The load the plan was made for, requests/s (`None` for `max-load`, which plans for the most).
+    pub planned_load_rps: Option<f64>,
+    /// The load the plan is predicted to carry within the target, requests/s.
+    pub capacity_rps: f64,
+    /// Why the plan changed: created, updated, or what the load meter and the target showed.
+    pub reason: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A pipeline's autoscaling setting as in force.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AutoscaleView {
+    /// Whether the worker re-plans the pipeline from measured load.
+    pub enabled: bool,
+    /// The least load a re-plan is made for, requests/s.
+    pub min_load_rps: f64,
+}
+
+/// What made a plan change, for its [`PlanChange`] record.
+pub(crate) struct Change {
+    reason: String,
+    planned_load_rps: Option<f64>,
 }
 
 struct Inner {
@@ -83,6 +123,13 @@ pub struct PipelineView {
     pub slo_ms: f64,
     pub stages: Vec<String>,
     pub status: DeploymentStatus,
+    /// The autoscaling setting in force.
+    pub autoscale: AutoscaleView,
+    /// Requests finished per second over the load meter's window (`None` before its first
+    /// reading, or without a profile: only profiled pipelines are metered).
+    pub measured_load_rps: Option<f64>,
+    /// Plan changes, oldest first.
+    pub history: Vec<PlanChange>,
 }
 
 impl Pipelines {
@@ -138,7 +185,13 @@ impl Pipelines {
             .await
             .map_err(|e| PipelineError::Invalid(format!("planning failed: {e}")))?
             .map_err(PipelineError::Invalid)?;
-        self.inner.install(req, plan).await?;
+        let planned_load_rps = (plan.policy != "max-load").then(|| req.load());
+        let reason = if update { "updated" } else { "created" };
+        let change = Change {
+            reason: reason.into(),
+            planned_load_rps,
+        };
+        self.inner.install(req, plan, change).await?;
         self.view(&name).ok_or(PipelineError::Unknown(name))
     }
 
@@ -176,12 +229,19 @@ impl Pipelines {
         let live = self.read();
         let l = live.get(name)?;
         let d = &l.deployment;
+        let bits = l.measured_load.load(Ordering::Relaxed);
         Some(PipelineView {
             name: name.to_string(),
             policy: d.plan.policy.clone(),
             slo_ms: d.spec.slo_ms,
             stages: d.spec.stages.iter().map(|s| s.name.clone()).collect(),
             status: d.status(),
+            autoscale: AutoscaleView {
+                enabled: l.request.autoscale.enabled && l.request.profile_csv.is_some(),
+                min_load_rps: l.request.load_floor(),
+            },
+            measured_load_rps: (bits != u64::MAX).then(|| f64::from_bits(bits)),
+            history: l.history.clone(),
         })
     }
 
@@ -251,12 +311,14 @@ impl Pipelines {
 }
 
 impl Inner {
-    /// Starts a deployment of `plan` and swaps it in; the old one (if any) stops after its
-    /// in-flight requests drain (bounded by the request timeout).
+    /// Starts a deployment of `plan` and swaps it in, recording `change` in the pipeline's
+    /// history; the old one (if any) stops after its in-flight requests drain (bounded by the
+    /// request timeout).
     async fn install(
         &self,
         req: DeployRequest,
         plan: sluice_pipeline::Plan,
+        change: Change,
     ) -> Result<(), PipelineError> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let dep = Deployment::start(
@@ -272,13 +334,37 @@ impl Inner {
         .map_err(PipelineError::Deploy)?;
         let name = req.spec.name.clone();
         let slo = req.spec.slo_ms;
-        let old = self.live.write().unwrap_or_else(|e| e.into_inner()).insert(
+        let record = PlanChange {
+            generation,
+            policy: dep.plan.policy.clone(),
+            planned_load_rps: change.planned_load_rps,
+            capacity_rps: dep.plan.predicted.capacity_rps,
+            reason: change.reason,
+            at_ms: unix_ms(),
+        };
+        tracing::info!(
+            pipeline = %name, generation, policy = %record.policy, reason = %record.reason,
+            "pipeline plan in force"
+        );
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let (mut history, measured_load) = match live.get(&name) {
+            Some(l) => (l.history.clone(), l.measured_load.clone()),
+            None => (Vec::new(), Arc::new(AtomicU64::new(u64::MAX))),
+        };
+        if history.len() == HISTORY {
+            history.remove(0);
+        }
+        history.push(record);
+        let old = live.insert(
             name,
             Live {
                 request: req,
                 deployment: Arc::new(dep),
+                history,
+                measured_load,
             },
         );
+        drop(live);
         if let Some(old) = old {
             let grace = request_timeout(slo);
             tokio::spawn(async move {
@@ -292,6 +378,12 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How long one request may take: generous next to the target, never below 30 s.

@@ -12,7 +12,7 @@
 
 use super::deploy::{device_env, host_cores, stage_function};
 use super::instance::launch_stage;
-use crate::devices::BackendKind;
+use crate::devices::{BackendKind, GpuInfo};
 use crate::engine::StageHost;
 use crate::sandbox::{Launcher, Sandbox};
 use bytes::Bytes;
@@ -35,9 +35,16 @@ pub struct ProfileOptions {
     pub repeats: usize,
     /// Sample pipeline inputs.
     pub inputs: Vec<Vec<u8>>,
-    /// Where sandbox directories go.
-    pub scratch: PathBuf,
     pub start_timeout: Duration,
+}
+
+/// The devices stages are profiled on (the first GPU).
+#[derive(Clone, Debug)]
+pub struct ProfileDevices {
+    pub backend: BackendKind,
+    pub gpus: Vec<GpuInfo>,
+    /// The running MPS daemon's pipe directory, to measure MPS shares.
+    pub mps_pipe: Option<PathBuf>,
 }
 
 /// One measured point.
@@ -87,8 +94,7 @@ pub async fn profile(
     spec: &PipelineSpec,
     base_dir: &Path,
     launcher: Launcher,
-    backend: BackendKind,
-    mps: bool,
+    devices: ProfileDevices,
     opts: &ProfileOptions,
     mut progress: impl FnMut(&ProfileRow),
 ) -> Result<Vec<ProfileRow>, String> {
@@ -111,10 +117,11 @@ pub async fn profile(
         base_dir,
         host: StageHost {
             launcher,
-            sandbox_root: opts.scratch.clone(),
-            backend,
+            backend: devices.backend,
             gpus: 1,
-            mps,
+            gpu_info: devices.gpus,
+            mps_pipe: devices.mps_pipe,
+            mps_user: None,
             start_timeout: opts.start_timeout,
             max_response_bytes: 1 << 30,
         },
@@ -175,7 +182,8 @@ impl Profiler<'_> {
         self.serial += 1;
         let max_batch = self.opts.batches.iter().max().copied().unwrap_or(1);
         let env = device_env(&self.host, 0, share, st.memory_mb);
-        launch_stage(&self.host, &fspec, &st.name, max_batch, env, self.serial).await
+        let serial = self.serial;
+        launch_stage(&self.host, &fspec, &st.name, max_batch, env, serial, None).await
     }
 
     /// One batch of the given items; returns each item's output.

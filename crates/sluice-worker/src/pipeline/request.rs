@@ -78,6 +78,31 @@ pub struct DeployRequest {
     /// Re-planning thresholds (default: `ControllerConfig::default()`).
     #[serde(default)]
     pub controller: Option<ControllerConfig>,
+    /// Whether and how far the worker re-plans from measured load.
+    #[serde(default)]
+    pub autoscale: Autoscale,
+}
+
+/// A pipeline's autoscaling setting. On by default: sustained high load or a missed target
+/// re-plans for the most load the GPUs carry (`max-load`); sustained low load re-plans for fewer
+/// resources (`min-resources`), but never for less than the floor, which defaults to the load the
+/// pipeline was deployed for, so a pipeline created for 2 req/s stays ready for 2 req/s when idle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Autoscale {
+    /// Re-plan from measured load and latency (needs a profile).
+    pub enabled: bool,
+    /// Least load a re-plan is made for, requests/s (default: the deployed load).
+    pub min_load_rps: Option<f64>,
+}
+
+impl Default for Autoscale {
+    fn default() -> Self {
+        Autoscale {
+            enabled: true,
+            min_load_rps: None,
+        }
+    }
 }
 
 impl DeployRequest {
@@ -110,7 +135,17 @@ impl DeployRequest {
                 return Err(format!("load_rps must be >= 0, got {l}"));
             }
         }
+        if let Some(l) = self.autoscale.min_load_rps {
+            if !(l.is_finite() && l >= 0.0) {
+                return Err(format!("autoscale.min_load_rps must be >= 0, got {l}"));
+            }
+        }
         Ok(())
+    }
+
+    /// The least load autoscaling plans for: the configured floor, else the deployed load.
+    pub fn load_floor(&self) -> f64 {
+        self.autoscale.min_load_rps.unwrap_or_else(|| self.load())
     }
 
     /// The load the plan is made for.

@@ -1,211 +1,193 @@
-//! Sandboxes: a function process in its own Linux namespaces with cgroup limits.
-//!
-//! [`Launcher`] picks the isolation once — bubblewrap where `bwrap` works, else util-linux
-//! `unshare`, else a plain process (logged: functions then run unisolated) — and the cgroup
-//! hierarchy (v2, v1, or none). [`Launcher::spawn`] starts one [`Sandbox`]: the function gets
-//! a clean environment (`PATH`, `HOME=/tmp`, `LANG=C.UTF-8`, the spec's env, the request's extra
-//! env, `SLUICE_SOCKET`), a private writable `/tmp` (`<dir>/tmp`), a read-only system, no network
-//! unless the spec asks for it, a new PID namespace, and dies with the worker. It joins its
-//! cgroup (`sluice/<id>`) before exec. See `launch` (start), `process` (running sandbox,
-//! teardown), `bwrap` and `unshare` (isolation), `cgroup` (limits).
-
-mod bwrap;
-mod cgroup;
-mod launch;
-mod process;
-mod unshare;
-
-pub use cgroup::CgroupMode;
-pub use launch::SOCKET_NAME;
-pub use process::{Sandbox, STDERR_TAIL};
+//! The worker's side of sandboxes, a thin adapter over `sluice_sandbox` (the one launcher for
+//! all user code): [`sandbox_spec`] turns a registered [`FunctionSpec`] and the worker's extra
+//! environment into a launcher spec — the one place functions, pipeline stage instances and
+//! `sluice profile` all go through — and [`Sandbox`] pairs a running sandbox with the function
+//! protocol's client on its socket.
 
 use crate::function::FunctionSpec;
+use crate::protocol::FunctionClient;
+use sluice_sandbox::{Limits, SandboxSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How a sandbox is isolated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
-    /// bubblewrap (`bwrap`): every namespace, read-only root, fresh /dev and /proc.
-    Bubblewrap,
-    /// util-linux `unshare` plus a mount script: namespaces, host mounts remounted read-only.
-    Unshare,
-    /// No isolation at all (cgroup limits still apply where available).
-    Plain,
-}
+pub use sluice_sandbox::{
+    CgroupMode, ExitInfo, Isolation, IsolationChoice, Launcher, LauncherConfig, SandboxError,
+    UserLease, SOCKET_DIR, STDERR_TAIL,
+};
 
-impl std::fmt::Display for Isolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Isolation::Bubblewrap => "bubblewrap",
-            Isolation::Unshare => "unshare",
-            Isolation::Plain => "plain process",
-        })
-    }
-}
+/// The worker's environment entries that name directories a sandbox must share read-write:
+/// the MPS pipe and log directories, a pipeline group's shared memory.
+const SHARED_DIRS: [&str; 3] = [
+    "CUDA_MPS_PIPE_DIRECTORY",
+    "CUDA_MPS_LOG_DIRECTORY",
+    "SLUICE_SHM_DIR",
+];
 
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct SandboxRequest<'a> {
-    /// Unique among live sandboxes of this host: names the cgroup `sluice/<id>`.
+    /// Unique among live sandboxes of this host: names its directory and cgroup.
     pub id: u64,
+    /// The function.
     pub spec: &'a FunctionSpec,
-    /// Private per-sandbox directory the worker created: holds the socket (`sluice.sock`) and
-    /// the private tmp (`tmp/`). Removed when the sandbox is killed.
-    pub dir: PathBuf,
-    /// Extra environment, e.g. `CUDA_VISIBLE_DEVICES`, `CUDA_MPS_*`.
+    /// The worker's environment: device placement (`CUDA_VISIBLE_DEVICES`, `CUDA_MPS_*`, the
+    /// shim), the stage protocol.
     pub extra_env: Vec<(String, String)>,
+    /// Host files the worker adds read-only (the shim library).
+    pub read_only: Vec<PathBuf>,
+    /// A user shared with other sandboxes (a pipeline group, MPS clients); default: its own.
+    pub user: Option<UserLease>,
 }
 
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Exit code, if it exited normally.
-    pub code: Option<i32>,
-    /// Signal that killed it, if any.
-    pub signal: Option<i32>,
-}
-
-impl std::fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (Some(c), _) => write!(f, "exit code {c}"),
-            (None, Some(s)) => write!(f, "killed by signal {s}"),
-            (None, None) => f.write_str("ended"),
-        }
+/// The launcher spec of `req`.
+pub fn sandbox_spec(req: &SandboxRequest<'_>) -> SandboxSpec {
+    let spec = req.spec;
+    let r = &spec.resources;
+    let env_dir = |k: &str| {
+        req.extra_env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| PathBuf::from(v))
+            .filter(|p| p.is_dir())
+    };
+    SandboxSpec {
+        id: req.id,
+        command: spec.command.clone(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        extra_env: req.extra_env.clone(),
+        workdir: spec.workdir.clone(),
+        files: spec.files.clone(),
+        read_only: req.read_only.clone(),
+        read_write: SHARED_DIRS.iter().filter_map(|k| env_dir(k)).collect(),
+        gpu: r.gpu,
+        network: r.network,
+        limits: Limits {
+            memory_bytes: r.memory_mb.saturating_mul(1 << 20),
+            cpus: r.cpus,
+            pids: r.pids,
+            tmp_bytes: r.tmp_mb.saturating_mul(1 << 20),
+        },
+        user: req.user.clone(),
+        ..SandboxSpec::default()
     }
 }
 
-/// Why a sandbox could not be started or became unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    #[error("cannot start a sandbox: {0}")]
-    BadSpec(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cgroup {}: {source}", path.display())]
-    Cgroup {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot run {program}: {source}")]
-    Launch {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The process ended before it became ready (`code` is `None` when a signal killed it).
-    /// The message leaves the stderr tail out; it is in `stderr_tail`.
-    #[error("the function exited ({}) before it was ready",
-        code.map_or("killed".to_string(), |c| format!("code {c}")))]
-    Exited {
-        code: Option<i32>,
-        stderr_tail: String,
-    },
-    /// `/ready` did not answer 200 in time (the process still runs; kill it).
-    #[error("the function was not ready within {timeout:?}")]
-    NotReady {
+/// A running function: the sandbox and a client of its socket.
+pub struct Sandbox {
+    inner: sluice_sandbox::Sandbox,
+    client: FunctionClient,
+}
+
+impl Sandbox {
+    /// Starts `req` with `launcher`; the caller then waits for [`Sandbox::wait_ready`].
+    pub async fn start(
+        launcher: &Launcher,
+        req: SandboxRequest<'_>,
+    ) -> Result<Sandbox, SandboxError> {
+        let inner = launcher.spawn(sandbox_spec(&req)).await?;
+        let client = FunctionClient::new(inner.socket());
+        Ok(Sandbox { inner, client })
+    }
+
+    /// Starts `req` and waits until it is ready; one that does not get ready is killed and its
+    /// stderr is in the error. A sandbox whose isolation failed to set it up (not the function:
+    /// bubblewrap, for one, now and then fails to configure a new namespace's loopback under
+    /// heavy load) is started once more.
+    pub async fn start_ready(
+        launcher: &Launcher,
+        req: SandboxRequest<'_>,
         timeout: Duration,
-        stderr_tail: String,
-    },
-}
-
-/// Starts sandboxes with one isolation and cgroup mode.
-#[derive(Debug, Clone)]
-pub struct Launcher {
-    isolation: Isolation,
-    cgroups: CgroupMode,
-    cgroup_root: PathBuf,
-}
-
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-fn detect_cgroups(root: &Path) -> CgroupMode {
-    let mode = cgroup::detect(root);
-    if mode == CgroupMode::None {
-        tracing::warn!(
-            "no usable cgroups under {}: sandboxes run without memory, CPU and pids limits",
-            root.display()
-        );
-    }
-    mode
-}
-
-impl Launcher {
-    /// The best isolation that works here: bubblewrap, then unshare, then a plain process.
-    pub fn detect() -> Launcher {
-        let isolation = if bwrap::works() {
-            Isolation::Bubblewrap
-        } else if unshare::works() {
-            Isolation::Unshare
-        } else {
-            Isolation::Plain // `with` warns that functions run unisolated
-        };
-        let l = Launcher::with(isolation);
-        tracing::info!(isolation = %l.isolation, cgroups = %l.cgroups, "sandbox launcher");
-        l
-    }
-
-    /// A launcher with a forced isolation (cgroups still detected).
-    pub fn with(isolation: Isolation) -> Launcher {
-        if isolation == Isolation::Plain {
-            tracing::warn!("sandboxes are plain processes: functions run unisolated");
-        }
-        let root = PathBuf::from(CGROUP_ROOT);
-        Launcher {
-            isolation,
-            cgroups: detect_cgroups(&root),
-            cgroup_root: root,
+    ) -> Result<Sandbox, String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut sandbox = Sandbox::start(launcher, req.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            match sandbox.wait_ready(timeout).await {
+                Ok(()) => return Ok(sandbox),
+                Err(e) => {
+                    let tail = sandbox.stderr_tail();
+                    sandbox.kill().await;
+                    if tries == 1 && e.is_setup_failure() {
+                        tracing::warn!(id = req.id, "sandbox setup failed ({tail}); trying again");
+                        continue;
+                    }
+                    return Err(format!("{e}; stderr: {tail}"));
+                }
+            }
         }
     }
 
-    /// Overrides the detected cgroup mode (`CgroupMode::None` runs without limits).
-    pub fn with_cgroups(mut self, mode: CgroupMode) -> Launcher {
-        self.cgroups = mode;
-        self
+    /// The id it was started with.
+    pub fn id(&self) -> u64 {
+        self.inner.id()
     }
 
-    /// Whether `isolation` can be used on this host (trial run).
-    pub fn available(isolation: Isolation) -> bool {
-        match isolation {
-            Isolation::Bubblewrap => bwrap::works(),
-            Isolation::Unshare => unshare::works(),
-            Isolation::Plain => true,
-        }
+    /// Pid of the process the worker started (the isolation wrapper, or the function).
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.pid()
     }
 
+    /// Its isolation.
     pub fn isolation(&self) -> Isolation {
-        self.isolation
+        self.inner.isolation()
     }
 
-    pub fn cgroups(&self) -> CgroupMode {
-        self.cgroups
+    /// The host user it runs as.
+    pub fn user(&self) -> &UserLease {
+        self.inner.user()
     }
 
-    /// Removes empty `sluice/<id>` cgroups left by a worker that died without cleaning up; call
-    /// once at start, before the first spawn. Returns how many were removed.
-    pub fn sweep_stale_cgroups(&self) -> usize {
-        let n = cgroup::sweep(self.cgroups, &self.cgroup_root);
-        if n > 0 {
-            tracing::info!(removed = n, "removed stale sandbox cgroups");
-        }
-        n
+    /// The client of the function's socket.
+    pub fn client(&self) -> &FunctionClient {
+        &self.client
     }
 
-    /// Starts a sandbox; the caller then waits for [`Sandbox::wait_ready`]. From this call on
-    /// `req.dir` belongs to the sandbox: it is removed by kill, drop, or a failed spawn.
-    pub async fn spawn(&self, req: SandboxRequest<'_>) -> Result<Sandbox, SandboxError> {
-        let dir = req.dir.clone();
-        let started = launch::spawn(self.isolation, self.cgroups, &self.cgroup_root, req);
-        if started.is_err() {
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-        }
-        started
+    /// The socket `name` in its socket directory, pinned (see `sluice_sandbox::Sandbox::pin`):
+    /// connect to the path while holding the descriptor.
+    pub fn pin(&self, name: &str) -> std::io::Result<(std::os::fd::OwnedFd, PathBuf)> {
+        self.inner.pin(name)
+    }
+
+    /// Its directory on the host (removed by [`Sandbox::kill`]).
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.dir()
+    }
+
+    /// The cgroup directories holding it.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.inner.cgroup_dirs()
+    }
+
+    /// The last ~4 KiB of its stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.inner.stderr_tail()
+    }
+
+    /// Waits until `/ready` answers 200; fails fast if the process ends first. From then on
+    /// the client reaches the socket the function made, whatever later becomes of its path.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
+        let client = self.client.clone();
+        self.inner
+            .wait_ready(client.wait_ready(timeout), timeout)
+            .await?;
+        self.client = FunctionClient::new(self.inner.socket());
+        Ok(())
+    }
+
+    /// `Some` once the process has ended (or the sandbox was killed).
+    pub fn try_exited(&mut self) -> Option<ExitInfo> {
+        self.inner.try_exited()
+    }
+
+    /// Kills everything in it and removes its cgroup and directory. Idempotent.
+    pub async fn kill(&mut self) {
+        self.inner.kill().await
     }
 }
 
@@ -214,46 +196,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn isolation_names() {
-        assert_eq!(Isolation::Bubblewrap.to_string(), "bubblewrap");
-        assert_eq!(Isolation::Unshare.to_string(), "unshare");
-        assert_eq!(Isolation::Plain.to_string(), "plain process");
-    }
-
-    #[test]
-    fn detect_prefers_bubblewrap_then_unshare() {
-        let expect = if bwrap::works() {
-            Isolation::Bubblewrap
-        } else if unshare::works() {
-            Isolation::Unshare
-        } else {
-            Isolation::Plain
-        };
-        let l = Launcher::detect();
-        assert_eq!(l.isolation(), expect);
-        assert_eq!(
-            l.clone().with_cgroups(CgroupMode::None).cgroups(),
-            CgroupMode::None
-        );
-    }
-
-    #[tokio::test]
-    async fn failed_spawn_reports_the_program_and_removes_the_dir() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let dir = root.path().join("sb");
-        let spec: FunctionSpec =
-            serde_json::from_str(r#"{"name":"x","command":["/nonexistent/fn"]}"#).expect("spec");
-        let l = Launcher::with(Isolation::Plain).with_cgroups(CgroupMode::None);
+    fn resources_become_limits_and_the_worker_shares_only_existing_directories() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let spec: FunctionSpec = serde_json::from_str(
+            r#"{"name":"f","command":["python3","m.py"],"files":["/opt/m"],
+                "resources":{"memory_mb":128,"tmp_mb":8,"pids":32,"network":true,"gpu":true}}"#,
+        )
+        .expect("spec");
         let req = SandboxRequest {
-            id: 1,
+            id: 9,
             spec: &spec,
-            dir: dir.clone(),
-            extra_env: Vec::new(),
+            extra_env: vec![
+                (
+                    "CUDA_MPS_PIPE_DIRECTORY".into(),
+                    t.path().display().to_string(),
+                ),
+                ("SLUICE_SHM_DIR".into(), "/no/such/dir".into()),
+            ],
+            read_only: vec![],
+            user: None,
         };
-        match l.spawn(req).await {
-            Err(SandboxError::Launch { program, .. }) => assert_eq!(program, "/nonexistent/fn"),
-            other => panic!("expected Launch, got {:?}", other.map(|s| s.id())),
-        }
-        assert!(!dir.exists());
+        let s = sandbox_spec(&req);
+        assert_eq!(s.limits.memory_bytes, 128 << 20);
+        assert_eq!(s.limits.tmp_bytes, 8 << 20);
+        assert_eq!(s.limits.pids, 32);
+        assert!(s.network && s.gpu);
+        assert_eq!(s.read_write, vec![t.path().to_path_buf()]);
+        assert_eq!(s.files, vec![PathBuf::from("/opt/m")]);
     }
 }

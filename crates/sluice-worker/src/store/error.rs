@@ -8,9 +8,24 @@ use std::path::PathBuf;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store file exists but is empty: truncated or damaged. Opening it would start with
+    /// no functions and no invocations, as if they had never been.
+    #[error(
+        "store file {} is empty (0 bytes): it was truncated or damaged, and starting from it \
+         would silently lose every registered function and accepted invocation. Restore it from \
+         a backup, or move it aside to start with an empty store (mv {} {}.damaged)",
+        path.display(),
+        path.display(),
+        path.display()
+    )]
+    Empty { path: PathBuf },
     /// The database file could not be created, opened or initialised (unreadable, not a redb
     /// file, damaged beyond repair, already open by another process, no space, ...).
-    #[error("cannot open store at {}: {source}", path.display())]
+    #[error(
+        "cannot open store at {}: {source} (if the file is damaged: restore it from a backup, or \
+         move it aside to start with an empty store)",
+        path.display()
+    )]
     Open {
         path: PathBuf,
         #[source]

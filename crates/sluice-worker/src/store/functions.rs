@@ -2,8 +2,10 @@
 //! Specs are stored as JSON exactly as given; validating them is the caller's job
 //! ([`FunctionSpec::validate`](crate::function::FunctionSpec::validate)).
 
-use super::schema::FUNCTIONS;
-use super::{Store, StoreError};
+use super::records::{load, update};
+use super::schema::{StoredInvocation, FUNCTIONS, QUEUED};
+use super::types::format_id;
+use super::{Status, Store, StoreError};
 use crate::function::FunctionSpec;
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -57,9 +59,31 @@ impl Store {
         })
     }
 
+    /// Every registered function whose record decodes, sorted by name, and the error of each
+    /// one that does not (a damaged record is reported, not skipped silently; the caller
+    /// decides). A failure of the database itself is the outer error.
+    pub fn load_functions(&self) -> Result<(Vec<FunctionSpec>, Vec<StoreError>), StoreError> {
+        self.guarded("load_functions", || {
+            let rtx = self.db.begin_read()?;
+            let t = rtx.open_table(FUNCTIONS)?;
+            let (mut good, mut bad) = (Vec::new(), Vec::new());
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                match decode(k.value(), v.value()) {
+                    Ok(spec) => good.push(spec),
+                    Err(e) => bad.push(e),
+                }
+            }
+            good.sort_by(|a, b: &FunctionSpec| a.name.cmp(&b.name));
+            Ok((good, bad))
+        })
+    }
+
     /// Removes the function registered under `name`, durably; returns whether there was one.
-    /// Its invocations are kept (they finish or fail on their own).
-    pub fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+    /// In the same transaction, each of its invocations still Queued (accepted, never handed to
+    /// a sandbox) becomes Failed, so none runs after a restart; Running ones are left to
+    /// finish. Linear in the queued invocations.
+    pub fn delete_function(&self, name: &str, now_ms: u64) -> Result<bool, StoreError> {
         self.guarded("delete_function", || {
             let wtx = self.db.begin_write()?;
             let removed = {
@@ -67,8 +91,41 @@ impl Store {
                 let old = t.remove(name)?;
                 old.is_some()
             };
+            if removed {
+                let why = format!("function {name:?} was deleted before the invocation started");
+                fail_queued_of(&wtx, name, &why, now_ms)?;
+            }
             wtx.commit()?;
             Ok(removed)
         })
     }
+}
+
+/// Marks every Queued invocation of `function` Failed with `why`, inside `wtx`.
+fn fail_queued_of(
+    wtx: &redb::WriteTransaction,
+    function: &str,
+    why: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let queued: Vec<u64> = {
+        let t = wtx.open_table(QUEUED)?;
+        let keys = t.iter()?.map(|e| e.map(|(k, _)| k.value()));
+        keys.collect::<Result<_, _>>()?
+    };
+    for n in queued {
+        let id = format_id(n);
+        let old = load(wtx, n, &id)?;
+        if old.function != function {
+            continue;
+        }
+        let new = StoredInvocation {
+            status: Status::Failed,
+            error: Some(why.to_string()),
+            finished_ms: Some(now_ms),
+            ..old.clone()
+        };
+        update(wtx, n, &id, &old, &new)?;
+    }
+    Ok(())
 }

@@ -14,7 +14,13 @@
 //!
 //! No panic escapes: redb can panic on a damaged file (e.g. `unreachable!` on a garbage page),
 //! so every call into it runs under `catch_unwind` and such a panic becomes an error naming the
-//! file (`StoreError::Open` at open, `StoreError::Corrupt` afterwards).
+//! file (`StoreError::Open` at open, `StoreError::Corrupt` afterwards). Such a panic prints no
+//! backtrace either: while a store call runs, a panic hook (`quiet.rs`) reduces it to one log
+//! line; panics elsewhere reach the previous hook unchanged.
+//!
+//! A damaged store is never mistaken for an empty one: a 0-byte file (truncated, or a crash
+//! before redb wrote its header) is refused at open with `StoreError::Empty`, which says how to
+//! recover; a record that does not decode is `StoreError::Corrupt`, naming it.
 //!
 //! Methods are synchronous and may block on disk I/O; call them from async code through
 //! `tokio::task::spawn_blocking`. Write transactions are serialized by redb; reads run
@@ -25,6 +31,7 @@ mod functions;
 mod invocations;
 mod maintenance;
 mod pipelines;
+mod quiet;
 mod records;
 mod schema;
 mod types;
@@ -34,7 +41,6 @@ pub use types::{InvocationRecord, Outcome, Status, StoreCounts};
 
 use std::any::Any;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// The store. `Send + Sync`; share it through an `Arc`.
@@ -61,13 +67,17 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
         }
-        let opened = catch_unwind(AssertUnwindSafe(
-            || -> Result<redb::Database, StoreError> {
-                let db = redb::Database::create(path).map_err(|e| open_err(e.into()))?;
-                schema::init(&db, path)?;
-                Ok(db)
-            },
-        ));
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        quiet::install();
+        let opened = quiet::catch(|| -> Result<redb::Database, StoreError> {
+            let db = redb::Database::create(path).map_err(|e| open_err(e.into()))?;
+            schema::init(&db, path)?;
+            Ok(db)
+        });
         let db = opened.unwrap_or_else(|p| Err(open_err(damaged(p).into())))?;
         Ok(Store {
             db,
@@ -81,7 +91,7 @@ impl Store {
         op: &str,
         f: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        quiet::catch(f).unwrap_or_else(|p| {
             let what = format!("{op} on {}", self.path.display());
             Err(StoreError::corrupt(what, damaged(p)))
         })

@@ -32,8 +32,8 @@ fn functions_round_trip_replace_list_sorted_and_delete() -> R {
     assert_eq!(s.get_function("b")?, Some(b2.clone()));
     let names: Vec<String> = s.list_functions()?.into_iter().map(|f| f.name).collect();
     assert_eq!(names, ["a", "b"]);
-    assert!(s.delete_function("a")?);
-    assert!(!s.delete_function("a")?);
+    assert!(s.delete_function("a", 1)?);
+    assert!(!s.delete_function("a", 1)?);
     assert_eq!(s.list_functions()?, vec![b2]);
     Ok(())
 }
@@ -241,5 +241,79 @@ fn counts_track_every_state_and_concurrent_accepts_get_unique_ids() -> R {
         failed: 1,
     };
     assert_eq!(s.counts()?, want);
+    Ok(())
+}
+
+#[test]
+fn deleting_a_function_fails_its_queued_invocations_only() -> R {
+    let (_d, s) = open()?;
+    s.put_function(&spec("f", "x")?)?;
+    let queued = s.accept("f", b"1", 1)?;
+    let running = s.accept("f", b"2", 2)?;
+    let other = s.accept("g", b"3", 3)?;
+    s.mark_running(&running.id, 4)?;
+    assert!(s.delete_function("f", 5)?);
+    let q = s
+        .get_invocation(&queued.id)?
+        .ok_or("queued record missing")?;
+    assert_eq!((q.status, q.finished_ms), (Status::Failed, Some(5)));
+    assert!(q.error.is_some_and(|e| e.contains("deleted")));
+    let r = s
+        .get_invocation(&running.id)?
+        .ok_or("running record missing")?;
+    assert_eq!(
+        r.status,
+        Status::Running,
+        "a started one finishes on its own"
+    );
+    let o = s.get_invocation(&other.id)?.ok_or("other record missing")?;
+    assert_eq!(o.status, Status::Queued);
+    let back: Vec<String> = s.recover(3, 6)?.into_iter().map(|r| r.id).collect();
+    assert_eq!(
+        back,
+        [running.id, other.id],
+        "the deleted function's queued one is not re-run"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_empty_file_is_refused_not_taken_for_an_empty_store() -> R {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("store.redb");
+    std::fs::write(&path, b"")?;
+    let err = Store::open(&path).err().ok_or("a 0-byte store opened")?;
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Empty { .. }), "{msg}");
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("move it aside"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::metadata(&path)?.len(), 0, "left untouched");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_function_record_is_reported_by_name() -> R {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("store.redb");
+    {
+        let s = Store::open(&path)?;
+        s.put_function(&spec("good", "x")?)?;
+    }
+    {
+        let db = redb::Database::create(&path)?;
+        let wtx = db.begin_write()?;
+        wtx.open_table(super::schema::FUNCTIONS)?
+            .insert("bad", b"{not json".as_slice())?;
+        wtx.commit()?;
+    }
+    let s = Store::open(&path)?;
+    let (good, bad) = s.load_functions()?;
+    assert_eq!(good, vec![spec("good", "x")?]);
+    assert_eq!(bad.len(), 1);
+    assert!(bad[0].to_string().contains("\"bad\""), "{}", bad[0]);
+    let err = s.get_function("bad").err().ok_or("damage read as absent")?;
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     Ok(())
 }
