@@ -12,8 +12,11 @@ use crate::preexec::{last_cap, Inherit, PreExec};
 use crate::process::{remove_dir, Parts, Sandbox, Started};
 use crate::reveal::{self, Reveal};
 use crate::rootfs::{self, Context, DEFAULT_PATH};
+use crate::spec::Root;
 use crate::users::UserLease;
-use crate::{bwrap, cgroup, unshare, Isolation, SandboxError, SandboxSpec, SOCKET_NAME};
+use crate::{
+    bwrap, cgroup, image_root, unshare, Isolation, SandboxError, SandboxSpec, SOCKET_NAME,
+};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -124,7 +127,7 @@ fn unshare_mode(plan: &Plan, helper: &Path, network: bool) -> Result<Prepared, S
         net = Some((ready_r, go_w));
     }
     let mut cmd = Command::new(unshare::PROGRAM);
-    cmd.args(unshare::args(helper))
+    cmd.args(unshare::args(helper, plan.inner_ids()))
         .env_clear()
         .env("PATH", DEFAULT_PATH);
     Ok(Prepared {
@@ -200,6 +203,13 @@ async fn start(
     let separate = inner.root && user.is_separate();
     let ids = (user.uid(), user.gid());
     let prepared = match inner.isolation {
+        Isolation::Plain if matches!(spec.root, Root::Image(_)) => {
+            return Err(SandboxError::BadSpec(
+                "a function from an image needs an isolated sandbox (bubblewrap or unshare), \
+                 not a plain process"
+                    .into(),
+            ))
+        }
         Isolation::Plain => {
             own_dir(&dir.join("tmp"), &user)?;
             plain(spec, dir, &run.join(SOCKET_NAME), &inner.path_var)?
@@ -211,7 +221,13 @@ async fn start(
                 user: separate.then_some(ids),
                 path_var: &inner.path_var,
             };
-            let mut plan = rootfs::plan(spec, &cx)?;
+            let mut plan = match &spec.root {
+                Root::HostMinimal => rootfs::plan(spec, &cx)?,
+                Root::Image(image) => {
+                    let gpu = spec.gpu.then(|| inner.gpu_plan());
+                    image_root::plan(spec, image, &cx, gpu.as_deref())?
+                }
+            };
             if iso == Isolation::Bubblewrap {
                 bubblewrap(&plan, inner, spec.network)?
             } else {

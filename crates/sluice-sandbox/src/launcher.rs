@@ -4,6 +4,7 @@
 //! as, and what sandboxes may never see; it sweeps leftovers and starts sandboxes.
 
 use crate::cgroup::{self, CgroupMode};
+use crate::gpu::GpuPlan;
 use crate::unshare::Helper;
 use crate::users::{UidPool, UidRange, UserLease};
 use crate::{bwrap, launch, sweep, unshare, Isolation, Sandbox, SandboxError, SandboxSpec};
@@ -38,6 +39,9 @@ pub struct LauncherConfig {
     pub helper: Option<PathBuf>,
     /// The cgroup file system (default `/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// Where the host's CDI specs are looked for, for GPU sandboxes on image roots (default
+    /// [`gpu::CDI_DIRS`](crate::gpu::CDI_DIRS)).
+    pub cdi_dirs: Vec<PathBuf>,
 }
 
 impl LauncherConfig {
@@ -51,6 +55,7 @@ impl LauncherConfig {
             uids: UidRange::default(),
             helper: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cdi_dirs: crate::gpu::CDI_DIRS.iter().map(PathBuf::from).collect(),
         }
     }
 }
@@ -67,6 +72,24 @@ pub(crate) struct Inner {
     pub helper: Option<PathBuf>,
     pub path_var: String,
     pub seccomp: Vec<u8>,
+    pub cdi_dirs: Vec<PathBuf>,
+    /// The host's GPU driver plan for image roots, found on first use.
+    pub gpu: Arc<std::sync::OnceLock<Arc<GpuPlan>>>,
+}
+
+impl Inner {
+    /// The host's GPU driver plan for image roots (found once: CDI specs, else `ldconfig -p`).
+    pub(crate) fn gpu_plan(&self) -> Arc<GpuPlan> {
+        self.gpu
+            .get_or_init(|| {
+                let plan = GpuPlan::discover(&self.cdi_dirs);
+                tracing::info!(source = ?plan.source, libraries = plan.libs.len(),
+                    devices = plan.devices.len(), ignored = ?plan.ignored,
+                    "GPU driver files for image roots");
+                Arc::new(plan)
+            })
+            .clone()
+    }
 }
 
 /// Starts sandboxes with one isolation, cgroup mode and user policy; cheap to clone.
@@ -188,6 +211,8 @@ impl Launcher {
                 path_var: std::env::var("PATH")
                     .unwrap_or_else(|_| crate::rootfs::DEFAULT_PATH.into()),
                 seccomp,
+                cdi_dirs: cfg.cdi_dirs.clone(),
+                gpu: Arc::default(),
             }),
         };
         tracing::info!(isolation = %isolation, cgroups = %cgroups, root, "sandbox launcher");
