@@ -131,6 +131,8 @@ pub(super) fn stage_function(
     FunctionSpec {
         name: format!("{}-{}", spec.name, s.name),
         command: s.command.clone(),
+        image: None,
+        resolved: None,
         env: resolve_python_path(&s.env, base_dir),
         workdir: Some(base_dir.to_path_buf()),
         files: Vec::new(),
