@@ -23,6 +23,9 @@ enum Command {
     /// Manage functions on a running worker.
     #[command(subcommand)]
     Fn(cmd::manage::FnCommand),
+    /// Manage a running worker's container images.
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
     /// Manage and invoke pipelines on a running worker.
     #[command(subcommand)]
     Pipeline(cmd::pipeline::PipelineCommand),
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::SimPipeline(args) => cmd::sim_pipeline::run(args),
         Command::Worker(args) => block_on(cmd::worker::run(args)),
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
+        Command::Image(c) => block_on(cmd::image::run(c)),
         Command::Pipeline(c) => block_on(cmd::pipeline::run(c)),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Profile(args) => block_on(cmd::profile::run(args)),

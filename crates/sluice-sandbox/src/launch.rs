@@ -94,7 +94,8 @@ fn bubblewrap(plan: &Plan, inner: &Inner, network: bool) -> Result<Prepared, San
         net = Some((info_r, block_w));
     }
     let inherit = child_ends.iter().map(|f| (f.as_raw_fd(), None)).collect();
-    let mut cmd = Command::new(bwrap::PROGRAM);
+    // Found in the launcher's PATH: the environment below is the sandbox's.
+    let mut cmd = Command::new(&inner.bwrap);
     cmd.args(bwrap::args(plan, &fds))
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)));

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub path_var: String,
     pub seccomp: Vec<u8>,
     pub cdi_dirs: Vec<PathBuf>,
+    /// `bwrap` found in the launcher's `PATH` (the sandbox's own `PATH` may not have it).
+    pub bwrap: PathBuf,
     /// The host's GPU driver plan for image roots, found on first use.
     pub gpu: Arc<std::sync::OnceLock<Arc<GpuPlan>>>,
 }
@@ -212,6 +214,10 @@ impl Launcher {
                     .unwrap_or_else(|_| crate::rootfs::DEFAULT_PATH.into()),
                 seccomp,
                 cdi_dirs: cfg.cdi_dirs.clone(),
+                bwrap: std::env::var("PATH")
+                    .ok()
+                    .and_then(|p| crate::resolve::resolve(bwrap::PROGRAM, &p))
+                    .map_or_else(|| PathBuf::from(bwrap::PROGRAM), |p| p.path),
                 gpu: Arc::default(),
             }),
         };

@@ -70,7 +70,13 @@ fn gpu_mount_point(
             Some(_) => return Ok(()),
             None => {
                 mkdirat(dir, name, Mode::from_raw_mode(0o755))?;
-                dir_meta.insert(phys.clone(), DirMeta { mode: 0o755, mtime: 0 });
+                dir_meta.insert(
+                    phys.clone(),
+                    DirMeta {
+                        mode: 0o755,
+                        mtime: 0,
+                    },
+                );
             }
         }
         cur = Some(open_dir_at(dir, name.as_bytes())?);

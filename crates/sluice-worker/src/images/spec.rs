@@ -7,7 +7,8 @@
 //!   `{"source": "docker-archive:<file.tar>"}`: imported from a path on the worker (inside one of
 //!   its import directories), `ref` choosing the image when the source holds several;
 //! - `{"digest": "sha256:…"}`: an image already in the worker's store;
-//! - `{"ref": "name:tag"}`: an image in the store imported under that name.
+//! - `{"ref": "name:tag"}`: an image in the store imported under that name (with a `digest`
+//!   too, the digest decides).
 //!
 //! With `source`, a `digest` pins the image: the import must give exactly that manifest digest.
 //! The worker writes the digest it resolved into the stored spec, so a restart runs the same
@@ -79,12 +80,9 @@ impl ImageRef {
                     digest,
                 })
             }
-            (None, Some(d), None) => Ok(Wanted::Digest(d)),
+            // A digest wins over a name (it is what the worker pinned when the name was used).
+            (None, Some(d), _) => Ok(Wanted::Digest(d)),
             (None, None, Some(r)) => Ok(Wanted::Name(r.clone())),
-            (None, Some(_), Some(_)) => Err((
-                "image",
-                "without source, give digest or ref, not both".to_string(),
-            )),
             (None, None, None) => Err((
                 "image",
                 "give source (and ref), digest, or ref of an imported image".to_string(),
