@@ -131,6 +131,7 @@ impl Worker {
             &engine.config().images.import_dirs,
             engine.config().images.max_upload_bytes,
         )?);
+        engine.set_images(images.clone());
         let (stored, damaged) = store.load_functions()?;
         for e in damaged {
             tracing::error!("a stored function cannot be read and is not registered: {e}");

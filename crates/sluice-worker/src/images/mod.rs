@@ -63,6 +63,15 @@ pub struct Images {
     max_upload_bytes: u64,
 }
 
+impl std::fmt::Debug for Images {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Images")
+            .field("store", &self.store.dir())
+            .field("import_dirs", &self.import_dirs)
+            .finish()
+    }
+}
+
 /// What a resolution did, for the caller to undo if what follows fails.
 #[derive(Debug)]
 pub struct Resolution {
@@ -431,6 +440,16 @@ impl Images {
     /// `holder` no longer uses the image `digest` (an unknown image or holder is no error).
     pub fn release(&self, digest: &Digest, holder: &str) -> Result<(), ImagesError> {
         self.store.release(digest, holder).map_err(internal)
+    }
+
+    /// `holder` no longer uses any image.
+    pub fn release_holder(&self, holder: &str) -> Result<(), ImagesError> {
+        for image in self.store.list().map_err(internal)? {
+            if image.holders.contains(holder) {
+                self.release(&image.digest, holder)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes the recorded holders exactly `held` (digest, holder), as registered functions and

@@ -33,6 +33,16 @@ pub struct ImageRef {
     pub digest: Option<String>,
 }
 
+impl From<sluice_pipeline::spec::StageImage> for ImageRef {
+    fn from(s: sluice_pipeline::spec::StageImage) -> ImageRef {
+        ImageRef {
+            source: s.source,
+            reference: s.reference,
+            digest: s.digest,
+        }
+    }
+}
+
 /// What an [`ImageRef`] names, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wanted {
