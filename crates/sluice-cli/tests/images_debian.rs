@@ -26,14 +26,23 @@ fn blob_path(layout: &Path, digest: &str) -> std::path::PathBuf {
 fn the_hello_example_runs_unchanged_from_a_debian_image() {
     let debian = repo().join("out/debian-image/layout");
     if !debian.join("index.json").is_file() {
-        panic!("run `sudo scripts/debian-image.sh` first: {} is missing", debian.display());
+        panic!(
+            "run `sudo scripts/debian-image.sh` first: {} is missing",
+            debian.display()
+        );
     }
     let w = Worker::start(&[]);
     let dir = w.dir.join("data/imports/hello");
     // Debian's manifest and config, its layers linked, then a layer with the example and the SDK.
     let index = read_json(&debian.join("index.json"));
-    let manifest = read_json(&blob_path(&debian, index["manifests"][0]["digest"].as_str().expect("digest")));
-    let config = read_json(&blob_path(&debian, manifest["config"]["digest"].as_str().expect("config")));
+    let manifest = read_json(&blob_path(
+        &debian,
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    let config = read_json(&blob_path(
+        &debian,
+        manifest["config"]["digest"].as_str().expect("config"),
+    ));
     std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
     for l in manifest["layers"].as_array().expect("layers") {
         let d = l["digest"].as_str().expect("layer");
@@ -46,9 +55,17 @@ fn the_hello_example_runs_unchanged_from_a_debian_image() {
     let app = layer(&[
         Entry::Dir("app"),
         Entry::Dir("app/hello"),
-        Entry::File("app/hello/main.py", std::fs::read(hello).expect("main.py"), 0o644),
+        Entry::File(
+            "app/hello/main.py",
+            std::fs::read(hello).expect("main.py"),
+            0o644,
+        ),
         Entry::Dir("app/sdk"),
-        Entry::File("app/sdk/sluice_function.py", std::fs::read(sdk).expect("sdk"), 0o644),
+        Entry::File(
+            "app/sdk/sluice_function.py",
+            std::fs::read(sdk).expect("sdk"),
+            0o644,
+        ),
     ]);
     let app_digest = sha256(&app);
     std::fs::write(blob_path(&dir, &app_digest), &app).expect("app layer");
@@ -68,10 +85,14 @@ fn the_hello_example_runs_unchanged_from_a_debian_image() {
     let manifest = serde_json::to_vec(&manifest).expect("manifest");
     let digest = sha256(&manifest);
     std::fs::write(blob_path(&dir, &digest), &manifest).expect("manifest");
-    std::fs::write(dir.join("index.json"), json!({"schemaVersion": 2, "manifests": [{
+    std::fs::write(
+        dir.join("index.json"),
+        json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
         "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "hello"}}]})
-        .to_string()).expect("index");
+        .to_string(),
+    )
+    .expect("index");
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("marker");
 
     let spec = json!({"name": "hello", "image": {"source": "oci-layout:hello", "ref": "hello"},
@@ -80,7 +101,15 @@ fn the_hello_example_runs_unchanged_from_a_debian_image() {
         "resources": {"memory_mb": 128}});
     let (s, b, _) = http(&w, "POST", "/v1/functions", Some(&spec.to_string()));
     assert_eq!(s, 201, "{b}\n{}", w.log());
-    let (s, b, _) = http(&w, "POST", "/v1/functions/hello/invoke", Some(r#"{"name":"debian"}"#));
+    let (s, b, _) = http(
+        &w,
+        "POST",
+        "/v1/functions/hello/invoke",
+        Some(r#"{"name":"debian"}"#),
+    );
     assert_eq!(s, 200, "{b}\n{}", w.log());
-    assert_eq!(serde_json::from_str::<Value>(&b).expect("json"), json!({"hello": "debian"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).expect("json"),
+        json!({"hello": "debian"})
+    );
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use sluice_sandbox::{ImageRoot, Isolation, Root, SandboxSpec};
+use sluice_sandbox::{ImageRoot, Root, SandboxSpec};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
