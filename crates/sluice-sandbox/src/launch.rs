@@ -41,7 +41,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
 }
 
 /// A directory of the sandbox's own (mode 0700, owned by its user).
-fn own_dir(p: &Path, user: &UserLease) -> Result<(), SandboxError> {
+pub(crate) fn own_dir(p: &Path, user: &UserLease) -> Result<(), SandboxError> {
     std::fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", p.display())))?;
@@ -198,6 +198,9 @@ async fn start(
     dir: &Path,
     user: UserLease,
 ) -> Result<Sandbox, SandboxError> {
+    if let Isolation::Oci(rt) = inner.isolation {
+        return crate::oci_launch::start(inner, spec, dir, user, rt).await;
+    }
     own_dir(dir, &user)?;
     let run = dir.join("run");
     own_dir(&run, &user)?;
@@ -335,6 +338,7 @@ async fn start(
         cgroup,
         dir: dir.to_path_buf(),
         network,
+        oci: None,
     };
     Ok(Sandbox::start(started, parts))
 }

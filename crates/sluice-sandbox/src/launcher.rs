@@ -117,6 +117,7 @@ impl Launcher {
                     helper_program.map_or_else(|| Helper::current_exe().is_some(), Helper::works);
                 h && unshare::works()
             }
+            Isolation::Oci(r) => crate::oci::works(r),
             Isolation::Plain => true,
         }
     }

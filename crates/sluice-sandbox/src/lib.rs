@@ -27,6 +27,8 @@ mod init;
 mod launch;
 mod launcher;
 mod network;
+pub mod oci;
+mod oci_launch;
 mod plan;
 mod preexec;
 mod process;
@@ -60,6 +62,8 @@ pub enum Isolation {
     Bubblewrap,
     /// util-linux `unshare` in a user namespace, with the launcher's helper as init.
     Unshare,
+    /// An OCI runtime (`runc` or `crun`, rootful) running a bundle made from the same plan.
+    Oci(oci::Runtime),
     /// A plain process: no namespaces, no minimal root, no seccomp (cgroup limits still apply).
     Plain,
 }
@@ -69,6 +73,7 @@ impl std::fmt::Display for Isolation {
         f.write_str(match self {
             Isolation::Bubblewrap => "bubblewrap",
             Isolation::Unshare => "unshare",
+            Isolation::Oci(r) => r.program(),
             Isolation::Plain => "plain process",
         })
     }

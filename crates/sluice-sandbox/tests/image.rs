@@ -1,4 +1,5 @@
-//! Sandboxes on an image root under every isolation this host has: a root made by the test (the
+//! Sandboxes on an image root under every isolation this host has (bubblewrap, unshare, and the
+//! OCI runtimes runc and crun when installed and the test runs as root): a root made by the test (the
 //! Rust probe `sluice-sandbox-probe` and the libraries `ldd` lists, with the mount points the
 //! image unpacker creates), beside a live host sandbox to attack and a worker-like directory.
 //! Every escape attempt must fail (0 escapes) although the function is root of its image, whose
@@ -7,7 +8,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use sluice_sandbox::{ImageRoot, Root, SandboxSpec};
+use sluice_sandbox::oci::Runtime;
+use sluice_sandbox::{ImageRoot, Isolation, Launcher, Root, SandboxSpec};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,11 +78,24 @@ async fn every_escape_fails_from_an_image_root() {
     std::fs::write(&store, "another tenant's input").expect("store");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let port = listener.local_addr().expect("addr").port();
-    for iso in ISOLATED {
+    let runtimes = [Runtime::Runc, Runtime::Crun].map(Isolation::Oci);
+    for iso in ISOLATED.into_iter().chain(runtimes) {
+        if matches!(iso, Isolation::Oci(_)) && !Launcher::available(iso, None) {
+            eprintln!(
+                "SKIPPING {iso}: not installed, not root, or (crun) hybrid cgroups with a \
+                 controller in the v2 hierarchy, which crun refuses"
+            );
+            continue;
+        }
         let Some(l) = launcher_in(iso, &work.path().join("data/sandboxes")) else {
             continue;
         };
-        let other = start(&l, spec(&[])).await;
+        // The victim: a host sandbox under bubblewrap (unshare without it).
+        let victim = ISOLATED
+            .into_iter()
+            .find_map(|v| launcher_in(v, &work.path().join("data/sandboxes")))
+            .expect("an isolated launcher");
+        let other = start(&victim, spec(&[])).await;
         let limits = limits();
         let targets = json!({
             "secret": secret.display().to_string(),

@@ -18,6 +18,10 @@ pub enum IsolationChoice {
     Auto,
     Bubblewrap,
     Unshare,
+    /// The OCI runtime `runc` (rootful; no GPU or network sandboxes).
+    Runc,
+    /// The OCI runtime `crun` (rootful; no GPU or network sandboxes).
+    Crun,
     Plain,
 }
 

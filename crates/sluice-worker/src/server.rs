@@ -37,6 +37,8 @@ fn launcher(cfg: &WorkerConfig, shm_root: &Path) -> Result<Launcher> {
         IsolationChoice::Auto => Choice::Auto,
         IsolationChoice::Bubblewrap => Choice::Only(Isolation::Bubblewrap),
         IsolationChoice::Unshare => Choice::Only(Isolation::Unshare),
+        IsolationChoice::Runc => Choice::Only(Isolation::Oci(sluice_sandbox::oci::Runtime::Runc)),
+        IsolationChoice::Crun => Choice::Only(Isolation::Oci(sluice_sandbox::oci::Runtime::Crun)),
         IsolationChoice::Plain => Choice::Only(Isolation::Plain),
     };
     lc.allow_unisolated = cfg.allow_unisolated;
