@@ -284,3 +284,97 @@ fn bad_images_are_refused_naming_the_field_and_bad_uploads_leave_nothing() {
     assert_eq!(s, 400, "{b}");
     assert!(b.contains("outside"), "{b}");
 }
+
+/// Whether `runtime` can run containers here (root, installed, and for crun not hybrid cgroups
+/// with a v2 controller); said loudly when not.
+fn oci_usable(runtime: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let installed = std::process::Command::new(runtime)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let hybrid = Path::new("/sys/fs/cgroup/memory").is_dir()
+        && std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .is_ok_and(|c| !c.trim().is_empty());
+    let ok = root && installed && !(runtime == "crun" && hybrid);
+    if !ok {
+        eprintln!(
+            "SKIPPED {runtime}: needs root and {runtime} installed (here: root {root}, installed \
+             {installed}{})",
+            if runtime == "crun" && hybrid {
+                "; crun refuses hybrid cgroups with a v2 controller"
+            } else {
+                ""
+            }
+        );
+    }
+    ok
+}
+
+#[test]
+fn under_oci_runtimes_image_and_host_functions_run_and_are_torn_down() {
+    for runtime in ["runc", "crun"] {
+        if !oci_usable(runtime) {
+            continue;
+        }
+        let mut w = Worker::start(&[&format!("isolation = \"{runtime}\"")]);
+        let imports = w.dir.join("data/imports");
+        let digest = layout(&imports.join("noop"), &noop_layers(), noop_run(), "noop");
+        let (s, v) = register(
+            &w,
+            json!({"name": "img", "image": {"source": "oci-layout:noop"},
+            "resources": {"memory_mb": 64}}),
+        );
+        assert_eq!(s, 201, "{runtime}: {v}");
+        assert_eq!(v["image"]["digest"], json!(digest));
+        // A canonical path: under an OCI runtime a program path through `..` is not resolved.
+        let noop = noop_binary().canonicalize().expect("noop");
+        let (s, v) = register(
+            &w,
+            json!({"name": "host", "command": [noop.display().to_string()],
+            "resources": {"memory_mb": 64}}),
+        );
+        assert_eq!(s, 201, "{runtime}: {v}");
+        for f in ["img", "host", "img"] {
+            let (s, b, _) = http(&w, "POST", &format!("/v1/functions/{f}/invoke"), Some("{}"));
+            assert_eq!(s, 200, "{runtime} {f}: {b}\n{}", w.log());
+        }
+        let (s, b, _) = http(&w, "GET", "/v1/status", None);
+        assert_eq!(s, 200);
+        assert_eq!(body(&b)["isolation"], json!(runtime), "{b}");
+        let (s, v) = register(
+            &w,
+            json!({"name": "net", "image": {"digest": digest},
+            "resources": {"network": true}}),
+        );
+        assert_eq!(s, 201, "{v}");
+        let (s, b, _) = http(&w, "POST", "/v1/functions/net/invoke", Some("{}"));
+        assert!(
+            s == 502 && b.contains("not supported"),
+            "{runtime}: {s} {b}"
+        );
+        // A graceful stop tears every container down: the runtime's state (in each sandbox's
+        // directory), the directories and the cgroups go.
+        let pid = w.pid().expect("pid");
+        assert!(w.term(Duration::from_secs(30)), "{runtime}: clean stop");
+        let sandboxes = w.dir.join("data/sandboxes");
+        assert_eq!(count(&sandboxes), 0, "{runtime}: sandbox directories left");
+        let prefix = format!("w{pid}-");
+        for c in ["memory", "pids", "cpu", "devices", "freezer", ""] {
+            let dir = Path::new("/sys/fs/cgroup").join(c).join("sluice");
+            let left: Vec<String> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{runtime}: cgroups left in {}: {left:?}",
+                dir.display()
+            );
+        }
+    }
+}
