@@ -12,7 +12,7 @@ use super::payload::{Exporter, Group, Handover, Payload, Release, SegRef};
 use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
 use crate::function::FunctionSpec;
-use crate::protocol::FunctionClient;
+use crate::protocol::{FunctionClient, ProtocolError};
 use crate::sandbox::{Sandbox, SandboxRequest, UserLease};
 use bytes::Bytes;
 use sluice_handoff::cuda_ipc::IpcHandle;
@@ -106,6 +106,7 @@ impl Instance {
             process: inst.process.clone(),
             metrics,
             restarts: 0,
+            transport_broke: std::sync::atomic::AtomicBool::new(false),
             exporter: None,
             release_tx,
             pending: Vec::new(),
@@ -189,6 +190,9 @@ struct Runner {
     process: Arc<Mutex<Option<Sandbox>>>,
     metrics: Arc<PipelineMetrics>,
     restarts: u32,
+    /// The last exchange lost its connection (the process died, or closed its socket): the next
+    /// batch must not reuse the process before it is known to be gone or is restarted.
+    transport_broke: std::sync::atomic::AtomicBool,
     /// The running process's exported device buffers (with `device_output` only).
     exporter: Option<Arc<Exporter>>,
     release_tx: mpsc::UnboundedSender<Release>,
@@ -327,10 +331,16 @@ impl Runner {
     }
 
     async fn client(&mut self) -> Result<FunctionClient, String> {
+        let broke = self
+            .transport_broke
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.process.lock().await;
         match guard.as_mut() {
             None => Err("the stage instance has stopped".into()),
             Some(sb) => {
+                if broke {
+                    settle(sb).await;
+                }
                 if let Some(exit) = sb.try_exited() {
                     let tail = sb.stderr_tail();
                     if self.restarts >= MAX_RESTARTS {
@@ -522,7 +532,13 @@ impl Runner {
         let answer = client
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
-            .map_err(|e| format!("stage {}: {e}", self.cfg.stage))?;
+            .map_err(|e| {
+                if matches!(e, ProtocolError::Connect(_) | ProtocolError::Io(_)) {
+                    self.transport_broke
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                format!("stage {}: {e}", self.cfg.stage)
+            })?;
         let (resp, region): (BatchResponse, &[u8]) = decode(&answer)
             .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
         resp.check_answers(&manifest.batch)
@@ -597,5 +613,20 @@ impl Runner {
             ));
         }
         Ok(Payload::Shm(Arc::new(seg)))
+    }
+}
+
+/// How long a stage process whose connection broke gets to exit on its own.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// After a broken connection: waits (bounded) for the process to exit, so the next batch sees it
+/// dead and restarts it; one that still runs with a broken socket is killed, for the same end.
+async fn settle(sb: &mut Sandbox) {
+    let deadline = Instant::now() + SETTLE;
+    while sb.try_exited().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if sb.try_exited().is_none() {
+        sb.kill().await;
     }
 }
