@@ -28,6 +28,9 @@ enum Command {
     /// Manage functions on a running worker.
     #[command(subcommand)]
     Fn(cmd::manage::FnCommand),
+    /// Manage a running worker's container images.
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
     /// Manage and invoke pipelines on a running worker.
     #[command(subcommand)]
     Pipeline(cmd::pipeline::PipelineCommand),
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => block_on(cmd::worker::run(args)),
         Command::Router(args) => block_on(cmd::router::run(args)),
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
+        Command::Image(c) => block_on(cmd::image::run(c)),
         Command::Pipeline(c) => block_on(cmd::pipeline::run(c)),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Profile(args) => block_on(cmd::profile::run(args)),

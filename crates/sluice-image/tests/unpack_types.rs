@@ -146,6 +146,7 @@ fn mount_points_are_real_directories_even_over_symlinks_and_files() {
     assert_eq!(tree["dev"], Node::Dir { mode: 0o755 });
     assert_eq!(tree["tmp"], Node::Dir { mode: 0o1777 });
     assert_eq!(tree["run/sluice"], Node::Dir { mode: 0o755 });
+    assert_eq!(tree["usr/local/nvidia"], Node::Dir { mode: 0o755 });
     assert_eq!(
         tree["etc/resolv.conf"],
         Node::File {
@@ -158,6 +159,35 @@ fn mount_points_are_real_directories_even_over_symlinks_and_files() {
         .permissions()
         .mode();
     assert_eq!(root_mode & 0o777, 0o755);
+}
+
+#[test]
+fn the_gpu_mount_point_never_replaces_what_the_image_has() {
+    // A symlinked /usr/local is left alone (no mount point); a real one gets `nvidia` inside.
+    let linked = Layer::new()
+        .dir("usr", 0o755)
+        .dir("opt", 0o755)
+        .symlink("usr/local", "../opt")
+        .tar();
+    let (tmp, result) = unpack_all(&[linked]);
+    result.unwrap();
+    let tree = snapshot(&tmp.path().join("root"));
+    assert_eq!(
+        tree["usr/local"],
+        Node::Symlink {
+            target: "../opt".into()
+        }
+    );
+    assert!(!tree.contains_key("opt/nvidia"), "{tree:?}");
+    let real = Layer::new()
+        .dir("usr/local", 0o700)
+        .file("usr/local/x", b"1", 0o644)
+        .tar();
+    let (tmp, result) = unpack_all(&[real]);
+    result.unwrap();
+    let tree = snapshot(&tmp.path().join("root"));
+    assert_eq!(tree["usr/local/nvidia"], Node::Dir { mode: 0o755 });
+    assert!(tree.contains_key("usr/local/x"));
 }
 
 #[test]

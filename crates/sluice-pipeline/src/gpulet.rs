@@ -113,6 +113,7 @@ pub fn load_app(path: &Path) -> Result<PipelineSpec, ProfileError> {
         stages.push(StageSpec {
             name: m.model.clone(),
             command: Vec::new(),
+            image: None,
             env: BTreeMap::new(),
             model: (key != m.model).then_some(key),
             after,

@@ -12,6 +12,7 @@ fn stage(name: &str, model: &str, after: &[&str]) -> StageSpec {
     StageSpec {
         name: name.into(),
         command: Vec::new(),
+        image: None,
         env: BTreeMap::new(),
         model: Some(model.into()),
         after: after.iter().map(|s| s.to_string()).collect(),

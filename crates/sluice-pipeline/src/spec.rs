@@ -32,6 +32,10 @@ pub struct StageSpec {
     /// stages that exist only in planning and simulation (profile-driven models).
     #[serde(default)]
     pub command: Vec<String>,
+    /// A container image the stage runs from instead of a host command (its entrypoint unless
+    /// `command` replaces it); resolved by the worker that deploys the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<StageImage>,
     /// Extra environment for the stage's processes.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -56,6 +60,23 @@ pub struct StageSpec {
     /// Hand-off kinds the stage accepts, best first.
     #[serde(default = "default_handoff")]
     pub handoff: Vec<Handoff>,
+}
+
+/// A stage's image, named as a function's: `source` (`oci-layout:<dir>` or
+/// `docker-archive:<file.tar>` on the worker) with `ref`, or `digest`, or `ref` of an image the
+/// worker already has. This crate only carries it; the worker checks and resolves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageImage {
+    /// Where the worker imports it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// A tag or digest of the source, or the name of an imported image.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The image's manifest digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 fn default_max_batch() -> u32 {

@@ -46,6 +46,7 @@ fn spec() -> impl Strategy<Value = PipelineSpec> {
                 .map(|(i, &(m, max_batch, max_wait_ms, shm, link))| StageSpec {
                     name: format!("s{i}"),
                     command: Vec::new(),
+                    image: None,
                     env: BTreeMap::new(),
                     model: Some(MODELS[m].into()),
                     after: if i == 0 {

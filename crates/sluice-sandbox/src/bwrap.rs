@@ -5,7 +5,6 @@
 //! the launcher learns the sandbox's pid and holds it until its network is up.
 
 use crate::plan::{Mount, Plan};
-use crate::users::{INNER_GID, INNER_UID};
 use std::ffi::OsString;
 use std::process::Command;
 
@@ -40,10 +39,11 @@ pub(crate) fn args(plan: &Plan, fds: &Fds) -> Vec<OsString> {
     ] {
         s(flag);
     }
+    let (uid, gid) = plan.inner_ids();
     s("--uid");
-    s(&INNER_UID.to_string());
+    s(&uid.to_string());
     s("--gid");
-    s(&INNER_GID.to_string());
+    s(&gid.to_string());
     s("--hostname");
     s("sluice");
     if let Some(fd) = fds.info {
@@ -130,6 +130,7 @@ pub(crate) fn works() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::INNER_UID;
     use std::path::PathBuf;
 
     #[test]

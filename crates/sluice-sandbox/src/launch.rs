@@ -12,8 +12,11 @@ use crate::preexec::{last_cap, Inherit, PreExec};
 use crate::process::{remove_dir, Parts, Sandbox, Started};
 use crate::reveal::{self, Reveal};
 use crate::rootfs::{self, Context, DEFAULT_PATH};
+use crate::spec::Root;
 use crate::users::UserLease;
-use crate::{bwrap, cgroup, unshare, Isolation, SandboxError, SandboxSpec, SOCKET_NAME};
+use crate::{
+    bwrap, cgroup, image_root, unshare, Isolation, SandboxError, SandboxSpec, SOCKET_NAME,
+};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,7 +41,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
 }
 
 /// A directory of the sandbox's own (mode 0700, owned by its user).
-fn own_dir(p: &Path, user: &UserLease) -> Result<(), SandboxError> {
+pub(crate) fn own_dir(p: &Path, user: &UserLease) -> Result<(), SandboxError> {
     std::fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", p.display())))?;
@@ -91,7 +94,8 @@ fn bubblewrap(plan: &Plan, inner: &Inner, network: bool) -> Result<Prepared, San
         net = Some((info_r, block_w));
     }
     let inherit = child_ends.iter().map(|f| (f.as_raw_fd(), None)).collect();
-    let mut cmd = Command::new(bwrap::PROGRAM);
+    // Found in the launcher's PATH: the environment below is the sandbox's.
+    let mut cmd = Command::new(&inner.bwrap);
     cmd.args(bwrap::args(plan, &fds))
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)));
@@ -124,7 +128,7 @@ fn unshare_mode(plan: &Plan, helper: &Path, network: bool) -> Result<Prepared, S
         net = Some((ready_r, go_w));
     }
     let mut cmd = Command::new(unshare::PROGRAM);
-    cmd.args(unshare::args(helper))
+    cmd.args(unshare::args(helper, plan.inner_ids()))
         .env_clear()
         .env("PATH", DEFAULT_PATH);
     Ok(Prepared {
@@ -194,12 +198,22 @@ async fn start(
     dir: &Path,
     user: UserLease,
 ) -> Result<Sandbox, SandboxError> {
+    if let Isolation::Oci(rt) = inner.isolation {
+        return crate::oci_launch::start(inner, spec, dir, user, rt).await;
+    }
     own_dir(dir, &user)?;
     let run = dir.join("run");
     own_dir(&run, &user)?;
     let separate = inner.root && user.is_separate();
     let ids = (user.uid(), user.gid());
     let prepared = match inner.isolation {
+        Isolation::Plain if matches!(spec.root, Root::Image(_)) => {
+            return Err(SandboxError::BadSpec(
+                "a function from an image needs an isolated sandbox (bubblewrap or unshare), \
+                 not a plain process"
+                    .into(),
+            ))
+        }
         Isolation::Plain => {
             own_dir(&dir.join("tmp"), &user)?;
             plain(spec, dir, &run.join(SOCKET_NAME), &inner.path_var)?
@@ -211,7 +225,13 @@ async fn start(
                 user: separate.then_some(ids),
                 path_var: &inner.path_var,
             };
-            let mut plan = rootfs::plan(spec, &cx)?;
+            let mut plan = match &spec.root {
+                Root::HostMinimal => rootfs::plan(spec, &cx)?,
+                Root::Image(image) => {
+                    let gpu = spec.gpu.then(|| inner.gpu_plan());
+                    image_root::plan(spec, image, &cx, gpu.as_deref())?
+                }
+            };
             if iso == Isolation::Bubblewrap {
                 bubblewrap(&plan, inner, spec.network)?
             } else {
@@ -318,6 +338,7 @@ async fn start(
         cgroup,
         dir: dir.to_path_buf(),
         network,
+        oci: None,
     };
     Ok(Sandbox::start(started, parts))
 }

@@ -4,6 +4,7 @@
 //! as, and what sandboxes may never see; it sweeps leftovers and starts sandboxes.
 
 use crate::cgroup::{self, CgroupMode};
+use crate::gpu::GpuPlan;
 use crate::unshare::Helper;
 use crate::users::{UidPool, UidRange, UserLease};
 use crate::{bwrap, launch, sweep, unshare, Isolation, Sandbox, SandboxError, SandboxSpec};
@@ -38,6 +39,9 @@ pub struct LauncherConfig {
     pub helper: Option<PathBuf>,
     /// The cgroup file system (default `/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// Where the host's CDI specs are looked for, for GPU sandboxes on image roots (default
+    /// [`gpu::CDI_DIRS`](crate::gpu::CDI_DIRS)).
+    pub cdi_dirs: Vec<PathBuf>,
 }
 
 impl LauncherConfig {
@@ -51,6 +55,7 @@ impl LauncherConfig {
             uids: UidRange::default(),
             helper: None,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cdi_dirs: crate::gpu::CDI_DIRS.iter().map(PathBuf::from).collect(),
         }
     }
 }
@@ -67,6 +72,26 @@ pub(crate) struct Inner {
     pub helper: Option<PathBuf>,
     pub path_var: String,
     pub seccomp: Vec<u8>,
+    pub cdi_dirs: Vec<PathBuf>,
+    /// `bwrap` found in the launcher's `PATH` (the sandbox's own `PATH` may not have it).
+    pub bwrap: PathBuf,
+    /// The host's GPU driver plan for image roots, found on first use.
+    pub gpu: Arc<std::sync::OnceLock<Arc<GpuPlan>>>,
+}
+
+impl Inner {
+    /// The host's GPU driver plan for image roots (found once: CDI specs, else `ldconfig -p`).
+    pub(crate) fn gpu_plan(&self) -> Arc<GpuPlan> {
+        self.gpu
+            .get_or_init(|| {
+                let plan = GpuPlan::discover(&self.cdi_dirs);
+                tracing::info!(source = ?plan.source, libraries = plan.libs.len(),
+                    devices = plan.devices.len(), ignored = ?plan.ignored,
+                    "GPU driver files for image roots");
+                Arc::new(plan)
+            })
+            .clone()
+    }
 }
 
 /// Starts sandboxes with one isolation, cgroup mode and user policy; cheap to clone.
@@ -92,6 +117,7 @@ impl Launcher {
                     helper_program.map_or_else(|| Helper::current_exe().is_some(), Helper::works);
                 h && unshare::works()
             }
+            Isolation::Oci(r) => crate::oci::works(r),
             Isolation::Plain => true,
         }
     }
@@ -188,6 +214,12 @@ impl Launcher {
                 path_var: std::env::var("PATH")
                     .unwrap_or_else(|_| crate::rootfs::DEFAULT_PATH.into()),
                 seccomp,
+                cdi_dirs: cfg.cdi_dirs.clone(),
+                bwrap: std::env::var("PATH")
+                    .ok()
+                    .and_then(|p| crate::resolve::resolve(bwrap::PROGRAM, &p))
+                    .map_or_else(|| PathBuf::from(bwrap::PROGRAM), |p| p.path),
+                gpu: Arc::default(),
             }),
         };
         tracing::info!(isolation = %isolation, cgroups = %cgroups, root, "sandbox launcher");

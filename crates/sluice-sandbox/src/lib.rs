@@ -11,18 +11,24 @@
 //! namespace (outbound access through `slirp4netns` when asked), with cgroup limits and a
 //! size-limited `/tmp`. The running [`Sandbox`] gives readiness, the stderr tail and teardown.
 //!
-//! Modules: `spec` (what to start), `rootfs`, `admit` and `resolve` (the mounts), `plan` (the mount plan
-//! both isolations carry out), `bwrap`, `unshare` and `init` (the isolations), `users` and
+//! Modules: `spec` (what to start), `rootfs`, `admit` and `resolve` (the mounts of the host's
+//! minimal root), `image_root` and `gpu` (the mounts of an image root and the host's GPU driver
+//! in it, from CDI or `ldconfig`), `plan` (the mount plan both isolations carry out), `bwrap`, `unshare` and `init` (the isolations), `users` and
 //! `reveal` (who it runs as), `seccomp`, `network`, `cgroup`, `launch` (starting), `process`
 //! (running), `sweep` (leftovers).
 
 mod admit;
 mod bwrap;
 mod cgroup;
+mod elf;
+pub mod gpu;
+pub mod image_root;
 mod init;
 mod launch;
 mod launcher;
 mod network;
+pub mod oci;
+mod oci_launch;
 mod plan;
 mod preexec;
 mod process;
@@ -39,7 +45,7 @@ pub use cgroup::CgroupMode;
 pub use launcher::{IsolationChoice, Launcher, LauncherConfig};
 pub use process::{ExitInfo, Sandbox, STDERR_TAIL};
 pub use rootfs::SOCKET_DIR;
-pub use spec::{Limits, Root, SandboxSpec};
+pub use spec::{ImageRoot, Limits, Root, SandboxSpec};
 pub use unshare::{Helper, INIT_ARG};
 pub use users::{UidRange, UserLease, INNER_GID, INNER_UID};
 
@@ -56,6 +62,8 @@ pub enum Isolation {
     Bubblewrap,
     /// util-linux `unshare` in a user namespace, with the launcher's helper as init.
     Unshare,
+    /// An OCI runtime (`runc` or `crun`, rootful) running a bundle made from the same plan.
+    Oci(oci::Runtime),
     /// A plain process: no namespaces, no minimal root, no seccomp (cgroup limits still apply).
     Plain,
 }
@@ -65,6 +73,7 @@ impl std::fmt::Display for Isolation {
         f.write_str(match self {
             Isolation::Bubblewrap => "bubblewrap",
             Isolation::Unshare => "unshare",
+            Isolation::Oci(r) => r.program(),
             Isolation::Plain => "plain process",
         })
     }

@@ -45,4 +45,16 @@ pub(crate) struct Plan {
     /// Host paths the launcher must make reachable for the sandbox's user before it starts
     /// (chosen by the caller or found in the operator's `PATH`, never named by the function).
     pub trusted: Vec<PathBuf>,
+    /// Who the function is inside (uid, gid); `None`: [`INNER_UID`](crate::INNER_UID) and
+    /// [`INNER_GID`](crate::INNER_GID).
+    #[serde(default)]
+    pub user: Option<(u32, u32)>,
+}
+
+impl Plan {
+    /// The uid and gid the function has inside.
+    pub fn inner_ids(&self) -> (u32, u32) {
+        self.user
+            .unwrap_or((crate::users::INNER_UID, crate::users::INNER_GID))
+    }
 }

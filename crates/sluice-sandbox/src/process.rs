@@ -65,6 +65,8 @@ pub(crate) struct Parts {
     pub cgroup: Option<Cgroup>,
     pub dir: PathBuf,
     pub network: Option<Slirp>,
+    /// The OCI runtime's container, deleted at teardown.
+    pub oci: Option<crate::oci::Teardown>,
 }
 
 /// What [`Sandbox::start`] needs besides the parts.
@@ -313,9 +315,13 @@ impl Sandbox {
         }
         let dir = parts.dir.clone();
         let network = parts.network.take();
+        let oci = parts.oci.take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(n) = network {
                 n.stop();
+            }
+            if let Some(o) = oci {
+                o.delete();
             }
             remove_dir(&dir)
         })
@@ -364,6 +370,9 @@ impl Parts {
         }
         if let Some(n) = self.network.take() {
             n.stop();
+        }
+        if let Some(o) = self.oci.take() {
+            o.delete();
         }
         remove_dir(&self.dir);
         let Some(cg) = self.cgroup.take().filter(|_| !cgroup_gone) else {

@@ -204,9 +204,12 @@ fn environment(spec: &SandboxSpec, prog: &Program) -> Vec<(String, String)> {
     env
 }
 
-/// The plan of an isolated sandbox for `spec`.
+/// The plan of an isolated sandbox on the host's minimal root ([`Root::HostMinimal`]) for
+/// `spec`; image roots are planned by `image_root`.
 pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, SandboxError> {
-    let Root::HostMinimal = spec.root;
+    if !matches!(spec.root, Root::HostMinimal) {
+        return Err(bad("not a host root"));
+    }
     let mut binds = Binds::default();
     let workdir = match &spec.workdir {
         Some(w) => {
@@ -323,6 +326,7 @@ pub(crate) fn plan(spec: &SandboxSpec, cx: &Context<'_>) -> Result<Plan, Sandbox
         env: environment(spec, &prog),
         command,
         trusted,
+        user: None,
     })
 }
 

@@ -21,7 +21,7 @@ pub struct SeccompError(String);
 
 /// Namespace flags `clone` may not carry (`CLONE_NEWTIME` shares bits with the exit signal in
 /// `clone`, and is caught through `unshare`).
-const CLONE_NS_FLAGS: [u64; 7] = [
+pub(crate) const CLONE_NS_FLAGS: [u64; 7] = [
     libc::CLONE_NEWNS as u64,
     libc::CLONE_NEWCGROUP as u64,
     libc::CLONE_NEWUTS as u64,
@@ -32,72 +32,72 @@ const CLONE_NS_FLAGS: [u64; 7] = [
 ];
 
 /// `personality` values allowed: plain Linux, and the query.
-const PERSONALITY_OK: [u64; 2] = [0, 0xffff_ffff];
+pub(crate) const PERSONALITY_OK: [u64; 2] = [0, 0xffff_ffff];
 
-/// System calls refused outright with EPERM.
-fn denied() -> Vec<i64> {
+/// System calls refused outright with EPERM, by name (for OCI profiles) and number.
+pub(crate) fn denied() -> Vec<(&'static str, i64)> {
     let mut v = vec![
-        libc::SYS_ptrace,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_process_madvise,
-        libc::SYS_keyctl,
-        libc::SYS_add_key,
-        libc::SYS_request_key,
-        libc::SYS_mount,
-        libc::SYS_umount2,
-        libc::SYS_pivot_root,
-        libc::SYS_chroot,
-        libc::SYS_open_tree,
-        libc::SYS_move_mount,
-        libc::SYS_fsopen,
-        libc::SYS_fsmount,
-        libc::SYS_fsconfig,
-        libc::SYS_fspick,
-        libc::SYS_mount_setattr,
-        libc::SYS_bpf,
-        libc::SYS_perf_event_open,
-        libc::SYS_kexec_load,
-        libc::SYS_kexec_file_load,
-        libc::SYS_userfaultfd,
-        libc::SYS_init_module,
-        libc::SYS_finit_module,
-        libc::SYS_delete_module,
-        libc::SYS_reboot,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_acct,
-        libc::SYS_settimeofday,
-        libc::SYS_clock_settime,
-        libc::SYS_adjtimex,
-        libc::SYS_clock_adjtime,
-        libc::SYS_setns,
-        libc::SYS_unshare,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_syslog,
-        libc::SYS_io_uring_setup,
-        libc::SYS_io_uring_enter,
-        libc::SYS_io_uring_register,
-        libc::SYS_pidfd_getfd,
-        libc::SYS_kcmp,
-        libc::SYS_quotactl,
-        libc::SYS_quotactl_fd,
-        libc::SYS_sethostname,
-        libc::SYS_setdomainname,
-        libc::SYS_fanotify_init,
-        libc::SYS_vhangup,
+        ("ptrace", libc::SYS_ptrace),
+        ("process_vm_readv", libc::SYS_process_vm_readv),
+        ("process_vm_writev", libc::SYS_process_vm_writev),
+        ("process_madvise", libc::SYS_process_madvise),
+        ("keyctl", libc::SYS_keyctl),
+        ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key),
+        ("mount", libc::SYS_mount),
+        ("umount2", libc::SYS_umount2),
+        ("pivot_root", libc::SYS_pivot_root),
+        ("chroot", libc::SYS_chroot),
+        ("open_tree", libc::SYS_open_tree),
+        ("move_mount", libc::SYS_move_mount),
+        ("fsopen", libc::SYS_fsopen),
+        ("fsmount", libc::SYS_fsmount),
+        ("fsconfig", libc::SYS_fsconfig),
+        ("fspick", libc::SYS_fspick),
+        ("mount_setattr", libc::SYS_mount_setattr),
+        ("bpf", libc::SYS_bpf),
+        ("perf_event_open", libc::SYS_perf_event_open),
+        ("kexec_load", libc::SYS_kexec_load),
+        ("kexec_file_load", libc::SYS_kexec_file_load),
+        ("userfaultfd", libc::SYS_userfaultfd),
+        ("init_module", libc::SYS_init_module),
+        ("finit_module", libc::SYS_finit_module),
+        ("delete_module", libc::SYS_delete_module),
+        ("reboot", libc::SYS_reboot),
+        ("swapon", libc::SYS_swapon),
+        ("swapoff", libc::SYS_swapoff),
+        ("acct", libc::SYS_acct),
+        ("settimeofday", libc::SYS_settimeofday),
+        ("clock_settime", libc::SYS_clock_settime),
+        ("adjtimex", libc::SYS_adjtimex),
+        ("clock_adjtime", libc::SYS_clock_adjtime),
+        ("setns", libc::SYS_setns),
+        ("unshare", libc::SYS_unshare),
+        ("open_by_handle_at", libc::SYS_open_by_handle_at),
+        ("name_to_handle_at", libc::SYS_name_to_handle_at),
+        ("syslog", libc::SYS_syslog),
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("io_uring_enter", libc::SYS_io_uring_enter),
+        ("io_uring_register", libc::SYS_io_uring_register),
+        ("pidfd_getfd", libc::SYS_pidfd_getfd),
+        ("kcmp", libc::SYS_kcmp),
+        ("quotactl", libc::SYS_quotactl),
+        ("quotactl_fd", libc::SYS_quotactl_fd),
+        ("sethostname", libc::SYS_sethostname),
+        ("setdomainname", libc::SYS_setdomainname),
+        ("fanotify_init", libc::SYS_fanotify_init),
+        ("vhangup", libc::SYS_vhangup),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
-        libc::SYS_iopl,
-        libc::SYS_ioperm,
-        libc::SYS_modify_ldt,
-        libc::SYS_uselib,
-        libc::SYS_ustat,
-        libc::SYS_sysfs,
-        libc::SYS__sysctl,
-        libc::SYS_lookup_dcookie,
+        ("iopl", libc::SYS_iopl),
+        ("ioperm", libc::SYS_ioperm),
+        ("modify_ldt", libc::SYS_modify_ldt),
+        ("uselib", libc::SYS_uselib),
+        ("ustat", libc::SYS_ustat),
+        ("sysfs", libc::SYS_sysfs),
+        ("_sysctl", libc::SYS__sysctl),
+        ("lookup_dcookie", libc::SYS_lookup_dcookie),
     ]);
     v
 }
@@ -120,7 +120,7 @@ fn native_arch() -> Result<TargetArch, SeccompError> {
 /// The filter's rules: syscall number → conditions under which it is refused.
 fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        denied().into_iter().map(|n| (n, Vec::new())).collect();
+        denied().into_iter().map(|(_, n)| (n, Vec::new())).collect();
     let ns = CLONE_NS_FLAGS
         .iter()
         .map(|&f| rule(vec![cond(0, SeccompCmpOp::MaskedEq(f), f)?]))

@@ -46,10 +46,10 @@ impl Helper {
     }
 }
 
-fn namespace_flags() -> Vec<String> {
+fn namespace_flags(uid: u32, gid: u32) -> Vec<String> {
     [
-        format!("--map-user={INNER_UID}"),
-        format!("--map-group={INNER_GID}"),
+        format!("--map-user={uid}"),
+        format!("--map-group={gid}"),
         "--keep-caps".into(),
         "--mount".into(),
         "--propagation=private".into(),
@@ -64,9 +64,13 @@ fn namespace_flags() -> Vec<String> {
     .to_vec()
 }
 
-/// Arguments to `unshare` that run `helper` in its init mode in fresh namespaces.
-pub(crate) fn args(helper: &Path) -> Vec<OsString> {
-    let mut a: Vec<OsString> = namespace_flags().into_iter().map(OsString::from).collect();
+/// Arguments to `unshare` that run `helper` in its init mode in fresh namespaces, as `uid` and
+/// `gid` inside.
+pub(crate) fn args(helper: &Path, (uid, gid): (u32, u32)) -> Vec<OsString> {
+    let mut a: Vec<OsString> = namespace_flags(uid, gid)
+        .into_iter()
+        .map(OsString::from)
+        .collect();
     a.push("--".into());
     a.push(helper.into());
     a.push(INIT_ARG.into());
@@ -76,7 +80,8 @@ pub(crate) fn args(helper: &Path) -> Vec<OsString> {
 /// Whether `unshare` can create the namespaces a sandbox needs here.
 pub(crate) fn works() -> bool {
     let mut c = Command::new(PROGRAM);
-    c.args(namespace_flags()).args(["--", "/usr/bin/true"]);
+    c.args(namespace_flags(INNER_UID, INNER_GID))
+        .args(["--", "/usr/bin/true"]);
     crate::launch::trial(c)
 }
 
@@ -86,7 +91,7 @@ mod tests {
 
     #[test]
     fn every_namespace_and_the_helper_in_init_mode() {
-        let a: Vec<String> = args(Path::new("/opt/sluice"))
+        let a: Vec<String> = args(Path::new("/opt/sluice"), (INNER_UID, INNER_GID))
             .iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect();

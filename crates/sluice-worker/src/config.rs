@@ -19,6 +19,10 @@ pub enum IsolationChoice {
     Auto,
     Bubblewrap,
     Unshare,
+    /// The OCI runtime `runc` (rootful; no GPU or network sandboxes).
+    Runc,
+    /// The OCI runtime `crun` (rootful; no GPU or network sandboxes).
+    Crun,
     Plain,
 }
 
@@ -40,6 +44,27 @@ impl Default for SandboxConfig {
             uid_base: 100_000,
             uid_count: 65_536,
             hide: Vec::new(),
+        }
+    }
+}
+
+/// Container images (`[images]`, docs/images.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Directories on the worker that images may be imported from by path (`POST /v1/images`
+    /// with a `source`, and a spec's `image.source`); empty: `<data_dir>/imports`. Anything
+    /// else must be uploaded.
+    pub import_dirs: Vec<PathBuf>,
+    /// Largest uploaded image archive, bytes (413 beyond).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            import_dirs: Vec::new(),
+            max_upload_bytes: 4 << 30,
         }
     }
 }
@@ -147,6 +172,7 @@ pub struct WorkerConfig {
     pub http: HttpConfig,
     pub gpu: GpuConfig,
     pub sandbox: SandboxConfig,
+    pub images: ImagesConfig,
     pub scheduler: SchedulerConfig,
     pub cluster: ClusterSettings,
 }
@@ -173,6 +199,7 @@ impl Default for WorkerConfig {
             http: HttpConfig::default(),
             gpu: GpuConfig::default(),
             sandbox: SandboxConfig::default(),
+            images: ImagesConfig::default(),
             scheduler: SchedulerConfig::default(),
             cluster: ClusterSettings::default(),
         }
@@ -260,6 +287,9 @@ impl WorkerConfig {
                  positive"
                     .into(),
             );
+        }
+        if self.images.max_upload_bytes == 0 {
+            return Err("images.max_upload_bytes must be positive".into());
         }
         if self.max_body_bytes == 0 || self.max_response_bytes == 0 {
             return Err("max_body_bytes and max_response_bytes must be positive".into());

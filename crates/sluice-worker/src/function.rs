@@ -1,10 +1,13 @@
-//! A registered function: any executable plus the resources and limits it runs under.
-//! Specs arrive as JSON through the API and are kept in the store; [`FunctionSpec::validate`]
-//! is the single place that decides whether one is acceptable.
+//! A registered function: any executable — a command on the worker's host, or a container
+//! image's entrypoint (`image`, see [`crate::images`]) — plus the resources and limits it runs
+//! under. Specs arrive as JSON through the API and are kept in the store;
+//! [`FunctionSpec::validate`] is the single place that decides whether one is acceptable.
 
+use crate::images::{ImageRef, ResolvedImage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Resources a function's sandbox is given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,13 +57,24 @@ pub const MAX_TMP_MB: u64 = 64 << 10;
 pub struct FunctionSpec {
     /// Unique name: 1–63 characters of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
     pub name: String,
-    /// The executable and its arguments (`command[0]` is the program).
+    /// The executable and its arguments (`command[0]` is the program). Required unless `image`
+    /// is given; with an image it replaces the image's `Entrypoint` and `Cmd`.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// A container image to run the function from (its root, its entrypoint, workdir, env and
+    /// user as defaults); the worker pins the image's digest into it at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
+    /// What this worker resolved `image` to (set at registration and at start; never part of
+    /// the JSON). A spec with `image` and without this is never started.
+    #[serde(skip)]
+    pub resolved: Option<Arc<ResolvedImage>>,
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory, bound read-only into the sandbox at its own path (default: the
-    /// sandbox's private tmp).
+    /// sandbox's private tmp); with `image`, an absolute directory inside the image (default:
+    /// its `WorkingDir`).
     #[serde(default)]
     pub workdir: Option<PathBuf>,
     /// Further host paths the function reads (files or directories, absolute), bound read-only
@@ -124,8 +138,24 @@ impl FunctionSpec {
                 "1-63 characters of a-z, 0-9, '-', '_', starting with a letter or digit",
             ));
         }
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return Err(err("command", "must name a program"));
+        if let Some(image) = &self.image {
+            image
+                .wanted()
+                .map_err(|(field, reason)| err(field, reason))?;
+            if !self.files.is_empty() {
+                return Err(err(
+                    "files",
+                    "a function from an image sees only its image (put the files into it)",
+                ));
+            }
+            if self.workdir.as_ref().is_some_and(|w| !w.is_absolute()) {
+                return Err(err("workdir", "must be absolute inside the image"));
+            }
+            if self.command.first().is_some_and(String::is_empty) {
+                return Err(err("command", "must name a program"));
+            }
+        } else if self.command.is_empty() || self.command[0].is_empty() {
+            return Err(err("command", "must name a program (or give an image)"));
         }
         if self.command.iter().any(|a| a.contains('\0')) {
             return Err(err("command", "arguments may not contain NUL"));
@@ -281,6 +311,39 @@ mod tests {
         assert_eq!(
             s.resources.gpu_memory_mb.checked_mul(1 << 20),
             Some(1 << 40)
+        );
+    }
+
+    #[test]
+    fn an_image_replaces_the_command_and_its_bad_fields_are_named() {
+        let parse = |json: &str| serde_json::from_str::<FunctionSpec>(json).unwrap();
+        let s = parse(r#"{"name":"a","image":{"source":"docker-archive:/i/a.tar"}}"#);
+        assert!(s.validate().is_ok(), "{s:?}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("resolved").is_none(), "never serialised");
+        let field = |json: &str| parse(json).validate().unwrap_err().field;
+        assert_eq!(field(r#"{"name":"a"}"#), "command");
+        assert_eq!(field(r#"{"name":"a","image":{}}"#), "image");
+        assert_eq!(
+            field(r#"{"name":"a","image":{"source":"x"}}"#),
+            "image.source"
+        );
+        assert_eq!(
+            field(r#"{"name":"a","image":{"digest":"sha256:1"}}"#),
+            "image.digest"
+        );
+        assert_eq!(field(r#"{"name":"a","image":{"ref":""}}"#), "image.ref");
+        assert_eq!(
+            field(r#"{"name":"a","image":{"ref":"x"},"files":["/etc/x"]}"#),
+            "files"
+        );
+        assert_eq!(
+            field(r#"{"name":"a","image":{"ref":"x"},"workdir":"srv"}"#),
+            "workdir"
+        );
+        assert_eq!(
+            field(r#"{"name":"a","image":{"ref":"x"},"command":[""]}"#),
+            "command"
         );
     }
 

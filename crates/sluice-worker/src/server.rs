@@ -1,5 +1,6 @@
-//! Starting and stopping a whole worker: lock the data directory, open the store, find devices,
-//! choose the sandbox isolation, build the engine, re-register stored functions, resume accepted
+//! Starting and stopping a whole worker: lock the data directory, open the store and the image
+//! store, find devices, choose the sandbox isolation, build the engine, re-register stored
+//! functions (image functions resolved again, image references rebuilt), resume accepted
 //! asynchronous invocations, serve the API (`http`) until SIGINT/SIGTERM, publish the bound
 //! address (`datadir`), then stop gracefully: queued invocations are handed back (an accepted
 //! asynchronous one stays Queued, attempts untouched, and runs at the next start), running
@@ -36,6 +37,8 @@ fn launcher(cfg: &WorkerConfig, shm_root: &Path) -> Result<Launcher> {
         IsolationChoice::Auto => Choice::Auto,
         IsolationChoice::Bubblewrap => Choice::Only(Isolation::Bubblewrap),
         IsolationChoice::Unshare => Choice::Only(Isolation::Unshare),
+        IsolationChoice::Runc => Choice::Only(Isolation::Oci(sluice_sandbox::oci::Runtime::Runc)),
+        IsolationChoice::Crun => Choice::Only(Isolation::Oci(sluice_sandbox::oci::Runtime::Crun)),
         IsolationChoice::Plain => Choice::Only(Isolation::Plain),
     };
     lc.allow_unisolated = cfg.allow_unisolated;
@@ -50,12 +53,24 @@ fn launcher(cfg: &WorkerConfig, shm_root: &Path) -> Result<Launcher> {
 }
 
 /// Reads a `function.json`, resolving a relative `workdir` and relative `PYTHONPATH`-style env
-/// values against `base`.
+/// values against `base` — or, for a function from an image (whose workdir and env name paths
+/// inside the image), a relative path in `image.source` against the file's own directory.
 pub fn load_function_file(path: &Path, base: &Path) -> Result<FunctionSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read function file {}", path.display()))?;
     let mut spec: FunctionSpec = serde_json::from_str(&text)
         .with_context(|| format!("invalid function file {}", path.display()))?;
+    if let Some(image) = spec.image.take() {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = match dir {
+            Some(d) => std::fs::canonicalize(d).unwrap_or_else(|_| base.join(d)),
+            None => base.to_path_buf(),
+        };
+        spec.image = Some(image.with_source_under(&dir));
+        spec.validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        return Ok(spec);
+    }
     if let Some(w) = spec.workdir.take() {
         spec.workdir = Some(if w.is_relative() { base.join(w) } else { w });
     }
@@ -113,10 +128,20 @@ impl Worker {
         let files = cfg.functions.clone();
         let cfg_data_dir = cfg.data_dir.clone();
         let engine = Engine::new(cfg, devices, launcher)?;
+        let images = Arc::new(crate::images::Images::open(
+            &cfg_data_dir,
+            &engine.config().images.import_dirs,
+            engine.config().images.max_upload_bytes,
+        )?);
+        engine.set_images(images.clone());
         let (stored, damaged) = store.load_functions()?;
         for e in damaged {
             tracing::error!("a stored function cannot be read and is not registered: {e}");
         }
+        let stored = {
+            let images = images.clone();
+            tokio::task::spawn_blocking(move || crate::images::restore(&images, stored)).await?
+        };
         for spec in stored {
             if let Err(e) = engine.check_fits(&spec) {
                 tracing::error!(function = %spec.name, "{e}: its invocations will fail");
@@ -124,10 +149,21 @@ impl Worker {
             engine.register(spec);
         }
         for f in &files {
-            let spec = load_function_file(f, &cwd)?;
+            let mut spec = load_function_file(f, &cwd)?;
             engine
                 .check_fits(&spec)
                 .with_context(|| format!("in {}", f.display()))?;
+            if let Some(image) = spec.image.clone() {
+                let im = images.clone();
+                let s = spec.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    im.resolve(&image, &s.command, s.workdir.as_deref(), &s.env, &s.name)
+                })
+                .await?
+                .with_context(|| format!("in {}", f.display()))?;
+                spec.image = Some(r.pinned);
+                spec.resolved = Some(r.image);
+            }
             store.put_function(&spec)?;
             engine.register(spec);
         }
@@ -137,6 +173,7 @@ impl Worker {
             store,
             pipelines,
             async_tasks: AsyncTasks::default(),
+            images,
         });
         tokio::spawn(redeploy_pipelines(state.clone()));
         tokio::spawn(purge_loop(

@@ -1,4 +1,5 @@
-//! `sluice fn register|list|rm`, `sluice invoke` and `sluice status`: thin clients of the API.
+//! `sluice fn register|list|rm` (registration may upload the function's image first),
+//! `sluice invoke` and `sluice status`: thin clients of the API.
 
 use super::client::{Api, Endpoint};
 use anyhow::{Context, Result};
@@ -15,8 +16,12 @@ pub enum FnCommand {
     )]
     Register {
         /// The function.json file; relative `workdir` and `PYTHONPATH` entries in it are resolved
-        /// against the current directory.
+        /// against the current directory, a relative `image.source` against the file's directory.
         file: PathBuf,
+        /// Upload the spec's `image.source` (an archive or OCI layout here) first and register
+        /// the function by the uploaded image's digest.
+        #[arg(long)]
+        upload: bool,
         #[command(flatten)]
         ep: Endpoint,
     },
@@ -62,9 +67,12 @@ pub(crate) fn pretty(body: &Bytes) -> String {
 
 pub async fn fns(cmd: FnCommand) -> Result<()> {
     match cmd {
-        FnCommand::Register { file, ep } => {
+        FnCommand::Register { file, upload, ep } => {
             let cwd = std::env::current_dir()?;
-            let spec = sluice_worker::server::load_function_file(&file, &cwd)?;
+            let mut spec = sluice_worker::server::load_function_file(&file, &cwd)?;
+            if upload {
+                spec.image = Some(upload_image(&ep, spec.image.take()).await?);
+            }
             let body = Bytes::from(serde_json::to_vec(&spec)?);
             let a = Api::new(&ep)
                 .call(Method::POST, "/v1/functions", Some(body))
@@ -85,7 +93,18 @@ pub async fn fns(cmd: FnCommand) -> Result<()> {
             let fns: Vec<sluice_worker::function::FunctionSpec> = serde_json::from_slice(&a.body)?;
             for f in fns {
                 let gpu = if f.resources.gpu { "gpu" } else { "cpu" };
-                println!("{:<24} {gpu}  {}", f.name, f.command.join(" "));
+                let what = match &f.image {
+                    Some(i) => format!(
+                        "image {} {}",
+                        i.digest
+                            .as_deref()
+                            .or(i.reference.as_deref())
+                            .unwrap_or("?"),
+                        f.command.join(" ")
+                    ),
+                    None => f.command.join(" "),
+                };
+                println!("{:<24} {gpu}  {what}", f.name);
             }
         }
         FnCommand::Rm { name, ep } => {
@@ -97,6 +116,34 @@ pub async fn fns(cmd: FnCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Uploads the image a spec names by `source` and names it by digest instead.
+async fn upload_image(
+    ep: &Endpoint,
+    image: Option<sluice_worker::images::ImageRef>,
+) -> Result<sluice_worker::images::ImageRef> {
+    let image = image.context("--upload: the function has no image")?;
+    let source = image
+        .source
+        .as_deref()
+        .context("--upload: the function's image has no source to upload")?;
+    let (_, path) = source
+        .split_once(':')
+        .with_context(|| format!("--upload: {source:?} is not kind:path"))?;
+    let a = super::image::upload(ep, std::path::Path::new(path), image.reference.as_deref())
+        .await?
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&a.body)?;
+    let digest = v["digest"]
+        .as_str()
+        .context("the worker answered no digest")?
+        .to_string();
+    eprintln!("uploaded {source} as {digest}");
+    Ok(sluice_worker::images::ImageRef {
+        digest: Some(digest),
+        ..Default::default()
+    })
 }
 
 pub async fn invoke(args: InvokeArgs) -> Result<()> {

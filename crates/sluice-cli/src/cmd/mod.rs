@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod closed;
+pub mod image;
 pub mod load;
 pub mod load_pipeline;
 pub mod manage;

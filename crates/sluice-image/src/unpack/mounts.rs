@@ -1,6 +1,8 @@
 //! The mount points the sandbox needs in every root: `/proc`, `/dev`, `/tmp`, `/run/sluice` as real
 //! directories (anything else standing there, a symlink included, is replaced so a mount can never
-//! be redirected), and an empty `/etc/resolv.conf` when the image has none.
+//! be redirected), an empty `/etc/resolv.conf` when the image has none, and `/usr/local/nvidia`
+//! (where a GPU sandbox gets the host driver's libraries) where the image's `/usr/local` is a
+//! real directory or missing — never replacing anything of the image to make it.
 
 use super::fsops::remove_tree;
 use super::resolve::{kind_at, open_dir_at, resolve_dir, Missing};
@@ -35,6 +37,7 @@ pub(super) fn create(
             cur = Some(next);
         }
     }
+    gpu_mount_point(root, dir_meta).ctx(|| "create mount point /usr/local/nvidia".to_string())?;
     let etc =
         resolve_dir(root, &[b"etc".to_vec()], Missing::Create).ctx(|| "create /etc".to_string())?;
     if let Some(etc) = etc {
@@ -47,6 +50,36 @@ pub(super) fn create(
             openat(&etc.dir, "resolv.conf", flags, Mode::from_raw_mode(0o644))
                 .ctx(|| "create /etc/resolv.conf".to_string())?;
         }
+    }
+    Ok(())
+}
+
+/// `/usr/local/nvidia` as real directories, created where missing; stops quietly at anything
+/// else (a symlinked `/usr`, a file) so the image's own tree is never changed to make it.
+fn gpu_mount_point(
+    root: BorrowedFd<'_>,
+    dir_meta: &mut BTreeMap<PhysPath, DirMeta>,
+) -> rustix::io::Result<()> {
+    let mut cur: Option<OwnedFd> = None;
+    let mut phys: PhysPath = Vec::new();
+    for name in ["usr", "local", "nvidia"] {
+        let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+        phys.push(name.as_bytes().to_vec());
+        match kind_at(dir, name.as_bytes())? {
+            Some(FileType::Directory) => {}
+            Some(_) => return Ok(()),
+            None => {
+                mkdirat(dir, name, Mode::from_raw_mode(0o755))?;
+                dir_meta.insert(
+                    phys.clone(),
+                    DirMeta {
+                        mode: 0o755,
+                        mtime: 0,
+                    },
+                );
+            }
+        }
+        cur = Some(open_dir_at(dir, name.as_bytes())?);
     }
     Ok(())
 }

@@ -253,10 +253,14 @@ pub fn image_tree(root: &Path) -> BTreeMap<String, Node> {
             tree.remove(added);
         }
     }
-    if tree.get("etc") == Some(&Node::Dir { mode: 0o755 })
-        && !tree.keys().any(|k| k.starts_with("etc/"))
-    {
-        tree.remove("etc");
+    // `/usr/local/nvidia`, and the directories above it the unpacker made for it.
+    for added in ["usr/local/nvidia", "usr/local", "usr", "etc"] {
+        let prefix = format!("{added}/");
+        if tree.get(added) == Some(&Node::Dir { mode: 0o755 })
+            && !tree.keys().any(|k| k.starts_with(&prefix))
+        {
+            tree.remove(added);
+        }
     }
     tree
 }

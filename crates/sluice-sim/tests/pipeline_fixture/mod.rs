@@ -25,6 +25,7 @@ pub fn stage(name: &str, after: &[&str], max_batch: u32, max_wait_ms: f64) -> St
     StageSpec {
         name: name.into(),
         command: Vec::new(),
+        image: None,
         env: Default::default(),
         model: None,
         after: after.iter().map(|s| s.to_string()).collect(),

@@ -2,7 +2,7 @@
 //! over `max_body_bytes` is answered 413 at once, without reading a byte of the body; a body
 //! that grows past the limit is cut off with 413; one that does not arrive within
 //! `http.body_timeout_ms` (a slow-loris body) gets 408. Each of these closes the connection. The
-//! handlers then get the body whole.
+//! handlers then get the body whole — except image uploads (`images`), streamed by their handler.
 
 use super::ApiError;
 use axum::body::Body;
@@ -36,8 +36,12 @@ fn too_large(max: usize) -> Response {
     ))
 }
 
-/// Reads the whole body under `limits`, then runs the handler on it.
+/// Reads the whole body under `limits`, then runs the handler on it; an image upload is left
+/// to its handler, which streams it to disk under its own limit.
 pub(super) async fn read(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    if super::images::is_upload(&req) {
+        return next.run(req).await;
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

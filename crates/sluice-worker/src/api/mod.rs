@@ -9,6 +9,7 @@ mod body;
 mod depth;
 mod error;
 mod functions;
+mod images;
 mod invoke;
 mod pipelines;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub pipelines: Pipelines,
     /// Asynchronous invocations being run, so a graceful stop can wait for their outcomes.
     pub async_tasks: AsyncTasks,
+    /// Container images: store, imports, references.
+    pub images: Arc<crate::images::Images>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -58,6 +61,12 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/functions/{name}/invoke-async", post(asynch::submit))
         .route("/v1/functions/{name}/prewarm", post(functions::prewarm))
         .route("/v1/invocations/{id}", get(asynch::get))
+        .route("/v1/images", post(images::import).get(images::list))
+        .route("/v1/images/gc", post(images::gc))
+        .route(
+            "/v1/images/{digest}",
+            get(images::get).delete(images::delete),
+        )
         .route(
             "/v1/pipelines",
             post(pipelines::create).get(pipelines::list),

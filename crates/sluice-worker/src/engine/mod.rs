@@ -58,6 +58,8 @@ pub(crate) struct StageHost {
     pub mps_user: Option<UserLease>,
     pub start_timeout: std::time::Duration,
     pub max_response_bytes: usize,
+    /// The worker's images, to resolve stages that run from one.
+    pub images: Option<Arc<crate::images::Images>>,
 }
 
 /// Which scheduler a function belongs to.
@@ -146,6 +148,8 @@ pub(crate) struct Inner {
     /// Invocations dispatched and not yet answered, and a wake-up when that reaches zero.
     running: std::sync::atomic::AtomicUsize,
     idle: Notify,
+    /// The worker's images (set once at start), handed to pipeline stages.
+    images: std::sync::OnceLock<Arc<crate::images::Images>>,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -193,6 +197,7 @@ impl Engine {
             serial: std::sync::atomic::AtomicU64::new(serial_base()),
             running: std::sync::atomic::AtomicUsize::new(0),
             idle: Notify::new(),
+            images: std::sync::OnceLock::new(),
             cfg,
         });
         tokio::spawn(upkeep::timer_loop(Arc::downgrade(&inner)));
@@ -218,7 +223,13 @@ impl Engine {
             mps_user: inner.mps_user.clone(),
             start_timeout: std::time::Duration::from_millis(inner.cfg.start_timeout_ms),
             max_response_bytes: inner.cfg.max_response_bytes,
+            images: inner.images.get().cloned(),
         }
+    }
+
+    /// Gives pipeline stages the worker's images (once, at start).
+    pub fn set_images(&self, images: Arc<crate::images::Images>) {
+        let _ = self.inner.images.set(images);
     }
 
     /// A sandbox serial unique on this host (see `create_sandbox`).

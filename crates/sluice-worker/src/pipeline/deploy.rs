@@ -128,11 +128,22 @@ pub(super) fn stage_function(
         BackendKind::Simulated => (share as f64 / 100.0 * cores).max(0.05),
         BackendKind::Nvml => cores.min(2.0),
     };
+    let image = s.image.clone().map(crate::images::ImageRef::from);
+    // An image stage's workdir and env name paths inside its image.
+    let (env, workdir) = match image {
+        Some(_) => (s.env.clone(), None),
+        None => (
+            resolve_python_path(&s.env, base_dir),
+            Some(base_dir.to_path_buf()),
+        ),
+    };
     FunctionSpec {
         name: format!("{}-{}", spec.name, s.name),
         command: s.command.clone(),
-        env: resolve_python_path(&s.env, base_dir),
-        workdir: Some(base_dir.to_path_buf()),
+        image,
+        resolved: None,
+        env,
+        workdir,
         files: Vec::new(),
         resources: Resources {
             cpus,
@@ -148,6 +159,40 @@ pub(super) fn stage_function(
         concurrency: 1,
         weight: 1.0,
     }
+}
+
+/// The holder name a pipeline's stages hold their images under.
+pub(crate) fn image_holder(pipeline: &str) -> String {
+    format!("pipeline:{pipeline}")
+}
+
+/// Resolves the image of every stage that runs from one (on a blocking thread: it may import
+/// and unpack), held by the pipeline.
+async fn resolve_images(
+    spec: &PipelineSpec,
+    base_dir: &Path,
+    host: &StageHost,
+) -> Result<BTreeMap<usize, Arc<crate::images::ResolvedImage>>, String> {
+    let mut out = BTreeMap::new();
+    for (i, s) in spec.stages.iter().enumerate() {
+        let f = stage_function(spec, i, 100, base_dir, host);
+        let Some(image) = f.image.clone() else {
+            continue;
+        };
+        let images = host
+            .images
+            .clone()
+            .ok_or("this worker has no image store")?;
+        let holder = image_holder(&spec.name);
+        let r = tokio::task::spawn_blocking(move || {
+            images.resolve(&image, &f.command, f.workdir.as_deref(), &f.env, &holder)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("stage {:?}: {e}", s.name))?;
+        out.insert(i, r.image);
+    }
+    Ok(out)
 }
 
 /// Device environment of an instance on `gpu` with `share` % of its SMs: the same placement a
@@ -217,16 +262,19 @@ impl Deployment {
             users.insert(g, user);
             groups.insert(g, Arc::new(arena));
         }
+        let images = resolve_images(&spec, &base_dir, &host).await?;
         let mut set = tokio::task::JoinSet::new();
         for (k, x) in plan.instances.iter().enumerate() {
             let s = &spec.stages[x.stage];
+            let mut fspec = stage_function(&spec, x.stage, x.sm_share, &base_dir, &host);
+            fspec.resolved = images.get(&x.stage).cloned();
             let cfg = InstanceConfig {
                 pipeline: spec.name.clone(),
                 stage: s.name.clone(),
                 gpu: x.gpu,
                 batch: x.batch,
                 max_wait: Duration::from_secs_f64(s.max_wait_ms / 1e3),
-                spec: stage_function(&spec, x.stage, x.sm_share, &base_dir, &host),
+                spec: fspec,
                 extra_env: device_env(&host, x.gpu, x.sm_share, x.memory_mb),
                 device_output: device_output(&spec, &plan, k, host.backend),
                 accepts_ipc: s.accepts(Handoff::CudaIpc),
@@ -376,6 +424,7 @@ mod tests {
             mps_user: None,
             start_timeout: Duration::from_secs(1),
             max_response_bytes: 1 << 20,
+            images: None,
         }
     }
 

@@ -207,6 +207,13 @@ impl Pipelines {
         match removed {
             Some(live) => {
                 live.deployment.stop().await;
+                if let Some(images) = self.inner.engine.stage_host().images {
+                    let holder = deploy::image_holder(name);
+                    let r = tokio::task::spawn_blocking(move || images.release_holder(&holder));
+                    if let Ok(Err(e)) = r.await {
+                        tracing::warn!(pipeline = name, "cannot release its images: {e}");
+                    }
+                }
                 Ok(())
             }
             None => Err(PipelineError::Unknown(name.to_string())),

@@ -124,6 +124,8 @@ pub async fn profile(
             mps_user: None,
             start_timeout: opts.start_timeout,
             max_response_bytes: 1 << 30,
+            // Profiling runs without a worker: stages from images are refused at start.
+            images: None,
         },
         opts,
         serial: std::process::id() as u64 * 1000,

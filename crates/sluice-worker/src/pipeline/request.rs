@@ -116,11 +116,16 @@ impl DeployRequest {
             ));
         }
         for s in &self.spec.stages {
-            if s.command.is_empty() {
+            if s.command.is_empty() && s.image.is_none() {
                 return Err(format!(
                     "stage {:?} has no command: the worker can only deploy stages it can run",
                     s.name
                 ));
+            }
+            if let Some(image) = &s.image {
+                crate::images::ImageRef::from(image.clone())
+                    .wanted()
+                    .map_err(|(field, why)| format!("stage {:?}: {field}: {why}", s.name))?;
             }
             DeviceHandoff::of(s)?;
         }

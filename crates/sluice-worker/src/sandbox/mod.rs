@@ -6,7 +6,7 @@
 
 use crate::function::FunctionSpec;
 use crate::protocol::FunctionClient;
-use sluice_sandbox::{Limits, SandboxSpec};
+use sluice_sandbox::{ImageRoot, Limits, Root, SandboxSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,8 +39,30 @@ pub struct SandboxRequest<'a> {
     pub user: Option<UserLease>,
 }
 
-/// The launcher spec of `req`.
+/// The launcher spec of `req`: a command on the host's minimal root, or an image function
+/// (`spec.image`) on its image's root with the command, workdir, environment and user the
+/// worker resolved. An image function that was never resolved gets a root that does not exist,
+/// so it can never start on the host (see also [`Sandbox::start`]).
 pub fn sandbox_spec(req: &SandboxRequest<'_>) -> SandboxSpec {
+    let spec = req.spec;
+    let mut s = host_spec(req);
+    if spec.image.is_some() || spec.resolved.is_some() {
+        let (root, user) = match &spec.resolved {
+            Some(img) => (img.root.clone(), (img.user.uid, img.user.gid)),
+            None => (PathBuf::new(), (0, 0)),
+        };
+        if let Some(img) = &spec.resolved {
+            s.command = img.command.clone();
+            s.env = img.env.clone();
+            s.workdir = Some(img.workdir.clone());
+        }
+        s.files = Vec::new();
+        s.root = Root::Image(ImageRoot { path: root, user });
+    }
+    s
+}
+
+fn host_spec(req: &SandboxRequest<'_>) -> SandboxSpec {
     let spec = req.spec;
     let r = &spec.resources;
     let env_dir = |k: &str| {
@@ -88,6 +110,12 @@ impl Sandbox {
         launcher: &Launcher,
         req: SandboxRequest<'_>,
     ) -> Result<Sandbox, SandboxError> {
+        if req.spec.image.is_some() && req.spec.resolved.is_none() {
+            return Err(SandboxError::BadSpec(format!(
+                "function {}: its image is not resolved on this worker",
+                req.spec.name
+            )));
+        }
         let inner = launcher.spawn(sandbox_spec(&req)).await?;
         let client = FunctionClient::new(inner.socket());
         Ok(Sandbox { inner, client })
