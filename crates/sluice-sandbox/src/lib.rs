@@ -36,7 +36,7 @@ mod unshare;
 mod users;
 
 pub use cgroup::CgroupMode;
-pub use launcher::{IsolationChoice, Launcher, LauncherConfig};
+pub use launcher::{IsolationChoice, Launcher, LauncherConfig, NotEnforced};
 pub use process::{ExitInfo, Sandbox, STDERR_TAIL};
 pub use rootfs::SOCKET_DIR;
 pub use spec::{Limits, Root, SandboxSpec};

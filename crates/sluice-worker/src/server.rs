@@ -108,6 +108,13 @@ impl Worker {
         };
         let launcher = launcher(&cfg, &shm_root(&cfg.data_dir))?;
         tracing::info!("sandboxes: {}", launcher.isolation());
+        let missing = launcher.limits_not_enforced();
+        if !missing.is_empty() {
+            tracing::warn!(
+                "limits not enforced: {}",
+                crate::sandbox::describe_not_enforced(&missing)
+            );
+        }
         launcher.sweep_stale();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();

@@ -133,6 +133,8 @@ pub(crate) struct Inner {
     cfg: WorkerConfig,
     started: Instant,
     launcher: Launcher,
+    /// What the launcher cannot enforce here (for the status).
+    not_enforced: Vec<&'static str>,
     devices: Box<dyn DeviceBackend>,
     /// With MPS on real GPUs: the one user all GPU sandboxes run as.
     mps_user: Option<UserLease>,
@@ -170,6 +172,9 @@ impl Engine {
             .flatten();
         let inner = Arc::new(Inner {
             started: Instant::now(),
+            not_enforced: (launcher.limits_not_enforced().iter())
+                .map(|m| m.what)
+                .collect(),
             launcher,
             devices,
             mps_user,
@@ -294,6 +299,7 @@ impl Engine {
                 "no GPU found: simulated GPUs; GPU functions run on the CPU but are scheduled as on a GPU".into()
             }),
             isolation: self.inner.launcher.isolation().to_string(),
+            limits_not_enforced: self.inner.not_enforced.clone(),
             policy: st.gpu.policy_name().to_string(),
             functions: st.functions.len(),
             queued: st.queued_total,

@@ -103,6 +103,9 @@ pub struct Status {
     pub gpus: Vec<crate::devices::GpuInfo>,
     pub note: Option<String>,
     pub isolation: String,
+    /// Limits and protections the sandboxes do not get on this host (`memory`, `cpu`, `pids`
+    /// without cgroups; `separate_users` without root; `isolation` for plain processes).
+    pub limits_not_enforced: Vec<&'static str>,
     pub policy: String,
     pub functions: usize,
     pub queued: usize,

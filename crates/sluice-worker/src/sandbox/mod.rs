@@ -11,9 +11,26 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use sluice_sandbox::{
-    CgroupMode, ExitInfo, Isolation, IsolationChoice, Launcher, LauncherConfig, SandboxError,
-    UserLease, SOCKET_DIR, STDERR_TAIL,
+    CgroupMode, ExitInfo, Isolation, IsolationChoice, Launcher, LauncherConfig, NotEnforced,
+    SandboxError, UserLease, SOCKET_DIR, STDERR_TAIL,
 };
+
+/// One line naming what `missing` lists, grouped by reason:
+/// `memory, cpu, pids (no writable cgroup hierarchy …); separate_users (not root: …)`.
+pub fn describe_not_enforced(missing: &[NotEnforced]) -> String {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for m in missing {
+        match groups.iter_mut().find(|(_, why)| *why == m.why) {
+            Some((names, _)) => names.push(m.what),
+            None => groups.push((vec![m.what], &m.why)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(names, why)| format!("{} ({why})", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// The worker's environment entries that name directories a sandbox must share read-write:
 /// the MPS pipe and log directories, a pipeline group's shared memory.
