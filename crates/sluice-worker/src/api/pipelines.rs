@@ -31,7 +31,7 @@ impl From<PipelineError> for ApiError {
 
 fn parse_request(body: Result<Bytes, BytesRejection>) -> Result<DeployRequest, ApiError> {
     let req: DeployRequest = parse_json(&body?, "pipeline request")?;
-    req.validate().map_err(ApiError::bad_request)?;
+    req.validate().map_err(PipelineError::from)?;
     Ok(req)
 }
 
