@@ -6,6 +6,7 @@ pub mod config;
 pub mod devices;
 pub mod engine;
 pub mod function;
+pub mod logs;
 pub mod pipeline;
 pub mod protocol;
 pub mod sandbox;

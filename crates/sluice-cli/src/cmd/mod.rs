@@ -2,8 +2,10 @@
 
 pub mod client;
 pub mod closed;
+pub mod invocations;
 pub mod load;
 pub mod load_pipeline;
+pub mod logs;
 pub mod manage;
 pub mod pipeline;
 pub mod plan;

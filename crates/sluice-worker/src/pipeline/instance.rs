@@ -175,9 +175,9 @@ pub(super) async fn launch_stage(
         read_only: Vec::new(),
         user,
     };
-    Sandbox::start_ready(&host.launcher, req, host.start_timeout)
+    Sandbox::start_ready(&host.launcher, req, host.start_timeout, None)
         .await
-        .map_err(|e| StageError::new(stage, Kind::NotStarted(e)))
+        .map_err(|e| StageError::new(stage, Kind::NotStarted(e.to_string())))
 }
 
 struct Runner {

@@ -179,7 +179,11 @@ impl Pipelines {
         let deployed = self.deploy_inner(req, update).await;
         if let Err(e) = &deployed {
             let verb = if update { "update" } else { "deploy" };
-            tracing::warn!(pipeline = %name, "pipeline {verb} refused: {e}");
+            let why = e.to_string();
+            let hint = (crate::sandbox::python_hint(&why))
+                .map(|h| format!("; hint: {h}"))
+                .unwrap_or_default();
+            tracing::warn!(pipeline = %name, "pipeline {verb} refused: {why}{hint}");
         }
         deployed
     }
