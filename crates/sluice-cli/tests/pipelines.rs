@@ -447,7 +447,7 @@ fn the_load_meter_reads_the_offered_rate_and_autoscale_can_be_off() {
     let body = json!({
         "spec": {"name": "steady", "slo_ms": 2000, "load_rps": 1.0,
                  "stages": [stage("a", "upper", &[], json!({"model": "m"}))]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        "base_dir": stage_dir().display().to_string(),
         "profile_csv": profile_csv(),
         "policy": "max-load",
         "controller": {"high": 0.85, "low": 0.4, "window_s": 1.0, "cooldown_s": 1.0, "headroom": 1.5},
@@ -498,7 +498,7 @@ fn sluice_load_sends_what_it_promises_in_pipeline_order_and_flags_a_missed_targe
         "spec": {"name": "order", "slo_ms": 0.001, "stages": [
             stage("zeta", "upper", &[], json!({})),
             stage("alpha", "rev", &["zeta"], json!({}))]},
-        "base_dir": std::env::temp_dir().display().to_string(),
+        "base_dir": stage_dir().display().to_string(),
     })
     .to_string();
     create(&w, &body);
