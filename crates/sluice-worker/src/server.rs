@@ -234,13 +234,16 @@ fn connection_cap(configured: usize) -> usize {
 }
 
 /// Where pipelines' shared-memory groups live: `/dev/shm/sluice` (a tmpfs) where it exists,
-/// else under the data directory.
+/// `/dev/shm/sluice-<uid>` for a worker that is not root (a root worker's directory is not
+/// writable to it), else under the data directory.
 fn shm_root(data_dir: &Path) -> PathBuf {
     let dev_shm = Path::new("/dev/shm");
-    if dev_shm.is_dir() {
-        dev_shm.join("sluice")
-    } else {
-        data_dir.join("shm")
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    match (dev_shm.is_dir(), uid) {
+        (true, 0) => dev_shm.join("sluice"),
+        (true, uid) => dev_shm.join(format!("sluice-{uid}")),
+        (false, _) => data_dir.join("shm"),
     }
 }
 

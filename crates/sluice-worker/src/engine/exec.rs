@@ -181,7 +181,8 @@ impl Inner {
         let started = Sandbox::start_ready(&self.launcher, req, timeout, Some(sink)).await;
         if let Err(e) = &started {
             let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
-            tracing::warn!(function = %spec.name, "the function failed to start: {e}{hint}");
+            let why = crate::sandbox::one_line(&e.to_string());
+            tracing::warn!(function = %spec.name, "the function failed to start: {why}{hint}");
         }
         started
     }

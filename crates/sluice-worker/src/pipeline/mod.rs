@@ -179,7 +179,7 @@ impl Pipelines {
         let deployed = self.deploy_inner(req, update).await;
         if let Err(e) = &deployed {
             let verb = if update { "update" } else { "deploy" };
-            let why = e.to_string();
+            let why = crate::sandbox::one_line(&e.to_string());
             let hint = (crate::sandbox::python_hint(&why))
                 .map(|h| format!("; hint: {h}"))
                 .unwrap_or_default();

@@ -18,9 +18,8 @@ pub use sluice_sandbox::{
 };
 
 /// Why a sandbox did not start: the launcher's or the readiness check's reason, and the end of
-/// what the function wrote to stderr.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{reason}; stderr: {stderr_tail}")]
+/// what the function wrote to stderr (`reason; stderr: …`, or the reason alone).
+#[derive(Debug, Clone, PartialEq)]
 pub struct StartError {
     /// What failed.
     pub reason: String,
@@ -28,11 +27,27 @@ pub struct StartError {
     pub stderr_tail: String,
 }
 
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stderr_tail.as_str() {
+            "" => f.write_str(&self.reason),
+            tail => write!(f, "{}; stderr: {tail}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 impl StartError {
     /// Advice for a failure the stderr explains: a Python module that is not installed.
     pub fn hint(&self) -> Option<&'static str> {
         python_hint(&self.stderr_tail)
     }
+}
+
+/// `text` on one log line: its lines joined by ` | `.
+pub fn one_line(text: &str) -> String {
+    text.trim_end().replace('\n', " | ")
 }
 
 /// Advice when `stderr` shows a Python module missing (`ModuleNotFoundError`).
