@@ -6,28 +6,26 @@
 # (crates/sluice-fn/examples/spin.rs), which keeps a core busy for the trace's GPU time; the
 # worker uses one simulated GPU with D = 2 tokens, so functions run on the CPU under the same
 # scheduler the simulator drives.
-# Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file]
+# Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file, default
+#        out/live-vs-sim.md; docs/results/live-vs-sim.md to update the table the docs quote]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 util=${1:-0.5}
-out=${2:-docs/results/live-vs-sim.md}
+out=${2:-out/live-vs-sim.md}
+mkdir -p "$(dirname "$out")"
 slice=crates/sluice-cli/tests/data/iluvatar-slice
 cargo build --release -q -p sluice-fn --examples
 cargo build --release -q -p sluice-cli
+. scripts/reliability/worker.sh
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export SLUICE_URL=http://127.0.0.1:$port
+trap 'worker_stop; rm -rf "$work"' EXIT
 # The builtin catalogue's speedups (so GPU times match), without GPU memory or GPU init: the
 # live run has neither. Cold start = sandbox start of the spin function measured here (~30 ms).
 sed -e 's/^gpu_mem_mb = .*/gpu_mem_mb = 0.0/' -e 's/^gpu_init_ms = .*/gpu_init_ms = 0.0/' \
     -e 's/^container_start_ms = .*/container_start_ms = 30.0/' config/catalog.toml > "$work/catalog.toml"
 # Two spinning functions on two cores do not slow each other (the worker's own CPU is ignored).
 sed -e 's/^concurrency_slowdown = .*/concurrency_slowdown = 0.0/' config/sim.toml > "$work/sim.toml"
-SLUICE_LOG=warn ./target/release/sluice worker --listen 127.0.0.1:$port --data-dir "$work/data" --simulate-gpus \
-  2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+worker_start "$work"
 names=()
 for i in $(seq 0 20); do
   printf '{"name":"spin-%s","command":["%s"],"resources":{"gpu":true,"memory_mb":64}}' \
