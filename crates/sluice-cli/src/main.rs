@@ -20,6 +20,11 @@ enum Command {
         sluice worker --examples                 # embedded defaults, example functions registered\n  \
         sluice worker --config worker.toml --listen 127.0.0.1:9000")]
     Worker(cmd::worker::WorkerArgs),
+    /// Run a stateless cluster router in front of workers (etcd registry, NATS JetStream queue).
+    #[command(after_help = "Examples:\n  \
+        sluice router --etcd http://127.0.0.1:2379 --nats nats://127.0.0.1:4222\n  \
+        sluice router --config router.toml --listen 127.0.0.1:8090")]
+    Router(cmd::router::RouterArgs),
     /// Manage functions on a running worker.
     #[command(subcommand)]
     Fn(cmd::manage::FnCommand),
@@ -90,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Sim(args) => cmd::sim::run(args),
         Command::SimPipeline(args) => cmd::sim_pipeline::run(args),
         Command::Worker(args) => block_on(cmd::worker::run(args)),
+        Command::Router(args) => block_on(cmd::router::run(args)),
         Command::Fn(c) => block_on(cmd::manage::fns(c)),
         Command::Pipeline(c) => block_on(cmd::pipeline::run(c)),
         Command::Plan(args) => cmd::plan::run(args),

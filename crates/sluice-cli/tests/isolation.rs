@@ -242,12 +242,14 @@ fn sluice_profile_runs_its_stages_in_sandboxes_from_a_copy_under_tmp() {
         .args(["--batches", "1", "--shares", "100", "--repeats", "1"])
         .output()
         .expect("run");
-    let csv = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The profile lands beside the spec, where `pipeline create` and `plan` look for it.
+    let written = spec.with_file_name("profile.csv");
+    let csv = std::fs::read_to_string(&written).expect("profile.csv beside the spec");
     assert!(
         csv.contains("\ngen,1,100,") && csv.contains("\nsum,1,100,"),
         "{csv}"

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_policy::scheduler::SchedulerConfig;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,31 @@ impl Default for GpuConfig {
     }
 }
 
+/// Cluster membership: with `etcd` endpoints the worker joins a cluster (a lease-bound key,
+/// the registry mirrored from etcd, local registration refused); without, it is standalone.
+/// The agent itself lives in the `sluice-cluster` crate.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// etcd endpoints (`http://host:2379`); empty: standalone.
+    pub etcd: Vec<String>,
+    /// `host:port` routers reach this worker at (default: the listen address).
+    pub advertise: Option<String>,
+    /// Member id (default: derived from the advertised address).
+    pub id: Option<String>,
+    /// Lease TTL, seconds: a worker that cannot renew within it drains itself (default 10).
+    pub lease_ttl_s: Option<u64>,
+    /// Labels announced with the membership record.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ClusterSettings {
+    /// Whether the worker is a cluster member.
+    pub fn enabled(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+}
+
 /// The HTTP server's connection limits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -124,6 +150,7 @@ pub struct WorkerConfig {
     pub gpu: GpuConfig,
     pub sandbox: SandboxConfig,
     pub scheduler: SchedulerConfig,
+    pub cluster: ClusterSettings,
 }
 
 impl Default for WorkerConfig {
@@ -155,6 +182,7 @@ impl Default for WorkerConfig {
             gpu: GpuConfig::default(),
             sandbox: SandboxConfig::default(),
             scheduler: SchedulerConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -292,6 +320,13 @@ impl WorkerConfig {
             || self.gpu.simulated_count == 0
         {
             return Err("gpu.simulated_count and gpu.simulated_memory_gib must be positive".into());
+        }
+        if self
+            .cluster
+            .lease_ttl_s
+            .is_some_and(|t| !(2..=600).contains(&t))
+        {
+            return Err("cluster.lease_ttl_s must be in 2..=600".into());
         }
         sluice_policy::scheduler::Scheduler::new(&self.scheduler, vec![1 << 30])
             .map(|_| ())

@@ -10,6 +10,7 @@ pub mod manage;
 pub mod pipeline;
 pub mod plan;
 pub mod profile;
+pub mod router;
 pub mod sim;
 pub mod sim_pipeline;
 pub mod view;

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use sluice_cluster::worker::{Agent, AgentConfig};
 use sluice_worker::config::WorkerConfig;
 use sluice_worker::server::{shutdown_signal, Worker};
 use std::net::SocketAddr;
@@ -27,6 +28,15 @@ pub struct WorkerArgs {
     /// Use simulated GPUs even if real ones are found.
     #[arg(long)]
     simulate_gpus: bool,
+    /// Join a cluster through these etcd endpoints (comma-separated; overrides [cluster] etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// The host:port routers reach this worker at (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// The worker's member id in the cluster (default: derived from the advertised address).
+    #[arg(long)]
+    id: Option<String>,
 }
 
 pub async fn run(args: WorkerArgs) -> Result<()> {
@@ -47,6 +57,15 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     if args.simulate_gpus {
         cfg.gpu.force_simulated = true;
     }
+    if !args.etcd.is_empty() {
+        cfg.cluster.etcd = args.etcd;
+    }
+    if args.advertise.is_some() {
+        cfg.cluster.advertise = args.advertise;
+    }
+    if args.id.is_some() {
+        cfg.cluster.id = args.id;
+    }
     if let Some(dir) = &args.examples {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read examples directory {}", dir.display()))?;
@@ -64,6 +83,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let cluster = cfg.cluster.clone();
     let worker = Worker::start(cfg).await?;
     let status = worker.state.engine.status();
     eprintln!(
@@ -77,5 +97,21 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     if let Some(note) = status.note {
         eprintln!("note: {note}");
     }
-    worker.serve(listener, shutdown_signal()).await
+    if !cluster.enabled() {
+        return worker.serve(listener, shutdown_signal()).await;
+    }
+    let agent_cfg = AgentConfig::from_settings(&cluster, addr)?;
+    eprintln!(
+        "joining the cluster as {} (advertised at {}) through etcd {}",
+        agent_cfg.id,
+        agent_cfg.advertise,
+        cluster.etcd.join(",")
+    );
+    let agent = Agent::start(worker.state.clone(), agent_cfg).await?;
+    worker
+        .serve(listener, async move {
+            shutdown_signal().await;
+            agent.leave().await;
+        })
+        .await
 }

@@ -3,7 +3,7 @@
 //! function ends its queued invocations.
 
 use super::invoke::parse_json;
-use super::{blocking, ApiError, Shared};
+use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::function::FunctionSpec;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,6 +17,7 @@ pub(super) async fn put(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let body = body?;
     let spec: FunctionSpec = parse_json(&body, "function spec")?;
     spec.validate()
@@ -57,6 +58,7 @@ pub(super) async fn delete(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_in_cluster(&s)?;
     let store = s.store.clone();
     let n = name.clone();
     let now_ms = std::time::SystemTime::now()

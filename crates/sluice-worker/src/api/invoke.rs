@@ -61,15 +61,34 @@ fn integral_floats_to_integers(v: &mut serde_json::Value) {
     }
 }
 
+/// Runs the invocation and adds the `x-sluice-load` header to whatever it answers.
 pub(super) async fn sync(
     State(s): State<Shared>,
+    name: Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut resp = match run(&s, name, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Some(v) = super::load_header(&s) {
+        resp.headers_mut().insert(LOAD_HEADER, v);
+    }
+    resp
+}
+
+/// The response header carrying the worker's load after an invocation.
+const LOAD_HEADER: &str = "x-sluice-load";
+
+async fn run(
+    s: &Shared,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let input = json_input(body?)?;
     let ok = match s.engine.invoke(&name, input).await {
         Ok(ok) => ok,
-        Err(InvokeError::UnknownFunction(_)) => return Err(unknown(&s, name).await),
+        Err(InvokeError::UnknownFunction(_)) => return Err(unknown(s, name).await),
         Err(e) => return Err(e.into()),
     };
     let mut headers = HeaderMap::new();

@@ -78,6 +78,7 @@ pub fn router(state: Shared) -> Router {
             post(pipelines::invoke_async),
         )
         .route("/v1/status", get(status))
+        .route("/v1/load", get(load))
         .route("/v1/drain", post(drain))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(move || openapi(doc.clone())))
@@ -102,6 +103,38 @@ async fn status(State(s): State<Shared>) -> Response {
         );
     }
     axum::Json(v).into_response()
+}
+
+/// `GET /v1/load`: queued, running, tokens, draining, and the warm functions and deployed
+/// pipelines (cluster routers poll it for locality hints).
+async fn load(State(s): State<Shared>) -> Response {
+    let l = s.engine.load();
+    let pipelines: Vec<String> = s.pipelines.list().into_iter().map(|p| p.name).collect();
+    axum::Json(serde_json::json!({
+        "queued": l.queued, "running": l.running, "tokens": l.tokens,
+        "draining": s.engine.status().draining,
+        "warm": s.engine.warm_functions(),
+        "pipelines": pipelines,
+    }))
+    .into_response()
+}
+
+/// The `x-sluice-load` header value: `<queued>,<running>,<tokens>`.
+pub(crate) fn load_header(s: &AppState) -> Option<axum::http::HeaderValue> {
+    let l = s.engine.load();
+    axum::http::HeaderValue::from_str(&format!("{},{},{}", l.queued, l.running, l.tokens)).ok()
+}
+
+/// A cluster member's registry comes from etcd: local registration changes are refused.
+pub(crate) fn refuse_in_cluster(s: &AppState) -> Result<(), ApiError> {
+    if s.engine.config().cluster.enabled() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_member",
+            "this worker is a cluster member: register functions and pipelines through a router",
+        ));
+    }
+    Ok(())
 }
 
 /// Stops accepting invocations (503 from now on); queued and running ones finish.

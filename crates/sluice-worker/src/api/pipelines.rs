@@ -4,7 +4,7 @@
 
 use super::asynch::{accept_and_run, Target};
 use super::invoke::parse_json;
-use super::{blocking, ApiError, Shared};
+use super::{blocking, refuse_in_cluster, ApiError, Shared};
 use crate::pipeline::{DeployRequest, Finished, PipelineError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -45,6 +45,7 @@ pub(super) async fn create(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let req = parse_request(body)?;
     let view = s.pipelines.deploy(req.clone(), false).await?;
     persist(&s, &req).await?;
@@ -56,6 +57,7 @@ pub(super) async fn update(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     let req = parse_request(body)?;
     if req.spec.name != name {
         return Err(ApiError::bad_request(format!(
@@ -86,6 +88,7 @@ pub(super) async fn delete(
     State(s): State<Shared>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    refuse_in_cluster(&s)?;
     s.pipelines.delete(&name).await?;
     let store = s.store.clone();
     blocking(move || store.delete_pipeline(&name)).await?;

@@ -16,6 +16,7 @@
 
 mod exec;
 mod fit;
+mod load;
 mod metrics;
 mod prestart;
 mod stop;
@@ -23,6 +24,7 @@ mod submit;
 mod types;
 mod upkeep;
 
+pub use load::Load;
 pub use metrics::Metrics;
 pub use submit::{Admitted, InvokeOptions, StartHook, Ticket};
 pub use types::{InvokeError, InvokeOk, Invoked, SandboxCounts, Status, Timing};

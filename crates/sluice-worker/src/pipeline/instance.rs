@@ -13,7 +13,7 @@ use super::payload::{Exporter, Group, Handover, Payload, Release, SegRef};
 use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
 use crate::function::FunctionSpec;
-use crate::protocol::FunctionClient;
+use crate::protocol::{FunctionClient, ProtocolError};
 use crate::sandbox::{Sandbox, SandboxRequest, UserLease};
 use bytes::Bytes;
 use sluice_handoff::cuda_ipc::IpcHandle;
@@ -107,6 +107,7 @@ impl Instance {
             process: inst.process.clone(),
             metrics,
             restarts: 0,
+            transport_broke: std::sync::atomic::AtomicBool::new(false),
             exporter: None,
             release_tx,
             pending: Vec::new(),
@@ -189,6 +190,9 @@ struct Runner {
     process: Arc<Mutex<Option<Sandbox>>>,
     metrics: Arc<PipelineMetrics>,
     restarts: u32,
+    /// The last exchange lost its connection (the process died, or closed its socket): the next
+    /// batch must not reuse the process before it is known to be gone or is restarted.
+    transport_broke: std::sync::atomic::AtomicBool,
     /// The running process's exported device buffers (with `device_output` only).
     exporter: Option<Arc<Exporter>>,
     release_tx: mpsc::UnboundedSender<Release>,
@@ -332,10 +336,16 @@ impl Runner {
     }
 
     async fn client(&mut self) -> Result<FunctionClient, StageError> {
+        let broke = self
+            .transport_broke
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.process.lock().await;
         match guard.as_mut() {
             None => Err(self.error(Kind::Stopped)),
             Some(sb) => {
+                if broke {
+                    settle(sb).await;
+                }
                 if let Some(exit) = sb.try_exited() {
                     let tail = sb.stderr_tail();
                     if self.restarts >= MAX_RESTARTS {
@@ -528,7 +538,13 @@ impl Runner {
         let answer = client
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
-            .map_err(|e| self.error(Kind::Call(e.to_string())))?;
+            .map_err(|e| {
+                if matches!(e, ProtocolError::Connect(_) | ProtocolError::Io(_)) {
+                    self.transport_broke
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                self.error(Kind::Call(e.to_string()))
+            })?;
         let bad_frame = |e: &dyn std::fmt::Display| self.error(Kind::BadFrame(e.to_string()));
         let (resp, region): (BatchResponse, &[u8]) = decode(&answer).map_err(|e| bad_frame(&e))?;
         resp.check_answers(&manifest.batch)
@@ -609,5 +625,20 @@ impl Runner {
             }));
         }
         Ok(Payload::Shm(Arc::new(seg)))
+    }
+}
+
+/// How long a stage process whose connection broke gets to exit on its own.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// After a broken connection: waits (bounded) for the process to exit, so the next batch sees it
+/// dead and restarts it; one that still runs with a broken socket is killed, for the same end.
+async fn settle(sb: &mut Sandbox) {
+    let deadline = Instant::now() + SETTLE;
+    while sb.try_exited().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if sb.try_exited().is_none() {
+        sb.kill().await;
     }
 }
