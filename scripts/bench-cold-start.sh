@@ -10,16 +10,12 @@ n=${1:-30}
 iso=${2:-auto}
 cargo build --release -q -p sluice-cli -p sluice-fn --examples
 cargo build --release -q -p sluice-cli
+. scripts/reliability/worker.sh
 work=$(mktemp -d)
 chmod 755 "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=http://127.0.0.1:$port
-printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\nisolation = "%s"\n[gpu]\nforce_simulated = true\n' \
-  "$port" "$work" "$iso" > "$work/worker.toml"
-SLUICE_LOG=warn ./target/release/sluice worker --config "$work/worker.toml" 2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+trap 'worker_stop; rm -rf "$work"' EXIT
+worker_start "$work" "isolation = \"$iso\""
+url=$SLUICE_URL
 noop=${NOOP:-$PWD/target/release/examples/noop}
 for i in $(seq "$n"); do
   body="{\"name\":\"noop\",\"command\":[\"$noop\"],\"env\":{\"RUN\":\"$i\"},\"resources\":{\"memory_mb\":64}}"

@@ -10,21 +10,10 @@ cd "$(dirname "$0")/.."
 repeats=${1:-15}
 sizes=${2:-65536,1048576,16777216,67108864}
 cargo build --release -q -p sluice-cli
+. scripts/reliability/worker.sh
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export SLUICE_URL=http://127.0.0.1:$port
-cat > "$work/worker.toml" <<TOML
-listen = "127.0.0.1:$port"
-data_dir = "$work/data"
-max_body_bytes = 134217728
-max_response_bytes = 134217728
-[gpu]
-force_simulated = true
-TOML
-SLUICE_LOG=warn ./target/release/sluice worker --config "$work/worker.toml" 2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+trap 'worker_stop; rm -rf "$work"' EXIT
+worker_start "$work" 'max_body_bytes = 134217728' 'max_response_bytes = 134217728'
 for kind in shm copy; do
   ./target/release/sluice pipeline create examples/pipelines/passthrough/pipeline-$kind.yaml >/dev/null
 done

@@ -15,13 +15,9 @@ cargo build --release -q -p sluice-cli
 work=$(mktemp -d)
 out=${OUT:-out/ocr}
 mkdir -p "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export SLUICE_URL=http://127.0.0.1:$port
-SLUICE_LOG=warn ./target/release/sluice worker --listen 127.0.0.1:$port --data-dir "$work/data" --simulate-gpus \
-  2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+. scripts/reliability/worker.sh
+trap 'worker_stop; rm -rf "$work"' EXIT
+worker_start "$work"
 spec=examples/pipelines/ocr/pipeline.yaml
 samples=(examples/pipelines/ocr/samples/*.png)
 first=1

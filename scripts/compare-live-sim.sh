@@ -16,12 +16,13 @@
 # and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and its cold
 # start set to the one the live run measured.
 #
-# Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file]
-#                                    [--gpus N] [--gpu-gib G] [--fn-mb M]
+# Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file, default
+#        out/live-vs-sim.md; docs/results/live-vs-sim.md to update the table the docs quote]
+#        [--gpus N] [--gpu-gib G] [--fn-mb M]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 util=0.5
-out=docs/results/live-vs-sim.md
+out=out/live-vs-sim.md
 gpus=1
 gpu_gib=8
 fn_mb=2048
@@ -36,13 +37,14 @@ while [ $# -gt 0 ]; do
 done
 [ ${#positional[@]} -ge 1 ] && util=${positional[0]}
 [ ${#positional[@]} -ge 2 ] && out=${positional[1]}
+mkdir -p "$(dirname "$out")"
 slice=crates/sluice-cli/tests/data/iluvatar-slice
 cargo build --release -q -p sluice-fn --examples
 cargo build --release -q -p sluice-cli
 sluice=./target/release/sluice
+. scripts/reliability/worker.sh
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export SLUICE_URL=http://127.0.0.1:$port
+trap 'worker_stop; rm -rf "$work"' EXIT
 # The builtin catalogue's speedups (so GPU times match), without GPU init: the live run has none.
 # Cold start = sandbox start of the function, measured here (~30 ms for spin).
 mem=0.0
@@ -53,21 +55,11 @@ sed -e "s/^gpu_mem_mb = .*/gpu_mem_mb = $mem/" -e 's/^gpu_init_ms = .*/gpu_init_
 # sleeping ones never do.
 sed -e 's/^concurrency_slowdown = .*/concurrency_slowdown = 0.0/' config/sim.toml > "$work/sim.toml"
 if [ "$gpus" -gt 1 ]; then
-  cat > "$work/worker.toml" <<TOML
-[gpu]
-force_simulated = true
-simulated_count = $gpus
-simulated_memory_gib = $gpu_gib
-TOML
-  worker_args=(--config "$work/worker.toml")
+  worker_start "$work" '[gpu]' 'force_simulated = true' "simulated_count = $gpus" \
+    "simulated_memory_gib = $gpu_gib"
 else
-  worker_args=(--simulate-gpus)
+  worker_start "$work"
 fi
-SLUICE_LOG=warn $sluice worker --listen 127.0.0.1:$port --data-dir "$work/data" "${worker_args[@]}" \
-  2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$SLUICE_URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 names=()
 if [ "$gpus" -gt 1 ]; then
   # Sandboxes have a private /tmp: the function lives under target/.

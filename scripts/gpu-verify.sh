@@ -3,14 +3,15 @@
 # python3 with torch; cupy optional) and writes every reading to one file.
 # NOT YET RUN on a GPU: docs/gpu.md lists what each step checks.
 #
-#   scripts/gpu-verify.sh [results-file]      (default: gpu-verify-results.txt)
+#   scripts/gpu-verify.sh [results-file]      (default: out/gpu-verify-results.txt)
 #
 # Steps: build; the shim's tests and the worker's device tests; PyTorch (and CuPy) under the
 # shim with STATS checked; prefetch time per GB both ways; oversubscription (1.5x device memory
 # through the shim); MPS at 25/50/100 % SM share; NVML readings in the worker's /metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-gpu-verify-results.txt}
+OUT=${1:-out/gpu-verify-results.txt}
+mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
 log() { echo "$*" | tee -a "$OUT"; }
 WORK=$(mktemp -d)
@@ -93,7 +94,7 @@ unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 # NVML readings in the worker's /metrics while a GPU process runs.
 log "## worker /metrics (NVML)"
 cat > "$WORK/worker.toml" <<TOML
-listen = "127.0.0.1:18080"
+listen = "127.0.0.1:0"
 data_dir = "$WORK/data"
 [gpu]
 shim = true
@@ -103,7 +104,9 @@ TOML
 WPID=$!
 python3 -c 'import torch,time; x=torch.ones(1<<28, device="cuda"); time.sleep(8)' &
 sleep 5
-curl -s localhost:18080/metrics | grep -E '^sluice_gpu_' | tee -a "$OUT"
-curl -s localhost:18080/v1/status 2>/dev/null | head -c 2000 | tee -a "$OUT" || true
+# Port 0: the worker wrote the port it bound to <data_dir>/listen.addr.
+ADDR=$(cat "$WORK/data/listen.addr" 2>/dev/null || echo 127.0.0.1:0)
+curl -s "$ADDR/metrics" | grep -E '^sluice_gpu_' | tee -a "$OUT"
+curl -s "$ADDR/v1/status" 2>/dev/null | head -c 2000 | tee -a "$OUT" || true
 kill "$WPID"; wait || true
 log "# done; results in $OUT"

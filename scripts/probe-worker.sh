@@ -18,16 +18,19 @@ fi
 work=$(mktemp -d -p /var/tmp)
 chmod 755 "$work"
 cp crates/sluice-sandbox/tests/fixtures/probe.py "$work/probe.py"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=http://127.0.0.1:$port
 mkdir -p "$work/etc"
-printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\nauth_token = "s3cret-token"\n[gpu]\nforce_simulated = true\n' \
-  "$port" "$work" > "$work/etc/worker.toml"
+# Port 0: the worker picks a free port and writes it to <data_dir>/listen.addr.
+printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\nauth_token = "s3cret-token"\n[gpu]\nforce_simulated = true\n' \
+  "$work" > "$work/etc/worker.toml"
 chmod 600 "$work/etc/worker.toml"
 echo "s3cret" > "$work/etc/secret" && chmod 600 "$work/etc/secret"
+SLUICE=$bin . scripts/reliability/worker.sh
 SLUICE_LOG=warn "$bin" worker --config "$work/etc/worker.toml" 2> "$work/worker.log" &
-worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; rm -rf "$work"' EXIT
+WORKER_PID=$!
+trap 'worker_stop; rm -rf "$work"' EXIT
+await_address "$work/data" "$work/worker.log"
+url=http://$WORKER_ADDR
+port=${WORKER_ADDR##*:}
 auth=(-H "Authorization: Bearer s3cret-token" -H 'Content-Type: application/json')
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 register() { curl -sf "${auth[@]}" -X POST -d "$1" "$url/v1/functions" >/dev/null; }

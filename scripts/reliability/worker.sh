@@ -1,5 +1,6 @@
-# Sourced by scripts/overload.sh, idle-flood.sh, faults.sh and chaos.sh: start a worker on port 0
-# with a private data directory, find the address it bound, stop it.
+# Sourced by scripts/overload.sh, idle-flood.sh, faults.sh, chaos.sh, the bench-*.sh scripts,
+# compare-live-sim.sh and probe-worker.sh: start a worker on port 0 with a private data
+# directory, find the address it bound (`<data_dir>/listen.addr`), stop it.
 #
 # SLUICE names the binary under test (default: target/release/sluice, built if missing), so the
 # same scripts measure an older build: SLUICE=/path/to/old/sluice scripts/overload.sh.
@@ -33,30 +34,40 @@ worker_start() {
   SLUICE_LOG=${SLUICE_LOG:-warn} bash -c 'ulimit -n "${WORKER_NOFILE:-$(ulimit -n)}" && exec "$@"' _ \
     "$SLUICE" worker --config "$work/worker.toml" --simulate-gpus 2>>"$work/worker.log" &
   WORKER_PID=$!
-  WORKER_ADDR=
-  for _ in $(seq 600); do
-    if [ -s "$work/data/listen.addr" ]; then
-      WORKER_ADDR=$(cat "$work/data/listen.addr")
-    else
-      WORKER_ADDR=$(tail -c +$((log_start + 1)) "$work/worker.log" | grep -o 'sluice worker on http://[0-9.:]*' |
-        tail -1 | sed -e 's|.*http://||' -e 's|:$||' || true)
-    fi
-    [ -n "$WORKER_ADDR" ] && break
-    if ! kill -0 "$WORKER_PID" 2>/dev/null; then
-      echo "the worker exited: $(tail -5 "$work/worker.log")" >&2
-      wait "$WORKER_PID" 2>/dev/null || true
-      WORKER_PID=
-      return 1
-    fi
-    sleep 0.1
-  done
-  [ -n "$WORKER_ADDR" ] || { echo "the worker did not report its address" >&2; worker_stop KILL; return 1; }
+  await_address "$work/data" "$work/worker.log" "$log_start" || return 1
   export SLUICE_URL=http://$WORKER_ADDR WORKER_PID WORKER_ADDR
   for _ in $(seq 100); do
     curl -sf -o /dev/null "$SLUICE_URL/healthz" && return 0
     sleep 0.1
   done
   echo "the worker does not answer /healthz" >&2
+  worker_stop KILL
+  return 1
+}
+
+# await_address DATA_DIR LOG [LOG_START]: waits (up to 60 s) until the worker WORKER_PID has
+# written DATA_DIR/listen.addr (builds without it: its start line in LOG after byte LOG_START)
+# and sets WORKER_ADDR; stops the worker and fails if it exits or never reports an address.
+await_address() {
+  local data=$1 log=$2 log_start=${3:-0}
+  WORKER_ADDR=
+  for _ in $(seq 600); do
+    if [ -s "$data/listen.addr" ]; then
+      WORKER_ADDR=$(cat "$data/listen.addr")
+    else
+      WORKER_ADDR=$(tail -c +$((log_start + 1)) "$log" | grep -o 'sluice worker on http://[0-9.:]*' |
+        tail -1 | sed -e 's|.*http://||' -e 's|:$||' || true)
+    fi
+    [ -n "$WORKER_ADDR" ] && return 0
+    if ! kill -0 "$WORKER_PID" 2>/dev/null; then
+      echo "the worker exited: $(tail -5 "$log")" >&2
+      wait "$WORKER_PID" 2>/dev/null || true
+      WORKER_PID=
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "the worker did not report its address" >&2
   worker_stop KILL
   return 1
 }

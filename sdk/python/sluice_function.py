@@ -10,6 +10,10 @@ function serves HTTP/1.1 on that Unix socket:
   500 ``{"error": "<ExceptionType>: <message>"}`` (the traceback goes to stderr);
 - other paths -> 404; chunked bodies -> 400; bodies over 64 MiB -> 413.
 
+What the handler prints goes to the worker, which keeps it with the invocation and in the
+function's logs (``sluice logs NAME``): stdout and stderr are flushed before each answer, so
+output written during an invocation is attributed to it.
+
 Each connection is served on its own (pooled) thread, so concurrent invocations run in parallel and
 the handler must be thread-safe; a connection may carry many requests (HTTP/1.1 keep-alive).
 
@@ -184,8 +188,19 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             out = json.dumps(self.server.handler(event)).encode()
         except Exception as e:  # noqa: BLE001 - every handler failure becomes a 500
             traceback.print_exc(file=sys.stderr)
+            _flush_output()
             return self._error(500, "%s: %s" % (type(e).__name__, e))
+        _flush_output()
         self._reply(200, out)
+
+
+def _flush_output():
+    """Flushes what the handler printed, so the worker sees it before the answer."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed, or replaced by None
+            pass
 
 
 def make_server(handler, path):

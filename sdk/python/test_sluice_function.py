@@ -1,8 +1,8 @@
 """Tests of sluice_function.py: a server on a temporary Unix socket, spoken to with raw HTTP/1.1.
 
 Covers ready, invoke, bad JSON (400), handler exceptions (500), 404, chunked (400), oversized (413),
-keep-alive (two requests on one connection), concurrency, thread reuse, and the echo function run as
-a script.
+keep-alive (two requests on one connection), concurrency, thread reuse, the echo function run as
+a script, and printed output reaching the worker before each answer.
 Standard library only: ``python3 -m unittest discover -s sdk/python``.
 """
 
@@ -197,6 +197,44 @@ class ScriptTest(unittest.TestCase):
             finally:
                 proc.terminate()
                 proc.wait(10)
+
+    def test_printed_output_is_flushed_before_the_answer(self):
+        # stdout to a pipe is block-buffered: without the flush, the line would wait in the
+        # process and the worker would not see it as part of the invocation.
+        script = (
+            "import sys; sys.path.insert(0, %r); import sluice_function as f\n"
+            "def h(e):\n    print('printed', e)\n    return e\n"
+            "f.serve(h)\n" % HERE
+        )
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "p.sock")
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+            env["SLUICE_SOCKET"] = path
+            proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        c = Conn(path)
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.02)
+                try:
+                    c.send(post("7"))
+                    self.assertEqual(c.response()[0], 200)
+                finally:
+                    c.close()
+                import select
+
+                ready, _, _ = select.select([proc.stdout], [], [], 0)
+                self.assertTrue(ready, "nothing printed had reached the pipe with the answer")
+                self.assertEqual(os.read(proc.stdout.fileno(), 100), b"printed 7\n")
+            finally:
+                proc.terminate()
+                proc.wait(10)
+                proc.stdout.close()
 
     def test_missing_socket_env_exits_with_message(self):
         env = {k: v for k, v in os.environ.items() if k != "SLUICE_SOCKET"}

@@ -49,6 +49,14 @@ enum Command {
         sluice invoke hello '{\"name\":\"sluice\"}' -v\n  \
         sluice invoke hello '{\"name\":\"later\"}' --async   # exits 1 if the invocation failed")]
     Invoke(cmd::manage::InvokeArgs),
+    /// Find accepted (asynchronous) invocations and show one with its result and logs.
+    #[command(subcommand)]
+    Invocations(cmd::invocations::InvocationsCommand),
+    /// Print a function's recent output (its sandboxes' stdout and stderr).
+    #[command(after_help = "Examples:
+  sluice logs hello
+  sluice logs hello --follow")]
+    Logs(cmd::logs::LogsArgs),
     /// Show a running worker's status: devices, sandboxes, queues, asynchronous invocations.
     #[command(after_help = "Examples:\n  sluice status\n  sluice status --json")]
     Status {
@@ -98,6 +106,8 @@ fn main() -> std::process::ExitCode {
         Command::Profile(args) => block_on(cmd::profile::run(args)),
         Command::Invoke(args) => block_on(cmd::manage::invoke(args)),
         Command::Status { json, ep } => block_on(cmd::manage::status(ep, json)),
+        Command::Invocations(c) => block_on(cmd::invocations::run(c)),
+        Command::Logs(args) => block_on(cmd::logs::run(args)),
         Command::Load(args) => block_on(cmd::load::run(args)),
     };
     match result {

@@ -219,8 +219,9 @@ fn async_submissions_are_admitted_at_submit_and_never_fail_queue_full_later() {
     }
 }
 
-/// Sends a sync invocation and hangs up after `after`, before any answer.
-fn hang_up_after(w: &Worker, name: &str, after: Duration) {
+/// Sends the `nth` sync invocation of a run of them and hangs up, before any answer, once the
+/// worker has queued it (it counts as queued, or already as abandoned).
+fn hang_up_once_queued(w: &Worker, name: &str, nth: u64) {
     let mut s = TcpStream::connect(w.addr).unwrap();
     let body = r#"{"do":"sleep","seconds":0.3}"#;
     let req = format!(
@@ -228,7 +229,11 @@ fn hang_up_after(w: &Worker, name: &str, after: Duration) {
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
-    std::thread::sleep(after);
+    common::wait_for(Duration::from_secs(5), || {
+        // The counter first: one abandoned between the two reads is counted in neither.
+        let abandoned = counter(w, "sluice_invocations_total", &["outcome=\"abandoned\""]);
+        abandoned as u64 + queued(w) >= nth
+    });
 }
 
 #[test]
@@ -241,8 +246,8 @@ fn a_caller_that_hangs_up_takes_its_queued_invocation_with_it() {
     );
     let busy = invoke_in_background(&w, "a", 1.0);
     common::wait_for(Duration::from_secs(5), || busy_sandboxes(&w) == 1);
-    for _ in 0..8 {
-        hang_up_after(&w, "a", Duration::from_millis(20));
+    for n in 1..=8 {
+        hang_up_once_queued(&w, "a", n);
     }
     common::wait_for(Duration::from_secs(5), || queued(&w) == 0);
     assert_eq!(busy.join().unwrap().0, 200);
@@ -324,9 +329,11 @@ fn a_sandbox_that_died_while_idle_is_never_sent_work() {
         Some(r#"{"do":"exit_after","seconds":0.05}"#),
     );
     assert_eq!(s, 200, "{body}");
-    // The function exits 50 ms after answering; nothing in the API shows a process exit, so
-    // give it ample time.
-    std::thread::sleep(Duration::from_millis(500));
+    // The function exits 50 ms after answering: wait until its sandbox is gone.
+    let pid = w.pid().expect("the worker runs");
+    common::wait_for(Duration::from_secs(10), || {
+        common::live_descendants(pid) == 0
+    });
     for _ in 0..2 {
         let (s, body, _) = http(&w, "POST", "/v1/functions/e/invoke", Some("{}"));
         assert_eq!(s, 200, "{body}");

@@ -34,7 +34,10 @@ fn kill9_then_restart_loses_nothing_accepted() {
                 .to_string(),
         );
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Killed while some run: at least one has started (and been marked running).
+    common::wait_for(std::time::Duration::from_secs(10), || {
+        common::status(&w)["async"]["running"].as_u64() >= Some(1)
+    });
     w.kill9();
     let w2 = Worker::start_in(dir.clone(), &[]);
     let (_, body, _) = http(&w2, "GET", "/v1/functions/slow", None);

@@ -149,7 +149,9 @@ fn every_error_status() {
         )
         .0
     });
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait_for(Duration::from_secs(10), || {
+        common::status(&w)["sandboxes"]["busy"] == 1
+    });
     let w3 = w.clone_addr();
     let t2 = std::thread::spawn(move || {
         http(
@@ -160,7 +162,7 @@ fn every_error_status() {
         )
         .0
     });
-    std::thread::sleep(Duration::from_millis(100));
+    common::wait_for(Duration::from_secs(5), || common::status(&w)["queued"] == 1);
     let (s, body, h) = http(&w, "POST", "/v1/functions/e/invoke", Some("{}"));
     // One CPU slot: the first runs, the second waits in the queue, the third exceeds the bound.
     assert_eq!(s, 429, "{body}");
@@ -295,7 +297,9 @@ fn draining_answers_503_and_finishes_what_it_accepted() {
         )
         .0
     });
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for(Duration::from_secs(10), || {
+        common::status(&w)["sandboxes"]["busy"] == 1
+    });
     assert_eq!(http(&w, "POST", "/v1/drain", None).0, 202);
     let (s, body, _) = http(&w, "POST", "/v1/functions/d/invoke", Some("{}"));
     assert_eq!(s, 503, "{body}");

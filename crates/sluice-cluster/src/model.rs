@@ -118,7 +118,7 @@ fn eight() -> u32 {
 impl PipelineRecord {
     /// Checks the request and the replica bounds.
     pub fn validate(&self) -> Result<(), String> {
-        self.request.validate()?;
+        self.request.validate().map_err(|e| e.to_string())?;
         if self.min_replicas == 0 || self.min_replicas > self.max_replicas {
             return Err("need 1 <= min_replicas <= max_replicas".into());
         }

@@ -275,7 +275,7 @@ async fn start(
     };
     let mut cmd = prepared.cmd;
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: `PreExec::run` only makes system calls on data prepared before fork.
     unsafe {

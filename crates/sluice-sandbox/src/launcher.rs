@@ -94,6 +94,16 @@ impl Inner {
     }
 }
 
+/// A limit or protection a launcher cannot apply on this host (see
+/// [`Launcher::limits_not_enforced`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotEnforced {
+    /// A short, stable name: `memory`, `cpu`, `pids`, `separate_users` or `isolation`.
+    pub what: &'static str,
+    /// Why, in words.
+    pub why: String,
+}
+
 /// Starts sandboxes with one isolation, cgroup mode and user policy; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Launcher {
@@ -195,12 +205,6 @@ impl Launcher {
             .map(|p| crate::seccomp::to_bytes(&p))
             .map_err(|e| SandboxError::Config(e.to_string()))?;
         let cgroups = cgroup::detect(&cfg.cgroup_root);
-        if cgroups == CgroupMode::None {
-            tracing::warn!(
-                "no usable cgroups under {}: sandboxes run without memory, CPU and pids limits",
-                cfg.cgroup_root.display()
-            );
-        }
         let l = Launcher {
             inner: Arc::new(Inner {
                 isolation,
@@ -224,6 +228,45 @@ impl Launcher {
         };
         tracing::info!(isolation = %isolation, cgroups = %cgroups, root, "sandbox launcher");
         Ok(l)
+    }
+
+    /// What this launcher cannot enforce on this host, each with why, for its caller to report
+    /// once: without usable cgroups the `memory`, `cpu` and `pids` limits (and `/tmp` counting
+    /// against memory); without root, `separate_users` (every sandbox runs as the launcher's
+    /// own user); with plain processes, `isolation`. Empty when everything is enforced.
+    pub fn limits_not_enforced(&self) -> Vec<NotEnforced> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        if inner.cgroups == CgroupMode::None {
+            let why = format!(
+                "no writable cgroup hierarchy under {} (needs root or a delegated cgroup)",
+                inner.cgroup_root.display()
+            );
+            for what in ["memory", "cpu", "pids"] {
+                out.push(NotEnforced {
+                    what,
+                    why: why.clone(),
+                });
+            }
+        }
+        if !inner.root {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            out.push(NotEnforced {
+                what: "separate_users",
+                why: format!(
+                    "not root: every sandbox runs as uid {uid}, so sandboxes can read each \
+                     other's files"
+                ),
+            });
+        }
+        if inner.isolation == Isolation::Plain {
+            out.push(NotEnforced {
+                what: "isolation",
+                why: "plain processes: no namespaces, minimal root or seccomp".into(),
+            });
+        }
+        out
     }
 
     /// Overrides the detected cgroup mode (`CgroupMode::None` runs without limits).

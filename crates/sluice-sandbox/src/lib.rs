@@ -9,13 +9,14 @@
 //! namespace, in a minimal root (`rootfs`) with its own socket directory at
 //! [`SOCKET_DIR`](rootfs::SOCKET_DIR), under a seccomp filter (`seccomp`), in its own network
 //! namespace (outbound access through `slirp4netns` when asked), with cgroup limits and a
-//! size-limited `/tmp`. The running [`Sandbox`] gives readiness, the stderr tail and teardown.
+//! size-limited `/tmp`. The running [`Sandbox`] gives readiness, its output (stdout and stderr,
+//! read as it comes and kept bounded: [`Output`]) and teardown.
 //!
 //! Modules: `spec` (what to start), `rootfs`, `admit` and `resolve` (the mounts of the host's
 //! minimal root), `image_root` and `gpu` (the mounts of an image root and the host's GPU driver
 //! in it, from CDI or `ldconfig`), `plan` (the mount plan both isolations carry out), `bwrap`, `unshare` and `init` (the isolations), `users` and
 //! `reveal` (who it runs as), `seccomp`, `network`, `cgroup`, `launch` (starting), `process`
-//! (running), `sweep` (leftovers).
+//! (running), `output` (what it writes), `sweep` (leftovers).
 
 mod admit;
 mod bwrap;
@@ -29,6 +30,7 @@ mod launcher;
 mod network;
 pub mod oci;
 mod oci_launch;
+mod output;
 mod plan;
 mod preexec;
 mod process;
@@ -42,8 +44,11 @@ mod unshare;
 mod users;
 
 pub use cgroup::CgroupMode;
-pub use launcher::{IsolationChoice, Launcher, LauncherConfig};
-pub use process::{ExitInfo, Sandbox, STDERR_TAIL};
+pub use launcher::{IsolationChoice, Launcher, LauncherConfig, NotEnforced};
+pub use output::{
+    Excerpt, Output, OutputSink, Stream, MAX_LINE, OUTPUT_RING, READ_RATE, STDERR_TAIL,
+};
+pub use process::{ExitInfo, Sandbox};
 pub use rootfs::SOCKET_DIR;
 pub use spec::{ImageRoot, Limits, Root, SandboxSpec};
 pub use unshare::{Helper, INIT_ARG};

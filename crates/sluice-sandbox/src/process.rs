@@ -1,24 +1,22 @@
 //! A running sandbox: the process the launcher started (the isolation wrapper, or the function
-//! itself for a plain process), the captured stderr tail, readiness with fail-fast on early exit,
+//! itself for a plain process), its captured output (`output`: stdout and stderr), readiness with
+//! fail-fast on early exit,
 //! the host-side path of its socket, and teardown — SIGKILL to its session and everything in
 //! its cgroup, reap, stop its network helper, remove its cgroup and directory, give its user back.
 
 use crate::cgroup::Cgroup;
 use crate::network::Slirp;
+use crate::output::Output;
 use crate::users::UserLease;
 use crate::{Isolation, SandboxError};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, ChildStderr};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 
-/// How much of the function's stderr is kept.
-pub const STDERR_TAIL: usize = 4096;
 /// Longest usable Unix socket path (`sun_path` holds 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -52,8 +50,9 @@ pub struct Sandbox {
     /// The function's socket itself, once it is ready (see [`Sandbox::socket`]).
     pinned: Option<OwnedFd>,
     user: UserLease,
-    tail: Arc<Mutex<Vec<u8>>>,
-    reader: Option<JoinHandle<()>>,
+    output: Output,
+    /// The tasks reading stdout and stderr.
+    readers: Vec<JoinHandle<()>>,
     exited: Option<ExitInfo>,
     /// `None` once torn down.
     parts: Option<Parts>,
@@ -85,28 +84,10 @@ fn exit_info(s: ExitStatus) -> ExitInfo {
     }
 }
 
-async fn capture(mut err: ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = err.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        if let Ok(mut t) = tail.lock() {
-            t.extend_from_slice(&buf[..n]);
-            let excess = t.len().saturating_sub(STDERR_TAIL);
-            t.drain(..excess);
-        }
-    }
-}
-
 impl Sandbox {
     pub(crate) fn start(s: Started, mut parts: Parts) -> Sandbox {
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let reader = parts
-            .child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(capture(e, tail.clone())));
+        let (stdout, stderr) = (parts.child.stdout.take(), parts.child.stderr.take());
+        let (output, readers) = Output::capture(stdout, stderr);
         Sandbox {
             id: s.id,
             isolation: s.isolation,
@@ -115,8 +96,8 @@ impl Sandbox {
             socket_dir_fd: s.socket_dir_fd,
             pinned: None,
             user: s.user,
-            tail,
-            reader,
+            output,
+            readers,
             exited: None,
             parts: Some(parts),
         }
@@ -212,8 +193,12 @@ impl Sandbox {
 
     /// The last ~4 KiB of the function's stderr.
     pub fn stderr_tail(&self) -> String {
-        let t = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&t).trim_end().to_string()
+        self.output.stderr_tail()
+    }
+
+    /// Its stdout and stderr (see [`Output`]); stays readable after the sandbox is gone.
+    pub fn output(&self) -> &Output {
+        &self.output
     }
 
     /// Waits until `ready` (the caller's readiness check, e.g. `GET /ready` answering 200)
@@ -258,17 +243,17 @@ impl Sandbox {
         }
     }
 
-    /// Builds `Exited`, giving the stderr reader a moment to drain what the process wrote last.
+    /// Builds `Exited`, giving the readers a moment to drain what the process wrote last.
     async fn exited_error(&mut self) -> SandboxError {
-        if let Some(mut r) = self.reader.take() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        let mut unfinished = Vec::new();
+        for mut r in std::mem::take(&mut self.readers) {
             // A finished handle must not be polled again; an unfinished one is kept.
-            if tokio::time::timeout(Duration::from_millis(200), &mut r)
-                .await
-                .is_err()
-            {
-                self.reader = Some(r);
+            if tokio::time::timeout_at(deadline, &mut r).await.is_err() {
+                unfinished.push(r);
             }
         }
+        self.readers = unfinished;
         SandboxError::Exited {
             code: self.exited.and_then(|e| e.code),
             stderr_tail: self.stderr_tail(),
@@ -310,7 +295,7 @@ impl Sandbox {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        if let Some(r) = self.reader.take() {
+        for r in self.readers.drain(..) {
             r.abort();
         }
         let dir = parts.dir.clone();
@@ -395,7 +380,7 @@ impl Parts {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if let Some(r) = self.reader.take() {
+        for r in self.readers.drain(..) {
             r.abort();
         }
         if let Some(parts) = self.parts.take() {

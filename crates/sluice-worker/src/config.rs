@@ -1,7 +1,9 @@
 //! The worker's configuration file, with embedded defaults (`config/worker.toml`). Unknown keys
 //! are errors; [`WorkerConfig::validate`] checks what serde cannot. The API token may come from
 //! the file (`auth_token`), a file it names (`auth_token_file`) or the environment
-//! (`SLUICE_AUTH_TOKEN`); [`WorkerConfig::resolve_token`] settles which.
+//! (`SLUICE_AUTH_TOKEN`); [`WorkerConfig::resolve_token`] settles which. The data directory
+//! defaults by user ([`default_data_dir`]): `/var/lib/sluice` for root, the XDG data directory
+//! otherwise, so the worker runs without root on its embedded defaults.
 
 use serde::{Deserialize, Serialize};
 use sluice_policy::scheduler::SchedulerConfig;
@@ -181,7 +183,13 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("/var/lib/sluice"),
+            data_dir: default_data_dir(
+                // SAFETY: geteuid has no preconditions.
+                unsafe { libc::geteuid() },
+                std::env::var_os("XDG_DATA_HOME"),
+                std::env::var_os("HOME"),
+            )
+            .unwrap_or_default(),
             auth_token: None,
             auth_token_file: None,
             max_body_bytes: 8 << 20,
@@ -204,6 +212,25 @@ impl Default for WorkerConfig {
             cluster: ClusterSettings::default(),
         }
     }
+}
+
+/// Where the worker keeps its data when the configuration names no `data_dir`: `/var/lib/sluice`
+/// for root (`uid` 0); for other users `$XDG_DATA_HOME/sluice`, else `$HOME/.local/share/sluice`
+/// (relative values are ignored, as the XDG base directory specification says). `None` when a
+/// non-root user has neither.
+pub fn default_data_dir(
+    uid: u32,
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if uid == 0 {
+        return Some(PathBuf::from("/var/lib/sluice"));
+    }
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute(xdg_data_home) {
+        return Some(xdg.join("sluice"));
+    }
+    absolute(home).map(|h| h.join(".local/share/sluice"))
 }
 
 /// A configuration that could not be read or is invalid.
@@ -264,6 +291,11 @@ impl WorkerConfig {
 
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(
+                "no data directory: set data_dir (or --data-dir), or HOME or XDG_DATA_HOME".into(),
+            );
+        }
         if self.auth_token.is_some() && self.auth_token_file.is_some() {
             return Err("set auth_token or auth_token_file, not both".into());
         }
@@ -409,6 +441,36 @@ mod tests {
             file.display()
         );
         assert!(WorkerConfig::parse(&both, "t").is_err());
+    }
+
+    #[test]
+    fn the_data_directory_defaults_by_user_and_environment() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let d = |uid, xdg, home| default_data_dir(uid, xdg, home);
+        assert_eq!(d(0, os("/x"), os("/root")), Some("/var/lib/sluice".into()));
+        assert_eq!(
+            d(1000, os("/h/xdg"), os("/h")),
+            Some("/h/xdg/sluice".into())
+        );
+        assert_eq!(
+            d(1000, None, os("/h")),
+            Some("/h/.local/share/sluice".into())
+        );
+        assert_eq!(
+            d(1000, os("relative"), os("/h")),
+            Some("/h/.local/share/sluice".into()),
+            "a relative XDG_DATA_HOME is ignored"
+        );
+        assert_eq!(d(1000, None, None), None);
+        assert_eq!(d(1000, os(""), os("")), None);
+        // A configuration without data_dir takes the default; none at all is refused by name.
+        let c = WorkerConfig::parse("", "t").unwrap();
+        assert!(c.data_dir.is_absolute(), "{}", c.data_dir.display());
+        let none = WorkerConfig {
+            data_dir: PathBuf::new(),
+            ..WorkerConfig::default()
+        };
+        assert!(none.validate().unwrap_err().contains("data_dir"));
     }
 
     #[test]

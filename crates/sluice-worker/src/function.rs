@@ -126,18 +126,23 @@ fn err(field: &'static str, reason: impl Into<String>) -> SpecError {
     }
 }
 
+/// Checks a function name: 1–63 characters of `a-z`, `0-9`, `-`, `_`, starting with a letter
+/// or digit.
+pub fn check_name(n: &str) -> Result<(), SpecError> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    if n.is_empty() || n.len() > 63 || !n.chars().all(ok_char) || n.starts_with(['-', '_']) {
+        return Err(err(
+            "name",
+            "1-63 characters of a-z, 0-9, '-', '_', starting with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
 impl FunctionSpec {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), SpecError> {
-        let n = &self.name;
-        let ok_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-        if n.is_empty() || n.len() > 63 || !n.chars().all(ok_char) || n.starts_with(['-', '_']) {
-            return Err(err(
-                "name",
-                "1-63 characters of a-z, 0-9, '-', '_', starting with a letter or digit",
-            ));
-        }
+        check_name(&self.name)?;
         if let Some(image) = &self.image {
             image
                 .wanted()

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod engine;
 pub mod function;
 pub mod images;
+pub mod logs;
 pub mod pipeline;
 pub mod protocol;
 pub mod sandbox;

@@ -123,6 +123,13 @@ impl Worker {
         };
         let launcher = launcher(&cfg, &shm_root(&cfg.data_dir))?;
         tracing::info!("sandboxes: {}", launcher.isolation());
+        let missing = launcher.limits_not_enforced();
+        if !missing.is_empty() {
+            tracing::warn!(
+                "limits not enforced: {}",
+                crate::sandbox::describe_not_enforced(&missing)
+            );
+        }
         launcher.sweep_stale();
         let cwd = std::env::current_dir()?;
         let files = cfg.functions.clone();
@@ -264,13 +271,16 @@ fn connection_cap(configured: usize) -> usize {
 }
 
 /// Where pipelines' shared-memory groups live: `/dev/shm/sluice` (a tmpfs) where it exists,
-/// else under the data directory.
+/// `/dev/shm/sluice-<uid>` for a worker that is not root (a root worker's directory is not
+/// writable to it), else under the data directory.
 fn shm_root(data_dir: &Path) -> PathBuf {
     let dev_shm = Path::new("/dev/shm");
-    if dev_shm.is_dir() {
-        dev_shm.join("sluice")
-    } else {
-        data_dir.join("shm")
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    match (dev_shm.is_dir(), uid) {
+        (true, 0) => dev_shm.join("sluice"),
+        (true, uid) => dev_shm.join(format!("sluice-{uid}")),
+        (false, _) => data_dir.join("shm"),
     }
 }
 
@@ -287,7 +297,8 @@ async fn redeploy_pipelines(state: Arc<AppState>) {
     for (name, req) in stored {
         match state.pipelines.deploy(req, false).await {
             Ok(_) => tracing::info!(pipeline = %name, "pipeline deployed again"),
-            Err(e) => tracing::error!(pipeline = %name, "cannot deploy stored pipeline: {e}"),
+            // Why is in the deploy's own warning; the request stays stored.
+            Err(_) => tracing::error!(pipeline = %name, "stored pipeline not deployed again"),
         }
     }
 }

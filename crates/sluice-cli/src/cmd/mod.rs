@@ -3,8 +3,10 @@
 pub mod client;
 pub mod closed;
 pub mod image;
+pub mod invocations;
 pub mod load;
 pub mod load_pipeline;
+pub mod logs;
 pub mod manage;
 pub mod pipeline;
 pub mod plan;

@@ -141,7 +141,7 @@ pub fn deploy_request(args: &DeployArgs) -> Result<DeployRequest> {
             min_load_rps: args.min_load,
         },
     };
-    req.validate().map_err(anyhow::Error::msg)?;
+    req.validate()?;
     Ok(req)
 }
 

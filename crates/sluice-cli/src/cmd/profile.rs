@@ -83,7 +83,7 @@ pub async fn run(args: ProfileArgs) -> Result<()> {
     })
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
-    let csv = to_csv(&rows.map_err(anyhow::Error::msg)?);
+    let csv = to_csv(&rows?);
     let out = args.out.unwrap_or_else(|| base_dir.join("profile.csv"));
     if out.as_os_str() == "-" {
         print!("{csv}");

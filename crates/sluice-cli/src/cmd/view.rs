@@ -109,6 +109,12 @@ pub fn status_summary(v: &Value) -> String {
     if let Some(note) = v["note"].as_str() {
         let _ = writeln!(o, "  note: {note}");
     }
+    let missing: Vec<&str> = (v["limits_not_enforced"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(o, "  limits not enforced: {}", missing.join(", "));
+    }
     let sb = &v["sandboxes"];
     let _ = writeln!(
         o,
@@ -292,7 +298,7 @@ mod tests {
     fn status_summary_counts() {
         let v = json!({"devices": "simulated", "gpus": [{"index": 0, "name": "sim", "uuid": "GPU-x",
             "memory_bytes": 25769803776u64}], "note": "no GPU found", "isolation": "bubblewrap",
-            "policy": "mqfq-sticky", "functions": 3, "queued": 0,
+            "limits_not_enforced": ["memory", "cpu"], "policy": "mqfq-sticky", "functions": 3, "queued": 0,
             "sandboxes": {"starting": 0, "idle": 2, "busy": 1}, "draining": false, "uptime_s": 75.0,
             "async": {"queued": 1, "running": 0, "succeeded": 5, "failed": 2}});
         let s = status_summary(&v);
@@ -303,5 +309,6 @@ mod tests {
         assert!(s.contains("gpu 0: sim (24.0 GiB)"), "{s}");
         assert!(s.contains("1 busy, 2 idle, 0 starting"), "{s}");
         assert!(s.contains("5 succeeded, 2 failed"), "{s}");
+        assert!(s.contains("limits not enforced: memory, cpu"), "{s}");
     }
 }

@@ -340,6 +340,42 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("condition not met within {limit:?}");
 }
 
+/// The worker's `/v1/status`.
+pub fn status(w: &Worker) -> Value {
+    let (_, body, _) = http(w, "GET", "/v1/status", None);
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// Processes below `pid` that still run (zombies, which have exited, are not counted): a
+/// worker's sandboxes and what runs in them.
+pub fn live_descendants(pid: u32) -> usize {
+    // (pid, parent, exited) of every process.
+    let procs: Vec<(u32, u32, bool)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields after the command (which may hold spaces) start after the last ')'.
+            let mut rest = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+            let state = rest.next()?;
+            let parent = rest.next()?.parse().ok()?;
+            Some((p, parent, state == "Z"))
+        })
+        .collect();
+    let mut below = vec![pid];
+    let mut count = 0;
+    while let Some(parent) = below.pop() {
+        for &(p, pp, exited) in &procs {
+            if pp == parent {
+                below.push(p);
+                count += usize::from(!exited);
+            }
+        }
+    }
+    count
+}
+
 /// Polls an asynchronous invocation until it is done.
 pub fn wait_done(w: &Worker, id: &str) -> Value {
     let mut last = Value::Null;

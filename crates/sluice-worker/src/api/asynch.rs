@@ -1,8 +1,9 @@
 //! Asynchronous invocations: `POST /v1/functions/{name}/invoke-async` answers 202 with an id
 //! once the invocation is admitted (the same admission as a synchronous call: 429 with a
 //! `Retry-After` when its predicted wait is too long) and durably accepted;
-//! `GET /v1/invocations/{id}` reports it. Accepted invocations survive a crash: [`resume`]
-//! re-runs them at start (at-least-once).
+//! `GET /v1/invocations[/{id}]` (`invocations.rs`) reports it, with what the function wrote
+//! while it ran. Accepted invocations survive a crash: [`resume`] re-runs them at start
+//! (at-least-once).
 //!
 //! An invocation is marked Running, and its attempt counted, only when the engine is about to
 //! send it to a sandbox (a start hook), so a restart charges nothing to one that was still
@@ -12,14 +13,14 @@
 use super::invoke::json_input;
 use super::{blocking, ApiError, Shared};
 use crate::engine::{Admitted, InvokeError, InvokeOptions, StartHook, Ticket};
-use crate::store::{InvocationRecord, Outcome, Status, StoreError};
+use crate::store::{Outcome, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub(super) enum Target {
 
 /// Stored name prefix of asynchronous pipeline invocations (`:` is not allowed in function
 /// names, so the two never collide).
-const PIPELINE_PREFIX: &str = "pipeline:";
+pub(super) const PIPELINE_PREFIX: &str = "pipeline:";
 
 impl Target {
     fn stored_name(&self) -> String {
@@ -91,35 +92,40 @@ pub(super) async fn accept_and_run(
     Ok((StatusCode::ACCEPTED, Json(json!({"id": rec.id}))).into_response())
 }
 
-/// Runs one accepted invocation and records its outcome.
+/// Runs one accepted invocation and records its outcome, with its function's output.
 async fn run(s: Shared, id: String, target: Target, input: Bytes, admitted: Admitted) {
     let _running = s.async_tasks.enter();
-    let outcome = match target {
+    let (outcome, logs) = match target {
         Target::Function(function) => {
             let opts = InvokeOptions {
                 admitted,
                 on_start: Some(start_hook(&s, &id)),
+                logs: true,
             };
-            match s.engine.invoke_with(&function, input, opts).await {
+            let invoked = s.engine.invoke_with(&function, input, opts).await;
+            let outcome = match invoked.result {
                 Ok(ok) => Outcome::Succeeded(ok.body.to_vec()),
                 // Handed back at a graceful stop: still Queued, it runs at the next start.
                 Err(InvokeError::ShuttingDown) => return,
                 Err(e) => Outcome::Failed(e.to_string()),
-            }
+            };
+            (outcome, invoked.logs)
         }
         Target::Pipeline(name) => {
             if let Err(e) = mark_running(&s, &id).await {
                 tracing::error!("cannot mark {id} running: {e}");
             }
-            match s.pipelines.invoke(&name, input).await {
+            let outcome = match s.pipelines.invoke(&name, input).await {
                 Ok(f) => Outcome::Succeeded(f.body.to_vec()),
                 Err(e) => Outcome::Failed(e.to_string()),
-            }
+            };
+            (outcome, None)
         }
     };
     let store = s.store.clone();
     let i = id.clone();
-    match tokio::task::spawn_blocking(move || store.finish(&i, outcome, now_ms())).await {
+    let finish = move || store.finish_logged(&i, outcome, logs.as_ref(), now_ms());
+    match tokio::task::spawn_blocking(finish).await {
         Ok(Ok(())) => {}
         // Already ended: its function was deleted while it waited.
         Ok(Err(StoreError::InvalidTransition { .. })) => {
@@ -204,35 +210,4 @@ impl AsyncTasks {
         };
         tokio::time::timeout(grace, all).await.is_ok()
     }
-}
-
-fn view(r: &InvocationRecord) -> Value {
-    let parse = |b: &Vec<u8>| {
-        serde_json::from_slice::<Value>(b)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
-    };
-    json!({
-        "id": r.id,
-        "function": r.function,
-        "status": r.status,
-        "result": r.result.as_ref().map(parse),
-        "error": r.error,
-        "attempts": r.attempts,
-        "accepted_ms": r.accepted_ms,
-        "started_ms": r.started_ms,
-        "finished_ms": r.finished_ms,
-        "done": matches!(r.status, Status::Succeeded | Status::Failed),
-    })
-}
-
-pub(super) async fn get(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let store = s.store.clone();
-    let i = id.clone();
-    blocking(move || store.get_invocation(&i))
-        .await?
-        .map(|r| Json(view(&r)))
-        .ok_or_else(|| ApiError::not_found(format!("unknown invocation {id:?}")))
 }

@@ -10,7 +10,9 @@ mod depth;
 mod error;
 mod functions;
 mod images;
+mod invocations;
 mod invoke;
+mod logs;
 mod pipelines;
 
 pub use asynch::{resume as resume_async, AsyncTasks};
@@ -60,7 +62,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/functions/{name}/invoke", post(invoke::sync))
         .route("/v1/functions/{name}/invoke-async", post(asynch::submit))
         .route("/v1/functions/{name}/prewarm", post(functions::prewarm))
-        .route("/v1/invocations/{id}", get(asynch::get))
+        .route("/v1/functions/{name}/logs", get(logs::get))
+        .route("/v1/invocations", get(invocations::list))
+        .route("/v1/invocations/{id}", get(invocations::get))
         .route("/v1/images", post(images::import).get(images::list))
         .route("/v1/images/gc", post(images::gc))
         .route(

@@ -7,13 +7,14 @@
 //! the state lock. The timer task, prewarming and gauges are in `upkeep`.
 
 use super::prestart::{put_back_if_dead, withdraw, Running};
-use super::{Inner, InvokeError, InvokeOk, Metrics, QueueKind, State, Timing};
+use super::{Inner, InvokeError, InvokeOk, Invoked, Metrics, QueueKind, State, Timing};
 use crate::devices::sandbox_env::{gpu_env, Placement};
 use crate::devices::shim::{self, ShimControl};
 use crate::devices::{BackendKind, MpsDaemon};
 use crate::function::FunctionSpec;
+use crate::logs::{InvocationLogs, INVOCATION_TAIL};
 use crate::protocol::ProtocolError;
-use crate::sandbox::{Sandbox, SandboxRequest};
+use crate::sandbox::{Output, Sandbox, SandboxRequest, StartError};
 use sluice_core::{FunctionId, GpuId, SandboxId};
 use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{Action, Start};
@@ -146,14 +147,16 @@ impl Inner {
         (env, library.into_iter().collect())
     }
 
-    /// Creates and starts a sandbox; waits until it is ready.
+    /// Creates and starts a sandbox whose output feeds its function's logs; waits until it is
+    /// ready. A sandbox that does not start is logged with why (and a hint, when its stderr
+    /// gives one).
     pub(super) async fn create_sandbox(
         &self,
         q: QueueKind,
         sb: SandboxId,
         gpu: GpuId,
         spec: &FunctionSpec,
-    ) -> Result<Sandbox, String> {
+    ) -> Result<Sandbox, StartError> {
         let _ = sb;
         // Sandbox ids are per scheduler and restart at zero with the worker; processes, cgroups
         // and directories get a serial unique across queues, workers and restarts.
@@ -174,7 +177,14 @@ impl Inner {
         };
         tracing::debug!(queue = queue_tag(q), serial, "starting a sandbox");
         let timeout = Duration::from_millis(self.cfg.start_timeout_ms);
-        Sandbox::start_ready(&self.launcher, req, timeout).await
+        let sink = self.logs.sink(&spec.name, serial);
+        let started = Sandbox::start_ready(&self.launcher, req, timeout, Some(sink)).await;
+        if let Err(e) = &started {
+            let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
+            let why = crate::sandbox::one_line(&e.to_string());
+            tracing::warn!(function = %spec.name, "the function failed to start: {why}{hint}");
+        }
+        started
     }
 }
 
@@ -198,7 +208,8 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
     let (pending, spec, client) = {
         let mut st = inner.lock();
         let pending = st.take_pending(s.inv.id.0);
-        let client = st.live.get(&(q, s.sandbox)).map(|sb| sb.client().clone());
+        let client =
+            (st.live.get(&(q, s.sandbox))).map(|sb| (sb.client().clone(), sb.output().clone()));
         (pending, inner.spec(&st, s.inv.func), client)
     };
     for &m in &s.moves {
@@ -228,7 +239,7 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         (false, None) => Err(InvokeError::Crashed(GONE.to_string())),
         (true, _) => match inner.create_sandbox(q, s.sandbox, s.gpu, &spec).await {
             Ok(sandbox) => {
-                let client = sandbox.client().clone();
+                let client = (sandbox.client().clone(), sandbox.output().clone());
                 let actions = {
                     let mut st = inner.lock();
                     st.live.insert((q, s.sandbox), sandbox);
@@ -239,10 +250,13 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
                 inner.execute(actions);
                 Ok(client)
             }
-            Err(e) => Err(InvokeError::ColdStartFailed(e)),
+            Err(e) => {
+                let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
+                Err(InvokeError::ColdStartFailed(format!("{e}{hint}")))
+            }
         },
     };
-    let client = match client {
+    let (client, output) = match client {
         Ok(c) => c,
         Err(e) => {
             fail_sandbox(&inner, q, &s).await;
@@ -257,11 +271,20 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         }
     }
     let ready = Instant::now();
+    // A cold invocation's output includes its sandbox's start.
+    let logs_from = pending
+        .logs
+        .then(|| if s.cold { 0 } else { output.position() });
     let timeout = Duration::from_millis(spec.timeout_ms);
     let call = client.invoke(pending.input, inner.cfg.max_response_bytes);
     let result = tokio::time::timeout(timeout, call).await;
     let done = Instant::now();
     let exec = done.duration_since(ready);
+    let logs = match logs_from {
+        Some(from) => Some(invocation_logs(&output, from).await),
+        None => None,
+    };
+    let reply = pending.reply;
     let outcome = match result {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(ProtocolError::Status { status, body })) => {
@@ -274,12 +297,12 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
                 None => format!("{e}; {GONE}"),
             };
             let err = Err(InvokeError::Crashed(detail));
-            return respond(&inner.metrics, &pending.func, pending.reply, err);
+            return respond_logged(&inner.metrics, &pending.func, reply, err, logs);
         }
         Err(_) => {
             fail_sandbox(&inner, q, &s).await;
             let err = Err(InvokeError::Timeout(spec.timeout_ms));
-            return respond(&inner.metrics, &pending.func, pending.reply, err);
+            return respond_logged(&inner.metrics, &pending.func, reply, err, logs);
         }
     };
     let timing = Timing {
@@ -307,13 +330,23 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         "end_to_end",
         done.duration_since(pending.arrived).as_secs_f64(),
     );
-    let reply = outcome.map(|body| InvokeOk {
+    let answer = outcome.map(|body| InvokeOk {
         body,
         timing,
         cold: s.cold,
     });
-    respond(m, &pending.func, pending.reply, reply);
+    respond_logged(m, &pending.func, reply, answer, logs);
     finish(&inner, q, &s, exec);
+}
+
+/// What the function wrote from offset `from` until now, once its pipes are read.
+async fn invocation_logs(output: &Output, from: u64) -> InvocationLogs {
+    output.settle().await;
+    let e = output.excerpt(from, INVOCATION_TAIL);
+    InvocationLogs {
+        text: e.text,
+        truncated: e.truncated,
+    }
 }
 
 /// Why an invocation lost its sandbox without its own request failing first.
@@ -322,11 +355,23 @@ const GONE: &str = "its sandbox was stopped after another invocation in it crash
 pub(super) fn respond(
     metrics: &Metrics,
     func: &str,
-    reply: tokio::sync::oneshot::Sender<Result<InvokeOk, InvokeError>>,
+    reply: tokio::sync::oneshot::Sender<Invoked>,
     r: Result<InvokeOk, InvokeError>,
 ) {
-    metrics.count(func, r.as_ref().map_or_else(InvokeError::outcome, |_| "ok"));
-    let _ = reply.send(r);
+    respond_logged(metrics, func, reply, r, None)
+}
+
+/// [`respond`] with the function's output while it ran.
+fn respond_logged(
+    metrics: &Metrics,
+    func: &str,
+    reply: tokio::sync::oneshot::Sender<Invoked>,
+    result: Result<InvokeOk, InvokeError>,
+    logs: Option<InvocationLogs>,
+) {
+    let outcome = result.as_ref().map_or_else(InvokeError::outcome, |_| "ok");
+    metrics.count(func, outcome);
+    let _ = reply.send(Invoked { result, logs });
 }
 
 /// The invocation finished and its sandbox is healthy: the scheduler frees its token (and,

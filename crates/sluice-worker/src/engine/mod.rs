@@ -27,12 +27,13 @@ mod upkeep;
 pub use load::Load;
 pub use metrics::Metrics;
 pub use submit::{Admitted, InvokeOptions, StartHook, Ticket};
-pub use types::{InvokeError, InvokeOk, SandboxCounts, Status, Timing};
+pub use types::{InvokeError, InvokeOk, Invoked, SandboxCounts, Status, Timing};
 
 use crate::config::WorkerConfig;
 use crate::devices::GpuInfo;
 use crate::devices::{BackendKind, DeviceBackend};
 use crate::function::FunctionSpec;
+use crate::logs::{FunctionLogs, LogPage};
 use crate::sandbox::{Launcher, Sandbox, UserLease};
 use bytes::Bytes;
 use serde::Serialize;
@@ -80,9 +81,11 @@ struct Pending {
     queue: QueueKind,
     input: Bytes,
     arrived: Instant,
-    reply: oneshot::Sender<Result<InvokeOk, InvokeError>>,
+    reply: oneshot::Sender<Invoked>,
     /// Awaited just before the invocation is sent to its sandbox.
     on_start: Option<StartHook>,
+    /// Whether the caller wants the function's output while it ran.
+    logs: bool,
 }
 
 struct State {
@@ -137,6 +140,10 @@ pub(crate) struct Inner {
     cfg: WorkerConfig,
     started: Instant,
     launcher: Launcher,
+    /// Every function's recent output, fed by its sandboxes.
+    logs: Arc<FunctionLogs>,
+    /// What the launcher cannot enforce here (for the status).
+    not_enforced: Vec<&'static str>,
     devices: Box<dyn DeviceBackend>,
     /// With MPS on real GPUs: the one user all GPU sandboxes run as.
     mps_user: Option<UserLease>,
@@ -176,7 +183,11 @@ impl Engine {
             .flatten();
         let inner = Arc::new(Inner {
             started: Instant::now(),
+            not_enforced: (launcher.limits_not_enforced().iter())
+                .map(|m| m.what)
+                .collect(),
             launcher,
+            logs: Arc::new(FunctionLogs::default()),
             devices,
             mps_user,
             state: Mutex::new(State {
@@ -277,6 +288,12 @@ impl Engine {
     pub async fn invoke(&self, name: &str, input: Bytes) -> Result<InvokeOk, InvokeError> {
         self.invoke_with(name, input, InvokeOptions::default())
             .await
+            .result
+    }
+
+    /// `name`'s recent output after entry `after` (0: all kept), at most `limit` entries.
+    pub fn function_logs(&self, name: &str, after: u64, limit: usize) -> LogPage {
+        self.inner.logs.read(name, after, limit)
     }
 
     /// Starts up to `count` sandboxes of `name` ahead of demand; returns how many were started.
@@ -307,6 +324,7 @@ impl Engine {
                 "no GPU found: simulated GPUs; GPU functions run on the CPU but are scheduled as on a GPU".into()
             }),
             isolation: self.inner.launcher.isolation().to_string(),
+            limits_not_enforced: self.inner.not_enforced.clone(),
             policy: st.gpu.policy_name().to_string(),
             functions: st.functions.len(),
             queued: st.queued_total,

@@ -3,7 +3,7 @@
 //! `max_queue_ms` (the model is `sluice_policy::admission`) — then enqueueing, and cancelling
 //! the queued invocation of a caller that went away before it started.
 
-use super::{Engine, Inner, InvokeError, InvokeOk, Pending, QueueKind, State};
+use super::{Engine, Inner, InvokeError, Invoked, Pending, QueueKind, State};
 use bytes::Bytes;
 use sluice_core::{FunctionId, InvocationId};
 use sluice_policy::admission::{decide, Admission};
@@ -39,6 +39,8 @@ pub struct InvokeOptions {
     pub admitted: Admitted,
     /// See [`StartHook`].
     pub on_start: Option<StartHook>,
+    /// Keep what the function writes while it runs, in [`Invoked::logs`].
+    pub logs: bool,
 }
 
 /// An admission granted before the invocation is submitted: the asynchronous API takes one,
@@ -90,12 +92,23 @@ impl Engine {
 
     /// Runs `name` on `input` and waits for its result. If this future is dropped before the
     /// invocation started (the HTTP client went away), the invocation is taken off the queue.
-    pub async fn invoke_with(
+    pub async fn invoke_with(&self, name: &str, input: Bytes, opts: InvokeOptions) -> Invoked {
+        match self.submit(name, input, opts) {
+            Ok(inv) => inv.await,
+            Err(e) => Invoked {
+                result: Err(e),
+                logs: None,
+            },
+        }
+    }
+
+    /// Queues one invocation; the future answers it.
+    fn submit(
         &self,
         name: &str,
         input: Bytes,
         opts: InvokeOptions,
-    ) -> Result<InvokeOk, InvokeError> {
+    ) -> Result<impl std::future::Future<Output = Invoked> + '_, InvokeError> {
         let (tx, rx) = oneshot::channel();
         let mut opts = opts;
         let (inv, actions) = {
@@ -118,6 +131,7 @@ impl Engine {
                     arrived: Instant::now(),
                     reply: tx,
                     on_start: opts.on_start,
+                    logs: opts.logs,
                 },
             );
             let now = self.inner.now();
@@ -125,13 +139,20 @@ impl Engine {
             (inv, self.inner.poll(&mut st, queue, now))
         };
         self.inner.execute(actions);
-        let mut guard = CancelOnDrop {
+        let guard = CancelOnDrop {
             inner: &self.inner,
             inv: Some(inv),
         };
-        let answer = rx.await;
-        guard.inv = None;
-        answer.unwrap_or_else(|_| Err(InvokeError::Internal("invocation dropped".into())))
+        Ok(async move {
+            // The whole guard moves in (not just the field set below), so it is dropped here.
+            let mut guard = guard;
+            let answer = rx.await;
+            guard.inv = None;
+            answer.unwrap_or_else(|_| Invoked {
+                result: Err(InvokeError::Internal("invocation dropped".into())),
+                logs: None,
+            })
+        })
     }
 }
 

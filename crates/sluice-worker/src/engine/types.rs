@@ -1,7 +1,9 @@
-//! What the engine answers: invocation results with their timing, the ways an invocation can
-//! fail (each maps to one HTTP status in the API), and the status snapshot.
+//! What the engine answers: invocation results with their timing (and, when asked for, what the
+//! function wrote meanwhile), the ways an invocation can fail (each maps to one HTTP status in
+//! the API), and the status snapshot.
 
 use crate::devices::BackendKind;
+use crate::logs::InvocationLogs;
 use bytes::Bytes;
 use serde::Serialize;
 use std::time::Duration;
@@ -32,6 +34,14 @@ pub struct InvokeOk {
     pub body: Bytes,
     pub timing: Timing,
     pub cold: bool,
+}
+
+/// How an invocation ended, with its function's output while it ran when
+/// [`InvokeOptions::logs`](super::InvokeOptions::logs) asked for it (and it reached its sandbox).
+#[derive(Debug)]
+pub struct Invoked {
+    pub result: Result<InvokeOk, InvokeError>,
+    pub logs: Option<InvocationLogs>,
 }
 
 /// Why an invocation produced no result.
@@ -103,6 +113,9 @@ pub struct Status {
     pub gpus: Vec<crate::devices::GpuInfo>,
     pub note: Option<String>,
     pub isolation: String,
+    /// Limits and protections the sandboxes do not get on this host (`memory`, `cpu`, `pids`
+    /// without cgroups; `separate_users` without root; `isolation` for plain processes).
+    pub limits_not_enforced: Vec<&'static str>,
     pub policy: String,
     pub functions: usize,
     pub queued: usize,

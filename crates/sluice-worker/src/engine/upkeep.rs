@@ -99,10 +99,8 @@ pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32,
                         st.live.insert((q, sb), sandbox);
                         st.sched(q).prewarm_done(sb, now);
                     }
-                    Err(e) => {
-                        tracing::warn!("prewarm of {} failed: {e}", spec.name);
-                        st.sched(q).forget_sandbox(sb);
-                    }
+                    // `create_sandbox` logged why.
+                    Err(_) => st.sched(q).forget_sandbox(sb),
                 }
                 // A creation slot is free again and perhaps a warm sandbox is there: what
                 // waited for either may start now.

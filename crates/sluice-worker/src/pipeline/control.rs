@@ -6,6 +6,7 @@
 //! new plan is deployed if it differs from the one in force, and the change is recorded with its
 //! reason. The controller's hysteresis (window, cooldown) is what keeps this from flapping.
 
+use super::error::RequestError;
 use super::meter::RateMeter;
 use super::{Change, DeployRequest, Inner};
 use sluice_pipeline::{
@@ -25,8 +26,8 @@ pub(super) fn plan_with_profile(
     csv: &str,
     gpus: u32,
     target: Option<(Policy, f64)>,
-) -> Result<Plan, String> {
-    let profiles = Profiles::from_csv(csv).map_err(|e| format!("profile: {e}"))?;
+) -> Result<Plan, RequestError> {
+    let profiles = Profiles::from_csv(csv).map_err(|e| RequestError::Profile(e.to_string()))?;
     let model = PerfModel {
         profiles,
         contention: Contention::none(),
@@ -42,7 +43,7 @@ pub(super) fn plan_with_profile(
                 Policy::MaxLoad
             };
             let policy = match &req.policy {
-                Some(p) => p.parse::<Policy>().map_err(|e| e.to_string())?,
+                Some(p) => p.parse::<Policy>()?,
                 None => default,
             };
             (policy, load)
@@ -57,7 +58,7 @@ pub(super) fn plan_with_profile(
         (_, false) if load > 0.0 => Goal::MinResources { load_rps: load },
         (_, false) => Goal::MaxLoad,
     };
-    plan(&req.spec, &model, policy, goal).map_err(|e| e.to_string())
+    Ok(plan(&req.spec, &model, policy, goal)?)
 }
 
 /// Least load a re-plan for `min-resources` is made for, requests/s.
@@ -168,7 +169,7 @@ async fn step(inner: &Inner, tracked: &mut BTreeMap<String, Tracked>, m: Metered
         plan_with_profile(&planned, &csv, gpus, Some((policy, load_rps)))
     })
     .await
-    .unwrap_or_else(|e| Err(format!("planning failed: {e}")));
+    .unwrap_or_else(|e| Err(RequestError::Planning(e.to_string())));
     match replanned {
         Ok(p) if p.instances == dep.plan.instances => {
             t.controller.adopt(policy, p.predicted.capacity_rps, now);

@@ -5,6 +5,7 @@
 //! Starting is all-or-nothing: if one instance fails, the others are stopped and the error names
 //! the stage.
 
+use super::error::DeployError;
 use super::instance::{Instance, InstanceConfig};
 use super::payload::Group;
 use super::request::DeviceHandoff;
@@ -232,13 +233,13 @@ impl Deployment {
         shm_root: &Path,
         generation: u64,
         metrics: Arc<PipelineMetrics>,
-    ) -> Result<Deployment, String> {
+    ) -> Result<Deployment, DeployError> {
         let host = engine.stage_host();
         if plan.gpus > host.gpus.max(1) {
-            return Err(format!(
-                "the plan needs {} GPUs; this worker has {}",
-                plan.gpus, host.gpus
-            ));
+            return Err(DeployError::TooManyGpus {
+                needs: plan.gpus,
+                has: host.gpus,
+            });
         }
         let mut groups = BTreeMap::new();
         // The stages of a group share its directory, so they share a user: the MPS clients'
@@ -246,19 +247,19 @@ impl Deployment {
         let mut users = BTreeMap::new();
         for g in colocated_gpus(&spec, &plan) {
             let name = format!("{}-g{g}-v{generation}", spec.name);
-            let arena = ShmArena::create(shm_root, &name)
-                .map_err(|e| format!("shared memory for GPU {g}: {e}"))?;
+            let shm = |e: &dyn std::fmt::Display| DeployError::SharedMemory {
+                gpu: g,
+                reason: e.to_string(),
+            };
+            let arena = ShmArena::create(shm_root, &name).map_err(|e| shm(&e))?;
             let user = match &host.mps_user {
                 Some(u) => u.clone(),
-                None => host
-                    .launcher
-                    .lease_user()
-                    .ok_or("every sandbox user is in use")?,
+                None => host.launcher.lease_user().ok_or(DeployError::NoUser)?,
             };
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(arena.dir(), std::fs::Permissions::from_mode(0o700))
                 .and_then(|()| user.chown(arena.dir()))
-                .map_err(|e| format!("shared memory for GPU {g}: {e}"))?;
+                .map_err(|e| shm(&e))?;
             users.insert(g, user);
             groups.insert(g, Arc::new(arena));
         }
@@ -294,10 +295,10 @@ impl Deployment {
             match joined {
                 Ok((k, Ok(inst))) => started[k] = Some(inst),
                 Ok((_, Err(e))) => {
-                    first_err.get_or_insert(e);
+                    first_err.get_or_insert(DeployError::Stage(e));
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e.to_string());
+                    first_err.get_or_insert(DeployError::Task(e.to_string()));
                 }
             }
         }

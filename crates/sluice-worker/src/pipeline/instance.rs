@@ -8,6 +8,7 @@
 //! dies, the batch in flight fails, its segments are deleted, its device buffers are given up (the
 //! driver freed them), and the instance restarts.
 
+use super::error::{RunError, StageError, StageErrorKind as Kind};
 use super::payload::{Exporter, Group, Handover, Payload, Release, SegRef};
 use super::stats::{PipelineMetrics, StageLabel};
 use crate::engine::StageHost;
@@ -46,7 +47,7 @@ pub(crate) struct Item {
     /// One per predecessor, in spec order, with the producer's name.
     pub inputs: Vec<(String, Payload)>,
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<Result<StageOut, String>>,
+    pub reply: oneshot::Sender<Result<StageOut, RunError>>,
 }
 
 /// How an instance runs.
@@ -85,7 +86,7 @@ impl Instance {
         host: StageHost,
         serial: impl Fn() -> u64 + Send + Sync + 'static,
         metrics: Arc<PipelineMetrics>,
-    ) -> Result<Arc<Instance>, String> {
+    ) -> Result<Arc<Instance>, StageError> {
         let sandbox = spawn(&cfg, &group, &host, serial()).await?;
         let first = sandbox.id();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -121,9 +122,8 @@ impl Instance {
         self.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(item)) = self.tx.send(item) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            let _ = item
-                .reply
-                .send(Err("the stage instance has stopped".into()));
+            let stopped = StageError::new(&self.cfg.stage, Kind::Stopped);
+            let _ = item.reply.send(Err(stopped.into()));
         }
     }
 
@@ -145,7 +145,7 @@ async fn spawn(
     group: &Option<Group>,
     host: &StageHost,
     serial: u64,
-) -> Result<Sandbox, String> {
+) -> Result<Sandbox, StageError> {
     let mut env = cfg.extra_env.clone();
     if let Some(g) = group {
         env.push(("SLUICE_SHM_DIR".into(), g.dir().display().to_string()));
@@ -166,7 +166,7 @@ pub(super) async fn launch_stage(
     mut env: Vec<(String, String)>,
     serial: u64,
     user: Option<UserLease>,
-) -> Result<Sandbox, String> {
+) -> Result<Sandbox, StageError> {
     env.push(("SLUICE_STAGE".into(), stage.to_string()));
     env.push(("SLUICE_MAX_BATCH".into(), max_batch.to_string()));
     let req = SandboxRequest {
@@ -176,9 +176,9 @@ pub(super) async fn launch_stage(
         read_only: Vec::new(),
         user,
     };
-    Sandbox::start_ready(&host.launcher, req, host.start_timeout)
+    Sandbox::start_ready(&host.launcher, req, host.start_timeout, None)
         .await
-        .map_err(|e| format!("stage {stage} did not start: {e}"))
+        .map_err(|e| StageError::new(stage, Kind::NotStarted(e.to_string())))
 }
 
 struct Runner {
@@ -206,7 +206,7 @@ struct Runner {
 struct Prepared {
     items: Vec<RequestItem>,
     data: Region,
-    failed: Vec<Option<String>>,
+    failed: Vec<Option<RunError>>,
 }
 
 /// The inline payloads of a frame and the offsets they will have in its data region.
@@ -330,13 +330,18 @@ impl Runner {
         }
     }
 
-    async fn client(&mut self) -> Result<FunctionClient, String> {
+    /// This stage's error of `kind`.
+    fn error(&self, kind: Kind) -> StageError {
+        StageError::new(&self.cfg.stage, kind)
+    }
+
+    async fn client(&mut self) -> Result<FunctionClient, StageError> {
         let broke = self
             .transport_broke
             .swap(false, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.process.lock().await;
         match guard.as_mut() {
-            None => Err("the stage instance has stopped".into()),
+            None => Err(self.error(Kind::Stopped)),
             Some(sb) => {
                 if broke {
                     settle(sb).await;
@@ -344,10 +349,11 @@ impl Runner {
                 if let Some(exit) = sb.try_exited() {
                     let tail = sb.stderr_tail();
                     if self.restarts >= MAX_RESTARTS {
-                        return Err(format!(
-                            "stage {} died ({exit}) {} times; stderr: {tail}",
-                            self.cfg.stage, self.restarts
-                        ));
+                        return Err(self.error(Kind::DiedTooOften {
+                            exit: exit.to_string(),
+                            restarts: self.restarts,
+                            stderr: tail,
+                        }));
                     }
                     self.restarts += 1;
                     tracing::warn!(stage = %self.cfg.stage, "stage instance died ({exit}); restarting");
@@ -395,10 +401,10 @@ impl Runner {
                 };
                 self.exchange(&client, prepared, release).await
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         let total_end = Instant::now();
-        let results: Vec<Result<Payload, String>> = match result {
+        let results: Vec<Result<Payload, RunError>> = match result {
             Ok(r) => r,
             Err(e) => {
                 // A dead process is restarted on the next batch.
@@ -454,7 +460,7 @@ impl Runner {
         prepared
     }
 
-    async fn inputs(&self, item: &Item, data: &mut Region) -> Result<Vec<InputRef>, String> {
+    async fn inputs(&self, item: &Item, data: &mut Region) -> Result<Vec<InputRef>, RunError> {
         let mut inputs = Vec::with_capacity(item.inputs.len());
         for (from, p) in &item.inputs {
             let handover = p.handover(self.group.as_ref(), self.cfg.gpu, self.cfg.accepts_ipc);
@@ -465,11 +471,9 @@ impl Runner {
                 },
                 (Payload::Ipc(r), Handover::CudaIpc) => {
                     if !r.exporter.alive().await {
-                        return Err(format!(
-                            "stage {} died before stage {} could open its output (CUDA IPC \
-                             memory is freed with its process)",
-                            r.exporter.stage, self.cfg.stage
-                        ));
+                        let consumer = self.cfg.stage.clone();
+                        let kind = Kind::DiedBeforeHandover { consumer };
+                        return Err(StageError::new(&r.exporter.stage, kind).into());
                     }
                     DataRef::CudaIpc {
                         handle: r.handle,
@@ -499,15 +503,16 @@ impl Runner {
         client: &FunctionClient,
         prepared: Prepared,
         release: Vec<IpcHandle>,
-    ) -> Result<Vec<Result<Payload, String>>, String> {
+    ) -> Result<Vec<Result<Payload, RunError>>, RunError> {
         let Prepared {
             items,
             data,
             failed,
         } = prepared;
-        let mut results: Vec<Result<Payload, String>> = failed
+        // Every slot is overwritten below but those of items that failed early.
+        let mut results: Vec<Result<Payload, RunError>> = failed
             .into_iter()
-            .map(|f| Err(f.unwrap_or_default()))
+            .map(|f| Err(f.unwrap_or_else(|| self.error(Kind::Dropped).into())))
             .collect();
         if items.is_empty() {
             return Ok(results);
@@ -528,7 +533,8 @@ impl Runner {
             release,
         };
         let parts: Vec<&[u8]> = data.parts.iter().map(|b| b.as_ref()).collect();
-        let frame = encode_parts(&manifest, &parts).map_err(|e| e.to_string())?;
+        let frame = encode_parts(&manifest, &parts)
+            .map_err(|e| RunError::Encode(format!("the batch frame: {e}")))?;
         let answer = client
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
@@ -537,30 +543,32 @@ impl Runner {
                     self.transport_broke
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                format!("stage {}: {e}", self.cfg.stage)
+                self.error(Kind::Call(e.to_string()))
             })?;
-        let (resp, region): (BatchResponse, &[u8]) = decode(&answer)
-            .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
+        let bad_frame = |e: &dyn std::fmt::Display| self.error(Kind::BadFrame(e.to_string()));
+        let (resp, region): (BatchResponse, &[u8]) = decode(&answer).map_err(|e| bad_frame(&e))?;
         resp.check_answers(&manifest.batch)
-            .map_err(|e| format!("stage {} answered a bad frame: {e}", self.cfg.stage))?;
+            .map_err(|e| bad_frame(&e))?;
         let base = answer.len() - region.len();
         for (item, asked) in resp.items.into_iter().zip(&manifest.batch.items) {
             // The ids are the items' indices in the batch (checked against the request above).
-            let k: usize = asked.id.parse().map_err(|_| "bad item id".to_string())?;
+            let k: usize = asked.id.parse().map_err(|_| bad_frame(&"bad item id"))?;
             results[k] = match item.result {
-                Err(e) => Err(format!("stage {}: {e}", self.cfg.stage)),
+                Err(e) => Err(self.error(Kind::Refused(e.to_string())).into()),
                 Ok(DataRef::Inline { offset, len }) => {
                     let (o, l) = (base + offset as usize, len as usize);
                     Ok(Payload::Inline(answer.slice(o..o + l)))
                 }
-                Ok(DataRef::Shm { path, len }) => {
-                    self.accept_segment(asked.out.as_deref(), path, len)
-                }
+                Ok(DataRef::Shm { path, len }) => self
+                    .accept_segment(asked.out.as_deref(), path, len)
+                    .map_err(RunError::from),
                 Ok(DataRef::CudaIpc {
                     handle,
                     len,
                     device,
-                }) => self.accept_device(handle, len, device),
+                }) => self
+                    .accept_device(handle, len, device)
+                    .map_err(RunError::from),
             };
         }
         Ok(results)
@@ -568,49 +576,53 @@ impl Runner {
 
     /// Takes over a device buffer the process exported; it is released to the process when the
     /// payload's last holder drops it (at once, when it is refused here).
-    fn accept_device(&self, handle: IpcHandle, len: u64, device: u32) -> Result<Payload, String> {
+    fn accept_device(
+        &self,
+        handle: IpcHandle,
+        len: u64,
+        device: u32,
+    ) -> Result<Payload, StageError> {
         let Some(exporter) = &self.exporter else {
-            return Err(format!(
-                "stage {} answered a CUDA IPC output it was not asked for",
-                self.cfg.stage
-            ));
+            return Err(self.error(Kind::UnaskedDeviceOutput));
         };
         let held = exporter.adopt(handle, len)?;
         if device != self.cfg.gpu {
-            return Err(format!(
-                "stage {} exported device memory of GPU {device}, but it runs on GPU {}",
-                self.cfg.stage, self.cfg.gpu
-            ));
+            return Err(self.error(Kind::WrongGpu {
+                device,
+                runs_on: self.cfg.gpu,
+            }));
         }
         Ok(Payload::Ipc(Arc::new(held)))
     }
 
-    fn accept_segment(&self, out: Option<&str>, path: String, len: u64) -> Result<Payload, String> {
+    fn accept_segment(
+        &self,
+        out: Option<&str>,
+        path: String,
+        len: u64,
+    ) -> Result<Payload, StageError> {
         let (Some(g), Some(expected)) = (&self.group, out) else {
-            return Err(format!(
-                "stage {} answered a shared-memory output it was not given",
-                self.cfg.stage
-            ));
+            return Err(self.error(Kind::UnaskedSegment));
         };
         if path != expected {
-            return Err(format!(
-                "stage {} wrote segment {path:?}, not the one it was given ({expected:?})",
-                self.cfg.stage
-            ));
+            return Err(self.error(Kind::WrongSegment {
+                path,
+                expected: expected.to_string(),
+            }));
         }
         let size = g
             .retain(&path, 1)
-            .map_err(|e| format!("stage {}: {e}", self.cfg.stage))?;
+            .map_err(|e| self.error(Kind::Segment(e.to_string())))?;
         let seg = SegRef {
             group: g.clone(),
             name: path,
             len,
         };
         if size != len {
-            return Err(format!(
-                "stage {} declared {len} bytes but its segment holds {size}",
-                self.cfg.stage
-            ));
+            return Err(self.error(Kind::SegmentSize {
+                declared: len,
+                holds: size,
+            }));
         }
         Ok(Payload::Shm(Arc::new(seg)))
     }

@@ -8,13 +8,15 @@
 //! - `payload`: inline bytes, shared-memory segments (deleted when the last holder drops them) and
 //!   CUDA IPC device buffers (released to their producer then; never handed out once it died);
 //! - `control`: the re-planning loop over `sluice_pipeline::controller`, fed by `meter`;
-//! - `stats`: windows for the status view and the `sluice_pipeline_*` Prometheus families.
+//! - `stats`: windows for the status view and the `sluice_pipeline_*` Prometheus families;
+//! - [`error`]: typed errors, the stage named once in [`StageError`].
 //!
 //! Deployments are replaced whole: an update (or a re-plan) starts the new instances first, then
 //! switches new requests to them and stops the old ones once their requests are done.
 
 mod control;
 mod deploy;
+pub mod error;
 mod instance;
 mod meter;
 mod payload;
@@ -24,6 +26,9 @@ mod route;
 mod stats;
 
 pub use deploy::{DeploymentStatus, StageStatus};
+pub use error::{
+    DeployError, PayloadError, ProfileError, RequestError, RunError, StageError, StageErrorKind,
+};
 pub use request::{Autoscale, DeployRequest};
 pub use route::{Finished, StageTiming};
 
@@ -37,19 +42,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Why a pipeline call failed.
-#[derive(Debug, thiserror::Error, PartialEq)]
+/// Why a pipeline call failed; each maps to one HTTP status (404, 409, 400, 502, 502, 504).
+#[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("unknown pipeline {0:?}")]
     Unknown(String),
     #[error("pipeline {0:?} already exists (update it instead)")]
     Exists(String),
     #[error("invalid pipeline request: {0}")]
-    Invalid(String),
+    Invalid(#[from] RequestError),
     #[error("cannot deploy pipeline: {0}")]
-    Deploy(String),
+    Deploy(#[from] DeployError),
     #[error("pipeline request failed: {0}")]
-    Failed(String),
+    Failed(#[from] RunError),
     #[error("pipeline request timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -163,8 +168,27 @@ impl Pipelines {
         self.inner.live.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Deploys a new pipeline (`update = false`) or replaces one (`update = true`).
+    /// Deploys a new pipeline (`update = false`) or replaces one (`update = true`). A refusal
+    /// (an invalid request, a stage that does not start) is logged with its reason.
     pub async fn deploy(
+        &self,
+        req: DeployRequest,
+        update: bool,
+    ) -> Result<PipelineView, PipelineError> {
+        let name = req.spec.name.clone();
+        let deployed = self.deploy_inner(req, update).await;
+        if let Err(e) = &deployed {
+            let verb = if update { "update" } else { "deploy" };
+            let why = crate::sandbox::one_line(&e.to_string());
+            let hint = (crate::sandbox::python_hint(&why))
+                .map(|h| format!("; hint: {h}"))
+                .unwrap_or_default();
+            tracing::warn!(pipeline = %name, "pipeline {verb} refused: {why}{hint}");
+        }
+        deployed
+    }
+
+    async fn deploy_inner(
         &self,
         req: DeployRequest,
         update: bool,
@@ -183,8 +207,7 @@ impl Pipelines {
         let gpus = host.gpus.max(1);
         let plan = tokio::task::spawn_blocking(move || planned.plan(gpus))
             .await
-            .map_err(|e| PipelineError::Invalid(format!("planning failed: {e}")))?
-            .map_err(PipelineError::Invalid)?;
+            .map_err(|e| RequestError::Planning(e.to_string()))??;
         let planned_load_rps = (plan.policy != "max-load").then(|| req.load());
         let reason = if update { "updated" } else { "created" };
         let change = Change {
@@ -283,7 +306,7 @@ impl Pipelines {
                 .get_or_create(&label)
                 .observe(f.total_ms / 1e3);
         }
-        result.map_err(PipelineError::Failed)
+        Ok(result?)
     }
 
     /// The `sluice_pipeline_*` metrics (OpenMetrics text with its `# EOF`).
@@ -337,8 +360,7 @@ impl Inner {
             generation,
             self.metrics.clone(),
         )
-        .await
-        .map_err(PipelineError::Deploy)?;
+        .await?;
         let name = req.spec.name.clone();
         let slo = req.spec.slo_ms;
         let record = PlanChange {

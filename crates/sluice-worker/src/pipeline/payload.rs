@@ -7,9 +7,10 @@
 //! [`Exporter`] is marked dead once that process is found dead or replaced, after which its
 //! handles are never handed out again and their drops release nothing.
 
+use super::error::{device_copy, PayloadError, StageError, StageErrorKind};
 use crate::sandbox::Sandbox;
 use bytes::Bytes;
-use sluice_handoff::cuda_ipc::{CudaDevice, IpcHandle, OpenedMemory};
+use sluice_handoff::cuda_ipc::{CudaDevice, CudaIpcError, IpcHandle, OpenedMemory};
 use sluice_handoff::shm::ShmArena;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,16 +92,17 @@ impl Exporter {
     /// Takes over `handle`, just answered by the process, as a payload of `len` bytes. A handle
     /// the worker still holds from an earlier answer is refused (its one release belongs to the
     /// earlier payload), and so is any handle of a process already known dead.
-    pub(crate) fn adopt(self: &Arc<Self>, handle: IpcHandle, len: u64) -> Result<IpcRef, String> {
+    pub(crate) fn adopt(
+        self: &Arc<Self>,
+        handle: IpcHandle,
+        len: u64,
+    ) -> Result<IpcRef, StageError> {
         if self.is_dead() {
-            return Err(format!("stage {} died", self.stage));
+            return Err(StageError::new(&self.stage, StageErrorKind::Died));
         }
         if !self.outstanding().insert(handle) {
-            return Err(format!(
-                "stage {} answered CUDA IPC handle {handle} again while an earlier output with \
-                 that handle is still in use",
-                self.stage
-            ));
+            let kind = StageErrorKind::HandleReused(handle.to_string());
+            return Err(StageError::new(&self.stage, kind));
         }
         Ok(IpcRef {
             exporter: self.clone(),
@@ -202,51 +204,47 @@ impl Payload {
 
     /// The bytes themselves: a copy out of shared memory for a segment, out of device memory for
     /// a CUDA IPC buffer (which needs the CUDA driver, and a producer still alive).
-    pub(crate) async fn to_bytes(&self) -> Result<Bytes, String> {
+    pub(crate) async fn to_bytes(&self) -> Result<Bytes, PayloadError> {
         match self {
             Payload::Inline(b) => Ok(b.clone()),
             Payload::Shm(s) => {
-                let seg = s
-                    .group
-                    .open(&s.name)
-                    .map_err(|e| format!("reading segment {}: {e}", s.name))?;
+                let seg = s.group.open(&s.name).map_err(|e| PayloadError::Segment {
+                    name: s.name.clone(),
+                    source: Arc::new(e),
+                })?;
                 if seg.len() as u64 != s.len {
-                    return Err(format!(
-                        "segment {} holds {} bytes, {} expected",
-                        s.name,
-                        seg.len(),
-                        s.len
-                    ));
+                    return Err(PayloadError::SegmentSize {
+                        name: s.name.clone(),
+                        holds: seg.len() as u64,
+                        expected: s.len,
+                    });
                 }
                 Ok(Bytes::copy_from_slice(&seg))
             }
             Payload::Ipc(r) => {
-                let what = format!(
-                    "copying the CUDA IPC output of stage {} (GPU {}) to host",
-                    r.exporter.stage, r.exporter.gpu
-                );
+                let (stage, gpu) = (&r.exporter.stage, r.exporter.gpu);
                 if !r.exporter.alive().await {
-                    return Err(format!(
-                        "{what}: the stage died, and its device memory with it"
-                    ));
+                    let why = "the stage died, and its device memory with it";
+                    return Err(device_copy(stage, gpu, why).into());
                 }
                 // The clone keeps the buffer from being released while the copy runs.
                 let held = r.clone();
-                tokio::task::spawn_blocking(move || copy_to_host(&held))
+                let copied = tokio::task::spawn_blocking(move || copy_to_host(&held))
                     .await
-                    .map_err(|e| format!("{what}: {e}"))?
-                    .map_err(|e| format!("{what}: {e}"))
+                    .map_err(|e| device_copy(stage, gpu, e))?;
+                Ok(copied.map_err(|e| device_copy(stage, gpu, e))?)
             }
         }
     }
 }
 
 /// Opens `r`'s handle in this (the worker's) process and copies its bytes to host memory.
-fn copy_to_host(r: &IpcRef) -> Result<Bytes, String> {
-    let len = usize::try_from(r.len).map_err(|_| format!("{} bytes do not fit", r.len))?;
-    let device = CudaDevice::open(r.exporter.gpu as usize).map_err(|e| e.to_string())?;
-    let memory = OpenedMemory::open(&device, &r.handle, len).map_err(|e| e.to_string())?;
+fn copy_to_host(r: &IpcRef) -> Result<Bytes, CudaIpcError> {
+    let len = usize::try_from(r.len)
+        .map_err(|_| CudaIpcError::Invalid(format!("{} bytes do not fit", r.len)))?;
+    let device = CudaDevice::open(r.exporter.gpu as usize)?;
+    let memory = OpenedMemory::open(&device, &r.handle, len)?;
     let mut bytes = vec![0u8; len];
-    memory.copy_to_host(&mut bytes).map_err(|e| e.to_string())?;
+    memory.copy_to_host(&mut bytes)?;
     Ok(Bytes::from(bytes))
 }

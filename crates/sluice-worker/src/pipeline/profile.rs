@@ -11,6 +11,7 @@
 //! GPU, SM, L2 and DRAM utilisation need a profiler (Nsight Compute) and are left 0.
 
 use super::deploy::{device_env, host_cores, stage_function};
+use super::error::{ProfileError, StageError, StageErrorKind as Kind};
 use super::instance::launch_stage;
 use crate::devices::{BackendKind, GpuInfo};
 use crate::engine::StageHost;
@@ -97,19 +98,23 @@ pub async fn profile(
     devices: ProfileDevices,
     opts: &ProfileOptions,
     mut progress: impl FnMut(&ProfileRow),
-) -> Result<Vec<ProfileRow>, String> {
+) -> Result<Vec<ProfileRow>, ProfileError> {
+    let options = |m: &str| Err(ProfileError::Options(m.to_string()));
     if opts.inputs.is_empty() {
-        return Err("at least one sample input is needed".into());
+        return options("at least one sample input is needed");
     }
     if opts.batches.is_empty() || opts.shares.is_empty() || opts.repeats == 0 {
-        return Err("batches, shares and repeats must not be empty or zero".into());
+        return options("batches, shares and repeats must not be empty or zero");
     }
     if let Some(bad) = opts.shares.iter().find(|&&s| s == 0 || s > 100) {
-        return Err(format!("share {bad} is outside 1..=100"));
+        return options(&format!("share {bad} is outside 1..=100"));
     }
     for name in &opts.stages {
         if spec.stage_index(name).is_none() {
-            return Err(format!("no stage {name:?} in pipeline {:?}", spec.name));
+            return Err(ProfileError::UnknownStage {
+                stage: name.clone(),
+                pipeline: spec.name.clone(),
+            });
         }
     }
     let mut p = Profiler {
@@ -130,7 +135,7 @@ pub async fn profile(
         opts,
         serial: std::process::id() as u64 * 1000,
     };
-    let order = spec.topo_order().map_err(|e| e.to_string())?;
+    let order = spec.topo_order()?;
     // outputs[s][i]: stage s's output for sample input i.
     let mut outputs: Vec<Option<Vec<Bytes>>> = vec![None; spec.stages.len()];
     let mut rows = Vec::new();
@@ -159,7 +164,7 @@ impl Profiler<'_> {
         &self,
         s: usize,
         outputs: &[Option<Vec<Bytes>>],
-    ) -> Result<Vec<Vec<Bytes>>, String> {
+    ) -> Result<Vec<Vec<Bytes>>, StageError> {
         let preds = self.spec.predecessors(s);
         (0..self.opts.inputs.len())
             .map(|i| {
@@ -170,7 +175,7 @@ impl Profiler<'_> {
                     .iter()
                     .map(|&p| {
                         outputs[p].as_ref().map(|o| o[i].clone()).ok_or_else(|| {
-                            format!("stage {} has no outputs", self.spec.stages[p].name)
+                            StageError::new(&self.spec.stages[p].name, Kind::NoOutputs)
                         })
                     })
                     .collect()
@@ -178,7 +183,7 @@ impl Profiler<'_> {
             .collect()
     }
 
-    async fn start(&mut self, s: usize, share: u32) -> Result<Sandbox, String> {
+    async fn start(&mut self, s: usize, share: u32) -> Result<Sandbox, StageError> {
         let st = &self.spec.stages[s];
         let fspec = stage_function(self.spec, s, share, self.base_dir, &self.host);
         self.serial += 1;
@@ -194,7 +199,7 @@ impl Profiler<'_> {
         sb: &Sandbox,
         s: usize,
         items: &[&Vec<Bytes>],
-    ) -> Result<Vec<Bytes>, String> {
+    ) -> Result<Vec<Bytes>, ProfileError> {
         let st = &self.spec.stages[s];
         let preds: Vec<String> = self
             .spec
@@ -227,32 +232,37 @@ impl Profiler<'_> {
             output: OutputMode::Inline,
             items,
         };
-        let frame = encode(&manifest, data.as_bytes()).map_err(|e| e.to_string())?;
+        let frame =
+            encode(&manifest, data.as_bytes()).map_err(|e| ProfileError::Encode(e.to_string()))?;
+        let error = |kind| StageError::new(&st.name, kind);
         let answer = sb
             .client()
             .batch(Bytes::from(frame), self.host.max_response_bytes)
             .await
-            .map_err(|e| format!("stage {}: {e}; stderr: {}", st.name, sb.stderr_tail()))?;
-        let (resp, region): (BatchResponse, &[u8]) = decode(&answer).map_err(|e| e.to_string())?;
+            .map_err(|e| error(Kind::Call(format!("{e}; stderr: {}", sb.stderr_tail()))))?;
+        let (resp, region): (BatchResponse, &[u8]) =
+            decode(&answer).map_err(|e| error(Kind::BadFrame(e.to_string())))?;
         let base = answer.len() - region.len();
-        resp.items
+        let outputs: Result<Vec<Bytes>, StageError> = resp
+            .items
             .into_iter()
             .map(|it| match it.result {
                 Ok(DataRef::Inline { offset, len }) => {
                     let o = base + offset as usize;
                     Ok(answer.slice(o..o + len as usize))
                 }
-                Ok(other) => Err(format!(
-                    "stage {} answered {} when told inline",
-                    st.name,
-                    other.kind()
-                )),
-                Err(e) => Err(format!("stage {}: {e}", st.name)),
+                Ok(other) => Err(error(Kind::NotInline(other.kind()))),
+                Err(e) => Err(error(Kind::Refused(e.to_string()))),
             })
-            .collect()
+            .collect();
+        Ok(outputs?)
     }
 
-    async fn run_once(&mut self, s: usize, inputs: &[Vec<Bytes>]) -> Result<Vec<Bytes>, String> {
+    async fn run_once(
+        &mut self,
+        s: usize,
+        inputs: &[Vec<Bytes>],
+    ) -> Result<Vec<Bytes>, ProfileError> {
         let mut sb = self.start(s, 100).await?;
         let mut out = Vec::with_capacity(inputs.len());
         let mut result = Ok(());
@@ -274,7 +284,7 @@ impl Profiler<'_> {
         s: usize,
         share: u32,
         inputs: &[Vec<Bytes>],
-    ) -> Result<Vec<ProfileRow>, String> {
+    ) -> Result<Vec<ProfileRow>, ProfileError> {
         let mut sb = self.start(s, share).await?;
         let result = self.measure_in(&sb, s, share, inputs).await;
         sb.kill().await;
@@ -287,7 +297,7 @@ impl Profiler<'_> {
         s: usize,
         share: u32,
         inputs: &[Vec<Bytes>],
-    ) -> Result<Vec<ProfileRow>, String> {
+    ) -> Result<Vec<ProfileRow>, ProfileError> {
         let mut rows = Vec::new();
         let n = inputs.len();
         for &b in &self.opts.batches {

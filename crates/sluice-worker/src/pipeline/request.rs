@@ -7,6 +7,7 @@
 //! It also reads the device hand-off switch of a stage (`SLUICE_DEVICE_HANDOFF` in the stage's
 //! `env`: `auto`, `cuda-ipc` or `off`), a test and expert setting described in `docs/handoff.md`.
 
+use super::error::{RequestError, StageError, StageErrorKind};
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::plan::{Instance, Prediction, FULL_SHARE};
 use sluice_pipeline::spec::StageSpec;
@@ -30,29 +31,32 @@ pub enum DeviceHandoff {
     Off,
 }
 
-impl FromStr for DeviceHandoff {
-    type Err = String;
+/// A [`DEVICE_HANDOFF_ENV`] value that is none of the three.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{DEVICE_HANDOFF_ENV} must be \"auto\", \"cuda-ipc\" or \"off\", not {0:?}")]
+pub struct BadSwitch(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for DeviceHandoff {
+    type Err = BadSwitch;
+
+    fn from_str(s: &str) -> Result<Self, BadSwitch> {
         match s {
             "auto" => Ok(DeviceHandoff::Auto),
             "cuda-ipc" => Ok(DeviceHandoff::CudaIpc),
             "off" => Ok(DeviceHandoff::Off),
-            other => Err(format!(
-                "{DEVICE_HANDOFF_ENV} must be \"auto\", \"cuda-ipc\" or \"off\", not {other:?}"
-            )),
+            other => Err(BadSwitch(other.to_string())),
         }
     }
 }
 
 impl DeviceHandoff {
     /// The switch of `stage` (default `auto`).
-    pub fn of(stage: &StageSpec) -> Result<DeviceHandoff, String> {
+    pub fn of(stage: &StageSpec) -> Result<DeviceHandoff, StageError> {
         stage
             .env
             .get(DEVICE_HANDOFF_ENV)
             .map_or(Ok(DeviceHandoff::Auto), |v| v.parse())
-            .map_err(|e| format!("stage {:?}: {e}", stage.name))
+            .map_err(|e| StageError::new(&stage.name, StageErrorKind::BadSwitch(e.to_string())))
     }
 }
 
@@ -107,42 +111,38 @@ impl Default for Autoscale {
 
 impl DeployRequest {
     /// Checks what can be checked without planning.
-    pub fn validate(&self) -> Result<(), String> {
-        self.spec.validate().map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), RequestError> {
+        self.spec.validate()?;
         if !self.base_dir.is_absolute() {
-            return Err(format!(
-                "base_dir must be an absolute path, got {}",
-                self.base_dir.display()
-            ));
+            return Err(RequestError::RelativeBaseDir(self.base_dir.clone()));
         }
         for s in &self.spec.stages {
             if s.command.is_empty() && s.image.is_none() {
-                return Err(format!(
-                    "stage {:?} has no command: the worker can only deploy stages it can run",
-                    s.name
-                ));
+                return Err(StageError::new(&s.name, StageErrorKind::NoCommand).into());
             }
             if let Some(image) = &s.image {
                 crate::images::ImageRef::from(image.clone())
                     .wanted()
-                    .map_err(|(field, why)| format!("stage {:?}: {field}: {why}", s.name))?;
+                    .map_err(|(field, why)| {
+                        StageError::new(&s.name, StageErrorKind::BadImage(format!("{field}: {why}")))
+                    })?;
             }
             DeviceHandoff::of(s)?;
         }
         if let Some(c) = &self.controller {
-            c.validate().map_err(|e| e.to_string())?;
+            c.validate()?;
         }
         if self.gpus == Some(0) {
-            return Err("gpus must be at least 1".into());
+            return Err(RequestError::Range("gpus must be at least 1".into()));
         }
-        if let Some(l) = self.load_rps {
-            if !(l.is_finite() && l >= 0.0) {
-                return Err(format!("load_rps must be >= 0, got {l}"));
-            }
-        }
-        if let Some(l) = self.autoscale.min_load_rps {
-            if !(l.is_finite() && l >= 0.0) {
-                return Err(format!("autoscale.min_load_rps must be >= 0, got {l}"));
+        for (field, value) in [
+            ("load_rps", self.load_rps),
+            ("autoscale.min_load_rps", self.autoscale.min_load_rps),
+        ] {
+            if let Some(l) = value.filter(|l| !(l.is_finite() && *l >= 0.0)) {
+                return Err(RequestError::Range(format!(
+                    "{field} must be >= 0, got {l}"
+                )));
             }
         }
         Ok(())
@@ -159,13 +159,14 @@ impl DeployRequest {
     }
 
     /// Plans the deployment on at most `available` GPUs.
-    pub fn plan(&self, available: u32) -> Result<Plan, String> {
+    pub fn plan(&self, available: u32) -> Result<Plan, RequestError> {
         self.validate()?;
         let gpus = self.gpus.unwrap_or(available);
         if gpus > available {
-            return Err(format!(
-                "the request asks for {gpus} GPUs; this worker has {available}"
-            ));
+            return Err(RequestError::TooManyGpus {
+                asked: gpus,
+                available,
+            });
         }
         match &self.profile_csv {
             None => Ok(unprofiled(&self.spec, gpus)),

@@ -6,6 +6,7 @@
 //! a JSON object of them by stage name.
 
 use super::deploy::Deployment;
+use super::error::{RunError, StageError, StageErrorKind};
 use super::instance::{Item, StageOut};
 use super::payload::Payload;
 use super::stats::{HandoffLabel, PipelineMetrics};
@@ -23,7 +24,7 @@ struct Done {
     gpu: u32,
 }
 
-type Slot = Option<Result<Arc<Done>, String>>;
+type Slot = Option<Result<Arc<Done>, RunError>>;
 
 /// Per-stage timing of one request, ms.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -64,9 +65,9 @@ pub(crate) async fn run(
     metrics: Arc<PipelineMetrics>,
     request: u64,
     input: Bytes,
-) -> Result<Finished, String> {
+) -> Result<Finished, RunError> {
     let started = Instant::now();
-    let order = dep.spec.topo_order().map_err(|e| e.to_string())?;
+    let order = (dep.spec.topo_order()).map_err(|e| RunError::Spec(e.to_string()))?;
     let n = dep.spec.stages.len();
     let mut senders: Vec<Option<watch::Sender<Slot>>> = (0..n).map(|_| None).collect();
     let mut receivers: Vec<Option<watch::Receiver<Slot>>> = (0..n).map(|_| None).collect();
@@ -126,10 +127,8 @@ pub(crate) async fn run(
             });
             obj.insert(dep.spec.stages[*s].name.clone(), v);
         }
-        (
-            Bytes::from(serde_json::to_vec(&obj).map_err(|e| e.to_string())?),
-            true,
-        )
+        let body = serde_json::to_vec(&obj).map_err(|e| RunError::Encode(e.to_string()))?;
+        (Bytes::from(body), true)
     };
     Ok(Finished {
         body,
@@ -139,15 +138,15 @@ pub(crate) async fn run(
     })
 }
 
-async fn wait(rx: &mut watch::Receiver<Slot>) -> Result<Arc<Done>, String> {
+async fn wait(rx: &mut watch::Receiver<Slot>) -> Result<Arc<Done>, RunError> {
     let slot = rx
         .wait_for(|v| v.is_some())
         .await
-        .map_err(|_| "a stage task ended without a result".to_string())?;
+        .map_err(|_| RunError::Lost)?;
     match slot.as_ref() {
         Some(Ok(d)) => Ok(d.clone()),
         Some(Err(e)) => Err(e.clone()),
-        None => Err("a stage task ended without a result".into()),
+        None => Err(RunError::Lost),
     }
 }
 
@@ -158,7 +157,7 @@ async fn run_stage(
     s: usize,
     waits: Vec<(String, watch::Receiver<Slot>)>,
     input: Bytes,
-) -> Result<Arc<Done>, String> {
+) -> Result<Arc<Done>, RunError> {
     let mut inputs = Vec::with_capacity(waits.len().max(1));
     let mut near = None;
     for (name, mut rx) in waits {
@@ -190,9 +189,8 @@ async fn run_stage(
         enqueued: Instant::now(),
         reply,
     });
-    let out = rx
-        .await
-        .map_err(|_| format!("stage {} dropped the item", dep.spec.stages[s].name))??;
+    let dropped = || StageError::new(&dep.spec.stages[s].name, StageErrorKind::Dropped);
+    let out = rx.await.map_err(|_| dropped())??;
     dep.stage_latency[s].record(out.total_ms);
     dep.stage_batch[s].record(out.batch as f64);
     Ok(Arc::new(Done {
@@ -202,7 +200,7 @@ async fn run_stage(
 }
 
 /// Counts a finished request in the deployment's figures.
-pub(crate) fn account(dep: &Deployment, result: &Result<Finished, String>) {
+pub(crate) fn account(dep: &Deployment, result: &Result<Finished, RunError>) {
     match result {
         Ok(f) => {
             dep.completed.fetch_add(1, Ordering::Relaxed);

@@ -2,18 +2,79 @@
 //! all user code): [`sandbox_spec`] turns a registered [`FunctionSpec`] and the worker's extra
 //! environment into a launcher spec — the one place functions, pipeline stage instances and
 //! `sluice profile` all go through — and [`Sandbox`] pairs a running sandbox with the function
-//! protocol's client on its socket.
+//! protocol's client on its socket. A sandbox that does not start says why in a [`StartError`],
+//! with its stderr and, for a missing Python module, a hint ([`StartError::hint`]).
 
 use crate::function::FunctionSpec;
 use crate::protocol::FunctionClient;
-use sluice_sandbox::{ImageRoot, Limits, Root, SandboxSpec};
+use sluice_sandbox::{ImageRoot, Limits, OutputSink, Root, SandboxSpec};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use sluice_sandbox::{
-    CgroupMode, ExitInfo, Isolation, IsolationChoice, Launcher, LauncherConfig, SandboxError,
-    UserLease, SOCKET_DIR, STDERR_TAIL,
+    CgroupMode, ExitInfo, Isolation, IsolationChoice, Launcher, LauncherConfig, NotEnforced,
+    Output, SandboxError, UserLease, SOCKET_DIR, STDERR_TAIL,
 };
+
+/// Why a sandbox did not start: the launcher's or the readiness check's reason, and the end of
+/// what the function wrote to stderr (`reason; stderr: …`, or the reason alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartError {
+    /// What failed.
+    pub reason: String,
+    /// The end of the function's stderr (empty if it wrote none).
+    pub stderr_tail: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stderr_tail.as_str() {
+            "" => f.write_str(&self.reason),
+            tail => write!(f, "{}; stderr: {tail}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl StartError {
+    /// Advice for a failure the stderr explains: a Python module that is not installed.
+    pub fn hint(&self) -> Option<&'static str> {
+        python_hint(&self.stderr_tail)
+    }
+}
+
+/// `text` on one log line: its lines joined by ` | `.
+pub fn one_line(text: &str) -> String {
+    text.trim_end().replace('\n', " | ")
+}
+
+/// Advice when `stderr` shows a Python module missing (`ModuleNotFoundError`).
+pub fn python_hint(stderr: &str) -> Option<&'static str> {
+    stderr.contains("ModuleNotFoundError").then_some(
+        "a Python package is missing: scripts/install-python-deps.sh installs the example \
+         functions' packages (into the python3 the worker finds; docs/packaging.md says where \
+         a function's packages come from)",
+    )
+}
+
+/// One line naming what `missing` lists, grouped by reason:
+/// `memory, cpu, pids (no writable cgroup hierarchy …); separate_users (not root: …)`.
+pub fn describe_not_enforced(missing: &[NotEnforced]) -> String {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for m in missing {
+        match groups.iter_mut().find(|(_, why)| *why == m.why) {
+            Some((names, _)) => names.push(m.what),
+            None => groups.push((vec![m.what], &m.why)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(names, why)| format!("{} ({why})", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// The worker's environment entries that name directories a sandbox must share read-write:
 /// the MPS pipe and log directories, a pipeline group's shared memory.
@@ -124,18 +185,27 @@ impl Sandbox {
     /// Starts `req` and waits until it is ready; one that does not get ready is killed and its
     /// stderr is in the error. A sandbox whose isolation failed to set it up (not the function:
     /// bubblewrap, for one, now and then fails to configure a new namespace's loopback under
-    /// heavy load) is started once more.
+    /// heavy load) is started once more. `sink`, if given, gets the sandbox's output from its
+    /// start on.
     pub async fn start_ready(
         launcher: &Launcher,
         req: SandboxRequest<'_>,
         timeout: Duration,
-    ) -> Result<Sandbox, String> {
+        sink: Option<Arc<dyn OutputSink>>,
+    ) -> Result<Sandbox, StartError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut sandbox = Sandbox::start(launcher, req.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut sandbox =
+                Sandbox::start(launcher, req.clone())
+                    .await
+                    .map_err(|e| StartError {
+                        reason: e.to_string(),
+                        stderr_tail: String::new(),
+                    })?;
+            if let Some(sink) = &sink {
+                sandbox.output().attach(sink.clone());
+            }
             match sandbox.wait_ready(timeout).await {
                 Ok(()) => return Ok(sandbox),
                 Err(e) => {
@@ -145,7 +215,10 @@ impl Sandbox {
                         tracing::warn!(id = req.id, "sandbox setup failed ({tail}); trying again");
                         continue;
                     }
-                    return Err(format!("{e}; stderr: {tail}"));
+                    return Err(StartError {
+                        reason: e.to_string(),
+                        stderr_tail: tail,
+                    });
                 }
             }
         }
@@ -195,6 +268,11 @@ impl Sandbox {
     /// The last ~4 KiB of its stderr.
     pub fn stderr_tail(&self) -> String {
         self.inner.stderr_tail()
+    }
+
+    /// What it writes to stdout and stderr.
+    pub fn output(&self) -> &Output {
+        self.inner.output()
     }
 
     /// Waits until `/ready` answers 200; fails fast if the process ends first. From then on

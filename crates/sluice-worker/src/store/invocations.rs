@@ -1,12 +1,14 @@
 //! Accepted asynchronous invocations: accept (durable before the API answers 202), the
-//! Queued -> Running -> Succeeded/Failed transitions, and lookup. Each operation is one short
+//! Queued -> Running -> Succeeded/Failed transitions (the finish keeps the function's output
+//! with the record), and lookup. Each operation is one short
 //! transaction that changes a record and its state index together. Startup recovery, retention
 //! and counts are in `maintenance.rs`; the queue and execution are not the store's.
 
 use super::records::{assemble, index_insert, load, unknown, update};
-use super::schema::{StoredInvocation, INPUTS, INVOCATIONS, KEY_NEXT_ID, META, RESULTS};
+use super::schema::{StoredInvocation, INPUTS, INVOCATIONS, KEY_NEXT_ID, LOGS, META, RESULTS};
 use super::types::{format_id, parse_id};
 use super::{InvocationRecord, Outcome, Status, Store, StoreError};
+use crate::logs::InvocationLogs;
 use redb::{ReadableDatabase, ReadableTable};
 
 impl Store {
@@ -56,7 +58,7 @@ impl Store {
             wtx.open_table(INPUTS)?.insert(n, input)?;
             index_insert(&wtx, n, &stored, &id)?;
             wtx.commit()?;
-            Ok(stored.into_record(id, input.to_vec(), None))
+            Ok(stored.into_record(id, input.to_vec(), None, None))
         })
     }
 
@@ -88,6 +90,17 @@ impl Store {
 
     /// Records how `id` ended, durably. Allowed once, from Queued or Running.
     pub fn finish(&self, id: &str, outcome: Outcome, now_ms: u64) -> Result<(), StoreError> {
+        self.finish_logged(id, outcome, None, now_ms)
+    }
+
+    /// [`Store::finish`], keeping `logs` (what the function wrote while it ran) with the record.
+    pub fn finish_logged(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        logs: Option<&InvocationLogs>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.guarded("finish", || {
             let n = parse_id(id).ok_or_else(|| unknown(id))?;
             let wtx = self.db.begin_write()?;
@@ -114,13 +127,20 @@ impl Store {
                     new.error = Some(error);
                 }
             }
+            if let Some(logs) = logs {
+                let bytes = serde_json::to_vec(logs).map_err(|e| StoreError::Encode {
+                    what: format!("logs of {id}"),
+                    reason: e.to_string(),
+                })?;
+                wtx.open_table(LOGS)?.insert(n, bytes.as_slice())?;
+            }
             update(&wtx, n, id, &old, &new)?;
             wtx.commit()?;
             Ok(())
         })
     }
 
-    /// The invocation `id` with its payloads; `None` if no such id is stored (or it is malformed).
+    /// The invocation `id` with its payloads and logs; `None` if no such id is stored (or it is malformed).
     pub fn get_invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
         let Some(n) = parse_id(id) else {
             return Ok(None);
@@ -136,7 +156,13 @@ impl Store {
                 }
             };
             let (inputs, results) = (rtx.open_table(INPUTS)?, rtx.open_table(RESULTS)?);
-            assemble(&inputs, &results, n, stored).map(Some)
+            let mut record = assemble(&inputs, &results, n, stored)?;
+            if let Some(v) = rtx.open_table(LOGS)?.get(n)? {
+                let logs = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::corrupt(format!("logs of {id}"), e))?;
+                record.logs = Some(logs);
+            }
+            Ok(Some(record))
         })
     }
 }

@@ -3,7 +3,8 @@
 
 use super::records::{assemble, load, update};
 use super::schema::{
-    StoredInvocation, FAILED, FUNCTIONS, INPUTS, INVOCATIONS, QUEUED, RESULTS, RUNNING, SUCCEEDED,
+    StoredInvocation, FAILED, FUNCTIONS, INPUTS, INVOCATIONS, LOGS, QUEUED, RESULTS, RUNNING,
+    SUCCEEDED,
 };
 use super::types::format_id;
 use super::{InvocationRecord, Status, Store, StoreCounts, StoreError};
@@ -89,6 +90,7 @@ impl Store {
                     wtx.open_table(INVOCATIONS)?.remove(key.1)?;
                     wtx.open_table(INPUTS)?.remove(key.1)?;
                     wtx.open_table(RESULTS)?.remove(key.1)?;
+                    wtx.open_table(LOGS)?.remove(key.1)?;
                 }
                 wtx.commit()?;
                 total += batch.len();

@@ -9,8 +9,8 @@
 //! attempts): nothing accepted silently vanishes.
 //!
 //! Layout and schema versioning: `schema.rs`. Functions: `functions.rs`. Invocations:
-//! `invocations.rs` (+ `records.rs`), recovery/retention/counts: `maintenance.rs`. Value types:
-//! `types.rs`. Errors: `error.rs`.
+//! `invocations.rs` (+ `records.rs`), listing them a page at a time: `listing.rs`,
+//! recovery/retention/counts: `maintenance.rs`. Value types: `types.rs`. Errors: `error.rs`.
 //!
 //! No panic escapes: redb can panic on a damaged file (e.g. `unreachable!` on a garbage page),
 //! so every call into it runs under `catch_unwind` and such a panic becomes an error naming the
@@ -29,6 +29,7 @@
 mod error;
 mod functions;
 mod invocations;
+mod listing;
 mod maintenance;
 mod pipelines;
 mod quiet;
@@ -37,7 +38,9 @@ mod schema;
 mod types;
 
 pub use error::StoreError;
-pub use types::{InvocationRecord, Outcome, Status, StoreCounts};
+pub use listing::{ListPage, ListQuery, SCAN_BUDGET};
+pub(crate) use types::parse_id;
+pub use types::{InvocationRecord, InvocationSummary, Outcome, Status, StoreCounts};
 
 use std::any::Any;
 use std::fmt;

@@ -99,7 +99,7 @@ pub(super) fn update(
     Ok(())
 }
 
-/// Reads the payloads of `n` and assembles the full record.
+/// Reads the payloads of `n` and assembles the full record (without its logs).
 pub(super) fn assemble<T, U>(
     inputs: &T,
     results: &U,
@@ -121,5 +121,5 @@ where
         }
     };
     let result = results.get(n)?.map(|v| v.value().to_vec());
-    Ok(m.into_record(id, input, result))
+    Ok(m.into_record(id, input, result, None))
 }

@@ -9,6 +9,9 @@
 //! - `invocations`: id number -> JSON of [`StoredInvocation`] (everything but the payloads).
 //! - `inputs`, `results`: id number -> raw request / response bytes (written once each, so
 //!   status changes never rewrite a payload).
+//! - `logs`: id number -> JSON of [`InvocationLogs`](crate::logs::InvocationLogs), what the
+//!   function wrote while its last attempt ran (written once, when it finishes; added without a
+//!   version bump: an older build ignores the table, and its retention leaves those rows).
 //! - `queued`, `running`: id number -> `()`: the unfinished invocations, by state.
 //! - `succeeded`, `failed`: `(finished_ms, id number) -> ()`: finished ones, by finish time (for
 //!   retention).
@@ -16,7 +19,7 @@
 //! Every invocation is in exactly one of the four state indexes, changed in the same
 //! transaction as its record. Owns no operation logic; see `functions.rs` and `invocations.rs`.
 
-use super::{InvocationRecord, Status, StoreError};
+use super::{InvocationRecord, InvocationSummary, Status, StoreError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -32,6 +35,7 @@ pub(crate) const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new(
 pub(crate) const INVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("invocations");
 pub(crate) const INPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("inputs");
 pub(crate) const RESULTS: TableDefinition<u64, &[u8]> = TableDefinition::new("results");
+pub(crate) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 pub(crate) const QUEUED: TableDefinition<u64, ()> = TableDefinition::new("queued");
 pub(crate) const RUNNING: TableDefinition<u64, ()> = TableDefinition::new("running");
 pub(crate) const SUCCEEDED: TableDefinition<(u64, u64), ()> = TableDefinition::new("succeeded");
@@ -89,6 +93,7 @@ fn create_tables(wtx: &WriteTransaction, fresh: bool) -> Result<(), redb::Error>
     wtx.open_table(INVOCATIONS)?;
     wtx.open_table(INPUTS)?;
     wtx.open_table(RESULTS)?;
+    wtx.open_table(LOGS)?;
     wtx.open_table(QUEUED)?;
     wtx.open_table(RUNNING)?;
     wtx.open_table(SUCCEEDED)?;
@@ -124,12 +129,27 @@ impl StoredInvocation {
             .map_err(|e| StoreError::corrupt(format!("invocation {id}"), e))
     }
 
+    /// The summary, given its id.
+    pub(crate) fn summary(self, id: String) -> InvocationSummary {
+        InvocationSummary {
+            id,
+            function: self.function,
+            status: self.status,
+            error: self.error,
+            attempts: self.attempts,
+            accepted_ms: self.accepted_ms,
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
+
     /// The full record, given its id and payloads.
     pub(crate) fn into_record(
         self,
         id: String,
         input: Vec<u8>,
         result: Option<Vec<u8>>,
+        logs: Option<crate::logs::InvocationLogs>,
     ) -> InvocationRecord {
         InvocationRecord {
             id,
@@ -142,6 +162,7 @@ impl StoredInvocation {
             accepted_ms: self.accepted_ms,
             started_ms: self.started_ms,
             finished_ms: self.finished_ms,
+            logs,
         }
     }
 }

@@ -78,6 +78,29 @@ pub struct InvocationRecord {
     pub started_ms: Option<u64>,
     /// When it finished, ms.
     pub finished_ms: Option<u64>,
+    /// What the function wrote to stdout and stderr while it ran (its last attempt), once it
+    /// finished.
+    pub logs: Option<crate::logs::InvocationLogs>,
+}
+
+/// An invocation without its payloads and logs, as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvocationSummary {
+    /// Its id.
+    pub id: String,
+    /// Name of the function invoked (`pipeline:<name>` for a pipeline).
+    pub function: String,
+    pub status: Status,
+    /// Why it failed, when `status` is `Failed`.
+    pub error: Option<String>,
+    /// How many times it was handed to a sandbox.
+    pub attempts: u32,
+    /// When it was accepted, ms since the Unix epoch.
+    pub accepted_ms: u64,
+    /// When the latest attempt started, ms.
+    pub started_ms: Option<u64>,
+    /// When it finished, ms.
+    pub finished_ms: Option<u64>,
 }
 
 /// How many functions and invocations (by status) the store holds.
