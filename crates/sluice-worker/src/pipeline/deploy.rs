@@ -263,7 +263,9 @@ impl Deployment {
             users.insert(g, user);
             groups.insert(g, Arc::new(arena));
         }
-        let images = resolve_images(&spec, &base_dir, &host).await?;
+        let images = resolve_images(&spec, &base_dir, &host)
+            .await
+            .map_err(DeployError::Image)?;
         let mut set = tokio::task::JoinSet::new();
         for (k, x) in plan.instances.iter().enumerate() {
             let s = &spec.stages[x.stage];

@@ -233,6 +233,9 @@ pub enum DeployError {
     /// A start task failed (panicked or was cancelled).
     #[error("starting an instance failed: {0}")]
     Task(String),
+    /// A stage's image could not be resolved (not imported, unreadable, no image store).
+    #[error("{0}")]
+    Image(String),
 }
 
 /// Why a stage output could not be read as bytes.

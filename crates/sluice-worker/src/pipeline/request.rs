@@ -124,7 +124,10 @@ impl DeployRequest {
                 crate::images::ImageRef::from(image.clone())
                     .wanted()
                     .map_err(|(field, why)| {
-                        StageError::new(&s.name, StageErrorKind::BadImage(format!("{field}: {why}")))
+                        StageError::new(
+                            &s.name,
+                            StageErrorKind::BadImage(format!("{field}: {why}")),
+                        )
                     })?;
             }
             DeviceHandoff::of(s)?;
