@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Verifies the real-GPU paths of issue 5 on a machine with an NVIDIA GPU (CUDA 12 driver,
+# Verifies the real-GPU paths (managed-memory shim, NVML/MIG, MPS, CUDA IPC) on a machine with an NVIDIA GPU (CUDA 12 driver,
 # python3 with torch; cupy optional) and writes every reading to one file.
 # NOT YET RUN on a GPU: docs/gpu.md lists what each step checks.
 #

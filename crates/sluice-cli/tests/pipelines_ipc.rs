@@ -227,7 +227,7 @@ fn a_consumer_that_needs_a_copy_gets_a_clear_error_without_a_driver() {
     let (code, out) = invoke(&w, PIPE, "payload");
     assert_eq!(code, 502, "{out}\n{}", w.log());
     assert!(
-        out.contains("copying the CUDA IPC output of stage p (GPU 0) to host"),
+        out.contains("stage p: cannot copy its CUDA IPC output (GPU 0) to host"),
         "{out}"
     );
     assert!(

@@ -150,7 +150,9 @@ pub fn list_table(v: &Value) -> String {
             i["status"].as_str().unwrap_or("?"),
             clock(&i["accepted_ms"]),
             span(&i["started_ms"], &i["finished_ms"]),
-            i["attempts"],
+            i["attempts"]
+                .as_u64()
+                .map_or_else(|| "?".to_string(), |n| n.to_string()),
         );
     }
     if let Some(next) = v["next_cursor"].as_str() {
@@ -211,7 +213,7 @@ mod tests {
             "finished_ms": 3_600_050u64, "done": true}], "next_cursor": "inv-000000000002"});
         let t = list_table(&v);
         assert!(t.contains("inv-000000000002   greet"), "{t}");
-        assert!(t.contains("01:00:00      40 ms"), "{t}");
+        assert!(t.contains("01:00:00     40 ms   1  the function"), "{t}");
         assert!(
             t.contains("status 500: boom") && !t.contains("more\n"),
             "{t}"

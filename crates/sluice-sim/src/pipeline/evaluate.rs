@@ -1,4 +1,4 @@
-//! The simulated evaluation of the pipeline planners (issue 4): for each application (Gpu-let
+//! The simulated evaluation of the pipeline planners: for each application (Gpu-let
 //! `traffic` and `game`, and the OCR pipeline when its profile is at hand), each GPU count and
 //! each policy, plan for maximum load and measure the plan's simulated peak load at the p99
 //! target; then, at a low load, plan for minimum resources and measure what each policy uses and
