@@ -18,13 +18,20 @@ pub const DEFAULT_TOML: &str = include_str!("../../../config/worker.toml");
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IsolationChoice {
+    /// bubblewrap where it works, else unshare; the worker refuses to start if neither does
+    /// (it never falls back to a plain process).
     Auto,
+    /// bubblewrap (`bwrap`) in a user namespace; an error at start if it does not work here.
     Bubblewrap,
+    /// util-linux `unshare` in a user namespace, with the `sluice` executable as the sandbox's
+    /// init; an error at start if it does not work here.
     Unshare,
     /// The OCI runtime `runc` (rootful; no GPU or network sandboxes).
     Runc,
     /// The OCI runtime `crun` (rootful; no GPU or network sandboxes).
     Crun,
+    /// A plain process: no namespaces, minimal root or seccomp (cgroup limits still apply).
+    /// Refused unless [`WorkerConfig::allow_unisolated`] is set.
     Plain,
 }
 
@@ -35,6 +42,8 @@ pub struct SandboxConfig {
     /// A worker running as root gives each sandbox its own host uid (and gid) from
     /// `uid_base .. uid_base + uid_count`: a range no other user or tool of the host uses.
     pub uid_base: u32,
+    /// How many host uids (and gids) from `uid_base` sandboxes may use; positive, and
+    /// `uid_base + uid_count` must fit in a `u32`.
     pub uid_count: u32,
     /// Host paths never bound into a sandbox, besides the data directory (e.g. the config).
     pub hide: Vec<PathBuf>,
@@ -75,9 +84,17 @@ impl Default for ImagesConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GpuConfig {
+    /// Skip NVML and simulate GPUs even where real ones exist (tests, or a GPU host whose GPUs
+    /// should not be used).
     pub force_simulated: bool,
+    /// How many GPUs to simulate when none is found (or `force_simulated`); positive.
     pub simulated_count: u32,
+    /// Memory of each simulated GPU, GiB; finite and positive.
     pub simulated_memory_gib: f64,
+    /// Run NVIDIA MPS (real GPUs only; ignored on simulated ones): the worker starts the MPS
+    /// control daemon under `<data_dir>/mps`, tries to put the GPUs in exclusive-process mode,
+    /// and gives each GPU sandbox an SM share and a pinned memory limit of its function's
+    /// `gpu_memory_mb`.
     pub mps: bool,
     /// Preload the managed-memory shim into GPU sandboxes (real GPUs only).
     pub shim: bool,
@@ -152,30 +169,64 @@ impl Default for HttpConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
+    /// Address the HTTP API listens on (port 0: a free port, logged and written to
+    /// `<data_dir>/listen.addr`). A non-loopback address requires a token.
     pub listen: SocketAddr,
+    /// Where the store (`sluice.redb`), images and sandbox directories live; defaults by user
+    /// ([`default_data_dir`]). Empty is refused by [`WorkerConfig::validate`].
     pub data_dir: PathBuf,
+    /// Bearer token every API call except `/healthz` must carry: visible ASCII, never blank.
+    /// `None` (and no `auth_token_file`): no authentication, allowed on loopback addresses
+    /// only. See [`WorkerConfig::resolve_token`] for the file and environment alternatives.
     pub auth_token: Option<String>,
     /// A file holding the token (its trailing newline ignored), instead of `auth_token`.
     pub auth_token_file: Option<PathBuf>,
+    /// Largest request body, bytes; a larger one is answered 413 without being read. Positive.
     pub max_body_bytes: usize,
+    /// Largest function response, bytes; a larger one fails the invocation
+    /// ([`InvokeError::ResponseTooLarge`](crate::engine::InvokeError::ResponseTooLarge)).
+    /// Positive.
     pub max_response_bytes: usize,
+    /// Most invocations queued (not yet started) over all functions; beyond it new ones get 429
+    /// with `Retry-After`. Positive.
     pub max_queued: usize,
+    /// Most invocations queued for any one function; beyond it 429 as for `max_queued`.
+    /// Positive.
     pub max_queued_per_function: usize,
+    /// How sandboxes are isolated.
     pub isolation: IsolationChoice,
     /// Required with `isolation = "plain"`: the operator accepts running functions unisolated.
     pub allow_unisolated: bool,
+    /// How long a new sandbox (a function's or a pipeline stage's) has to start and report
+    /// ready, milliseconds, before its start counts as failed. Positive.
     pub start_timeout_ms: u64,
+    /// How long finished asynchronous invocations (and their results) are kept, seconds;
+    /// older ones are purged once a minute.
     pub async_retention_s: u64,
+    /// Most times an accepted asynchronous invocation is run: after a crash or restart it is
+    /// re-run until this many attempts (an attempt counts once it is sent to its sandbox).
+    /// Positive.
     pub async_max_attempts: u32,
     /// At SIGTERM/SIGINT, how long running invocations get to finish before the worker exits.
     pub shutdown_grace_ms: u64,
+    /// Concurrent CPU (non-GPU) invocations: the tokens of the CPU queue's one device; 0: one
+    /// per core (resolved by [`WorkerConfig::cpu_slots()`]).
     pub cpu_slots: u32,
+    /// `function.json` files registered (and stored) at start, relative to the working
+    /// directory; one that cannot be read or fits no device stops the start.
     pub functions: Vec<PathBuf>,
+    /// The HTTP server's connection limits (`[http]`).
     pub http: HttpConfig,
+    /// GPU discovery and sharing (`[gpu]`).
     pub gpu: GpuConfig,
+    /// Sandbox users and hidden paths (`[sandbox]`).
     pub sandbox: SandboxConfig,
+    /// Container images (`[images]`).
     pub images: ImagesConfig,
+    /// The scheduling policy and its knobs (`[scheduler]`), shared with the simulator; the GPU
+    /// queue uses it as is, the CPU queue with `cpu_slots` tokens and no utilisation gate.
     pub scheduler: SchedulerConfig,
+    /// Cluster membership (`[cluster]`); standalone without etcd endpoints.
     pub cluster: ClusterSettings,
 }
 
@@ -184,7 +235,8 @@ impl Default for WorkerConfig {
         WorkerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: default_data_dir(
-                // SAFETY: geteuid has no preconditions.
+                // SAFETY: geteuid(2) takes no arguments, touches no memory of ours and always
+                // succeeds.
                 unsafe { libc::geteuid() },
                 std::env::var_os("XDG_DATA_HOME"),
                 std::env::var_os("HOME"),
@@ -236,13 +288,22 @@ pub fn default_data_dir(
 /// A configuration that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("cannot read config {path}: {source}")]
     Io {
+        /// The file, as given.
         path: String,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The text is not valid TOML for [`WorkerConfig`], or fails [`WorkerConfig::validate`].
     #[error("invalid config {origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Invalid {
+        /// Where the text came from: a file's path, or `(embedded)`.
+        origin: String,
+        /// What is wrong, from the TOML parser or the validation.
+        message: String,
+    },
 }
 
 impl WorkerConfig {

@@ -82,6 +82,8 @@ pub struct FunctionSpec {
     /// workdir are bound without being listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
+    /// CPU, memory, process, GPU, network and tmp limits of each sandbox (defaults: 1 CPU,
+    /// 512 MiB, no GPU, no network).
     #[serde(default)]
     pub resources: Resources,
     /// An invocation running longer than this is killed, ms.
@@ -115,7 +117,9 @@ fn unit() -> f64 {
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid function spec: {field}: {reason}")]
 pub struct SpecError {
+    /// The offending field as it appears in the JSON (`resources.cpus`, `timeout_ms`, …).
     pub field: &'static str,
+    /// What is wrong with it (often the accepted range).
     pub reason: String,
 }
 

@@ -36,10 +36,19 @@ pub enum ProtocolError {
     Io(#[source] io::Error),
     /// The function answered with a non-2xx status.
     #[error("the function answered {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        /// The HTTP status it answered.
+        status: u16,
+        /// The start of the response body (at most [`ERROR_BODY_LIMIT`] bytes), as text (invalid
+        /// UTF-8 replaced).
+        body: String,
+    },
     /// The response body is larger than the caller accepts.
     #[error("the function's response is larger than {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The caller's limit, bytes.
+        limit: usize,
+    },
     /// `/ready` did not answer 200 within the start timeout.
     #[error("the function was not ready within {0:?}")]
     NotReady(Duration),
@@ -59,6 +68,8 @@ pub struct FunctionClient {
 }
 
 impl FunctionClient {
+    /// A client of the function serving on `socket` (its `SLUICE_SOCKET`); connects on each
+    /// call, not now.
     pub fn new(socket: PathBuf) -> Self {
         FunctionClient { socket }
     }

@@ -23,6 +23,8 @@ use std::sync::Arc;
 
 /// A worker ready to serve.
 pub struct Worker {
+    /// What the API serves (engine, store, pipelines, images); the cluster agent and tests
+    /// drive it directly.
     pub state: api::Shared,
     _mps: Option<MpsDaemon>,
     _lock: datadir::DirLock,
@@ -254,7 +256,8 @@ fn connection_cap(configured: usize) -> usize {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit(2) writes into the struct we pass and touches nothing else.
+    // SAFETY: getrlimit(2) writes only into `*rlim`; `&mut lim` is a valid, aligned, exclusively
+    // borrowed `libc::rlimit` that outlives the call. On failure it writes nothing (rc checked).
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return configured;
@@ -275,7 +278,7 @@ fn connection_cap(configured: usize) -> usize {
 /// writable to it), else under the data directory.
 fn shm_root(data_dir: &Path) -> PathBuf {
     let dev_shm = Path::new("/dev/shm");
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid(2) takes no arguments, touches no memory of ours and always succeeds.
     let uid = unsafe { libc::geteuid() };
     match (dev_shm.is_dir(), uid) {
         (true, 0) => dev_shm.join("sluice"),

@@ -12,13 +12,19 @@ use serde_json::json;
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// A stable, machine-readable code (`not_found`, `queue_full`, `timeout`, …), the body's
+    /// `error.code`.
     pub code: &'static str,
+    /// A human-readable explanation, the body's `error.message`.
     pub message: String,
+    /// Seconds sent in a `Retry-After` header; `None`: no header.
     pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
+    /// An error with this status, code and message, and no `Retry-After`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -27,12 +33,15 @@ impl ApiError {
             retry_after_s: None,
         }
     }
+    /// 400 `bad_request`: the request is malformed or invalid.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+    /// 404 `not_found`: no such function, invocation, pipeline or image.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// 500 `internal`: a failure of the worker itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

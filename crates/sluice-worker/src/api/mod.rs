@@ -31,8 +31,12 @@ use std::sync::Arc;
 
 /// What every handler shares.
 pub struct AppState {
+    /// Runs invocations; holds the registered functions and the configuration.
     pub engine: Engine,
+    /// The durable store: registered functions, pipelines and accepted asynchronous
+    /// invocations.
     pub store: Arc<Store>,
+    /// The deployed pipelines.
     pub pipelines: Pipelines,
     /// Asynchronous invocations being run, so a graceful stop can wait for their outcomes.
     pub async_tasks: AsyncTasks,
@@ -40,6 +44,7 @@ pub struct AppState {
     pub images: Arc<crate::images::Images>,
 }
 
+/// The state as handlers receive it (axum's `State`); cheap to clone.
 pub type Shared = Arc<AppState>;
 
 const OPENAPI: &str = include_str!("openapi.json");

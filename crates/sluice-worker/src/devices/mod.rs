@@ -20,9 +20,18 @@ use serde::{Deserialize, Serialize};
 /// One schedulable device: a whole GPU, or one MIG instance of a GPU in MIG mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuInfo {
+    /// Position among the worker's schedulable devices (0, 1, …): the scheduler's device id
+    /// and `SLUICE_GPU_INDEX`. Not NVML's index when MIG instances are present (see [`mig`]).
+    ///
+    /// [`mig`]: GpuInfo::mig
     pub index: u32,
+    /// NVML's product name (`GPU <n>` or `GPU <n> MIG <m>` if it cannot tell), or
+    /// `simulated GPU`.
     pub name: String,
+    /// NVML's UUID (`GPU-…` or `MIG-…`), what sandboxes are given in `CUDA_VISIBLE_DEVICES`;
+    /// empty if NVML could not read it; `SIM-<index>` for a simulated GPU.
     pub uuid: String,
+    /// Total device memory, bytes (0 if NVML could not tell); the scheduler's memory capacity.
     pub memory_bytes: u64,
     /// Set when the device is a MIG instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,13 +41,16 @@ pub struct GpuInfo {
 /// Where a MIG instance lives: NVML's physical GPU index and its MIG device index there.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigInstance {
+    /// NVML index of the physical GPU.
     pub gpu: u32,
+    /// NVML MIG device index on that GPU.
     pub instance: u32,
 }
 
 /// A compute process on a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuProcess {
+    /// Process id, as NVML reports it (the host's pid namespace).
     pub pid: u32,
     /// Device memory it uses, where NVML can tell.
     pub used_bytes: Option<u64>,
@@ -51,7 +63,11 @@ pub struct GpuProcess {
 pub struct GpuSample {
     /// SM utilisation over the driver's last sampling period, 0..1.
     pub util: f64,
+    /// Device memory in use, bytes, as NVML counts it (0 when unreadable, and on simulated
+    /// GPUs).
     pub memory_used_bytes: u64,
+    /// Total device memory, bytes: NVML's figure, else the capacity found at start. A device
+    /// that could not be read at all gives an all-zero sample.
     pub memory_total_bytes: u64,
     /// Compute processes on the device (MPS clients included).
     pub processes: u32,
@@ -63,13 +79,17 @@ pub struct GpuSample {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// Real NVIDIA GPUs found through NVML.
     Nvml,
+    /// No GPU found (or `force_simulated`): simulated devices, functions run on the CPU.
     Simulated,
 }
 
 /// A source of devices and samples.
 pub trait DeviceBackend: Send + Sync {
+    /// Whether the devices are real or simulated.
     fn kind(&self) -> BackendKind;
+    /// The schedulable devices, fixed at start, in index order.
     fn gpus(&self) -> &[GpuInfo];
     /// A fresh sample per device, in `gpus()` order.
     fn sample(&self) -> Vec<GpuSample>;
@@ -85,7 +105,9 @@ pub trait DeviceBackend: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatedConfig {
+    /// How many GPUs to simulate (at least one is).
     pub count: u32,
+    /// Memory of each, GiB.
     pub memory_gib: f64,
 }
 

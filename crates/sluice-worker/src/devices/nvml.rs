@@ -19,15 +19,25 @@ const MIG_ENABLED: u32 = 1;
 /// One NVML device: a physical GPU, or MIG instance `index` of physical GPU `gpu`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Handle {
+    /// A physical GPU, by NVML index.
     Gpu(u32),
-    Mig { gpu: u32, index: u32 },
+    /// A MIG instance.
+    Mig {
+        /// NVML index of the physical GPU.
+        gpu: u32,
+        /// NVML MIG device index on that GPU.
+        index: u32,
+    },
 }
 
 /// What NVML says about a device.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Described {
+    /// Product name (`GPU <n>` or `GPU <n> MIG <m>` where NVML cannot tell).
     pub name: String,
+    /// UUID (`GPU-…` or `MIG-…`); empty where NVML cannot tell.
     pub uuid: String,
+    /// Total memory, bytes; 0 where NVML cannot tell.
     pub memory_bytes: u64,
     /// Physical GPUs only: MIG mode is on.
     pub mig_enabled: bool,
@@ -38,19 +48,29 @@ pub struct Described {
 pub struct Reading {
     /// SM utilisation in percent, where NVML reports it.
     pub util_percent: Option<u32>,
+    /// Memory in use, bytes; 0 if unreadable.
     pub memory_used_bytes: u64,
+    /// Total memory, bytes; 0 if unreadable.
     pub memory_total_bytes: u64,
+    /// Compute processes as `(pid, device memory used in bytes where NVML can tell)`; empty if
+    /// unreadable.
     pub compute: Vec<(u32, Option<u64>)>,
+    /// MPS client processes, in the same form as `compute`.
     pub mps: Vec<(u32, Option<u64>)>,
 }
 
 /// The NVML calls the backend makes.
 pub trait NvmlApi: Send + Sync {
+    /// Physical GPUs (`nvmlDeviceGetCount`).
     fn device_count(&self) -> Result<u32, NvmlError>;
+    /// Name, UUID, memory and MIG mode of a device; an error only if the device itself cannot
+    /// be opened.
     fn describe(&self, h: Handle) -> Result<Described, NvmlError>;
     /// The MIG instances that exist on physical GPU `gpu`.
     fn mig_instances(&self, gpu: u32) -> Result<Vec<Handle>, NvmlError>;
+    /// A fresh reading of a device; an error only if the device cannot be opened.
     fn read(&self, h: Handle) -> Result<Reading, NvmlError>;
+    /// Sets a device's compute mode (needs root).
     fn set_compute_mode(&self, h: Handle, mode: ComputeMode) -> Result<(), NvmlError>;
 }
 
@@ -58,6 +78,7 @@ pub trait NvmlApi: Send + Sync {
 pub struct NvmlLib(Nvml);
 
 impl NvmlLib {
+    /// Loads `libnvidia-ml.so` and initialises NVML; fails where no driver is installed.
     pub fn init() -> Result<NvmlLib, NvmlError> {
         Nvml::init().map(NvmlLib)
     }

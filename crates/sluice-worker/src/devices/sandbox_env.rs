@@ -12,7 +12,9 @@ use std::path::Path;
 /// Everything the environment depends on.
 #[derive(Clone, Debug)]
 pub struct Placement<'a> {
+    /// Real or simulated devices; on simulated ones the sandbox sees no device at all.
     pub backend: BackendKind,
+    /// The device the sandbox runs on, named to it by UUID (by index if it has none).
     pub gpu: &'a GpuInfo,
     /// The sandbox's share of the device's SMs, percent (a function: 100/D for D concurrent
     /// invocations per device; a pipeline stage: its plan's share).

@@ -33,16 +33,34 @@ pub fn locate_library(configured: Option<&Path>) -> Option<PathBuf> {
 /// A failed control request.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
+    /// Connecting to the socket, or the exchange on it, failed (e.g. no socket: the sandbox
+    /// never used CUDA, or it has exited).
     #[error("shim socket {path}: {source}")]
     Io {
+        /// The control socket's path.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// No reply line within the client's timeout.
     #[error("the shim did not answer {command:?} within {timeout:?}")]
-    Timeout { command: String, timeout: Duration },
+    Timeout {
+        /// The request line sent, without its newline.
+        command: String,
+        /// The client's timeout.
+        timeout: Duration,
+    },
+    /// The shim answered `ERR <message>`.
     #[error("the shim refused {command:?}: {message}")]
-    Refused { command: String, message: String },
+    Refused {
+        /// The request line sent, without its newline.
+        command: String,
+        /// The shim's message after `ERR `.
+        message: String,
+    },
+    /// A reply that is neither `ERR …` nor `OK` with the expected `key=value` fields; the
+    /// reply line as read.
     #[error("malformed shim reply {0:?}")]
     Malformed(String),
 }
@@ -50,7 +68,9 @@ pub enum ShimError {
 /// What a prefetch or advice covered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Covered {
+    /// Total size of the managed allocations covered, bytes.
     pub bytes: u64,
+    /// How many managed allocations were covered.
     pub count: u64,
     /// Wall time of a prefetch inside the shim (issue and synchronise), in milliseconds.
     pub ms: Option<f64>,
@@ -59,9 +79,15 @@ pub struct Covered {
 /// The shim's accounting.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShimStats {
+    /// Bytes of all the process's live device allocations made through the shim, managed or
+    /// not; what the budget is charged.
     pub bytes: u64,
+    /// Number of those live allocations.
     pub count: u64,
+    /// Bytes of the managed ones among them (≤ `bytes`): what `PREFETCH` and `ADVISE` can move.
     pub managed_bytes: u64,
+    /// The memory budget the shim reports to the process, bytes (`SLUICE_SHIM_BUDGET_BYTES`,
+    /// the function's `gpu_memory_mb`); `None` when unset and the driver's figures pass through.
     pub budget: Option<u64>,
 }
 
@@ -80,6 +106,8 @@ fn target(to: Location) -> &'static str {
 }
 
 impl ShimControl {
+    /// A client of the shim serving `socket`, each request bounded by `timeout`; connects per
+    /// request, not now.
     pub fn new(socket: PathBuf, timeout: Duration) -> Self {
         ShimControl { socket, timeout }
     }

@@ -3,11 +3,15 @@
 
 use super::{BackendKind, DeviceBackend, GpuInfo, GpuSample, SimulatedConfig};
 
+/// A [`DeviceBackend`] of simulated GPUs: index, a `SIM-<index>` UUID and the configured
+/// memory each; samples report only the total memory (utilisation 0, no processes).
 pub struct SimulatedGpus {
     gpus: Vec<GpuInfo>,
 }
 
 impl SimulatedGpus {
+    /// `cfg.count` GPUs (at least one) of `cfg.memory_gib` GiB each (a negative size counts as
+    /// 0).
     pub fn new(cfg: &SimulatedConfig) -> Self {
         let bytes = (cfg.memory_gib.max(0.0) * (1u64 << 30) as f64) as u64;
         SimulatedGpus {

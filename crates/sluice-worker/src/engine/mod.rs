@@ -67,7 +67,9 @@ pub(crate) struct StageHost {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueKind {
+    /// Functions with `resources.gpu`: scheduled over the GPUs found (or simulated).
     Gpu,
+    /// Functions without a GPU: scheduled on one device of `cpu_slots` tokens.
     Cpu,
 }
 
@@ -250,6 +252,7 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The configuration the engine was built with.
     pub fn config(&self) -> &WorkerConfig {
         &self.inner.cfg
     }

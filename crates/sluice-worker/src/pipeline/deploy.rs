@@ -377,23 +377,39 @@ impl Deployment {
 /// A stage in the status view.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageStatus {
+    /// The stage's name in the spec.
     pub name: String,
+    /// Running copies of the stage in the plan.
     pub instances: usize,
+    /// Items queued or being run at its instances now.
     pub queued: usize,
+    /// Mean batch size over the stage's last 4096 items (each item counts its batch's size).
     pub mean_batch: f64,
+    /// Per-item stage latency over its last 4096 items (from queued at an instance to its
+    /// batch's answer), ms.
     pub latency: Quantiles,
 }
 
 /// A deployment in the status view.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeploymentStatus {
+    /// This deployment's number, from a counter the worker's pipelines share (from 1 at each
+    /// worker start): every create, update and re-plan takes the next.
     pub generation: u64,
+    /// Seconds since this deployment's instances started.
     pub uptime_s: f64,
+    /// Requests this deployment answered successfully.
     pub completed: u64,
+    /// Requests of this deployment that failed or timed out.
     pub failed: u64,
+    /// End-to-end latency over the last 4096 successful requests, ms.
     pub latency: Quantiles,
+    /// Per stage, in spec order.
     pub stages: Vec<StageStatus>,
+    /// Bytes of shared-memory segments currently handed over to consumers, over all
+    /// co-location groups.
     pub shm_bytes: u64,
+    /// The placement plan deployed.
     pub plan: Plan,
 }
 

@@ -45,16 +45,24 @@ use std::time::Duration;
 /// Why a pipeline call failed; each maps to one HTTP status (404, 409, 400, 502, 502, 504).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// No pipeline of this name is deployed (404).
     #[error("unknown pipeline {0:?}")]
     Unknown(String),
+    /// A create named a pipeline that is already deployed (409).
     #[error("pipeline {0:?} already exists (update it instead)")]
     Exists(String),
+    /// The deploy request is invalid or cannot be planned (400).
     #[error("invalid pipeline request: {0}")]
     Invalid(#[from] RequestError),
+    /// The plan's deployment did not start (502): too few GPUs, shared memory, sandbox users,
+    /// a stage image, or a stage instance that failed; instances already started are stopped.
     #[error("cannot deploy pipeline: {0}")]
     Deploy(#[from] DeployError),
+    /// One request through the pipeline failed (502).
     #[error("pipeline request failed: {0}")]
     Failed(#[from] RunError),
+    /// One request took longer than its limit (the value carried: 20 × the pipeline's
+    /// `slo_ms`, clamped to 30 s..600 s) (504).
     #[error("pipeline request timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -123,10 +131,15 @@ pub struct Pipelines {
 /// A pipeline in the list/status views.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineView {
+    /// The pipeline's name.
     pub name: String,
+    /// The planner policy of the plan in force.
     pub policy: String,
+    /// The spec's end-to-end p99 latency target, ms.
     pub slo_ms: f64,
+    /// Stage names, in spec order.
     pub stages: Vec<String>,
+    /// The deployment in force: counts, latencies, per-stage figures and its plan.
     pub status: DeploymentStatus,
     /// The autoscaling setting in force.
     pub autoscale: AutoscaleView,

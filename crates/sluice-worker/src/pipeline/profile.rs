@@ -30,19 +30,26 @@ use std::time::{Duration, Instant};
 pub struct ProfileOptions {
     /// Stages to profile (names); empty = all.
     pub stages: Vec<String>,
+    /// Batch sizes to measure each stage at (non-empty); one row per size and share.
     pub batches: Vec<u32>,
     /// Shares, percent.
     pub shares: Vec<u32>,
+    /// Least rotations over the sample inputs per measured point (positive); more are run until
+    /// a point's timed window reaches one second (at most 50 times as many).
     pub repeats: usize,
     /// Sample pipeline inputs.
     pub inputs: Vec<Vec<u8>>,
+    /// How long each stage sandbox has to start and report ready.
     pub start_timeout: Duration,
 }
 
 /// The devices stages are profiled on (the first GPU).
 #[derive(Clone, Debug)]
 pub struct ProfileDevices {
+    /// Real GPUs (shares are MPS thread percentages) or simulated ones (shares are CPU quotas
+    /// of the host's cores).
     pub backend: BackendKind,
+    /// The devices found; stages run on the first.
     pub gpus: Vec<GpuInfo>,
     /// The running MPS daemon's pipe directory, to measure MPS shares.
     pub mps_pipe: Option<PathBuf>,
@@ -51,14 +58,21 @@ pub struct ProfileDevices {
 /// One measured point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProfileRow {
+    /// The stage's profile key: its `model`, else its name.
     pub model: String,
+    /// Items per batch.
     pub batch: u32,
+    /// The stage's share of the device, percent (1..=100).
     pub share: u32,
+    /// Mean time of one batch of `batch` items, ms, after a warm-up batch.
     pub latency_ms: f64,
     /// Share of the device the stage kept busy, percent: without a GPU, the sandbox's CPU time
     /// over the wall time, as a share of the host's cores (written as `sm_util`, which the
     /// planner uses to stretch latencies below the smallest measured share). 0 = not measured.
     pub device_util: f64,
+    /// Peak memory of the stage sandbox's cgroup so far, MiB; 0 when cgroups are off. One
+    /// sandbox serves every batch size of a share, so a row's figure covers the batch
+    /// sizes measured before it in that sandbox too.
     pub mem_mb: u64,
 }
 
@@ -364,7 +378,8 @@ fn cpu_seconds(sb: &Sandbox) -> Option<f64> {
     let procs = dirs
         .iter()
         .find_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())?;
-    // SAFETY: sysconf has no preconditions.
+    // SAFETY: sysconf(3) takes only an integer name and reads or writes no memory of ours; it
+    // cannot cause UB for any name (an unsupported one returns -1, clamped to 1 here).
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ticks: u64 = procs
         .lines()

@@ -64,6 +64,7 @@ impl DeviceHandoff {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
+    /// The pipeline: its name, latency target, load and stages.
     pub spec: PipelineSpec,
     /// Directory the stages' relative paths resolve against (their working directory).
     pub base_dir: PathBuf,

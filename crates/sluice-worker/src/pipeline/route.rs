@@ -29,18 +29,27 @@ type Slot = Option<Result<Arc<Done>, RunError>>;
 /// Per-stage timing of one request, ms.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct StageTiming {
+    /// The stage's name in the spec.
     pub stage: String,
+    /// From queued at the instance until its batch started, ms.
     pub queue_ms: f64,
+    /// From queued at the instance until its batch's answer, ms (includes `queue_ms`).
     pub total_ms: f64,
+    /// Size of the batch the request's item ran in.
     pub batch: u32,
 }
 
 /// A request's result.
 #[derive(Clone, Debug)]
 pub struct Finished {
+    /// The sink stage's output as it produced it; with several sinks, a JSON object of their
+    /// outputs by stage name.
     pub body: Bytes,
+    /// Whether the worker built `body` as JSON (several sinks); false: the sink's own bytes.
     pub json: bool,
+    /// From the request's start through the DAG to its result, ms.
     pub total_ms: f64,
+    /// Per stage, in the DAG's topological order.
     pub stages: Vec<StageTiming>,
 }
 

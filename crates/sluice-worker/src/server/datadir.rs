@@ -32,7 +32,10 @@ pub(crate) fn lock(data_dir: &Path) -> Result<DirLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    // SAFETY: flock(2) on a descriptor we own and keep open for the lock's lifetime.
+    // SAFETY: flock(2) takes only a descriptor and flags and touches no memory of ours; the
+    // descriptor belongs to `file`, which is open for the whole call (and kept open in the
+    // returned `DirLock`, so the lock lasts as long as it). A bad descriptor would only give
+    // EBADF, which is checked.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();

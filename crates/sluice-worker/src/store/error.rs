@@ -18,7 +18,10 @@ pub enum StoreError {
         path.display(),
         path.display()
     )]
-    Empty { path: PathBuf },
+    Empty {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The database file could not be created, opened or initialised (unreadable, not a redb
     /// file, damaged beyond repair, already open by another process, no space, ...).
     #[error(
@@ -27,7 +30,9 @@ pub enum StoreError {
         path.display()
     )]
     Open {
+        /// The store file.
         path: PathBuf,
+        /// redb's error, or what the schema check found wrong.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
@@ -38,8 +43,11 @@ pub enum StoreError {
         path.display()
     )]
     NewerSchema {
+        /// The store file.
         path: PathBuf,
+        /// The schema version recorded in the file.
         found: u64,
+        /// The newest schema version this build reads and writes.
         supported: u64,
     },
     /// The embedded database reported an error (I/O, storage, transaction).
@@ -47,10 +55,20 @@ pub enum StoreError {
     Db(String),
     /// A stored value does not decode, or the tables disagree with each other.
     #[error("store is corrupt: {what}")]
-    Corrupt { what: String },
+    Corrupt {
+        /// The record or table and what is wrong with it, e.g.
+        /// `invocation inv-000000000007: <decode error>`.
+        what: String,
+    },
     /// A value could not be encoded for storage.
     #[error("cannot encode {what}: {reason}")]
-    Encode { what: String, reason: String },
+    Encode {
+        /// What was being stored: `function "name"`, `pipeline "name"`, `invocation <id>` or
+        /// `logs of <id>`.
+        what: String,
+        /// The serializer's error.
+        reason: String,
+    },
     /// No invocation with this id is stored (never accepted, malformed, or already purged).
     #[error("unknown invocation {0:?}")]
     UnknownInvocation(String),
@@ -58,8 +76,11 @@ pub enum StoreError {
     /// that already finished).
     #[error("invocation {id} is {from}; cannot {action}")]
     InvalidTransition {
+        /// The invocation's id.
         id: String,
+        /// The status it is in.
         from: Status,
+        /// What was asked, as a phrase (`start it`, `finish it again`).
         action: &'static str,
     },
 }

@@ -65,6 +65,7 @@ pub struct InvocationRecord {
     pub function: String,
     /// The request body.
     pub input: Vec<u8>,
+    /// Where it is in its life (queued, running, succeeded, failed).
     pub status: Status,
     /// The response body, when `status` is `Succeeded`.
     pub result: Option<Vec<u8>>,
@@ -90,6 +91,7 @@ pub struct InvocationSummary {
     pub id: String,
     /// Name of the function invoked (`pipeline:<name>` for a pipeline).
     pub function: String,
+    /// Where it is in its life (queued, running, succeeded, failed).
     pub status: Status,
     /// Why it failed, when `status` is `Failed`.
     pub error: Option<String>,
@@ -106,10 +108,15 @@ pub struct InvocationSummary {
 /// How many functions and invocations (by status) the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreCounts {
+    /// Registered functions stored.
     pub functions: u64,
+    /// Accepted asynchronous invocations waiting to run.
     pub queued: u64,
+    /// Asynchronous invocations handed to a sandbox and not finished.
     pub running: u64,
+    /// Finished asynchronous invocations with a result, not yet purged.
     pub succeeded: u64,
+    /// Finished asynchronous invocations with an error, not yet purged.
     pub failed: u64,
 }
 
