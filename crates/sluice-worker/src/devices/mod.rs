@@ -1,8 +1,8 @@
 //! The worker's view of its accelerators: which GPUs exist, how much memory each has, and
 //! periodic utilisation samples. NVML is loaded at run time ([`nvml`]), so one binary runs with
-//! or without an NVIDIA driver; where no GPU is found, a simulated backend ([`simulated`]) with
+//! or without an NVIDIA driver; where no GPU is found, a simulated backend ([`SimulatedGpus`]) with
 //! the configured count and memory stands in: the GPU queue, tokens and memory policy then run
-//! unchanged while functions execute on the CPU, and the worker says so. [`mps`] controls the
+//! unchanged while functions execute on the CPU, and the worker says so. [`MpsDaemon`] controls the
 //! MPS daemon, [`sandbox_env`] computes the environment that places a sandbox on its device,
 //! and [`shim`] talks to the managed-memory shim inside a sandbox.
 

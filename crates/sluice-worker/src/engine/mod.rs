@@ -1,6 +1,6 @@
 //! The worker engine: the policy layer's [`Scheduler`] driven by a real clock. It owns the
 //! registered functions, the queued and running invocations and the live sandboxes, and turns
-//! the scheduler's actions into sandbox processes, invocations and memory moves ([`exec`]);
+//! the scheduler's actions into sandbox processes, invocations and memory moves (`exec`);
 //! the timer task, prewarming and gauges are in `upkeep`. A function's `concurrency` is the
 //! most invocations one sandbox serves at once; each still holds its own device token.
 //!
