@@ -7,7 +7,7 @@
 //! read-only root (`create-symlinks` for libraries becomes symlinks in [`LIB_DIR`],
 //! `update-ldcache` becomes `LD_LIBRARY_PATH`). Without a CDI spec: the NVIDIA libraries
 //! `ldconfig -p` lists and the `/dev/nvidia*` nodes. The [`GpuPlan`] is turned into mounts by
-//! [`GpuPlan::mounts`]: a small tmpfs at [`NVIDIA_DIR`] (a mount point every image root has),
+//! `GpuPlan::mounts`: a small tmpfs at [`NVIDIA_DIR`] (a mount point every image root has),
 //! holding the binds and links, made read-only.
 
 use crate::plan::Mount;

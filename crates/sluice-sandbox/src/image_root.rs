@@ -1,4 +1,4 @@
-//! The plan of a sandbox whose root is an unpacked container image ([`Root::Image`]): the same
+//! The plan of a sandbox whose root is an unpacked container image ([`Root::Image`](crate::Root::Image)): the same
 //! tmpfs root both isolations build, holding every top-level entry of the image read-only
 //! (directories and files bound, symlinks recreated, so `/lib -> usr/lib` stays a link), and
 //! fresh `/dev`, `/proc`, a size-limited `/tmp` and `/run` with the socket directory at

@@ -7,7 +7,7 @@
 //! behind. [`Launcher::spawn`] starts one [`Sandbox`] from a [`SandboxSpec`]: the function runs as
 //! an unprivileged user (a host uid of its own when the launcher is root) through a user
 //! namespace, in a minimal root (`rootfs`) with its own socket directory at
-//! [`SOCKET_DIR`](rootfs::SOCKET_DIR), under a seccomp filter (`seccomp`), in its own network
+//! [`SOCKET_DIR`], under a seccomp filter (`seccomp`), in its own network
 //! namespace (outbound access through `slirp4netns` when asked), with cgroup limits and a
 //! size-limited `/tmp`. The running [`Sandbox`] gives readiness, its output (stdout and stderr,
 //! read as it comes and kept bounded: [`Output`]) and teardown.

@@ -1,4 +1,4 @@
-//! OCI runtime mode (`runc` or `crun`, rootful): the same mount [`Plan`] as bubblewrap and
+//! OCI runtime mode (`runc` or `crun`, rootful): the same mount `Plan` as bubblewrap and
 //! unshare carry out, written as an OCI bundle — a `config.json` generated with the `oci-spec`
 //! crate and a scratch `rootfs/` in the sandbox's directory holding the plan's symlinks and
 //! directories (the runtime creates the mount points in it; a cached image root is only ever

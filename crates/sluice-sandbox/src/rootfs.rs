@@ -1,4 +1,4 @@
-//! The minimal root of a sandbox as a [`Plan`]: the host's system directories read-only
+//! The minimal root of a sandbox as a `Plan`: the host's system directories read-only
 //! (symlinks kept, as on merged-`/usr` hosts), an `/etc` from an allow-list without secrets
 //! (with generated `passwd`, `group` and `hosts`), fresh `/dev`, `/proc` and a size-limited
 //! `/tmp`, the sandbox's own socket directory at [`SOCKET_DIR`], the caller's read-write

@@ -3,18 +3,18 @@
 //!
 //! Rules (the bug classes behind CVE-2018-15664, CVE-2019-14271 and umoci's CVE-2021-29136 are what
 //! they guard against):
-//! - every entry is reached through [`resolve`]: one component at a time with `O_NOFOLLOW`,
+//! - every entry is reached through `resolve`: one component at a time with `O_NOFOLLOW`,
 //!   symlinks followed only *inside* the root, and the final name is acted on with `*at` calls
 //!   relative to its open parent, so nothing is ever written through a symlink or outside the root;
 //! - tar paths lose a leading `/`; NUL bytes, `..` components and over-long names are refused
-//!   ([`path`]); hard links must name an existing non-directory inside the root;
-//! - whiteouts follow the OCI rules ([`whiteout`]); an entry replaces whatever lower entry of
+//!   (`path`); hard links must name an existing non-directory inside the root;
+//! - whiteouts follow the OCI rules (`whiteout`); an entry replaces whatever lower entry of
 //!   another type stood at its path (file ↔ directory ↔ symlink);
 //! - device nodes and FIFOs are skipped and counted; ownership and xattrs are not applied;
 //!   setuid/setgid bits are dropped; directories get at least `0555` (their modes and mtimes are
 //!   applied at the end, so a read-only directory never blocks a later layer);
 //! - each layer's uncompressed stream is hashed while it is applied and checked against its diff id
-//!   (decompression and hashing run on a second thread, [`stream`]).
+//!   (decompression and hashing run on a second thread, `stream`).
 //!
 //! The unpacker works in a directory nobody else writes to (the store's temporary root); it owns
 //! nothing of the store, the locks or the final rename.
