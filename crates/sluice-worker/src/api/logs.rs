@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 /// Most entries one answer holds (a function's ring holds about this many at most).
 pub const MAX_ENTRIES: usize = 1000;
 
+/// The largest `after`: entry numbers stay exact integers in JSON (the OpenAPI maximum).
+const MAX_AFTER: u64 = (1 << 53) - 1;
+
 /// The query of the logs route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +31,12 @@ pub(super) async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) =
         params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let after = p.after.unwrap_or(0);
+    if after > MAX_AFTER {
+        return Err(ApiError::bad_request(format!(
+            "after must be at most {MAX_AFTER} (2^53 - 1, the largest integer a JSON client reads exactly), got {after}"
+        )));
+    }
     let limit = p.limit.unwrap_or(MAX_ENTRIES);
     if !(1..=MAX_ENTRIES).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -39,7 +48,7 @@ pub(super) async fn get(
     if blocking(move || store.get_function(&n)).await?.is_none() {
         return Err(ApiError::not_found(format!("unknown function {name:?}")));
     }
-    let page = s.engine.function_logs(&name, p.after.unwrap_or(0), limit);
+    let page = s.engine.function_logs(&name, after, limit);
     Ok(Json(json!({
         "function": name,
         "entries": page.entries,

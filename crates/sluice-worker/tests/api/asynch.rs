@@ -173,4 +173,13 @@ async fn a_functions_logs_are_read_and_followed_by_seq() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let bad = h.call("GET", "/v1/functions/f/logs?limit=0", None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // One above the documented maximum (2^53 - 1): refused, as the OpenAPI document says.
+    let bad = h
+        .call("GET", "/v1/functions/f/logs?after=9007199254740992", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let top = h
+        .call("GET", "/v1/functions/f/logs?after=9007199254740991", None)
+        .await;
+    assert_eq!(top.status, StatusCode::OK);
 }
