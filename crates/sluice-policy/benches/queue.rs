@@ -3,6 +3,11 @@
 //!
 //! Run: `cargo bench -p sluice-policy --bench queue`.
 
+// `criterion_group!` below generates `pub fn benches()`, which cannot carry a doc comment, and
+// rustc ignores lint attributes on a macro invocation; so the lint is allowed for this bench
+// binary, which has no other public item.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, Time};
 use sluice_policy::queue::{self, DispatchCtx, QueueParams};

@@ -214,7 +214,12 @@ pub enum Admission {
     /// Its predicted delay is within the bound.
     Admit,
     /// Its predicted delay exceeds the bound; the same invocation would fit after `retry_after`.
-    Refuse { predicted: Dur, retry_after: Dur },
+    Refuse {
+        /// The predicted queueing delay.
+        predicted: Dur,
+        /// How much `predicted` exceeds the bound, rounded up to whole seconds (at least 1).
+        retry_after: Dur,
+    },
 }
 
 /// Admits an invocation whose `predicted` queueing delay is at most `bound`.

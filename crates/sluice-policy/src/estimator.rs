@@ -46,6 +46,7 @@ pub struct Estimator {
 }
 
 impl Estimator {
+    /// No function known yet: every estimate is `params.default_ms` until it is measured or pinned.
     pub fn new(params: &EstimatorParams) -> Self {
         Estimator {
             alpha: params.alpha,

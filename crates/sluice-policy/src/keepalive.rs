@@ -375,6 +375,7 @@ impl WarmPool {
             .flat_map(|(_, v)| v.iter().copied())
     }
 
+    /// The sandbox `id`, if the pool holds it.
     pub fn get(&self, id: SandboxId) -> Option<&Sandbox> {
         self.sandboxes.get(&id)
     }
@@ -384,6 +385,7 @@ impl WarmPool {
         self.sandboxes.len()
     }
 
+    /// Whether the pool holds no sandbox.
     pub fn is_empty(&self) -> bool {
         self.sandboxes.is_empty()
     }

@@ -31,28 +31,50 @@ use std::collections::BTreeSet;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Location {
+    /// Resident in device memory.
     Device,
+    /// Not on the device: pushed out to host memory, or (for a new sandbox) not yet allocated.
     Host,
 }
 
 /// Move `bytes` of `sandbox`'s memory on `gpu` to `to`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemMove {
+    /// The sandbox whose memory moves.
     pub sandbox: SandboxId,
+    /// The device the sandbox belongs to: the source of a push to host, the destination of a move
+    /// back.
     pub gpu: GpuId,
+    /// How much moves: the sandbox's whole tracked allocation.
     pub bytes: u64,
+    /// Where the memory ends up.
     pub to: Location,
 }
 
 /// Why a sandbox could not be made resident.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
+    /// The sandbox was never [`add`](DeviceMemory::add)ed, or was removed since.
     #[error("sandbox {0} is unknown to the memory manager")]
     Unknown(SandboxId),
+    /// The sandbox alone exceeds the device's limit (`capacity × oversubscribe`): it can never be
+    /// resident there.
     #[error("needs {need} bytes but the device allows {limit} in all")]
-    TooLarge { need: u64, limit: u64 },
+    TooLarge {
+        /// The sandbox's bytes.
+        need: u64,
+        /// Most bytes that may be resident on the device.
+        limit: u64,
+    },
+    /// Even with every idle sandbox of the device pushed to host, the running ones leave too little
+    /// room; it may fit once some finish.
     #[error("needs {need} bytes; only {free} free after pushing out every idle sandbox")]
-    NoRoom { need: u64, free: u64 },
+    NoRoom {
+        /// The sandbox's bytes.
+        need: u64,
+        /// Bytes that would be free after pushing every idle sandbox of the device to host.
+        free: u64,
+    },
 }
 
 #[derive(Clone, Debug)]

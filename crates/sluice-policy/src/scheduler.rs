@@ -380,6 +380,7 @@ impl Scheduler {
         &self.memory
     }
 
+    /// Read access to the warm pool: every sandbox, its device and its state.
     pub fn pool(&self) -> &WarmPool {
         &self.pool
     }

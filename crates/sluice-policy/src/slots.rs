@@ -30,6 +30,8 @@ impl Default for SlotParams {
 }
 
 impl SlotParams {
+    /// Checks that `tokens_per_gpu` ≥ 1 and that `util_gate`, when set, is in (0, 1]; the message
+    /// names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.tokens_per_gpu == 0 {
             return Err("slots.tokens_per_gpu must be at least 1".into());
@@ -53,6 +55,7 @@ pub struct DeviceSlots {
 }
 
 impl DeviceSlots {
+    /// `gpus` devices, all tokens free and every utilisation sample 0.
     pub fn new(gpus: usize, params: &SlotParams) -> Self {
         DeviceSlots {
             tokens: params.tokens_per_gpu.max(1),

@@ -51,9 +51,13 @@ impl AdmissionOptions {
 pub struct SimConfig {
     /// Number of devices modelled.
     pub gpus: usize,
+    /// How long work and memory movement take on each modelled device.
     pub device: DeviceModel,
+    /// The scheduler's configuration; an experiment overrides `policy` for each run.
     pub scheduler: SchedulerConfig,
+    /// How traces are replayed: the in-minute spread and the random seed.
     pub trace: TraceOptions,
+    /// Admission control at arrival (off unless `max_queue_ms` is set).
     pub admission: AdmissionOptions,
 }
 
@@ -72,13 +76,23 @@ impl Default for SimConfig {
 /// A configuration that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config {path}: {source}")]
     Io {
+        /// The file, as displayed.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The text is not a valid [`SimConfig`] in TOML (syntax, unknown key, wrong type), or a value
+    /// is out of range.
     #[error("invalid config {origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Invalid {
+        /// Where the text came from: the file's path, or `(embedded)` for the built-in defaults.
+        origin: String,
+        /// The parser's or the range check's message, naming the key.
+        message: String,
+    },
 }
 
 impl SimConfig {

@@ -18,7 +18,10 @@ use sluice_core::Dur;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    /// A GPU: invocations take their GPU warm time and their sandboxes hold device memory.
     Gpu,
+    /// A CPU: invocations take their CPU warm time; sandboxes hold no device memory, so nothing
+    /// moves.
     Cpu,
 }
 

@@ -14,23 +14,31 @@ use sluice_policy::scheduler::ConfigError;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Experiment {
+    /// The trace to load.
     pub trace: TraceSpec,
+    /// Queueing policies to compare, by name (see [`POLICY_NAMES`]): one run each at every load.
     pub policies: Vec<String>,
     /// Offered GPU utilisations to scale the trace to; `None` replays it as recorded.
     pub loads: Vec<Option<f64>>,
+    /// The simulator configuration of every run; each run replaces only `scheduler.policy`.
     pub config: SimConfig,
+    /// The GPU classes that trace functions are mapped onto.
     pub catalog: Catalog,
 }
 
 /// Why an experiment could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
+    /// The trace could not be loaded, or scaled to a requested load.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// The scheduler refused the configuration of a run.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A policy name is not one of [`POLICY_NAMES`].
     #[error("unknown policy {0:?}; known: {known}", known = POLICY_NAMES.join(", "))]
     UnknownPolicy(String),
+    /// `policies` is empty.
     #[error("no policy given")]
     NoPolicy,
 }
@@ -38,9 +46,11 @@ pub enum ExperimentError {
 /// The runs at one load.
 #[derive(Clone, Debug)]
 pub struct LoadResult {
+    /// The offered GPU utilisation the trace was scaled to; `None` when replayed as recorded.
     pub target_util: Option<f64>,
     /// Factor applied to inter-arrival times (1 when replayed as recorded).
     pub scale: f64,
+    /// One run per policy, in the order of [`Experiment::policies`].
     pub results: Vec<RunResult>,
     /// The ideal bound of the same arrivals ([`crate::ideal`]).
     pub ideal: RunResult,

@@ -7,7 +7,9 @@ use sluice_core::{Dur, FunctionId, GpuId, Time};
 /// The life of one invocation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationRecord {
+    /// The invocation's id: the index of its arrival in the workload.
     pub id: u64,
+    /// The function invoked.
     pub func: FunctionId,
     /// When it arrived at the queue.
     pub arrival: Time,
@@ -17,6 +19,7 @@ pub struct InvocationRecord {
     pub started: Time,
     /// When it finished.
     pub finished: Time,
+    /// The device it ran on.
     pub gpu: GpuId,
     /// Whether it paid a cold start.
     pub cold: bool,
@@ -65,6 +68,8 @@ pub struct RunResult {
     pub cold_starts: u64,
     /// Bytes moved host→device (prefetch and on-demand) and device→host (offload).
     pub bytes_to_device: u64,
+    /// Bytes moved device→host: idle sandboxes pushed out to make room or, under eager flow
+    /// coupling, as their flow left Active.
     pub bytes_to_host: u64,
     /// Offered GPU utilisation after load scaling (see `Workload::offered_util`).
     pub offered_util: f64,

@@ -23,7 +23,9 @@ pub struct FunctionProfile {
 /// One invocation to replay: function `func` arrives at `at`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arrival {
+    /// When it arrives, from the start of the run.
     pub at: Time,
+    /// The function invoked: an index into [`Workload::functions`].
     pub func: FunctionId,
 }
 
@@ -32,7 +34,9 @@ pub struct Arrival {
 pub struct Workload {
     /// A short description of the source, e.g. `azure2019:…/100`.
     pub name: String,
+    /// Every function's profile, indexed by [`FunctionId`].
     pub functions: Vec<FunctionProfile>,
+    /// Every invocation to replay, sorted by time.
     pub arrivals: Vec<Arrival>,
 }
 

@@ -58,18 +58,28 @@ impl KeepAliveParams {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxState {
+    /// Being created (a cold start); it serves only the invocation it is created for until it is
+    /// ready.
     Starting,
+    /// Created and running nothing: kept warm for reuse until its TTL runs out or it is evicted.
     Idle,
+    /// Running at least one invocation.
     Busy,
 }
 
 /// A sandbox as the pool tracks it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Sandbox {
+    /// Its id, assigned by the pool in creation order.
     pub id: SandboxId,
+    /// The function it runs.
     pub func: FunctionId,
+    /// The device it lives on, for its whole life.
     pub gpu: GpuId,
+    /// Where it is in its lifecycle.
     pub state: SandboxState,
+    /// When it last took an invocation (created, reused or shared) or, once Idle, when its last
+    /// invocation ended: TTL expiry and LRU eviction count from it.
     pub last_used: Time,
     /// Invocations running in it (a Starting sandbox counts the one it is created for).
     pub running: u32,

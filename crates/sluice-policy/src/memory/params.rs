@@ -47,6 +47,7 @@ impl Default for MemoryParams {
 }
 
 impl MemoryParams {
+    /// Checks that `oversubscribe` is a finite number ≥ 1; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.oversubscribe.is_finite() && self.oversubscribe >= 1.0) {
             return Err("memory.oversubscribe must be a number ≥ 1".into());

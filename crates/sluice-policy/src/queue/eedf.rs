@@ -14,6 +14,7 @@ use sluice_core::Time;
 pub type Eedf = HeadPolicy<Time>;
 
 impl Eedf {
+    /// An empty queue.
     pub fn new() -> Self {
         HeadPolicy::with_key("eedf", |inv| inv.arrival + inv.est_service)
     }

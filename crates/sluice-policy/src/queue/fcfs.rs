@@ -11,6 +11,7 @@ pub struct Fcfs {
 }
 
 impl Fcfs {
+    /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }

@@ -44,8 +44,11 @@ pub enum FlowState {
 /// A flow changed state at `at`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FlowEvent {
+    /// The function whose flow changed.
     pub func: FunctionId,
+    /// The state it entered.
     pub state: FlowState,
+    /// The `now` of the call that made the change.
     pub at: Time,
 }
 
@@ -165,10 +168,12 @@ pub const POLICY_NAMES: &[&str] = &[
 /// A policy name that [`build`] does not know, or parameters it rejects.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BuildError {
+    /// `name` is none of [`POLICY_NAMES`].
     #[error(
         "unknown queueing policy {0:?}; known: fcfs, sjf, eedf, batch, paella, mqfq, mqfq-sticky"
     )]
     UnknownPolicy(String),
+    /// A [`QueueParams`] value is out of range; the message names it.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
 }

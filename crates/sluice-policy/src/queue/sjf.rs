@@ -13,6 +13,7 @@ use sluice_core::{Dur, Time};
 pub type Sjf = HeadPolicy<(Dur, Time)>;
 
 impl Sjf {
+    /// An empty queue.
     pub fn new() -> Self {
         HeadPolicy::with_key("sjf", |inv| (inv.est_service, inv.arrival))
     }

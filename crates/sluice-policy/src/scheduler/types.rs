@@ -16,10 +16,16 @@ use sluice_core::{Dur, GpuId, Invocation, SandboxId};
 pub struct SchedulerConfig {
     /// Queueing policy name (see [`queue::POLICY_NAMES`]).
     pub policy: String,
+    /// Parameters of the queueing policies (all validated; each policy uses only its own).
     pub queue: QueueParams,
+    /// Concurrency tokens per device and the optional utilisation gate.
     pub slots: SlotParams,
+    /// Device-memory oversubscription and how memory follows flow state.
     pub memory: MemoryParams,
+    /// The warm pool: TTL of idle sandboxes, caps on sandboxes and on concurrent creations, and
+    /// whether to wait for a busy sandbox rather than cold-start.
     pub keepalive: KeepAliveParams,
+    /// Service-time estimates: EWMA smoothing and the estimate before a function's first sample.
     pub estimator: EstimatorParams,
     /// Which device a start goes to (consistent hashing with bounded loads over the devices,
     /// weighted by their tokens; see [`crate::placement`]).
@@ -43,8 +49,11 @@ impl Default for SchedulerConfig {
 /// A configuration the scheduler refuses.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
+    /// The queueing policy name is unknown, or the queue parameters are out of range.
     #[error(transparent)]
     Queue(#[from] queue::BuildError),
+    /// A slot, memory, keep-alive, estimator or placement parameter is out of range, or the device
+    /// count is not between 1 and 65535; the message says which.
     #[error("invalid parameter: {0}")]
     Invalid(String),
 }
@@ -78,10 +87,18 @@ impl Default for FunctionInfo {
 /// `concurrency` > 1) is warm and has no moves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Start {
+    /// The invocation to run.
     pub inv: Invocation,
+    /// The device it runs on: the one whose token it holds and where `sandbox` lives.
     pub gpu: GpuId,
+    /// The sandbox to run it in: an idle one reused, a busy one shared, a new one, or the one whose
+    /// line it waited in.
     pub sandbox: SandboxId,
+    /// Whether `sandbox` is new and must be created before `inv` runs (a cold start).
     pub cold: bool,
+    /// Memory moves to carry out first, in order: idle sandboxes pushed to host to make room, then
+    /// `sandbox`'s own memory brought back if it was on the host. Empty for a sandbox already
+    /// resident.
     pub moves: Vec<MemMove>,
 }
 
@@ -93,20 +110,28 @@ pub enum RejectReason {
         "its function needs {} MiB of device memory, more than any device allows (the largest: {} MiB)",
         need >> 20, largest >> 20
     )]
-    TooLarge { need: u64, largest: u64 },
+    TooLarge {
+        /// Device memory the function's sandbox needs, bytes.
+        need: u64,
+        /// The largest device's limit (capacity × `memory.oversubscribe`), bytes.
+        largest: u64,
+    },
 }
 
 /// `inv` was taken off its queue without running: it can never start here. The engine fails it
 /// with `reason`; it held no token and no sandbox.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
+    /// The invocation taken off its queue.
     pub inv: Invocation,
+    /// Why it can never start.
     pub reason: RejectReason,
 }
 
 /// An instruction for the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Start an invocation (see [`Start`]).
     Start(Start),
     /// Move an idle sandbox's memory (flow-state coupling), asynchronously.
     Move(MemMove),

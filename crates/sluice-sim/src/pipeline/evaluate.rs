@@ -53,9 +53,12 @@ pub struct EvalConfig {
     pub gpulet_dir: PathBuf,
     /// The OCR pipeline: (profile CSV, spec YAML); skipped when `None`.
     pub ocr: Option<(PathBuf, PathBuf)>,
+    /// GPU counts to plan each app for (each ≥ 1); min-resources plans may use the largest.
     pub gpu_counts: Vec<u32>,
     /// Low load as a fraction of the best baseline's simulated 1-GPU (smallest count) peak.
     pub low_load_frac: f64,
+    /// How each max-load plan's simulated peak is searched; its seed, warm-up, noise and queue
+    /// bound also apply to the fixed-load checks.
     pub peak: PeakConfig,
     /// Measured requests of each fixed-load check run.
     pub check_requests: u64,
@@ -81,27 +84,50 @@ impl EvalConfig {
 /// Why the evaluation could not run at all (per-plan failures are recorded in the results).
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// Gpu-let profiles, the contention model, an app file or the OCR profile could not be loaded.
     #[error("loading {what}: {source}")]
-    Profile { what: String, source: ProfileError },
+    Profile {
+        /// What was being loaded, naming its file or directory.
+        what: String,
+        /// The loader's error.
+        source: ProfileError,
+    },
+    /// A file could not be read.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The OCR pipeline spec could not be parsed or breaks one of its rules.
     #[error("OCR spec {path}: {source}")]
-    Spec { path: PathBuf, source: SpecError },
+    Spec {
+        /// The spec file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: SpecError,
+    },
+    /// An [`EvalConfig`] value is out of range.
     #[error("{field} must be {rule}")]
     Config {
+        /// The field's name.
         field: &'static str,
+        /// The range it must be in, in words.
         rule: &'static str,
     },
 }
 
 /// One application's inputs.
 pub struct App {
+    /// The app's name: `traffic`, `game`, or the OCR spec's own name.
     pub name: String,
+    /// Its pipeline.
     pub spec: PipelineSpec,
+    /// Per-stage service-time profiles, used by the planner and, through the same model, the
+    /// simulator.
     pub profiles: Profiles,
+    /// How co-located stages slow each other (none for OCR).
     pub contention: Contention,
     /// Where the profiles came from, for the report.
     pub source: String,
@@ -173,8 +199,11 @@ fn read(path: &Path) -> Result<String, EvalError> {
 /// A fixed-load check: the planner's p99 against the simulated one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
+    /// The offered load, requests per second.
     pub load_rps: f64,
+    /// The planner's predicted end-to-end p99 at that load, ms.
     pub predicted_p99_ms: f64,
+    /// The simulated end-to-end p99, ms.
     pub simulated_p99_ms: f64,
     /// The simulated run met the target with nothing dropped.
     pub meets_slo: bool,
@@ -185,12 +214,20 @@ pub struct Check {
 /// One policy's max-load plan on one GPU count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaxLoadRow {
+    /// GPUs the plan may use.
     pub gpus: u32,
+    /// The planner policy's name.
     pub policy: String,
+    /// Whether the policy is a comparison baseline rather than one of Camelot's.
     pub baseline: bool,
+    /// Stage instances in the plan.
     pub instances: usize,
+    /// GPUs the plan occupies: its total SM share, possibly fractional.
     pub gpus_used: f64,
+    /// The planner's predicted peak: the highest load with predicted p99 within the target,
+    /// requests/s.
     pub predicted_capacity_rps: f64,
+    /// The simulated peak load at the p99 target (see [`peak_load`]), requests/s.
     pub simulated_peak_rps: f64,
     /// At [`CHECK_FRACTION`] of the simulated peak (absent when the peak is 0).
     pub check: Option<Check>,
@@ -201,9 +238,13 @@ pub struct MaxLoadRow {
 /// Camelot's max-load policy against the best baseline on one GPU count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gain {
+    /// The GPU count compared.
     pub gpus: u32,
+    /// Simulated peak of Camelot's max-load plan, requests/s.
     pub camelot_rps: f64,
+    /// The baseline with the highest simulated peak.
     pub best_baseline: String,
+    /// That baseline's simulated peak, requests/s.
     pub best_baseline_rps: f64,
     /// `camelot / best − 1`, percent (absent when the best baseline's peak is 0).
     pub gain_pct: Option<f64>,
@@ -212,22 +253,31 @@ pub struct Gain {
 /// One policy's min-resources plan at the low load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LowLoadRow {
+    /// The planner policy's name.
     pub policy: String,
+    /// Whether the policy is a comparison baseline rather than one of Camelot's.
     pub baseline: bool,
+    /// Stage instances in the plan.
     pub instances: usize,
+    /// GPUs the plan occupies: its total SM share, possibly fractional.
     pub gpus_used: f64,
+    /// The simulated run at the low load (absent when there is no plan or the run failed).
     pub check: Option<Check>,
+    /// Why there is no plan or no simulation (then the numbers are 0).
     pub error: Option<String>,
 }
 
 /// Resources at low load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LowLoad {
+    /// The low load, requests/s: `low_load_frac` of the best baseline's simulated peak on the
+    /// smallest GPU count.
     pub load_rps: f64,
     /// How the load was chosen.
     pub basis: String,
     /// GPUs the min-resources plans could use.
     pub gpus_available: u32,
+    /// One row per policy.
     pub rows: Vec<LowLoadRow>,
     /// The baseline with the fewest GPUs among those meeting the target in simulation.
     pub best_baseline: Option<String>,
@@ -238,11 +288,17 @@ pub struct LowLoad {
 /// Everything measured for one app.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppResult {
+    /// The app's name.
     pub app: String,
+    /// Where its profiles came from.
     pub source: String,
+    /// Its end-to-end p99 target, ms.
     pub slo_ms: f64,
+    /// Stages in its pipeline.
     pub stages: usize,
+    /// One row per GPU count and policy, GPU counts outermost.
     pub max_load: Vec<MaxLoadRow>,
+    /// Camelot against the best baseline, one per GPU count.
     pub gains: Vec<Gain>,
     /// Absent when no baseline had a positive peak to derive the load from.
     pub low_load: Option<LowLoad>,
@@ -251,7 +307,9 @@ pub struct AppResult {
 /// The whole evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// The configuration evaluated.
     pub config: EvalConfig,
+    /// One result per app, in the order the apps were given to [`run`].
     pub apps: Vec<AppResult>,
     /// Mean |error| of every prediction check, percent.
     pub mean_abs_prediction_error_pct: Option<f64>,

@@ -42,8 +42,11 @@ pub enum SimError {
     /// A run or search parameter is out of range.
     #[error("{field} must be {rule}, got {value}")]
     Config {
+        /// The parameter's name.
         field: &'static str,
+        /// The range it must be in, in words.
         rule: &'static str,
+        /// The value given.
         value: f64,
     },
     /// The service model returned a time the engine cannot use.
@@ -52,9 +55,13 @@ pub enum SimError {
          (stage {stage:?}); it must be a finite number >= 0"
     )]
     Service {
+        /// The instance's index in the plan.
         instance: usize,
+        /// The name of the instance's stage.
         stage: String,
+        /// The batch size asked about.
         batch: u32,
+        /// The time the model gave: negative, NaN or infinite.
         ms: f64,
     },
     /// The run would hold more stage items (requests × stages) than the engine accepts.

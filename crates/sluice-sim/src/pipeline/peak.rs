@@ -31,8 +31,12 @@ pub struct PeakConfig {
     pub requests: u64,
     /// Warm-up before the measured window, as a fraction of it.
     pub warmup_frac: f64,
+    /// Seed of every probe: the same for all, so probes at different rates see the same arrival
+    /// pattern, scaled.
     pub seed: u64,
+    /// Service-time noise of every probe (see [`RunConfig::noise_cv`]).
     pub noise_cv: f64,
+    /// Per-instance queue bound of every probe (see [`RunConfig::queue_limit`]).
     pub queue_limit: usize,
     /// Stop bisecting when (fail − pass) ≤ tolerance × pass.
     pub tolerance: f64,

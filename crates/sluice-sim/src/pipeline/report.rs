@@ -19,8 +19,11 @@ use std::fmt::Write;
 /// Latency statistics, milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyMs {
+    /// Median (interpolated between samples).
     pub p50: f64,
+    /// 99th percentile (interpolated between samples).
     pub p99: f64,
+    /// Arithmetic mean.
     pub mean: f64,
 }
 
@@ -39,7 +42,9 @@ impl LatencyMs {
 /// One stage over the measured window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageRun {
+    /// The stage's name in the spec.
     pub stage: String,
+    /// Instances of the stage in the plan.
     pub instances: usize,
     /// Items of completed measured requests.
     pub items: u64,
@@ -54,19 +59,27 @@ pub struct StageRun {
 /// One simulated run of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PipelineRun {
+    /// The spec's name.
     pub pipeline: String,
+    /// The planner policy that made the plan.
     pub policy: String,
+    /// GPUs in the plan's cluster.
     pub gpus: u32,
+    /// Mean Poisson arrival rate, requests per second.
     pub rate_rps: f64,
     /// Length of the measured window, seconds.
     pub duration_s: f64,
+    /// Seed of the arrival and service-noise streams.
     pub seed: u64,
+    /// One entry per stage, in spec order.
     pub per_stage: Vec<StageRun>,
     /// Arrival → last sink finished.
     pub e2e_ms: LatencyMs,
     /// Requests that arrived in the window.
     pub offered: u64,
+    /// Requests that arrived in the window, were not dropped and finished at every sink.
     pub completed: u64,
+    /// Requests that arrived in the window and were dropped at a full instance queue.
     pub dropped: u64,
     /// Completed requests per second of window.
     pub throughput_rps: f64,

@@ -12,9 +12,13 @@ use std::collections::BTreeMap;
 /// Mean and tail of a distribution of durations, in milliseconds. All zero for no samples.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
+    /// Arithmetic mean.
     pub mean: f64,
+    /// Median.
     pub p50: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
     pub p999: f64,
 }
 
@@ -35,6 +39,7 @@ impl Quantiles {
 /// The headline numbers of one run of one policy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The queueing policy's name.
     pub policy: String,
     /// Invocations offered (arrivals).
     pub invocations: u64,
@@ -54,8 +59,11 @@ pub struct Summary {
     pub throughput_per_s: f64,
     /// Σ busy time / (GPUs × makespan): 0..1 in a consistent run.
     pub gpu_util: f64,
+    /// Sandboxes created (cold starts).
     pub cold_starts: u64,
+    /// Bytes moved host→device (prefetch and on-demand).
     pub bytes_to_device: u64,
+    /// Bytes moved device→host (offload).
     pub bytes_to_host: u64,
     /// Offered GPU utilisation of the workload after load scaling.
     pub offered_util: f64,

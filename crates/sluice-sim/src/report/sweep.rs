@@ -9,7 +9,9 @@ use super::Summary;
 /// One policy's summary at one target GPU utilisation of a load sweep.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepRow {
+    /// The offered GPU utilisation the trace was scaled to.
     pub target_util: f64,
+    /// The policy's summary at that load.
     pub summary: Summary,
 }
 

@@ -16,6 +16,7 @@ const BUILTIN: &str = include_str!("../../../../config/catalog.toml");
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
+    /// The classes, at least one, with unique names; their order decides the name → class mapping.
     pub classes: Vec<GpuClass>,
 }
 
@@ -23,6 +24,8 @@ pub struct Catalog {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuClass {
+    /// The class's name, as written in a `poisson:` spec and recorded in
+    /// [`FunctionProfile::class`]: non-empty, without whitespace or any of `, ; = :`.
     pub name: String,
     /// GPU warm time = CPU warm time / speedup.
     pub speedup: f64,

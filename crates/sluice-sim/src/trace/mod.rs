@@ -39,12 +39,20 @@ pub enum TraceSpec {
     /// `azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class]`: files `<dir>/<N>_inv.csv`,
     /// `<N>_run.csv`, `<N>_mem.csv`, optionally sampled and timed by class ([`AzureOptions`]).
     Azure {
+        /// The directory holding the three files.
         dir: PathBuf,
+        /// The files' common prefix `<N>`, e.g. `100` for `100_inv.csv`.
         n: String,
+        /// Sampling and timing options written after the path.
         opts: AzureOptions,
     },
     /// `iluvatar:<trace.csv>,<metadata.csv>` (or `iluvatar:<dir>` for `trace.csv`, `metadata-trace.csv` there).
-    Iluvatar { trace: PathBuf, metadata: PathBuf },
+    Iluvatar {
+        /// The trace file: one row per invocation (`func_name`, `invoke_time_ms`).
+        trace: PathBuf,
+        /// The metadata file: one row per function, with its warm and cold times.
+        metadata: PathBuf,
+    },
     /// `poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>]`.
     Poisson(PoissonSpec),
 }
@@ -161,8 +169,11 @@ impl FromStr for Spread {
 /// How to load: the seed of every random choice, the in-minute spread, and the GPU catalogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadOptions {
+    /// Seed of every random choice: the in-minute spread, the Azure sample, the Poisson arrivals.
     pub seed: u64,
+    /// How the arrivals counted in an Azure minute are placed inside it.
     pub spread: Spread,
+    /// The GPU classes that trace functions are mapped onto.
     pub catalog: Catalog,
 }
 
@@ -179,7 +190,9 @@ impl Default for LoadOptions {
 /// A loaded workload and what the loader had to skip or assume on the way.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loaded {
+    /// The workload to replay.
     pub workload: Workload,
+    /// What the loader skipped, merged or assumed, one message each, for the user.
     pub warnings: Vec<String>,
 }
 

@@ -22,14 +22,19 @@ const MAX_FUNCTIONS_PER_CLASS: usize = 100_000;
 pub struct PoissonSpec {
     /// One entry per class, in the order written.
     pub mix: Vec<PoissonEntry>,
+    /// Arrivals are generated over this many seconds from time zero (default 600; at most 10^7).
     pub duration_s: f64,
+    /// Functions generated per entry, each an independent Poisson process (default 1; at most
+    /// 100,000).
     pub functions_per_class: usize,
 }
 
 /// `<class>=<rate_per_s>`: each function of this class arrives at `rate_per_s` on average.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PoissonEntry {
+    /// A catalogue class name.
     pub class: String,
+    /// Mean arrivals per second of each function of the class (> 0).
     pub rate_per_s: f64,
 }
 
