@@ -1,0 +1,108 @@
+use super::*;
+use crate::config::SimConfig;
+use crate::engine::RunOptions;
+use crate::trace::{SyntheticDay, SyntheticSpec};
+
+fn day() -> SyntheticDay {
+    let spec: SyntheticSpec =
+        "functions=300;invocations=20000;duration=3600;seed=7;median_ms=400;swing=0"
+            .parse()
+            .unwrap();
+    SyntheticDay::new(&spec, 0)
+}
+
+fn run_one(day: &SyntheticDay, router: RouterKind, churn: &str) -> ClusterSummary {
+    let cfg = SimConfig::embedded();
+    let params = ClusterParams {
+        churn: churn.parse().unwrap(),
+        ..ClusterParams::new(8, 2, router)
+    };
+    run(
+        day.functions(),
+        day.arrivals(),
+        &params,
+        &cfg.scheduler,
+        &cfg.device,
+        RunOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn ch_bl_has_fewer_cold_starts_than_random_at_bounded_imbalance() {
+    let d = day();
+    let ch = run_one(&d, RouterKind::ChBl, "");
+    let random = run_one(&d, RouterKind::Random, "");
+    assert_eq!(ch.invocations, random.invocations);
+    assert_eq!(ch.completed + ch.rejected, ch.invocations);
+    assert!(
+        ch.cold_starts < random.cold_starts,
+        "ch-bl {} vs random {}",
+        ch.cold_starts,
+        random.cold_starts
+    );
+    assert!(ch.load_imbalance <= 1.6, "{}", ch.load_imbalance);
+    assert_eq!(random.spilled, None);
+    assert!(ch.spilled.is_some());
+}
+
+#[test]
+fn runs_are_deterministic_and_every_router_completes_everything() {
+    let d = day();
+    for router in RouterKind::ALL {
+        let a = run_one(&d, router, "");
+        assert_eq!(a, run_one(&d, router, ""), "{router}");
+        assert_eq!(a.completed + a.rejected, a.invocations, "{router}");
+        assert_eq!(a.router, router.name());
+    }
+}
+
+#[test]
+fn churn_remaps_only_the_departed_homes() {
+    let d = day();
+    let still = run_one(&d, RouterKind::ChBl, "");
+    assert_eq!(still.remapped, Some(0));
+    let churned = run_one(&d, RouterKind::ChBl, "leave:2@600,join:1@1800");
+    let moved = churned.remapped.unwrap();
+    // Two of eight workers leave (about a quarter of the homes), one joins (about a seventh).
+    assert!(moved > 0 && moved < 300, "{moved}");
+    assert_eq!(churned.completed + churned.rejected, churned.invocations);
+    assert_eq!(run_one(&d, RouterKind::P2c, "leave:2@600").remapped, None);
+}
+
+#[test]
+fn bad_params_are_refused_not_panicked() {
+    let d = day();
+    let cfg = SimConfig::embedded();
+    for params in [
+        ClusterParams::new(0, 2, RouterKind::ChBl),
+        ClusterParams::new(2, 0, RouterKind::ChBl),
+        ClusterParams {
+            churn: "leave:2@10".parse().unwrap(),
+            ..ClusterParams::new(2, 1, RouterKind::Random)
+        },
+    ] {
+        let r = run(
+            d.functions(),
+            d.arrivals(),
+            &params,
+            &cfg.scheduler,
+            &cfg.device,
+            RunOptions::default(),
+            &mut |_| {},
+        );
+        assert!(r.is_err());
+    }
+}
+
+#[test]
+#[ignore]
+fn print_rows() {
+    let d = day();
+    let rows: Vec<_> = RouterKind::ALL
+        .iter()
+        .map(|&r| run_one(&d, r, ""))
+        .collect();
+    println!("{}", render_table(&rows));
+}
