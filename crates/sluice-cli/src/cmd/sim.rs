@@ -92,6 +92,10 @@ pub struct SimArgs {
     /// routers (0: the plain bounded-load rule).
     #[arg(long, requires = "workers")]
     pub(crate) hint_slack: Option<f64>,
+    /// With --workers: arrivals per second above which ch-rlu lets a function spill (the
+    /// cluster router's `popular_rps`, default 5).
+    #[arg(long, requires = "workers")]
+    pub(crate) popular_rps: Option<f64>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

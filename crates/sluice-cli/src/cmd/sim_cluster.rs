@@ -50,6 +50,9 @@ pub fn run(args: &SimArgs) -> Result<()> {
     if let Some(h) = args.hint_slack {
         base.placement.hint_slack = h;
     }
+    if let Some(r) = args.popular_rps {
+        base.popular_rps = r;
+    }
     base.validate()
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {

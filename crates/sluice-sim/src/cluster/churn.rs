@@ -48,7 +48,7 @@ impl FromStr for Churn {
                 .trim()
                 .parse()
                 .ok()
-                .filter(|&c| c >= 1 && c <= 100_000)
+                .filter(|c| (1..=100_000).contains(c))
                 .ok_or_else(|| bad("the count must be an integer in 1..=100000"))?;
             let at: f64 = at
                 .trim()

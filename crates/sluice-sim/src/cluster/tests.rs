@@ -5,18 +5,23 @@ use crate::trace::{SyntheticDay, SyntheticSpec};
 
 fn day() -> SyntheticDay {
     let spec: SyntheticSpec =
-        "functions=300;invocations=20000;duration=3600;seed=7;median_ms=400;swing=0"
+        "functions=300;invocations=30000;duration=3600;seed=7;median_ms=400;swing=0"
             .parse()
             .unwrap();
     SyntheticDay::new(&spec, 0)
 }
 
 fn run_one(day: &SyntheticDay, router: RouterKind, churn: &str) -> ClusterSummary {
+    run_with(day, router, churn, 1.0)
+}
+
+fn run_with(day: &SyntheticDay, router: RouterKind, churn: &str, slack: f64) -> ClusterSummary {
     let cfg = SimConfig::embedded();
-    let params = ClusterParams {
+    let mut params = ClusterParams {
         churn: churn.parse().unwrap(),
         ..ClusterParams::new(8, 2, router)
     };
+    params.placement.hint_slack = slack;
     run(
         day.functions(),
         day.arrivals(),
@@ -32,12 +37,13 @@ fn run_one(day: &SyntheticDay, router: RouterKind, churn: &str) -> ClusterSummar
 #[test]
 fn ch_bl_has_fewer_cold_starts_than_random_at_bounded_imbalance() {
     let d = day();
-    let ch = run_one(&d, RouterKind::ChBl, "");
-    let random = run_one(&d, RouterKind::Random, "");
+    // The plain bounded-load rule (no slack for warm workers), as in the measured figures.
+    let ch = run_with(&d, RouterKind::ChBl, "", 0.0);
+    let random = run_with(&d, RouterKind::Random, "", 0.0);
     assert_eq!(ch.invocations, random.invocations);
     assert_eq!(ch.completed + ch.rejected, ch.invocations);
     assert!(
-        ch.cold_starts < random.cold_starts,
+        2 * ch.cold_starts < random.cold_starts,
         "ch-bl {} vs random {}",
         ch.cold_starts,
         random.cold_starts
