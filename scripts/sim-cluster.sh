@@ -18,7 +18,7 @@ run() { # <name> <trace> <workers> <routers> [extra sluice sim args...]
   echo "== $name: --workers $workers --routers $rs $*" >&2
   /usr/bin/time -f "%e s wall, %M KB max RSS" -o "$out/$name/time.txt" \
     "$bin" sim --trace "$trace" --workers "$workers" --gpus 4 --routers "$rs" \
-    --out "$out/$name" -q "$@"
+    --out "$out/$name" "$@"
   cat "$out/$name/time.txt"
 }
 
@@ -32,5 +32,7 @@ run small-churn "$small" 100 "$routers" --hint-slack 0 --churn 'leave:10@21600,j
 # 1,000 workers x 4 GPUs, 10,000 functions, a whole day.
 # 15 M invocations: offered GPU utilisation ~0.50 (the load of the measured table).
 run day-15m 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 "$routers" --hint-slack 0
+# CH-BL with a tighter bound (epsilon 0.05) on the same day: balance bought with cold starts.
+run day-15m-eps005 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.05
 # 6 M invocations: the largest day that fits the 60 s target per router on this machine.
 run day-6m 'synthetic:functions=10000;invocations=6000000;seed=1;median_ms=5000' 1000 ch-bl,random --hint-slack 0
