@@ -1,6 +1,7 @@
 //! `sluice sim`: replay a trace through one or more policies on the simulated device model and
 //! report latency, fairness, utilisation and memory movement beside the ideal bound of the same
-//! arrivals; with `--capacity`, the fewest GPUs on which each policy meets a latency target.
+//! arrivals; with `--capacity`, the fewest GPUs on which each policy meets a latency target;
+//! with `--workers`, a simulated cluster behind each router (`sim_cluster`).
 
 use anyhow::{bail, Context, Result};
 use clap::Args;

@@ -102,13 +102,15 @@ fn bad_params_are_refused_not_panicked() {
     }
 }
 
+/// `cargo test -p sluice-sim --lib print_rows -- --ignored --nocapture`: the test day's table
+/// under the plain bounded-load rule.
 #[test]
 #[ignore]
 fn print_rows() {
     let d = day();
     let rows: Vec<_> = RouterKind::ALL
         .iter()
-        .map(|&r| run_one(&d, r, ""))
+        .map(|&r| run_with(&d, r, "", 0.0))
         .collect();
     println!("{}", render_table(&rows));
 }
