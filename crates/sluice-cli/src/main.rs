@@ -69,7 +69,8 @@ enum Command {
     /// Replay a trace through the scheduling policies on a simulated device model.
     #[command(after_help = "Examples:\n  \
         sluice sim --trace iluvatar:data/iluvatar-paper-trace --policies fcfs,mqfq-sticky\n  \
-        sluice sim --trace 'poisson:squeezenet=5,rnn=2;duration=600' --gpus 2 --json")]
+        sluice sim --trace 'poisson:squeezenet=5,rnn=2;duration=600' --gpus 2 --json\n  \
+        sluice sim --trace 'synthetic:functions=1000;invocations=1500000;median_ms=5000' --workers 100 --gpus 4 --routers ch-bl,random --churn 'leave:10@21600'")]
     Sim(cmd::sim::SimArgs),
     /// Simulate pipeline placement plans: one plan at a load, or the whole planner evaluation.
     #[command(after_help = "Example:\n  \

@@ -158,3 +158,83 @@ fn bad_input_is_a_clear_error() {
     }
     std::fs::remove_file(bad_cfg).ok();
 }
+
+#[test]
+fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
+    let trace = "synthetic:functions=50;invocations=3000;duration=3600;seed=3;median_ms=300";
+    let args = [
+        "sim",
+        "--trace",
+        trace,
+        "--workers",
+        "4",
+        "--gpus",
+        "2",
+        "--routers",
+        "ch-bl,ch-rlu,random,round-robin,least-loaded,p2c",
+        "--churn",
+        "leave:1@600,join:1@1800",
+        "--json",
+        "--quiet",
+    ];
+    let out = sluice(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["workers"], 4);
+    assert_eq!(json["churn"], "leave:1@600,join:1@1800");
+    let rows = json["routers"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["router"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "ch-bl",
+            "ch-rlu",
+            "random",
+            "round-robin",
+            "least-loaded",
+            "p2c"
+        ]
+    );
+    for r in rows {
+        for k in ["invocations", "completed", "cold_starts", "rejected"] {
+            assert!(r[k].is_u64(), "{k}");
+        }
+        assert_eq!(r["completed"], r["invocations"]);
+        for k in ["gb_moved", "load_imbalance", "gpu_util"] {
+            assert!(r[k].is_f64(), "{k}");
+        }
+        let hashing = r["router"].as_str().unwrap().starts_with("ch-");
+        assert_eq!(r["spilled"].is_u64(), hashing);
+        assert_eq!(r["remapped"].is_u64(), hashing);
+        assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    }
+    // Deterministic: the same command prints the same rows.
+    assert_eq!(sluice(&args).stdout, out.stdout);
+    for (flags, needle) in [
+        (vec!["--workers", "0"], "workers must be"),
+        (
+            vec!["--workers", "2", "--routers", "hash"],
+            "unknown router",
+        ),
+        (vec!["--workers", "2", "--churn", "leave:1"], "missing `@"),
+        (
+            vec!["--workers", "2", "--churn", "leave:5@1"],
+            "would leave no worker",
+        ),
+        (vec!["--workers", "2", "--epsilon=-1"], "epsilon"),
+    ] {
+        let mut a = vec!["sim", "--trace", trace, "--quiet"];
+        a.extend(flags.iter().copied());
+        let out = sluice(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{flags:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

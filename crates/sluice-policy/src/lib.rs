@@ -6,6 +6,8 @@
 //! ([`keepalive`]) and service-time estimates ([`estimator`]) into one event-driven core that
 //! answers "what should start now, where, and which memory must move". [`admission`] predicts
 //! how long a new invocation would wait, so an engine can refuse what it could not serve in time.
+//! [`placement`] chooses a GPU inside a worker or a worker inside a cluster; [`routing`] wraps it
+//! with the simpler cluster routing rules (random, round robin, least loaded, p2c) for comparison.
 
 pub mod admission;
 pub mod estimator;
@@ -14,5 +16,6 @@ pub mod keepalive;
 pub mod memory;
 pub mod placement;
 pub mod queue;
+pub mod routing;
 pub mod scheduler;
 pub mod slots;

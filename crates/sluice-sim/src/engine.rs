@@ -1,63 +1,25 @@
 //! The discrete-event engine: a virtual clock replaying a [`Workload`] through the policy layer's
-//! [`Scheduler`] (unchanged) on the [`DeviceModel`], producing a [`RunResult`].
+//! [`Scheduler`](sluice_policy::scheduler::Scheduler) (unchanged) on the [`DeviceModel`],
+//! producing a [`RunResult`].
 //!
-//! Events are arrivals (read in order from the workload), execution starts (after cold starts and
-//! memory moves), completions (per device, recomputed whenever the set of co-running invocations
-//! changes; stale ones are recognised by a version number) and scheduler timers. All events at
-//! one instant are applied before the scheduler is polled once for that instant. With a
-//! `max_queue` bound ([`RunOptions`]) an arrival whose predicted queueing delay exceeds it is
-//! rejected, by the worker's own admission rule: the scheduler's
-//! [`predict_wait`](Scheduler::predict_wait) against the bound
-//! ([`sluice_policy::admission::decide`]).
+//! Events are arrivals (read in order from the workload) and the worker's own events
+//! ([`Node`]: execution starts, completions, scheduler timers). All events at one instant are
+//! applied before the scheduler is polled once for that instant. With a `max_queue` bound
+//! ([`RunOptions`]) an arrival whose predicted queueing delay exceeds it is rejected, by the
+//! worker's own admission rule: the scheduler's
+//! [`predict_wait`](sluice_policy::scheduler::Scheduler::predict_wait) against the bound
+//! ([`sluice_policy::admission::decide`]). The cluster engine ([`crate::cluster`]) steps many
+//! [`Node`]s under one clock the same way.
 
-use crate::device::{DeviceKind, DeviceModel};
-use crate::record::{InvocationRecord, RunResult};
+mod node;
+
+pub use node::Node;
+
+use crate::device::DeviceModel;
+use crate::record::RunResult;
 use crate::workload::Workload;
-use sluice_core::{Dur, GpuId, Invocation, InvocationId, SandboxId, Time};
-use sluice_policy::admission::{decide, Admission};
-use sluice_policy::memory::{Location, MemMove};
-use sluice_policy::scheduler::{Action, FunctionInfo, Scheduler, SchedulerConfig, Start};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-
-/// Residual work below this (µs) counts as done; absorbs float rounding.
-const EPS_WORK: f64 = 1e-3;
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    /// Job `slot` begins executing.
-    ExecStart(usize),
-    /// The earliest completion on a device, valid if the device's version still matches.
-    Completion { gpu: u16, version: u64 },
-    /// A scheduler timer is due.
-    Timer,
-}
-
-#[derive(Clone, Debug)]
-struct Job {
-    inv: Invocation,
-    sandbox: SandboxId,
-    gpu: GpuId,
-    cold: bool,
-    dispatched: Time,
-    started: Time,
-    solo: Dur,
-    /// Work left, in solo microseconds.
-    remaining: f64,
-    /// Oversubscription stretch of this job's work.
-    stretch: f64,
-    bytes_to_device: u64,
-}
-
-#[derive(Clone, Debug, Default)]
-struct Device {
-    running: Vec<usize>,
-    last_update: Time,
-    version: u64,
-    busy_since: Option<Time>,
-    busy: Dur,
-    copy_free: Time,
-}
+use sluice_core::{Dur, InvocationId, Time};
+use sluice_policy::scheduler::SchedulerConfig;
 
 /// Options of one run beyond the scheduler's configuration.
 #[derive(Copy, Clone, Debug, Default, PartialEq)]
@@ -87,40 +49,30 @@ pub fn run_with(
     opts: RunOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunResult, sluice_policy::scheduler::ConfigError> {
-    let mut sched = Scheduler::new(cfg, vec![model.memory_bytes(); gpus])?;
-    let on_gpu = model.kind == DeviceKind::Gpu;
-    for (i, f) in workload.functions.iter().enumerate() {
-        sched.register(
-            sluice_core::FunctionId(i as u32),
-            FunctionInfo {
-                gpu_mem_bytes: if on_gpu { f.gpu_mem_bytes } else { 0 },
-                ..FunctionInfo::default()
-            },
-        );
+    let mut node = Node::new(&workload.functions, cfg, model, gpus, opts)?;
+    node.register_all();
+    let arrivals = &workload.arrivals;
+    let mut next = 0usize;
+    loop {
+        let t_arrival = arrivals.get(next).map(|a| a.at);
+        let now = match (t_arrival, node.next_event()) {
+            (Some(a), Some(e)) => a.min(e),
+            (Some(a), None) => a,
+            (None, Some(e)) => e,
+            (None, None) => break,
+        };
+        while let Some(a) = arrivals.get(next).filter(|a| a.at == now) {
+            node.arrive(InvocationId(next as u64), a.func, now);
+            next += 1;
+            if next.is_multiple_of(65_536) {
+                progress(next as u64);
+            }
+        }
+        node.step(now);
     }
-    let mut sim = Sim {
-        workload,
-        model,
-        on_gpu,
-        sched,
-        heap: BinaryHeap::new(),
-        seq: 0,
-        jobs: Vec::new(),
-        free_slots: Vec::new(),
-        devices: vec![Device::default(); gpus],
-        ready_at: HashMap::new(),
-        timer_at: None,
-        records: Vec::with_capacity(workload.arrivals.len()),
-        cold_starts: 0,
-        bytes_to_device: 0,
-        bytes_to_host: 0,
-        actions: Vec::new(),
-        max_queue: opts.max_queue,
-        rejected: 0,
-    };
-    sim.run(progress);
-    let makespan = sim
-        .records
+    progress(next as u64);
+    let records = std::mem::take(node.records_mut());
+    let makespan = records
         .iter()
         .map(|r| r.finished)
         .max()
@@ -132,305 +84,16 @@ pub fn run_with(
         workload: workload.name.clone(),
         functions: workload.functions.iter().map(|f| f.name.clone()).collect(),
         invocations: workload.arrivals.len() as u64,
-        records: sim.records,
+        records,
         gpus,
         makespan,
-        gpu_busy: sim.devices.iter().map(|d| d.busy).collect(),
-        cold_starts: sim.cold_starts,
-        bytes_to_device: sim.bytes_to_device,
-        bytes_to_host: sim.bytes_to_host,
+        gpu_busy: node.gpu_busy(),
+        cold_starts: node.cold_starts(),
+        bytes_to_device: node.bytes_moved().0,
+        bytes_to_host: node.bytes_moved().1,
         offered_util: workload.offered_util(gpus),
-        rejected: sim.rejected,
+        rejected: node.rejected(),
     })
-}
-
-struct Sim<'a> {
-    workload: &'a Workload,
-    model: &'a DeviceModel,
-    on_gpu: bool,
-    sched: Scheduler,
-    heap: BinaryHeap<Reverse<(Time, u64, Event)>>,
-    seq: u64,
-    jobs: Vec<Option<Job>>,
-    free_slots: Vec<usize>,
-    devices: Vec<Device>,
-    /// When an asynchronous prefetch of a sandbox's memory lands on its device.
-    ready_at: HashMap<SandboxId, Time>,
-    timer_at: Option<Time>,
-    records: Vec<InvocationRecord>,
-    cold_starts: u64,
-    bytes_to_device: u64,
-    bytes_to_host: u64,
-    actions: Vec<Action>,
-    max_queue: Option<Dur>,
-    rejected: u64,
-}
-
-impl Sim<'_> {
-    fn push(&mut self, at: Time, ev: Event) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, ev)));
-    }
-
-    fn run(&mut self, progress: &mut dyn FnMut(u64)) {
-        let arrivals = &self.workload.arrivals;
-        let mut next = 0usize;
-        loop {
-            let t_arrival = arrivals.get(next).map(|a| a.at);
-            let t_event = self.heap.peek().map(|Reverse((t, _, _))| *t);
-            let now = match (t_arrival, t_event) {
-                (Some(a), Some(e)) => a.min(e),
-                (Some(a), None) => a,
-                (None, Some(e)) => e,
-                (None, None) => break,
-            };
-            while let Some(a) = arrivals.get(next).filter(|a| a.at == now) {
-                let admitted = self.max_queue.is_none_or(|bound| {
-                    decide(self.sched.predict_wait(a.func), bound) == Admission::Admit
-                });
-                if admitted {
-                    self.sched.submit(InvocationId(next as u64), a.func, now);
-                } else {
-                    self.rejected += 1;
-                }
-                next += 1;
-                if next.is_multiple_of(65_536) {
-                    progress(next as u64);
-                }
-            }
-            while let Some(&Reverse((t, _, ev))) = self.heap.peek() {
-                if t != now {
-                    break;
-                }
-                self.heap.pop();
-                self.handle(ev, now);
-            }
-            self.poll(now);
-        }
-        progress(next as u64);
-    }
-
-    fn handle(&mut self, ev: Event, now: Time) {
-        match ev {
-            Event::ExecStart(slot) => self.exec_start(slot, now),
-            Event::Completion { gpu, version } => {
-                if self.devices[gpu as usize].version == version {
-                    self.complete_due(gpu as usize, now);
-                }
-            }
-            Event::Timer => {
-                if self.timer_at == Some(now) {
-                    self.timer_at = None;
-                }
-            }
-        }
-    }
-
-    /// Polls the scheduler until it has nothing more to say at `now`, and arms its timer.
-    fn poll(&mut self, now: Time) {
-        let mut actions = std::mem::take(&mut self.actions);
-        loop {
-            actions.clear();
-            self.sched.poll(now, &mut actions);
-            if actions.is_empty() {
-                break;
-            }
-            for a in actions.drain(..) {
-                match a {
-                    Action::Start(s) => self.start(s, now),
-                    Action::Move(m) => {
-                        let done = self.copy(m, now);
-                        if m.to == Location::Device {
-                            self.ready_at.insert(m.sandbox, done);
-                        }
-                    }
-                    Action::Destroy(sb) => {
-                        self.ready_at.remove(&sb);
-                    }
-                    // Fits no device: refused, as the worker answers it.
-                    Action::Reject(_) => self.rejected += 1,
-                }
-            }
-        }
-        self.actions = actions;
-        if let Some(t) = self.sched.next_timer() {
-            let t = t.max(now + Dur::from_micros(1));
-            if self.timer_at.is_none_or(|at| t < at || at <= now) {
-                self.timer_at = Some(t);
-                self.push(t, Event::Timer);
-            }
-        }
-    }
-
-    /// Queues a memory move on its device's copy channel; returns when it completes.
-    fn copy(&mut self, m: MemMove, now: Time) -> Time {
-        match m.to {
-            Location::Device => self.bytes_to_device += m.bytes,
-            Location::Host => self.bytes_to_host += m.bytes,
-        }
-        let dev = &mut self.devices[m.gpu.index()];
-        let done = dev.copy_free.max(now) + self.model.transfer(m.bytes);
-        dev.copy_free = done;
-        done
-    }
-
-    fn start(&mut self, s: Start, now: Time) {
-        let profile = &self.workload.functions[s.inv.func.index()];
-        let solo = if self.on_gpu {
-            profile.gpu_warm
-        } else {
-            profile.cpu_warm
-        };
-        let mut begin = now;
-        if s.cold {
-            self.cold_starts += 1;
-            begin += profile.cold_start;
-        }
-        let mut bytes_to_device = 0;
-        for m in &s.moves {
-            let done = self.copy(*m, now);
-            if m.to == Location::Device {
-                bytes_to_device += m.bytes;
-            }
-            begin = begin.max(done);
-        }
-        if let Some(t) = self.ready_at.remove(&s.sandbox) {
-            begin = begin.max(t);
-        }
-        let mem = self.sched.memory();
-        let stretch = self
-            .model
-            .oversubscription_factor(mem.resident(s.gpu), mem.capacity(s.gpu));
-        let job = Job {
-            inv: s.inv,
-            sandbox: s.sandbox,
-            gpu: s.gpu,
-            cold: s.cold,
-            dispatched: now,
-            started: begin,
-            solo,
-            remaining: solo.as_micros() as f64,
-            stretch,
-            bytes_to_device,
-        };
-        let slot = match self.free_slots.pop() {
-            Some(i) => {
-                self.jobs[i] = Some(job);
-                i
-            }
-            None => {
-                self.jobs.push(Some(job));
-                self.jobs.len() - 1
-            }
-        };
-        if begin == now {
-            self.exec_start(slot, now);
-        } else {
-            self.push(begin, Event::ExecStart(slot));
-        }
-    }
-
-    fn exec_start(&mut self, slot: usize, now: Time) {
-        let Some(job) = self.jobs[slot].as_mut() else {
-            return;
-        };
-        if job.cold {
-            self.sched.sandbox_ready(job.sandbox);
-        }
-        job.started = now;
-        let g = job.gpu.index();
-        self.advance(g, now);
-        let dev = &mut self.devices[g];
-        if dev.running.is_empty() {
-            dev.busy_since = Some(now);
-        }
-        dev.running.push(slot);
-        self.reschedule(g, now);
-    }
-
-    /// Brings every running job's remaining work on device `g` up to `now`.
-    fn advance(&mut self, g: usize, now: Time) {
-        let dev = &mut self.devices[g];
-        let dt = now.since(dev.last_update).as_micros() as f64;
-        dev.last_update = now;
-        if dt == 0.0 || dev.running.is_empty() {
-            return;
-        }
-        let rate = self.model.rate(dev.running.len());
-        for &slot in &dev.running {
-            if let Some(job) = self.jobs[slot].as_mut() {
-                job.remaining -= dt * rate / job.stretch;
-            }
-        }
-    }
-
-    /// Schedules device `g`'s next completion under its current set of running jobs.
-    fn reschedule(&mut self, g: usize, now: Time) {
-        let dev = &mut self.devices[g];
-        dev.version += 1;
-        let rate = self.model.rate(dev.running.len());
-        let soonest = dev
-            .running
-            .iter()
-            .filter_map(|&s| self.jobs[s].as_ref())
-            .map(|j| j.remaining.max(0.0) * j.stretch / rate)
-            .fold(f64::INFINITY, f64::min);
-        if soonest.is_finite() {
-            let at = now + Dur::from_micros(soonest.ceil() as u64);
-            let version = dev.version;
-            self.push(
-                at,
-                Event::Completion {
-                    gpu: g as u16,
-                    version,
-                },
-            );
-        }
-    }
-
-    fn complete_due(&mut self, g: usize, now: Time) {
-        self.advance(g, now);
-        let mut i = 0;
-        while i < self.devices[g].running.len() {
-            let slot = self.devices[g].running[i];
-            let done = self.jobs[slot]
-                .as_ref()
-                .is_some_and(|j| j.remaining <= EPS_WORK);
-            if !done {
-                i += 1;
-                continue;
-            }
-            self.devices[g].running.swap_remove(i);
-            if let Some(job) = self.jobs[slot].take() {
-                self.free_slots.push(slot);
-                self.finish(job, now);
-            }
-        }
-        let dev = &mut self.devices[g];
-        if dev.running.is_empty() {
-            if let Some(since) = dev.busy_since.take() {
-                dev.busy += now.since(since);
-            }
-        }
-        self.reschedule(g, now);
-    }
-
-    fn finish(&mut self, job: Job, now: Time) {
-        self.sched
-            .finished(job.sandbox, job.inv.func, now.since(job.started), now);
-        self.records.push(InvocationRecord {
-            id: job.inv.id.0,
-            func: job.inv.func,
-            arrival: job.inv.arrival,
-            dispatched: job.dispatched,
-            started: job.started,
-            finished: now,
-            gpu: job.gpu,
-            cold: job.cold,
-            solo: job.solo,
-            bytes_to_device: job.bytes_to_device,
-        });
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! evaluation in [`pipeline`].
 
 pub mod capacity;
+pub mod cluster;
 pub mod config;
 pub mod device;
 pub mod engine;

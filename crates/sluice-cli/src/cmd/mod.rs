@@ -13,6 +13,7 @@ pub mod plan;
 pub mod profile;
 pub mod router;
 pub mod sim;
+pub mod sim_cluster;
 pub mod sim_pipeline;
 pub mod view;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! `sluice sim`: replay a trace through one or more policies on the simulated device model and
 //! report latency, fairness, utilisation and memory movement beside the ideal bound of the same
-//! arrivals; with `--capacity`, the fewest GPUs on which each policy meets a latency target.
+//! arrivals; with `--capacity`, the fewest GPUs on which each policy meets a latency target;
+//! with `--workers`, a simulated cluster behind each router (`sim_cluster`).
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -17,13 +18,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
+    /// synthetic:functions=<n>;invocations=<total>[;duration=<s>][;seed=<k>] |
     /// azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class] | iluvatar:<trace.csv>,<metadata.csv> |
     /// poisson:<class>=<rate>[,…][;duration=<s>]
     #[arg(long)]
-    trace: String,
+    pub(crate) trace: String,
     /// Comma-separated queueing policies: fcfs, sjf, eedf, batch, paella, mqfq, mqfq-sticky.
     #[arg(long, default_value = "fcfs,mqfq-sticky", value_delimiter = ',')]
-    policies: Vec<String>,
+    pub(crate) policies: Vec<String>,
     /// Number of GPUs (overrides the config).
     #[arg(long)]
     gpus: Option<usize>,
@@ -45,10 +47,10 @@ pub struct SimArgs {
     catalog: Option<PathBuf>,
     /// Print one JSON object on stdout instead of tables.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Directory for summaries (summary.json, sweep.md) and SVG plots.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Also write one CSV of per-invocation records per policy and load into --out.
     #[arg(long, requires = "out")]
     records: bool,
@@ -66,12 +68,44 @@ pub struct SimArgs {
     /// The most GPUs --capacity tries.
     #[arg(long, default_value_t = 16, requires = "capacity")]
     max_gpus: usize,
+    /// Simulate a cluster of this many workers (each --gpus GPUs, its own scheduler and device
+    /// model) behind the routers of --routers; each worker runs the config's policy, or the one
+    /// policy given with --policies.
+    #[arg(long, conflicts_with_all = ["capacity", "target_util", "records"])]
+    pub(crate) workers: Option<usize>,
+    /// With --workers: comma-separated routers (ch-bl, ch-rlu, random, round-robin,
+    /// least-loaded, p2c).
+    #[arg(
+        long,
+        default_value = "ch-bl,ch-rlu,random,round-robin,least-loaded,p2c",
+        value_delimiter = ',',
+        requires = "workers"
+    )]
+    pub(crate) routers: Vec<String>,
+    /// With --workers: workers leaving and joining, e.g. `leave:3@3600,join:3@7200` (count @
+    /// seconds; leavers drain, joiners start cold).
+    #[arg(long, requires = "workers")]
+    pub(crate) churn: Option<String>,
+    /// With --workers: the load bound's epsilon of the hashing routers.
+    #[arg(long, requires = "workers")]
+    pub(crate) epsilon: Option<f64>,
+    /// With --workers: how far above its bound a warm worker still takes work under the hashing
+    /// routers (0: the plain bounded-load rule).
+    #[arg(long, requires = "workers")]
+    pub(crate) hint_slack: Option<f64>,
+    /// With --workers: arrivals per second above which ch-rlu lets a function spill (the
+    /// cluster router's `popular_rps`, default 5).
+    #[arg(long, requires = "workers")]
+    pub(crate) popular_rps: Option<f64>,
     /// No progress bars.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
+    if args.workers.is_some() {
+        return super::sim_cluster::run(&args);
+    }
     let exp = experiment(&args)?;
     exp.validate()?;
     let (workload, warnings) = exp.load()?;
@@ -101,7 +135,7 @@ pub fn run(args: SimArgs) -> Result<()> {
     print(&args, &exp, &workload.name, &loads)
 }
 
-fn experiment(args: &SimArgs) -> Result<Experiment> {
+pub(crate) fn experiment(args: &SimArgs) -> Result<Experiment> {
     let mut config = match &args.config {
         Some(p) => SimConfig::load(p)?,
         None => SimConfig::embedded(),

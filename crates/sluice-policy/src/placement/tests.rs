@@ -336,3 +336,17 @@ fn string_bins_work_for_a_cluster() {
     assert_eq!(p.bins().count(), 2);
     assert!(p.contains(&"w-a".to_string()));
 }
+
+#[test]
+fn indexed_lookup_matches_a_whole_ring_search() {
+    for bins in [1u32, 3, 50, 400] {
+        let mut p: Placement<u32> = Placement::new(PlacementParams::default()).unwrap();
+        p.join_all((0..bins).map(|b| (b, 1 + b % 8))).unwrap();
+        for k in (0..2000u64).chain([0, u64::MAX, u64::MAX - 1]) {
+            let key = if k < 2000 { Key::of_u64(k) } else { Key(k) };
+            let i = p.ring.partition_point(|&(pt, _)| pt < key.0);
+            let i = if i == p.ring.len() { 0 } else { i };
+            assert_eq!(p.start(key), Some(i), "{bins} bins, key {key:?}");
+        }
+    }
+}

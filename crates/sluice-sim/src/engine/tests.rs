@@ -1,4 +1,5 @@
 use super::*;
+use crate::device::DeviceKind;
 use crate::workload::{Arrival, FunctionProfile};
 use sluice_core::FunctionId;
 

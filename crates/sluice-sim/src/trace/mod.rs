@@ -1,4 +1,4 @@
-//! Trace loaders: turn a trace spec (`azure2019:…`, `iluvatar:…`, `poisson:…`) into a [`Workload`] whose
+//! Trace loaders: turn a trace spec (`azure2019:…`, `iluvatar:…`, `poisson:…`, `synthetic:…`) into a [`Workload`] whose
 //! functions are mapped onto the GPU [`Catalog`], plus [`scale_to_util`] to set the offered GPU load.
 //!
 //! This module owns the spec grammar, the load options and the dispatch to one loader per format
@@ -13,6 +13,7 @@ mod iluvatar;
 pub mod poisson;
 mod sample;
 mod scale;
+pub mod synthetic;
 mod table;
 
 pub use catalog::{Catalog, GpuClass};
@@ -20,6 +21,7 @@ pub use error::TraceError;
 pub use poisson::{PoissonEntry, PoissonSpec};
 pub use sample::{AzureOptions, Timing};
 pub use scale::scale_to_util;
+pub use synthetic::{SyntheticDay, SyntheticSpec};
 
 use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
@@ -31,7 +33,8 @@ use std::str::FromStr;
 pub(crate) const MAX_ARRIVALS: u64 = 100_000_000;
 
 const KINDS: &str = "azure2019 (azure2019:<dir>/<N>[;sample=<K>][;timing=trace|class]), iluvatar (iluvatar:<trace.csv>,<metadata.csv>), \
-                     poisson (poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>])";
+                     poisson (poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>]), \
+                     synthetic (synthetic:functions=<n>;invocations=<total>[;duration=<s>][;seed=<k>][;skew=<σ>][;swing=<a>][;median_ms=<ms>])";
 
 /// Which trace to load, as written on the command line.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +58,9 @@ pub enum TraceSpec {
     },
     /// `poisson:<class>=<rate_per_s>[,…][;duration=<s>][;functions_per_class=<k>]`.
     Poisson(PoissonSpec),
+    /// `synthetic:functions=<n>;invocations=<total>[;…]`: an Azure-shaped synthetic day
+    /// ([`synthetic`]).
+    Synthetic(SyntheticSpec),
 }
 
 impl FromStr for TraceSpec {
@@ -118,6 +124,7 @@ impl FromStr for TraceSpec {
                 Ok(TraceSpec::Iluvatar { trace, metadata })
             }
             "poisson" => Ok(TraceSpec::Poisson(rest.parse()?)),
+            "synthetic" => Ok(TraceSpec::Synthetic(rest.parse()?)),
             other => Err(TraceError::UnknownKind {
                 kind: error::excerpt(other),
                 known: KINDS,
@@ -136,6 +143,7 @@ impl fmt::Display for TraceSpec {
                 write!(f, "iluvatar:{},{}", trace.display(), metadata.display())
             }
             TraceSpec::Poisson(p) => write!(f, "poisson:{p}"),
+            TraceSpec::Synthetic(s) => write!(f, "synthetic:{s}"),
         }
     }
 }
@@ -204,6 +212,7 @@ pub fn load(spec: &TraceSpec, opts: &LoadOptions) -> Result<Loaded, TraceError> 
         TraceSpec::Azure { dir, n, opts: a } => azure::load(dir, n, *a, opts, name),
         TraceSpec::Iluvatar { trace, metadata } => iluvatar::load(trace, metadata, opts, name),
         TraceSpec::Poisson(p) => poisson::load(p, opts, name),
+        TraceSpec::Synthetic(s) => synthetic::load(s, opts),
     }
 }
 

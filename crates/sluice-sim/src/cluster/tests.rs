@@ -1,0 +1,116 @@
+use super::*;
+use crate::config::SimConfig;
+use crate::engine::RunOptions;
+use crate::trace::{SyntheticDay, SyntheticSpec};
+
+fn day() -> SyntheticDay {
+    let spec: SyntheticSpec =
+        "functions=300;invocations=30000;duration=3600;seed=7;median_ms=400;swing=0"
+            .parse()
+            .unwrap();
+    SyntheticDay::new(&spec, 0)
+}
+
+fn run_one(day: &SyntheticDay, router: RouterKind, churn: &str) -> ClusterSummary {
+    run_with(day, router, churn, 1.0)
+}
+
+fn run_with(day: &SyntheticDay, router: RouterKind, churn: &str, slack: f64) -> ClusterSummary {
+    let cfg = SimConfig::embedded();
+    let mut params = ClusterParams {
+        churn: churn.parse().unwrap(),
+        ..ClusterParams::new(8, 2, router)
+    };
+    params.placement.hint_slack = slack;
+    run(
+        day.functions(),
+        day.arrivals(),
+        &params,
+        &cfg.scheduler,
+        &cfg.device,
+        RunOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn ch_bl_has_fewer_cold_starts_than_random_at_bounded_imbalance() {
+    let d = day();
+    // The plain bounded-load rule (no slack for warm workers), as in the measured figures.
+    let ch = run_with(&d, RouterKind::ChBl, "", 0.0);
+    let random = run_with(&d, RouterKind::Random, "", 0.0);
+    assert_eq!(ch.invocations, random.invocations);
+    assert_eq!(ch.completed + ch.rejected, ch.invocations);
+    assert!(
+        2 * ch.cold_starts < random.cold_starts,
+        "ch-bl {} vs random {}",
+        ch.cold_starts,
+        random.cold_starts
+    );
+    assert!(ch.load_imbalance <= 1.6, "{}", ch.load_imbalance);
+    assert_eq!(random.spilled, None);
+    assert!(ch.spilled.is_some());
+}
+
+#[test]
+fn runs_are_deterministic_and_every_router_completes_everything() {
+    let d = day();
+    for router in RouterKind::ALL {
+        let a = run_one(&d, router, "");
+        assert_eq!(a, run_one(&d, router, ""), "{router}");
+        assert_eq!(a.completed + a.rejected, a.invocations, "{router}");
+        assert_eq!(a.router, router.name());
+    }
+}
+
+#[test]
+fn churn_remaps_only_the_departed_homes() {
+    let d = day();
+    let still = run_one(&d, RouterKind::ChBl, "");
+    assert_eq!(still.remapped, Some(0));
+    let churned = run_one(&d, RouterKind::ChBl, "leave:2@600,join:1@1800");
+    let moved = churned.remapped.unwrap();
+    // Two of eight workers leave (about a quarter of the homes), one joins (about a seventh).
+    assert!(moved > 0 && moved < 300, "{moved}");
+    assert_eq!(churned.completed + churned.rejected, churned.invocations);
+    assert_eq!(run_one(&d, RouterKind::P2c, "leave:2@600").remapped, None);
+}
+
+#[test]
+fn bad_params_are_refused_not_panicked() {
+    let d = day();
+    let cfg = SimConfig::embedded();
+    for params in [
+        ClusterParams::new(0, 2, RouterKind::ChBl),
+        ClusterParams::new(2, 0, RouterKind::ChBl),
+        ClusterParams {
+            churn: "leave:2@10".parse().unwrap(),
+            ..ClusterParams::new(2, 1, RouterKind::Random)
+        },
+    ] {
+        let r = run(
+            d.functions(),
+            d.arrivals(),
+            &params,
+            &cfg.scheduler,
+            &cfg.device,
+            RunOptions::default(),
+            &mut |_| {},
+        );
+        assert!(r.is_err());
+    }
+}
+
+/// `cargo test -p sluice-sim --lib print_rows -- --ignored --nocapture`: the test day's table
+/// under the plain bounded-load rule.
+#[test]
+#[ignore]
+fn print_rows() {
+    let d = day();
+    let rows: Vec<_> = RouterKind::ALL
+        .iter()
+        .map(|&r| run_with(&d, r, "", 0.0))
+        .collect();
+    println!("{}", render_table(&rows));
+}
