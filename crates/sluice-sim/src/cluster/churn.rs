@@ -10,15 +10,20 @@ use std::str::FromStr;
 /// Whether workers leave or join.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ChurnKind {
+    /// The live workers with the highest ids stop receiving work and drain.
     Leave,
+    /// Fresh, cold workers with new ids join the ring.
     Join,
 }
 
 /// `count` workers leave or join at `at`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ChurnEvent {
+    /// Leave or join.
     pub kind: ChurnKind,
+    /// How many workers (1 to 100,000).
     pub count: u32,
+    /// Simulated time of the change, from the start of the trace.
     pub at: Time,
 }
 

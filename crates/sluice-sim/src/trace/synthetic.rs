@@ -34,9 +34,11 @@ const MAX_FUNCTIONS: u32 = 1_000_000;
 /// A parsed `synthetic:` spec (without the prefix).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntheticSpec {
+    /// Distinct functions (1 to 1,000,000).
     pub functions: u32,
     /// Expected invocations over the whole duration.
     pub invocations: f64,
+    /// Length of the generated trace, seconds (a day by default).
     pub duration_s: f64,
     /// `None`: the load options' seed.
     pub seed: Option<u64>,
