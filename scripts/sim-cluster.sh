@@ -26,6 +26,8 @@ run() { # <name> <trace> <workers> <routers> [extra sluice sim args...]
 small='synthetic:functions=1000;invocations=1500000;seed=1;median_ms=5000'
 run small-plain "$small" 100 "$routers" --hint-slack 0
 run small-slack1 "$small" 100 ch-bl,ch-rlu --hint-slack 1
+# CH-RLU with the paper's unbounded popularity gate (no ceiling): long unpopular functions queue at home.
+run small-paper-gate "$small" 100 ch-rlu --hint-slack 0 --gate-ceiling 0
 run small-churn "$small" 100 "$routers" --hint-slack 0 --churn 'leave:10@21600,join:10@43200'
 [ "${1:-}" = --quick ] && exit 0
 
@@ -33,6 +35,7 @@ run small-churn "$small" 100 "$routers" --hint-slack 0 --churn 'leave:10@21600,j
 # 15 M invocations: offered GPU utilisation ~0.50 (the load of the measured table).
 run day-15m 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 "$routers" --hint-slack 0
 # CH-BL with a tighter bound (epsilon 0.05) on the same day: balance bought with cold starts.
+run day-15m-paper-gate 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-rlu --hint-slack 0 --gate-ceiling 0
 run day-15m-eps005 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.05
 # 6 M invocations: the largest day that fits the 60 s target per router on this machine.
 run day-6m 'synthetic:functions=10000;invocations=6000000;seed=1;median_ms=5000' 1000 ch-bl,random --hint-slack 0

@@ -226,6 +226,10 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
             "would leave no worker",
         ),
         (vec!["--workers", "2", "--epsilon=-1"], "epsilon"),
+        (
+            vec!["--workers", "2", "--gate-ceiling", "0.5"],
+            "gate_ceiling",
+        ),
     ] {
         let mut a = vec!["sim", "--trace", trace, "--quiet"];
         a.extend(flags.iter().copied());

@@ -97,6 +97,11 @@ pub struct SimArgs {
     /// cluster router's `popular_rps`, default 5).
     #[arg(long, requires = "workers")]
     pub(crate) popular_rps: Option<f64>,
+    /// With --workers: ch-rlu lets an unpopular function spill once its home is past this
+    /// multiple of its bound (the cluster router's `gate_ceiling`, default 2; 0: never, the
+    /// paper's gate).
+    #[arg(long, requires = "workers")]
+    pub(crate) gate_ceiling: Option<f64>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

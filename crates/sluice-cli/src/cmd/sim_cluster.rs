@@ -53,6 +53,9 @@ pub fn run(args: &SimArgs) -> Result<()> {
     if let Some(r) = args.popular_rps {
         base.popular_rps = r;
     }
+    if let Some(c) = args.gate_ceiling {
+        base.placement.gate_ceiling = c;
+    }
     base.validate()
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {

@@ -77,7 +77,14 @@ impl<B: BinId> Placement<B> {
         let home = self.ring[start].1 as usize;
         let usable = |s: usize| (req.usable)(&self.bins[s].id);
         if self.params.popularity_gate && !req.popular {
-            return self.walk(start, usize::MAX, usable);
+            let stay = self.walk(start, usize::MAX, usable);
+            let ceiling = self.params.gate_ceiling;
+            match stay {
+                Some((s, _))
+                    if ceiling > 0.0
+                        && self.bins[s].load + 1.0 > ceiling * self.bound_at(s) + 1e-9 => {}
+                other => return other,
+            }
         }
         if let Some(s) = self.best_hint(req, home) {
             let kind = if s == home {

@@ -24,8 +24,15 @@ pub struct PlacementParams {
     /// plain bound to hinted bins too.
     pub hint_slack: f64,
     /// CH-RLU popularity gate (Fuerst & Sharma, HPDC'22): only keys the caller marks popular
-    /// spill past their home; the others stay home while it is usable, whatever its load.
+    /// spill past their home; the others stay home while it is usable and its load is within
+    /// [`gate_ceiling`](Self::gate_ceiling).
     pub popularity_gate: bool,
+    /// Under the popularity gate, an unpopular key stays home only while the home's load is at
+    /// most this multiple of its bound; past it the key is placed as a popular one is (hints,
+    /// the bounded walk, the fallback). The paper's gate has no ceiling, which lets a rarely
+    /// called but long-running function queue on its home for hours while other bins idle (the
+    /// cluster simulator showed it). 0: no ceiling (the paper's rule); otherwise at least 1.
+    pub gate_ceiling: f64,
     /// CH-RLU random local load increments: each placement adds `1 + u` to the chosen bin's
     /// local load, `u` uniform in `[-jitter, +jitter]`, so that several choosers that share a
     /// stale view of the loads do not all pick the same bin. 0 adds exactly 1.
@@ -42,6 +49,7 @@ impl Default for PlacementParams {
             probes: 8,
             hint_slack: 1.0,
             popularity_gate: false,
+            gate_ceiling: 2.0,
             jitter: 0.0,
             seed: 0,
         }
@@ -64,6 +72,13 @@ impl PlacementParams {
         if !(self.hint_slack.is_finite() && self.hint_slack >= 0.0) {
             return Err(PlacementError::Invalid(
                 "placement.hint_slack must be a non-negative number".into(),
+            ));
+        }
+        if !(self.gate_ceiling == 0.0
+            || (self.gate_ceiling.is_finite() && self.gate_ceiling >= 1.0))
+        {
+            return Err(PlacementError::Invalid(
+                "placement.gate_ceiling must be 0 (no ceiling) or a number of at least 1".into(),
             ));
         }
         if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {

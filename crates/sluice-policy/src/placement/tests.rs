@@ -267,10 +267,15 @@ fn the_popularity_gate_keeps_unpopular_keys_home() {
         popularity_gate: true,
         ..Default::default()
     };
-    let mut p = ring(&[(1, 1), (2, 1)], params);
+    let bins = [(1, 1), (2, 1), (3, 1), (4, 1)];
+    let mut p = ring(&bins, params.clone());
     let key = Key::of_u64(3);
     let home = *p.home(key).unwrap();
-    p.set_load(&home, 50.0).unwrap();
+    for (b, _) in bins {
+        p.set_load(&b, 10.0).unwrap();
+    }
+    // Home 20, total 50: the bound is ⌈1.25 × 51 / 4⌉ = 16, the ceiling 2 × 16 = 32.
+    p.set_load(&home, 20.0).unwrap();
     let r = Request {
         key,
         hints: &[],
@@ -278,8 +283,30 @@ fn the_popularity_gate_keeps_unpopular_keys_home() {
         popular: false,
     };
     assert_eq!(p.choose(&r).unwrap().kind, ChoiceKind::Home);
-    let r = Request { popular: true, ..r };
-    assert_ne!(p.choose(&r).unwrap().bin, home, "a popular key spills");
+    let popular = Request { popular: true, ..r };
+    assert_ne!(
+        p.choose(&popular).unwrap().bin,
+        home,
+        "a popular key spills"
+    );
+    // Home 60, total 90: bound 29, ceiling 58: past it, the unpopular key spills too.
+    p.set_load(&home, 60.0).unwrap();
+    assert_ne!(p.choose(&r).unwrap().bin, home, "no home queue without end");
+    // Without a ceiling (the paper's gate), it stays home whatever the load.
+    let mut paper = ring(
+        &bins,
+        PlacementParams {
+            gate_ceiling: 0.0,
+            ..params
+        },
+    );
+    paper.set_load(&home, 60.0).unwrap();
+    assert_eq!(paper.choose(&r).unwrap().kind, ChoiceKind::Home);
+    let bad = PlacementParams {
+        gate_ceiling: 0.5,
+        ..Default::default()
+    };
+    assert!(bad.validate().is_err());
 }
 
 #[test]
