@@ -161,9 +161,12 @@ fn kills_and_stops_during_submission_and_recovery_lose_and_fail_nothing() {
         "failed by the restarts:\n{}",
         failures.join("\n")
     );
-    // Only a SIGKILL cuts running work short, and at most cpu_slots invocations run at once.
+    // Only a SIGKILL cuts work short. Per slot (2) it can catch one invocation running and one
+    // that has finished but whose outcome is not yet durable (the slot is handed on before the
+    // record is written): at least once means both run again. Before attempts were counted at
+    // start, restarts charged every accepted invocation (664 extra over 10 rounds).
     assert!(
-        extra_attempts <= sigkills * 2,
+        extra_attempts <= sigkills * 2 * 2,
         "{extra_attempts} extra attempts after {sigkills} SIGKILLs of a worker with 2 slots"
     );
     drop(w);
