@@ -160,9 +160,7 @@ impl Inner {
         let _ = sb;
         // Sandbox ids are per scheduler and restart at zero with the worker; processes, cgroups
         // and directories get a serial unique across queues, workers and restarts.
-        let serial = self
-            .serial
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let serial = super::next_serial();
         let (extra_env, read_only) = self.device_env(q, gpu, spec, serial);
         // MPS serves one user's clients at a time: GPU sandboxes then share one user.
         let user = (q == QueueKind::Gpu)

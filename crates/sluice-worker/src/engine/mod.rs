@@ -152,8 +152,6 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     timer: Arc<Notify>,
     metrics: Metrics,
-    /// Next sandbox serial (see `create_sandbox`).
-    serial: std::sync::atomic::AtomicU64,
     /// Invocations dispatched and not yet answered, and a wake-up when that reaches zero.
     running: std::sync::atomic::AtomicUsize,
     idle: Notify,
@@ -207,7 +205,6 @@ impl Engine {
             }),
             timer: Arc::new(Notify::new()),
             metrics: Metrics::new(),
-            serial: std::sync::atomic::AtomicU64::new(serial_base()),
             running: std::sync::atomic::AtomicUsize::new(0),
             idle: Notify::new(),
             images: std::sync::OnceLock::new(),
@@ -247,9 +244,7 @@ impl Engine {
 
     /// A sandbox serial unique on this host (see `create_sandbox`).
     pub(crate) fn next_serial(&self) -> u64 {
-        self.inner
-            .serial
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        next_serial()
     }
 
     /// The configuration the engine was built with.
@@ -342,6 +337,19 @@ impl Engine {
         upkeep::refresh_gauges(&self.inner);
         self.inner.metrics.encode()
     }
+}
+
+/// Sandbox serials are drawn from one counter per process: engines in one process (the in-crate
+/// tests run many side by side) never share one, even when they start in the same millisecond
+/// (two could, and one's teardown then killed the other's sandbox through the cgroup and
+/// directory they shared: an in-crate API test saw a sandbox "killed before it was ready").
+static SERIAL: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+
+/// The next sandbox serial of this process.
+pub(crate) fn next_serial() -> u64 {
+    SERIAL
+        .get_or_init(|| std::sync::atomic::AtomicU64::new(serial_base()))
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A starting serial unique among the workers of this host, and across restarts: it names
