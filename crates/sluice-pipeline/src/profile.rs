@@ -137,11 +137,18 @@ impl ModelProfile {
     fn rebuild(&mut self, share: u32) {
         let mut rows: Vec<Row> = Vec::new();
         for ((_, batch), p) in self.points.range((share, 0)..=(share, u32::MAX)) {
-            let floor = rows.last().map_or(0.0, |r| r.latency_ms);
+            // A bigger batch takes no less time and keeps no fewer SMs busy than a smaller one
+            // (measured dips are noise): without the second floor, stretching a profile to a
+            // share below the measured ones made a bigger batch faster.
+            let (floor, sm_floor) = rows
+                .last()
+                .map_or((0.0, 0.0), |r| (r.latency_ms, r.util.sm));
+            let mut util = p.util;
+            util.sm = util.sm.max(sm_floor);
             rows.push(Row {
                 batch: *batch,
                 latency_ms: p.latency_ms.max(floor),
-                util: p.util,
+                util,
             });
         }
         self.tables.insert(share, rows);

@@ -164,3 +164,16 @@ fn measured_floor_only_for_profiles_measured_at_several_shares() {
     );
     assert_eq!(p.measured_floor("zz"), None);
 }
+
+#[test]
+fn a_bigger_batch_is_never_faster_below_the_measured_shares() {
+    // Found by `interpolation_is_monotone`: SM utilisation falling with the batch made batch 2
+    // faster than batch 1 once stretched to a share below the measured one.
+    let csv = format!(
+        "{CSV_HEADER}\nm,1,7,26.551265574596677,66.80220413166022,10,10,5\nm,20,7,0.1,0.0,10,10,5"
+    );
+    let p = Profiles::from_csv(&csv).unwrap();
+    let one = p.latency_ms("m", 1, 1).unwrap();
+    let two = p.latency_ms("m", 2, 1).unwrap();
+    assert!(two >= one, "batch 1 → {one} ms, 2 → {two} ms");
+}
