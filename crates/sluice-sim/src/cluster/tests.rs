@@ -105,7 +105,7 @@ fn bad_params_are_refused_not_panicked() {
 /// `cargo test -p sluice-sim --lib print_rows -- --ignored --nocapture`: the test day's table
 /// under the plain bounded-load rule.
 #[test]
-#[ignore]
+#[ignore = "a printout for the docs, not a check: run by hand with --nocapture"]
 fn print_rows() {
     let d = day();
     let rows: Vec<_> = RouterKind::ALL
