@@ -20,7 +20,7 @@ use crate::{
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +35,8 @@ pub(crate) fn socket_dir(root: &Path, id: u64) -> PathBuf {
     root.join(cgroup::name(id)).join("run")
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+/// Maps an I/O error to [`SandboxError::Io`] saying what was being done.
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
     let what = what.into();
     move |source| SandboxError::Io { what, source }
 }
@@ -320,19 +321,7 @@ async fn start(
             }
         }
     };
-    let socket_dir_fd: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&run)
-        .map_err(io(format!("opening {}", run.display())))?
-        .into();
-    let started = Started {
-        id: spec.id,
-        isolation: inner.isolation,
-        socket_dir: run,
-        socket_dir_fd,
-        user,
-    };
+    let started = Started::open(spec.id, inner.isolation, run, user)?;
     let parts = Parts {
         child,
         cgroup,

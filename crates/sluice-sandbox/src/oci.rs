@@ -51,9 +51,7 @@ fn bad(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::BadSpec(format!("OCI config: {e}"))
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
-    move |source| SandboxError::Io { what, source }
-}
+use crate::launch::io;
 
 /// The launcher's seccomp filter as an OCI profile.
 pub(crate) fn profile() -> Result<LinuxSeccomp, SandboxError> {
@@ -239,7 +237,7 @@ fn mounts(
             }
             Mount::File { dst, data } => {
                 let f = bundle.join("files").join(n.to_string());
-                std::fs::create_dir_all(bundle.join("files")).map_err(io("mkdir files".into()))?;
+                std::fs::create_dir_all(bundle.join("files")).map_err(io("mkdir files"))?;
                 std::fs::write(&f, data).map_err(io(format!("write {}", f.display())))?;
                 out.push(oci_mount(dst, "bind", &f, ro.clone())?);
             }

@@ -16,15 +16,9 @@ use crate::rootfs::{self, DEFAULT_PATH};
 use crate::spec::Root;
 use crate::users::UserLease;
 use crate::{image_root, SandboxError, SandboxSpec};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
-    move |source| SandboxError::Io { what, source }
-}
 
 /// Starts `spec` under `rt` in `dir` as `user`.
 pub(crate) async fn start(
@@ -108,19 +102,7 @@ pub(crate) async fn start(
             });
         }
     };
-    let socket_dir_fd: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&run)
-        .map_err(io(format!("opening {}", run.display())))?
-        .into();
-    let started = Started {
-        id: spec.id,
-        isolation: inner.isolation,
-        socket_dir: run,
-        socket_dir_fd,
-        user,
-    };
+    let started = Started::open(spec.id, inner.isolation, run, user)?;
     let parts = Parts {
         child,
         cgroup,

@@ -77,6 +77,35 @@ pub(crate) struct Started {
     pub user: UserLease,
 }
 
+impl Started {
+    /// The start of sandbox `id` whose socket directory is `socket_dir`, pinned by an `O_PATH`
+    /// descriptor (so that a symlink swapped in later cannot redirect the worker).
+    pub(crate) fn open(
+        id: u64,
+        isolation: Isolation,
+        socket_dir: PathBuf,
+        user: UserLease,
+    ) -> Result<Started, crate::SandboxError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let socket_dir_fd: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&socket_dir)
+            .map_err(crate::launch::io(format!(
+                "opening {}",
+                socket_dir.display()
+            )))?
+            .into();
+        Ok(Started {
+            id,
+            isolation,
+            socket_dir,
+            socket_dir_fd,
+            user,
+        })
+    }
+}
+
 fn exit_info(s: ExitStatus) -> ExitInfo {
     ExitInfo {
         code: s.code(),
