@@ -32,6 +32,7 @@ mod admission;
 mod lifecycle;
 mod lines;
 mod placing;
+mod token_lines;
 mod types;
 
 pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start};
@@ -81,6 +82,7 @@ pub struct Scheduler {
     /// Sum and count of registered functions' device memory (for the pool's derived caps).
     function_memory: (u128, u64),
     lines: lines::Lines,
+    token_lines: token_lines::TokenLines,
     /// Work queued and running, for admission.
     backlog: Backlog,
     sharing: Sharing,
@@ -125,6 +127,7 @@ impl Scheduler {
             keepalive: cfg.keepalive.clone(),
             function_memory: (0, 0),
             lines: lines::Lines::default(),
+            token_lines: token_lines::TokenLines::default(),
         };
         s.pool.set_limits(s.pool_limits());
         Ok(s)
@@ -200,6 +203,7 @@ impl Scheduler {
         // they go back to the heads of their queues when the round ends.
         let mut aside: Vec<Invocation> = Vec::new();
         let mut blocked: Vec<FunctionId> = Vec::new();
+        self.serve_token_lines(now, out);
         while !self.queue.is_empty() && aside.len() < MAX_SET_ASIDE {
             // The queueing policy chooses for the least-loaded device with a free token (its
             // warm preference looks there); placement then chooses the device for the function.
@@ -224,7 +228,7 @@ impl Scheduler {
                 aside.push(inv);
                 continue;
             }
-            if self.join_line(inv, now) {
+            if self.join_line(inv, now) || self.join_token_line(inv, now) {
                 continue;
             }
             let gpu = self.device_for(inv.func, candidate);
@@ -349,10 +353,14 @@ impl Scheduler {
 
     /// The earliest instant at which [`Scheduler::poll`] has timer work.
     pub fn next_timer(&self) -> Option<Time> {
-        match (self.queue.next_timer(), self.pool.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.queue.next_timer(),
+            self.pool.next_expiry(),
+            self.token_lines.next_give_up(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Queued invocations, also those waiting in a sandbox's line (cancelled ones not counted).
@@ -399,3 +407,5 @@ mod progress_tests;
 mod shared_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_lines_tests;

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use sluice_core::{Dur, FunctionId, Invocation, Time};
 use std::collections::{BTreeSet, VecDeque};
 
+/// A new estimate re-costs a flow's queued items when it is this many times larger or smaller
+/// than the one they were costed at (a bound on how often a long queue is walked).
+const RETAG_RATIO: f64 = 2.0;
+
 /// How long an emptied flow stays Active after its last completion.
 #[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -96,6 +100,8 @@ struct Flow {
     in_flight: u32,
     state: FlowState,
     estimate: Dur,
+    /// The estimate the queued items' tags were last costed at (see [`Mqfq::retag`]).
+    tagged: Dur,
     /// While idle inside its TTL: when the TTL runs out.
     ttl_deadline: Option<Time>,
 }
@@ -109,6 +115,7 @@ impl Flow {
             in_flight: 0,
             state: FlowState::Inactive,
             estimate: Dur::ZERO,
+            tagged: Dur::ZERO,
             ttl_deadline: None,
         }
     }
@@ -261,6 +268,33 @@ impl Mqfq {
         }
     }
 
+    /// Re-costs the queued items of `f` at `est` when it differs from the estimate they were
+    /// costed at by [`RETAG_RATIO`] or more: the head keeps its start tag (so the backlog order
+    /// and virtual time are unchanged), every later item starts where the one before it now
+    /// finishes, and the flow's last finish tag follows. Without this, a burst that arrives
+    /// before a function's first run is costed at the estimator's prior (500 ms by default),
+    /// and a 6 ms function is throttled for seconds behind tags it never consumes.
+    fn retag(&mut self, f: u32, est: Dur) {
+        let flow = &mut self.flows[f as usize];
+        let old = flow.tagged.as_micros().max(1) as f64;
+        let new = est.as_micros().max(1) as f64;
+        if flow.queue.is_empty() || (new / old < RETAG_RATIO && old / new < RETAG_RATIO) {
+            return;
+        }
+        flow.tagged = est;
+        let cost = ((est.as_micros() as f64 / flow.weight).round() as u64).max(1);
+        let mut next = None;
+        for item in flow.queue.iter_mut() {
+            if let Some(start) = next {
+                item.start = start;
+            }
+            next = Some(item.start.saturating_add(cost));
+        }
+        if let Some(finish) = next {
+            flow.last_finish = finish;
+        }
+    }
+
     /// A flow with an empty queue and nothing in flight starts its TTL (or goes Inactive).
     fn start_ttl(&mut self, f: u32, now: Time) {
         let flow = &self.flows[f as usize];
@@ -339,6 +373,9 @@ impl QueuePolicy for Mqfq {
         let finish = start.saturating_add(cost.max(1));
         flow.last_finish = finish;
         let was_empty = flow.queue.is_empty();
+        if was_empty {
+            flow.tagged = inv.est_service;
+        }
         flow.queue.push_back(Item { inv, start });
         self.len += 1;
         if was_empty {
@@ -379,7 +416,11 @@ impl QueuePolicy for Mqfq {
         // (or the flow's last finish tag when nothing else is queued).
         let old_head = flow.queue.front().map(|i| i.start);
         let finish = old_head.unwrap_or(flow.last_finish);
-        let cost = (inv.est_service.as_micros() as f64 / flow.weight).round() as u64;
+        // Costed like the items it rejoins (they may have been re-costed since it left).
+        if old_head.is_none() {
+            flow.tagged = inv.est_service;
+        }
+        let cost = (flow.tagged.as_micros() as f64 / flow.weight).round() as u64;
         let start = finish.saturating_sub(cost.max(1));
         flow.queue.push_front(Item { inv, start });
         self.len += 1;
@@ -400,6 +441,7 @@ impl QueuePolicy for Mqfq {
 
     fn set_estimate(&mut self, func: FunctionId, est: Dur) {
         self.flow_mut(func).estimate = est;
+        self.retag(func.0, est);
     }
 
     fn tick(&mut self, now: Time) {

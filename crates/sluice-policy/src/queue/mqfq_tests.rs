@@ -296,3 +296,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_burst_costed_at_the_prior_is_re_costed_when_the_function_is_measured() {
+    // Flow 0 is a 5 ms function whose burst of 40 arrived before its first run was measured,
+    // so it was costed at a 500 ms prior (20 s of virtual time); flow 1 has three 500 ms
+    // invocations.
+    let mut q = Mqfq::plain(params(60.0, Ttl::Relative(0.0)));
+    for i in 0..40 {
+        q.enqueue(inv(i, 0, 500), ms(0));
+    }
+    for i in 100..103 {
+        q.enqueue(inv(i, 1, 500), ms(0));
+    }
+    assert_eq!(
+        dispatch(&mut q, ms(0), &ctx_cold()).unwrap().func,
+        FunctionId(0)
+    );
+    q.set_estimate(FunctionId(0), Dur::from_millis(5));
+    // Re-costed at 5 ms (the head keeps its tag, 500 ms): the rest of the burst is served
+    // before flow 1's third invocation (tag 1 s). At the prior only 2 of them would be.
+    let mut before = 0;
+    loop {
+        let i = dispatch(&mut q, ms(1), &ctx_cold()).unwrap();
+        if i.id == InvocationId(102) {
+            break;
+        }
+        before += usize::from(i.func == FunctionId(0));
+    }
+    assert_eq!(before, 39);
+    assert_eq!(q.head_start_tag(FunctionId(0)), None);
+}
+
+#[test]
+fn small_estimate_changes_leave_the_tags_alone() {
+    let mut q = Mqfq::plain(params(5.0, Ttl::Relative(0.0)));
+    for i in 0..3 {
+        q.enqueue(inv(i, 0, 100), ms(0));
+    }
+    dispatch(&mut q, ms(0), &ctx_cold()).unwrap();
+    q.set_estimate(FunctionId(0), Dur::from_millis(60));
+    assert_eq!(
+        q.head_start_tag(FunctionId(0)),
+        Some(100_000),
+        "within 2x: not re-costed"
+    );
+    q.set_estimate(FunctionId(0), Dur::from_millis(10));
+    dispatch(&mut q, ms(0), &ctx_cold()).unwrap();
+    assert_eq!(q.head_start_tag(FunctionId(0)), Some(110_000));
+}

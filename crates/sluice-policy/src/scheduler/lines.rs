@@ -66,6 +66,11 @@ impl Scheduler {
         if self.free_sandbox_on_a_free_device(f) {
             return false;
         }
+        let settled = self.lines.runs.get(&f).is_some_and(|&n| n >= MIN_RUNS);
+        let measured = settled && self.lines.cold_us.contains_key(&f);
+        if !(batching || measured) {
+            return self.join_starting_line(inv, now);
+        }
         // The full sandbox with the shortest line (the first such on ties).
         let line_len = |sb: &SandboxId| self.lines.lines.get(sb).map_or(0, VecDeque::len);
         let Some((sb, starting)) = busy
@@ -79,7 +84,6 @@ impl Scheduler {
         else {
             return false;
         };
-        let settled = self.lines.runs.get(&f).is_some_and(|&n| n >= MIN_RUNS);
         let cold = match (self.lines.cold_us.get(&f), batching) {
             (Some(&c), true) => c,
             (Some(&c), false) if settled => c,
@@ -99,6 +103,41 @@ impl Scheduler {
         }
         self.lines.lines.entry(sb).or_default().push_back(inv);
         true
+    }
+
+    /// Before its cold start and service time are settled, `inv` waits for a sandbox of its
+    /// function that is still starting only if it would start there sooner than in a new
+    /// sandbox, whatever the cold start is: a new one would be ready at `now + c`, the one born
+    /// at `born` runs `n` invocations (its first and its line) before this one at
+    /// `born + c + n·est`, so it waits if `born + n·est < now`. With `est` the estimator's
+    /// prior (500 ms by default) this bounds how many sandboxes a burst of a new function
+    /// starts on many devices, without holding anything back on a guess of the cold start.
+    fn join_starting_line(&mut self, inv: Invocation, now: Time) -> bool {
+        let f = inv.func;
+        let est = self.estimator.estimate(f).as_micros();
+        let Some(busy) = self.lines.busy.get(&f) else {
+            return false;
+        };
+        let best = busy
+            .iter()
+            .filter(|&&sb| {
+                self.pool
+                    .get(sb)
+                    .is_some_and(|s| s.state == SandboxState::Starting)
+            })
+            .filter_map(|&sb| {
+                let born = self.lines.born.get(&sb)?.as_micros();
+                let ahead = 1 + self.lines.lines.get(&sb).map_or(0, VecDeque::len) as u64;
+                Some((born.saturating_add(est.saturating_mul(ahead)), sb))
+            })
+            .min();
+        match best {
+            Some((starts_at, sb)) if starts_at < now.as_micros() => {
+                self.lines.lines.entry(sb).or_default().push_back(inv);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether `func` has a sandbox with room (idle, or busy with spare capacity) on a device
@@ -125,6 +164,7 @@ impl Scheduler {
         if cold {
             self.lines.born.insert(sandbox, now);
         }
+        self.expect_end(func, sandbox, cold, now);
     }
 
     /// `sandbox` on `gpu` finished an invocation of `func` that executed for `exec` (`None`: it
@@ -165,6 +205,7 @@ impl Scheduler {
                 continue;
             }
             self.started(&inv);
+            self.expect_end(func, sandbox, false, now);
             self.lines.ready.push(Start {
                 inv,
                 gpu,
@@ -186,6 +227,7 @@ impl Scheduler {
             }
         }
         self.lines.born.remove(&sandbox);
+        self.forget_end(sandbox);
         if let Some(line) = self.lines.lines.remove(&sandbox) {
             for inv in line.into_iter().rev() {
                 self.queue.requeue_front(inv, now);
@@ -198,9 +240,17 @@ impl Scheduler {
         out.extend(self.lines.ready.drain(..).map(super::Action::Start));
     }
 
-    /// Invocations waiting in sandboxes' lines (dispatched, not started).
+    /// Invocations waiting in sandboxes' lines or for a token on a device (dispatched, not
+    /// started).
     pub fn in_lines(&self) -> usize {
-        self.lines.lines.values().map(VecDeque::len).sum()
+        self.lines.lines.values().map(VecDeque::len).sum::<usize>() + self.token_lines.len()
+    }
+
+    /// `func`'s measured cold start once it may hold invocations back (see the rule above).
+    pub(super) fn settled_cold_start(&self, func: FunctionId) -> Option<Dur> {
+        let settled = self.lines.runs.get(&func).is_some_and(|&n| n >= MIN_RUNS);
+        let cold = self.lines.cold_us.get(&func)?;
+        settled.then(|| Dur::from_micros(*cold as u64))
     }
 
     /// `func`'s cold start as measured so far (average), if any was.

@@ -405,3 +405,40 @@ proptest! {
         prop_assert_eq!(started, arrivals.len());
     }
 }
+
+#[test]
+fn a_burst_of_a_new_function_waits_for_a_starting_sandbox_only_when_that_is_sooner() {
+    // 8 GPUs: tokens everywhere. Nothing is measured yet; the estimate is the 500 ms prior.
+    let mut s = sched("fcfs", 8, 1000);
+    let f = FunctionId(0);
+    s.submit(InvocationId(0), f, ms(0));
+    let first = poll(&mut s, ms(0));
+    assert!(first[0].cold);
+    // 10 ms later a new sandbox might be ready sooner than the first after its 500 ms run.
+    s.submit(InvocationId(1), f, ms(10));
+    let second = poll(&mut s, ms(10));
+    assert!(second.len() == 1 && second[0].cold);
+    // 600 ms after the first was born it is sooner (0 + 500 ms < 600 ms, whatever the cold
+    // start), and with one in its line the next waits behind 1 s of work.
+    s.submit(InvocationId(2), f, ms(600));
+    assert!(
+        poll(&mut s, ms(600)).is_empty(),
+        "waits for the first sandbox"
+    );
+    // At 700 ms the second (born at 10 ms, 510 ms < 700 ms) takes the next; at 800 ms
+    // both have 1 s of work ahead (0 + 1 s, 10 ms + 1 s are not before 800 ms): a new sandbox.
+    s.submit(InvocationId(3), f, ms(700));
+    assert!(poll(&mut s, ms(700)).is_empty());
+    s.submit(InvocationId(4), f, ms(800));
+    let fifth = poll(&mut s, ms(800));
+    assert!(fifth.len() == 1 && fifth[0].cold);
+    assert_eq!(s.in_lines(), 2);
+    // The first sandbox's first run ends: the one in its line starts there, warm.
+    s.sandbox_ready(first[0].sandbox);
+    s.finished(first[0].sandbox, f, Dur::from_millis(5), ms(3_005));
+    let next = poll(&mut s, ms(3_005));
+    assert_eq!(
+        (next[0].inv.id, next[0].sandbox, next[0].cold),
+        (InvocationId(2), first[0].sandbox, false)
+    );
+}
