@@ -9,16 +9,19 @@
 #      each worker, its sandboxes, the load generator, etcd, NATS, and everything else), which
 #      says what the router would carry on cores of its own.
 # Usage: scripts/cluster-bench.sh [seconds per run, default 10] [clients, default 32]
-# SLUICE_BIN=path runs that sluice binary instead of building this tree's (to compare builds
-# side by side: alternate runs of each); the no-op function is this tree's.
+# SLUICE_BIN=path runs that sluice binary and NOOP_BIN=path that no-op function (default: this
+# tree's, built) without building anything, to compare builds side by side in alternating runs.
 # Writes out/cluster-bench.txt, or $OUT (and prints it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 clients=${2:-32}
-cargo build --release -q -p sluice-fn --examples
-[ -n "${SLUICE_BIN:-}" ] || cargo build --release -q -p sluice-cli
+if [ -z "${SLUICE_BIN:-}" ]; then
+  cargo build --release -q -p sluice-cli -p sluice-fn --examples
+  cargo build --release -q -p sluice-cli
+fi
 bin=${SLUICE_BIN:-$PWD/target/release/sluice}
+noop=${NOOP_BIN:-$PWD/target/release/examples/noop}
 . scripts/cluster-lib.sh
 work=$(mktemp -d)
 trap 'cleanup 2>/dev/null; rm -rf "$work"' EXIT
@@ -34,7 +37,7 @@ roles+=("router=$ROUTER_PID")
 measured() { local out=$1; shift; python3 scripts/cpu-per-call.py "$out" "${roles[@]}" -- "$@"; }
 for _ in $(seq 100); do [ "$(workers_seen "$ROUTER_URL")" = 3 ] && break; sleep 0.1; done
 cat > "$work/noop.json" <<JSON
-{"name": "noop", "command": ["$PWD/target/release/examples/noop"], "resources": {"memory_mb": 64}}
+{"name": "noop", "command": ["$noop"], "resources": {"memory_mb": 64}}
 JSON
 SLUICE_URL=$ROUTER_URL "$bin" fn register "$work/noop.json" >/dev/null
 for u in "${urls[@]}"; do
