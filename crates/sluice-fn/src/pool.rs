@@ -7,12 +7,14 @@
 //! A thread that takes a connection while no other thread is idle starts one more first, so a
 //! new connection never waits for a busy one; a thread that finishes while [`MAX_SPARE`] others
 //! are idle exits, so a burst's threads do not outlive it. The calling thread accepts too,
-//! forever, so there is always at least one thread accepting.
+//! forever, so there is always at least one thread accepting; a panic while serving a
+//! connection ends that connection only, not the thread (which may be the process's main one).
 //!
 //! It owns only the threads; what a thread does with a connection is the caller's closure.
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +56,10 @@ impl<F: Fn(UnixStream) + Send + Sync + 'static> Acceptors<F> {
                 self.start_one();
             }
             match accepted {
-                Ok((stream, _)) => (self.work)(stream),
+                Ok((stream, _)) => {
+                    // The panic message has gone to stderr; the stream is closed.
+                    let _ = catch_unwind(AssertUnwindSafe(|| (self.work)(stream)));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -142,6 +147,28 @@ mod tests {
             "{} threads for one connection at a time",
             ids.len()
         );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_panic_ends_the_connection_not_the_thread() {
+        let path =
+            std::env::temp_dir().join(format!("sluice-fn-pool-panic-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        // The first connection goes to the thread that called `serve` (the only one accepting).
+        let caller = std::thread::spawn(move || {
+            serve(listener, |s| {
+                answer(s);
+                panic!("serving failed after answering");
+            })
+        });
+        for _ in 0..5 {
+            exchange(&path);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!caller.is_finished(), "a panic ended the serving thread");
+        exchange(&path);
         let _ = std::fs::remove_file(path);
     }
 
