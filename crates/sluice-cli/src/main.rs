@@ -5,6 +5,12 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: every request through a router, a worker or the
+/// load generator makes a few dozen small allocations (hyper, axum, tokio), and glibc's malloc
+/// and free were 8% of their CPU under load (docs/cluster.md, "Measured figures").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sluice: a serverless runtime for GPU functions and GPU microservice pipelines.
 #[derive(Parser)]
 #[command(name = "sluice", version, about)]

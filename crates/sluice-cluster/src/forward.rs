@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderValue;
 use hyper::{header, HeaderMap, Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -47,7 +48,8 @@ pub struct Reply {
 #[derive(Clone)]
 pub struct WorkerClient {
     client: Client<HttpConnector, Full<Bytes>>,
-    token: Option<String>,
+    /// `Bearer <cluster token>`, built once (or why the token is no header value).
+    auth: Option<Result<HeaderValue, String>>,
 }
 
 impl WorkerClient {
@@ -60,7 +62,9 @@ impl WorkerClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .build(http);
-        WorkerClient { client, token }
+        let auth =
+            token.map(|t| HeaderValue::try_from(format!("Bearer {t}")).map_err(|e| e.to_string()));
+        WorkerClient { client, auth }
     }
 
     /// Sends `method path` with `body` to the worker at `addr`, waiting at most `limit`.
@@ -73,21 +77,22 @@ impl WorkerClient {
         content_type: Option<&str>,
         limit: Duration,
     ) -> Result<Reply, ForwardError> {
+        let not_sent = |message: String| ForwardError::NotSent {
+            addr: addr.to_string(),
+            message,
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"));
-        if let Some(t) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        if let Some(auth) = &self.auth {
+            req = req.header(header::AUTHORIZATION, auth.clone().map_err(not_sent)?);
         }
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }
         let req = req
             .body(Full::new(body))
-            .map_err(|e| ForwardError::NotSent {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| not_sent(e.to_string()))?;
         let call = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let message = e.to_string();

@@ -8,10 +8,10 @@
 //!
 //! An empty `/invoke` body is passed to the handler as `null`. Other paths get 404, other methods 405;
 //! chunked bodies 400, bodies over 64 MiB 413. Each connection runs on its own thread (reused from
-//! connection to connection) and may carry many requests (keep-alive), so concurrent invocations run
-//! in parallel.
+//! connection to connection, and the one that accepted it) and may carry many requests
+//! (keep-alive), so concurrent invocations run in parallel.
 //!
-//! This module owns routing and the accept loop; HTTP framing lives in `http`, threads in `pool`.
+//! This module owns routing; HTTP framing lives in `http`, accepting threads in `pool`.
 //!
 //! ```no_run
 //! fn main() -> std::io::Result<()> {
@@ -28,7 +28,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use http::MAX_BODY;
 
@@ -79,23 +78,9 @@ where
     F: Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
 {
     let handler: Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync> = Arc::new(handler);
-    let pool = pool::Pool::new(move |stream: UnixStream| connection(stream, &*handler));
-    loop {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                eprintln!("sluice-fn: accept: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if let Err(e) = pool.submit(stream) {
-            // The stream was dropped with the job: the client sees the connection close.
-            eprintln!("sluice-fn: cannot start a connection thread: {e}");
-        }
-    }
+    pool::serve(listener, move |stream: UnixStream| {
+        connection(stream, &*handler)
+    })
 }
 
 /// Serves requests on one connection until the peer closes it or framing breaks.

@@ -14,8 +14,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::{header, Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::time::{sleep, timeout_at, Instant};
@@ -81,11 +83,13 @@ impl FunctionClient {
 
     /// One `GET /ready`: `Ok(true)` on 2xx, `Ok(false)` on any other status.
     pub async fn ready(&self) -> Result<bool, ProtocolError> {
-        let resp = self.call(Method::GET, "/ready", "", Bytes::new()).await?;
-        let ok = resp.status().is_success();
-        // Drain (bounded) so the function sees a clean close; the content does not matter.
-        let _ = read_limited(resp.into_body(), READY_BODY_LIMIT).await;
-        Ok(ok)
+        self.call(Method::GET, "/ready", "", Bytes::new(), |resp| async move {
+            let ok = resp.status().is_success();
+            // Drain (bounded) so the function sees a clean close; the content does not matter.
+            let _ = read_limited(resp.into_body(), READY_BODY_LIMIT).await;
+            Ok(ok)
+        })
+        .await
     }
 
     /// Polls `/ready` (every 5 ms, backing off to 50 ms) until it answers 200; a missing socket or
@@ -152,35 +156,41 @@ impl FunctionClient {
         body: Bytes,
         max_response: usize,
     ) -> Result<Bytes, ProtocolError> {
-        let resp = self.call(Method::POST, path, content_type, body).await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = read_prefix(resp.into_body(), ERROR_BODY_LIMIT).await;
-            return Err(ProtocolError::Status {
-                status: status.as_u16(),
-                body,
-            });
-        }
-        read_limited(resp.into_body(), max_response).await
+        self.call(Method::POST, path, content_type, body, |resp| async move {
+            let status = resp.status();
+            if !status.is_success() {
+                let body = read_prefix(resp.into_body(), ERROR_BODY_LIMIT).await;
+                return Err(ProtocolError::Status {
+                    status: status.as_u16(),
+                    body,
+                });
+            }
+            read_limited(resp.into_body(), max_response).await
+        })
+        .await
     }
 
-    async fn call(
+    /// Sends one request on a new connection and hands the response to `read`. The connection
+    /// is driven in this task, not a spawned one (no task and no cross-task wake-ups per call);
+    /// it is closed when `read` is done (the request asks for `Connection: close`).
+    async fn call<T, F, Fut>(
         &self,
         method: Method,
         path: &str,
         content_type: &'static str,
         body: Bytes,
-    ) -> Result<Response<Incoming>, ProtocolError> {
+        read: F,
+    ) -> Result<T, ProtocolError>
+    where
+        F: FnOnce(Response<Incoming>) -> Fut,
+        Fut: Future<Output = Result<T, ProtocolError>>,
+    {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(ProtocolError::Connect)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(transport)?;
-        tokio::spawn(async move {
-            // Ends when the response is read (or dropped) and the connection closes.
-            let _ = conn.await;
-        });
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -192,7 +202,22 @@ impl FunctionClient {
         let req = req
             .body(Full::new(body))
             .map_err(|e| ProtocolError::Request(e.to_string()))?;
-        sender.send_request(req).await.map_err(transport)
+        let exchange = async move {
+            let resp = sender.send_request(req).await.map_err(transport)?;
+            read(resp).await
+        };
+        let mut exchange = pin!(exchange);
+        let mut conn = pin!(conn);
+        let mut conn_ended = false;
+        // The connection ending (or failing) makes the exchange fail or finish, so polling the
+        // exchange after it never waits forever.
+        poll_fn(|cx| {
+            if !conn_ended {
+                conn_ended = conn.as_mut().poll(cx).is_ready();
+            }
+            exchange.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
@@ -250,6 +275,33 @@ mod tests {
         assert!(t.len() <= ERROR_BODY_LIMIT);
         assert!(t.chars().all(|c| c == 'é' || c == '\u{fffd}'));
         assert_eq!(truncate_text(b"oops\n", 10), "oops");
+    }
+
+    /// The connection is driven by the call itself: a function that answers and then keeps
+    /// the connection open (ignoring `Connection: close`) must not hold the call up.
+    #[tokio::test]
+    async fn an_answer_ends_the_call_even_if_the_function_keeps_the_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.expect("read");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n{\"a\":1}";
+            s.write_all(answer.as_bytes()).await.expect("write");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let c = FunctionClient::new(path);
+        let body = Bytes::from_static(b"{}");
+        let got = tokio::time::timeout(Duration::from_secs(5), c.invoke(body, 1024)).await;
+        assert_eq!(got.expect("answered in time").expect("ok"), "{\"a\":1}");
+        server.abort();
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The engine's load as a cluster router sees it: invocations queued and running and the token
-//! capacity (cheap: one lock, a few additions; sent on every invocation response), which
-//! functions are warm (for `GET /v1/load`), and draining that can be lifted again (a cluster
-//! member that lost its lease drains itself, then rejoins).
+//! capacity (cheap: one lock, a few additions, no system calls; sent on every invocation
+//! response), which functions are warm (for `GET /v1/load`), and draining that can be lifted
+//! again (a cluster member that lost its lease drains itself, then rejoins).
 
 use super::{Engine, QueueKind};
 use serde::Serialize;
@@ -24,7 +24,7 @@ impl Engine {
     pub fn load(&self) -> Load {
         let gpus = self.inner.devices.gpus().len();
         let per_gpu = self.inner.cfg.scheduler.slots.tokens_per_gpu;
-        let cpu = self.inner.cfg.cpu_slots();
+        let cpu = self.inner.cpu_slots;
         let st = self.inner.lock();
         let running: u32 = (0..gpus)
             .map(|g| st.gpu.tokens_in_use(GpuId(g as u16)))

@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     timer: Arc<Notify>,
     metrics: Metrics,
+    /// CPU slots, resolved once (`cfg.cpu_slots()` reads cgroup files when it is 0).
+    cpu_slots: u32,
     /// Invocations dispatched and not yet answered, and a wake-up when that reaches zero.
     running: std::sync::atomic::AtomicUsize,
     idle: Notify,
@@ -175,7 +177,8 @@ impl Engine {
         let mems: Vec<u64> = devices.gpus().iter().map(|g| g.memory_bytes).collect();
         let gpu = Scheduler::new(&cfg.scheduler, mems)?;
         let mut cpu_cfg = cfg.scheduler.clone();
-        cpu_cfg.slots.tokens_per_gpu = cfg.cpu_slots();
+        let cpu_slots = cfg.cpu_slots();
+        cpu_cfg.slots.tokens_per_gpu = cpu_slots;
         cpu_cfg.slots.util_gate = None;
         let cpu = Scheduler::new(&cpu_cfg, vec![u64::MAX / 4])?;
         let mps_user = (cfg.gpu.mps && devices.kind() == BackendKind::Nvml)
@@ -205,6 +208,7 @@ impl Engine {
             }),
             timer: Arc::new(Notify::new()),
             metrics: Metrics::new(),
+            cpu_slots,
             running: std::sync::atomic::AtomicUsize::new(0),
             idle: Notify::new(),
             images: std::sync::OnceLock::new(),
