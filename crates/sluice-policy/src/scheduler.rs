@@ -244,18 +244,29 @@ impl Scheduler {
                     blocked.push(inv.func);
                     self.return_token(gpu);
                 }
-                Outcome::Never(reason) => {
-                    self.queue.complete(inv.func, now);
-                    self.return_token(gpu);
-                    self.waiting.remove(&inv.id);
-                    self.backlog.dequeued(inv.func, inv.est_service);
-                    out.push(Action::Reject(Reject { inv, reason }));
-                }
+                Outcome::Never(reason) => self.reject(inv, gpu, reason, now, out),
             }
         }
         for inv in aside.into_iter().rev() {
             self.queue.requeue_front(inv, now);
         }
+    }
+
+    /// `inv`, dispatched with a token of `gpu`, can never be placed: the token goes back and it
+    /// leaves with [`Action::Reject`].
+    fn reject(
+        &mut self,
+        inv: Invocation,
+        gpu: GpuId,
+        reason: RejectReason,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) {
+        self.queue.complete(inv.func, now);
+        self.return_token(gpu);
+        self.waiting.remove(&inv.id);
+        self.backlog.dequeued(inv.func, inv.est_service);
+        out.push(Action::Reject(Reject { inv, reason }));
     }
 
     /// `inv` left the queue (or a line) and starts: admission counts its work as running.

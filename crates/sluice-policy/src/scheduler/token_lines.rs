@@ -19,7 +19,7 @@
 //! ended with about four sandboxes, one per GPU, and each of those cold starts held a token
 //! for seconds.
 
-use super::{Action, Outcome, Reject, Scheduler};
+use super::{Action, Outcome, Scheduler};
 use crate::idmap::IdMap;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, SandboxId, Time};
 use std::collections::VecDeque;
@@ -170,13 +170,7 @@ impl Scheduler {
                         self.return_token(gpu);
                         self.queue.requeue_front(inv, now);
                     }
-                    Outcome::Never(reason) => {
-                        self.return_token(gpu);
-                        self.queue.complete(inv.func, now);
-                        self.waiting.remove(&inv.id);
-                        self.backlog.dequeued(inv.func, inv.est_service);
-                        out.push(Action::Reject(Reject { inv, reason }));
-                    }
+                    Outcome::Never(reason) => self.reject(inv, gpu, reason, now, out),
                 }
             }
         }
