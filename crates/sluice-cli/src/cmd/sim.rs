@@ -102,6 +102,10 @@ pub struct SimArgs {
     /// paper's gate).
     #[arg(long, requires = "workers")]
     pub(crate) gate_ceiling: Option<f64>,
+    /// With --workers: randomised rounding of the hashing routers' load bound (`true`, the
+    /// default, as in the cluster router) or its plain ceiling (`false`).
+    #[arg(long, requires = "workers")]
+    pub(crate) fractional: Option<bool>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

@@ -43,6 +43,7 @@ impl Default for RoutingConfig {
             placement: PlacementParams {
                 popularity_gate: true,
                 jitter: 0.25,
+                fractional: true,
                 ..PlacementParams::default()
             },
             popular_rps: 5.0,

@@ -30,8 +30,9 @@ pub struct ClusterParams {
     pub gpus_per_worker: usize,
     /// The routing rule.
     pub router: RouterKind,
-    /// The ring's parameters for the hashing rules (ε, points, probes, hint slack; the gate and
-    /// jitter come from the rule) and every rule's seed.
+    /// The ring's parameters for the hashing rules (ε, points, probes, hint slack, fractional
+    /// rounding, on by default as in the cluster router; the gate and jitter come from the
+    /// rule) and every rule's seed.
     pub placement: PlacementParams,
     /// A function is popular (may spill under `ch-rlu`'s gate) above this many arrivals a second,
     /// the cluster router's default.
@@ -41,13 +42,17 @@ pub struct ClusterParams {
 }
 
 impl ClusterParams {
-    /// `workers` workers of `gpus_per_worker` GPUs under `router`, default ring, no churn.
+    /// `workers` workers of `gpus_per_worker` GPUs under `router`, the cluster router's ring
+    /// (the default parameters with fractional rounding), no churn.
     pub fn new(workers: usize, gpus_per_worker: usize, router: RouterKind) -> Self {
         ClusterParams {
             workers,
             gpus_per_worker,
             router,
-            placement: PlacementParams::default(),
+            placement: PlacementParams {
+                fractional: true,
+                ..PlacementParams::default()
+            },
             popular_rps: 5.0,
             churn: Churn::default(),
         }
