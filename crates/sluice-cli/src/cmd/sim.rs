@@ -86,7 +86,8 @@ pub struct SimArgs {
     /// seconds; leavers drain, joiners start cold).
     #[arg(long, requires = "workers")]
     pub(crate) churn: Option<String>,
-    /// With --workers: the load bound's epsilon of the hashing routers.
+    /// With --workers: the load bound's epsilon of the hashing routers (default 0.05, the
+    /// cluster router's).
     #[arg(long, requires = "workers")]
     pub(crate) epsilon: Option<f64>,
     /// With --workers: how far above its bound a warm worker still takes work under the hashing

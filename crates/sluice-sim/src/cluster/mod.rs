@@ -23,7 +23,7 @@ use sluice_policy::routing::RouterKind;
 
 /// The cluster router's default ε (`config/router.toml`): with fractional rounding a worker
 /// held at its bound carries `(1+ε)` times its share on average, and on the 1,000-worker day
-/// the busy-time maximum runs 0.1–0.2 above that (a warm home executes for all of its
+/// the busy-time maximum runs 0.12–0.23 above that (a warm home executes for all of its
 /// outstanding time, spilled invocations partly cold-start), so 0.05 keeps it within 1.25
 /// (docs/cluster.md, simulated figures).
 pub const CLUSTER_EPSILON: f64 = 0.05;
