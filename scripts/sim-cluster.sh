@@ -25,6 +25,9 @@ run() { # <name> <trace> <workers> <routers> [extra sluice sim args...]
 # 100 workers, 1,000 functions, a day of 1.5 M invocations (offered GPU utilisation ~0.49).
 small='synthetic:functions=1000;invocations=1500000;seed=1;median_ms=5000'
 run small-plain "$small" 100 "$routers" --hint-slack 0
+# The former defaults: epsilon 0.25 with the bound rounded at random, and rounded up.
+run small-eps025 "$small" 100 ch-bl --hint-slack 0 --epsilon 0.25
+run small-ceiling "$small" 100 ch-bl --hint-slack 0 --epsilon 0.25 --fractional false
 run small-slack1 "$small" 100 ch-bl,ch-rlu --hint-slack 1
 # CH-RLU with the paper's unbounded popularity gate (no ceiling): long unpopular functions queue at home.
 run small-paper-gate "$small" 100 ch-rlu --hint-slack 0 --gate-ceiling 0
@@ -34,8 +37,12 @@ run small-churn "$small" 100 "$routers" --hint-slack 0 --churn 'leave:10@21600,j
 # 1,000 workers x 4 GPUs, 10,000 functions, a whole day.
 # 15 M invocations: offered GPU utilisation ~0.50 (the load of the measured table).
 run day-15m 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 "$routers" --hint-slack 0
-# CH-BL with a tighter bound (epsilon 0.05) on the same day: balance bought with cold starts.
 run day-15m-paper-gate 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-rlu --hint-slack 0 --gate-ceiling 0
-run day-15m-eps005 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.05
+# CH-BL at the former defaults (epsilon 0.25; rounded at random, and rounded up) and at
+# epsilon 0.1 and 0: balance traded against cold starts.
+run day-15m-eps025 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.25
+run day-15m-ceiling 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.25 --fractional false
+run day-15m-eps01 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.1
+run day-15m-eps0 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0
 # 6 M invocations: the largest day that fits the 60 s target per router on this machine.
 run day-6m 'synthetic:functions=10000;invocations=6000000;seed=1;median_ms=5000' 1000 ch-bl,random --hint-slack 0

@@ -180,6 +180,9 @@ mod tests {
         let c = RouterConfig::embedded().unwrap();
         assert!(c.listen.ip().is_loopback());
         assert_eq!(c.queue.max_attempts, 3);
+        // The file spells out the routing defaults (fractional rounding included).
+        assert_eq!(c.routing, RoutingConfig::default());
+        assert!(c.routing.placement.fractional);
         let e = RouterConfig::parse("listne = \"127.0.0.1:1\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
         let e = RouterConfig::parse("listen = \"0.0.0.0:80\"\n", "t").unwrap_err();

@@ -86,7 +86,8 @@ pub struct SimArgs {
     /// seconds; leavers drain, joiners start cold).
     #[arg(long, requires = "workers")]
     pub(crate) churn: Option<String>,
-    /// With --workers: the load bound's epsilon of the hashing routers.
+    /// With --workers: the load bound's epsilon of the hashing routers (default 0.05, the
+    /// cluster router's).
     #[arg(long, requires = "workers")]
     pub(crate) epsilon: Option<f64>,
     /// With --workers: how far above its bound a warm worker still takes work under the hashing
@@ -102,6 +103,10 @@ pub struct SimArgs {
     /// paper's gate).
     #[arg(long, requires = "workers")]
     pub(crate) gate_ceiling: Option<f64>,
+    /// With --workers: randomised rounding of the hashing routers' load bound (`true`, the
+    /// default, as in the cluster router) or its plain ceiling (`false`).
+    #[arg(long, requires = "workers")]
+    pub(crate) fractional: Option<bool>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

@@ -56,6 +56,9 @@ pub fn run(args: &SimArgs) -> Result<()> {
     if let Some(c) = args.gate_ceiling {
         base.placement.gate_ceiling = c;
     }
+    if let Some(f) = args.fractional {
+        base.placement.fractional = f;
+    }
     base.validate()
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {

@@ -43,6 +43,10 @@ impl Default for RoutingConfig {
             placement: PlacementParams {
                 popularity_gate: true,
                 jitter: 0.25,
+                // Balance within 1.25 of the mean busy time with fractional rounding
+                // (docs/cluster.md, simulated figures); the policy's own default is 0.25.
+                epsilon: 0.05,
+                fractional: true,
                 ..PlacementParams::default()
             },
             popular_rps: 5.0,

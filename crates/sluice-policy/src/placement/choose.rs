@@ -3,7 +3,7 @@
 
 use super::hash::{BinId, Key};
 use super::params::unit;
-use super::Placement;
+use super::{Placement, Rule};
 
 /// One placement question.
 pub struct Request<'a, B> {
@@ -47,7 +47,8 @@ impl<B: BinId> Placement<B> {
     /// Chooses a bin for `req` without changing any load (see the module documentation for the
     /// rule). `None` when no bin is usable.
     pub fn choose(&mut self, req: &Request<'_, B>) -> Option<Choice<B>> {
-        let slot = self.choose_slot(req)?;
+        let rule = self.rule();
+        let slot = self.choose_slot(req, rule)?;
         Some(Choice {
             bin: self.bins[slot.0].id.clone(),
             kind: slot.1,
@@ -57,7 +58,8 @@ impl<B: BinId> Placement<B> {
     /// Chooses like [`Placement::choose`] and adds the local load increment (1, or `1 ± jitter`)
     /// to the chosen bin.
     pub fn place(&mut self, req: &Request<'_, B>) -> Option<Choice<B>> {
-        let (slot, kind) = self.choose_slot(req)?;
+        let rule = self.rule();
+        let (slot, kind) = self.choose_slot(req, rule)?;
         let jitter = self.params.jitter;
         let inc = if jitter > 0.0 {
             1.0 + (2.0 * unit(self.random.next_u64()) - 1.0) * jitter
@@ -72,7 +74,17 @@ impl<B: BinId> Placement<B> {
         })
     }
 
-    fn choose_slot(&mut self, req: &Request<'_, B>) -> Option<(usize, ChoiceKind)> {
+    /// The bound of one choice: the ceiling, or under
+    /// [`fractional`](super::PlacementParams::fractional) rounding by a fresh draw.
+    fn rule(&mut self) -> Rule {
+        if self.params.fractional {
+            Rule::Rounded(unit(self.random.next_u64()))
+        } else {
+            Rule::Ceiling
+        }
+    }
+
+    fn choose_slot(&mut self, req: &Request<'_, B>, rule: Rule) -> Option<(usize, ChoiceKind)> {
         let start = self.start(req.key)?;
         let home = self.ring[start].1 as usize;
         let usable = |s: usize| (req.usable)(&self.bins[s].id);
@@ -82,11 +94,12 @@ impl<B: BinId> Placement<B> {
             match stay {
                 Some((s, _))
                     if ceiling > 0.0
-                        && self.bins[s].load + 1.0 > ceiling * self.bound_at(s) + 1e-9 => {}
+                        && self.bins[s].load + 1.0 > ceiling * self.bound_under(s, rule) + 1e-9 => {
+                }
                 other => return other,
             }
         }
-        if let Some(s) = self.best_hint(req, home) {
+        if let Some(s) = self.best_hint(req, home, rule) {
             let kind = if s == home {
                 ChoiceKind::Home
             } else {
@@ -98,7 +111,9 @@ impl<B: BinId> Placement<B> {
             0 => usize::MAX,
             n => n,
         };
-        if let Some(found) = self.walk(start, probes, |s| usable(s) && self.acceptable(s, 0.0)) {
+        if let Some(found) = self.walk(start, probes, |s| {
+            usable(s) && self.acceptable(s, rule, 0.0)
+        }) {
             return Some(found);
         }
         self.fallback(req).map(|s| (s, ChoiceKind::Fallback))
@@ -106,14 +121,14 @@ impl<B: BinId> Placement<B> {
 
     /// The best usable, acceptable hinted bin: highest level, then the home, then the lowest
     /// load per weight, then the lowest id.
-    fn best_hint(&self, req: &Request<'_, B>, home: usize) -> Option<usize> {
+    fn best_hint(&self, req: &Request<'_, B>, home: usize, rule: Rule) -> Option<usize> {
         let mut best: Option<(u8, bool, f64, usize)> = None;
         for (id, level) in req.hints {
             if *level == 0 {
                 continue;
             }
             let Ok(s) = self.slot(id) else { continue };
-            if !(req.usable)(id) || !self.acceptable(s, self.params.hint_slack) {
+            if !(req.usable)(id) || !self.acceptable(s, rule, self.params.hint_slack) {
                 continue;
             }
             let cand = (*level, s == home, self.relative_load(s), s);

@@ -15,6 +15,11 @@
 //!   `load + 1 ≤ ⌈(1+ε)·(L+1)·w/W⌉` (`L` total load, `w` its weight, `W` total weight); the
 //!   key goes to the first acceptable bin clockwise from its home (its home unless that is
 //!   over its bound), so spills are themselves sticky: the same key spills to the same bins.
+//! - **Fractional rounding** ([`PlacementParams::fractional`], for a cluster router): with
+//!   about two invocations outstanding per bin the ceiling alone lets a bin carry 1.5 times
+//!   the mean (`⌈1.25·2.01⌉ = 3`), so the bound is rounded at random instead, to `⌊x + u⌋` (at
+//!   least 1) for a fresh uniform `u` per placement: a bin held at its bound carries `x` on
+//!   average, and never more than `⌈x⌉`.
 //! - **Locality hints**: the caller lists bins that hold something for the key (a warm
 //!   sandbox, resident memory) with a level (higher is better); the best acceptable hinted bin
 //!   wins over the walk. A hinted bin stays acceptable up to `hint_slack` above its bound
@@ -83,6 +88,15 @@ struct Bin<B> {
     id: B,
     weight: u32,
     load: f64,
+}
+
+/// The count bound a placement is made under (see [`PlacementParams::fractional`]).
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Rule {
+    /// The bound `x` is rounded up.
+    Ceiling,
+    /// The bound `x` is rounded to `⌊x + u⌋`, at least 1, for this placement's uniform draw `u`.
+    Rounded(f64),
 }
 
 /// How many tracked keys changed home in one membership change.
@@ -306,15 +320,27 @@ impl<B: BinId> Placement<B> {
     /// `⌈(1+ε)·(L+1)·w/W⌉`, with a 1e-9 allowance so that a product that is an integer in exact
     /// arithmetic (85·3/17) is not rounded up by float error.
     fn bound_at(&self, slot: usize) -> f64 {
-        let w = f64::from(self.bins[slot].weight);
-        let x = (1.0 + self.params.epsilon) * (self.total_load + 1.0) * w
-            / self.total_weight.max(1) as f64;
-        (x - 1e-9).ceil()
+        (self.share(slot) - 1e-9).ceil()
     }
 
-    /// Whether one more unit fits under the bin's bound (plus `slack`).
-    fn acceptable(&self, slot: usize, slack: f64) -> bool {
-        self.bins[slot].load + 1.0 <= self.bound_at(slot) + slack + 1e-9
+    /// `(1+ε)·(L+1)·w/W`, the bound before rounding.
+    fn share(&self, slot: usize) -> f64 {
+        let w = f64::from(self.bins[slot].weight);
+        (1.0 + self.params.epsilon) * (self.total_load + 1.0) * w / self.total_weight.max(1) as f64
+    }
+
+    /// The bin's bound under `rule`: `⌈x⌉`, or `⌊x + u⌋` but at least 1 (an empty bin always
+    /// accepts, as under the ceiling).
+    fn bound_under(&self, slot: usize, rule: Rule) -> f64 {
+        match rule {
+            Rule::Ceiling => self.bound_at(slot),
+            Rule::Rounded(u) => (self.share(slot) + u - 1e-9).floor().max(1.0),
+        }
+    }
+
+    /// Whether one more unit fits under the bin's bound under `rule` (plus `slack`).
+    fn acceptable(&self, slot: usize, rule: Rule, slack: f64) -> bool {
+        self.bins[slot].load + 1.0 <= self.bound_under(slot, rule) + slack + 1e-9
     }
 
     /// The bin of the first ring point clockwise from `key` (`None` without bins).

@@ -37,7 +37,16 @@ pub struct PlacementParams {
     /// local load, `u` uniform in `[-jitter, +jitter]`, so that several choosers that share a
     /// stale view of the loads do not all pick the same bin. 0 adds exactly 1.
     pub jitter: f64,
-    /// Seed of the built-in random source (the fallback's two choices and the jitter).
+    /// Randomised rounding of the count bound: a bin whose bound `x = (1+ε)·(L+1)·w/W` is
+    /// fractional is acceptable at `⌈x⌉` only for a `frac(x)` share of the placements (one
+    /// uniform draw per placement, shared by the bins it examines), so a bin held at its bound
+    /// carries `x` on average instead of `⌈x⌉`; an empty bin always accepts (the bound is at
+    /// least 1, as the ceiling is). It matters when loads are small counts: with
+    /// two invocations outstanding per worker on average, `⌈1.25·2.01⌉ = 3` is 1.5 times the
+    /// mean. Off: the plain ceiling (the device-level placement inside a worker).
+    pub fractional: bool,
+    /// Seed of the built-in random source (the fallback's two choices, the jitter and the
+    /// fractional rounding).
     pub seed: u64,
 }
 
@@ -51,6 +60,7 @@ impl Default for PlacementParams {
             popularity_gate: false,
             gate_ceiling: 2.0,
             jitter: 0.0,
+            fractional: false,
             seed: 0,
         }
     }

@@ -1,6 +1,7 @@
 //! Placement invariants: replicas agree whatever order bins joined in; the load bound holds at
 //! every placement; a join or leave moves only the keys of the changed bin; homes and bounds
-//! follow the weights; hints, the usable filter, the popularity gate, jitter and the fallback.
+//! follow the weights; hints, the usable filter, the popularity gate, jitter, fractional
+//! rounding and the fallback.
 
 use super::*;
 use proptest::prelude::*;
@@ -374,6 +375,61 @@ fn indexed_lookup_matches_a_whole_ring_search() {
             let i = p.ring.partition_point(|&(pt, _)| pt < key.0);
             let i = if i == p.ring.len() { 0 } else { i };
             assert_eq!(p.start(key), Some(i), "{bins} bins, key {key:?}");
+        }
+    }
+}
+
+/// Fractional rounding: with every bin at 2 of a bound `x = 1.25·9/4 = 2.8125`, the ceiling (3)
+/// always admits the home, the rounded bound only for `frac(x) = 0.8125` of the choices (the
+/// others find no acceptable bin and fall back); a placement never leaves a bin past `⌈x⌉`.
+#[test]
+fn fractional_rounding_admits_at_the_ceiling_for_the_fractional_share() {
+    let bins = [(1, 1), (2, 1), (3, 1), (4, 1)];
+    let key = Key::of_u64(9);
+    let at_two = |fractional: bool| {
+        let mut p = ring(
+            &bins,
+            PlacementParams {
+                fractional,
+                seed: 5,
+                ..Default::default()
+            },
+        );
+        for (b, _) in bins {
+            p.set_load(&b, 2.0).unwrap();
+        }
+        p
+    };
+    let r = Request {
+        key,
+        hints: &[],
+        usable: &all,
+        popular: true,
+    };
+    let mut ceil = at_two(false);
+    assert!((0..100).all(|_| ceil.choose(&r).unwrap().kind == ChoiceKind::Home));
+    let mut p = at_two(true);
+    let n = 4000;
+    let home = (0..n)
+        .filter(|_| p.choose(&r).unwrap().kind == ChoiceKind::Home)
+        .count();
+    let share = home as f64 / f64::from(n);
+    assert!((share - 0.8125).abs() < 0.03, "{share}");
+    // Placements under the rounded bound stay within the ceiling bound of their moment.
+    let mut p = ring(
+        &bins,
+        PlacementParams {
+            fractional: true,
+            seed: 6,
+            ..Default::default()
+        },
+    );
+    for k in 0..400u64 {
+        let before = p.total_load();
+        let c = p.place(&req(k)).unwrap();
+        let bound = (1.25 * (before + 1.0) / 4.0 - 1e-9).ceil();
+        if c.kind != ChoiceKind::Fallback {
+            assert!(p.load(&c.bin).unwrap() <= bound + 1e-9, "{k}: over {bound}");
         }
     }
 }

@@ -40,6 +40,8 @@ struct Cluster<'a> {
     keys: Vec<Key>,
     recent: Vec<[u32; RECENT]>,
     popularity: Popularity,
+    /// Whether the rule has the popularity gate (only then are arrivals counted per key).
+    gated: bool,
     latency: Histogram,
     queue: Histogram,
     spilled: u64,
@@ -85,6 +87,10 @@ pub fn run(
         keys: functions.iter().map(|f| Key::of_str(&f.name)).collect(),
         recent: vec![[NONE; RECENT]; functions.len()],
         popularity: Popularity::new(params.popular_rps),
+        gated: params
+            .router
+            .placement_params(&params.placement)
+            .popularity_gate,
         latency: Histogram::default(),
         queue: Histogram::default(),
         spilled: 0,
@@ -210,7 +216,7 @@ impl<'a> Cluster<'a> {
         let f = a.func.index();
         let key = self.keys[f];
         let hashing = self.params.router.hashes();
-        let popular = !hashing || self.popularity.arrive(key, now.as_micros() / 1_000_000);
+        let popular = !self.gated || self.popularity.arrive(key, now.as_micros() / 1_000_000);
         let mut hints = [(0u32, 0u8); RECENT];
         let mut n = 0;
         if hashing {

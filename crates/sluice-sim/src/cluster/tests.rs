@@ -11,21 +11,35 @@ fn day() -> SyntheticDay {
     SyntheticDay::new(&spec, 0)
 }
 
+/// A day at the load of the measured 1,000-worker day (offered GPU utilisation about half):
+/// two to three invocations outstanding per worker, where the bound's rounding matters.
+fn busy_day() -> SyntheticDay {
+    let spec: SyntheticSpec =
+        "functions=300;invocations=30000;duration=3600;seed=7;median_ms=1000;swing=0"
+            .parse()
+            .unwrap();
+    SyntheticDay::new(&spec, 0)
+}
+
 fn run_one(day: &SyntheticDay, router: RouterKind, churn: &str) -> ClusterSummary {
     run_with(day, router, churn, 1.0)
 }
 
 fn run_with(day: &SyntheticDay, router: RouterKind, churn: &str, slack: f64) -> ClusterSummary {
-    let cfg = SimConfig::embedded();
     let mut params = ClusterParams {
         churn: churn.parse().unwrap(),
         ..ClusterParams::new(8, 2, router)
     };
     params.placement.hint_slack = slack;
+    run_params(day, &params)
+}
+
+fn run_params(day: &SyntheticDay, params: &ClusterParams) -> ClusterSummary {
+    let cfg = SimConfig::embedded();
     run(
         day.functions(),
         day.arrivals(),
-        &params,
+        params,
         &cfg.scheduler,
         &cfg.device,
         RunOptions::default(),
@@ -34,14 +48,50 @@ fn run_with(day: &SyntheticDay, router: RouterKind, churn: &str, slack: f64) -> 
     .unwrap()
 }
 
+/// CH-BL with its default fractional rounding on a day at the measured load: busy-time
+/// imbalance within 1.25 and better than the ceiling's, fewer cold starts than random (only
+/// eight workers: random lands on a warm worker often, so the margin is smaller than at 100 or
+/// 1,000 workers, where CH-BL has a fifth of random's).
 #[test]
-fn ch_bl_has_fewer_cold_starts_than_random_at_bounded_imbalance() {
-    let d = day();
+fn ch_bl_balances_within_a_quarter_with_fewer_cold_starts_than_random() {
+    let d = busy_day();
     // The plain bounded-load rule (no slack for warm workers), as in the measured figures.
     let ch = run_with(&d, RouterKind::ChBl, "", 0.0);
     let random = run_with(&d, RouterKind::Random, "", 0.0);
+    let mut ceiling = ClusterParams::new(8, 2, RouterKind::ChBl);
+    ceiling.placement.hint_slack = 0.0;
+    ceiling.placement.fractional = false;
+    let ceiling = run_params(&d, &ceiling);
     assert_eq!(ch.invocations, random.invocations);
     assert_eq!(ch.completed + ch.rejected, ch.invocations);
+    assert!(ch.load_imbalance <= 1.25, "{}", ch.load_imbalance);
+    assert!(
+        ch.load_imbalance < ceiling.load_imbalance,
+        "fractional {} vs ceiling {}",
+        ch.load_imbalance,
+        ceiling.load_imbalance
+    );
+    assert!(
+        ch.cold_starts < random.cold_starts,
+        "ch-bl {} vs random {}",
+        ch.cold_starts,
+        random.cold_starts
+    );
+    assert_eq!(random.spilled, None);
+    assert!(ch.spilled.is_some());
+}
+
+/// Under the plain ceiling at ε 0.25 CH-BL has under half of random's cold starts even on
+/// eight workers, at a bounded imbalance.
+#[test]
+fn ch_bl_under_the_ceiling_has_under_half_of_randoms_cold_starts() {
+    let d = day();
+    let mut params = ClusterParams::new(8, 2, RouterKind::ChBl);
+    params.placement.hint_slack = 0.0;
+    params.placement.fractional = false;
+    params.placement.epsilon = 0.25;
+    let ch = run_params(&d, &params);
+    let random = run_with(&d, RouterKind::Random, "", 0.0);
     assert!(
         2 * ch.cold_starts < random.cold_starts,
         "ch-bl {} vs random {}",
@@ -49,8 +99,6 @@ fn ch_bl_has_fewer_cold_starts_than_random_at_bounded_imbalance() {
         random.cold_starts
     );
     assert!(ch.load_imbalance <= 1.6, "{}", ch.load_imbalance);
-    assert_eq!(random.spilled, None);
-    assert!(ch.spilled.is_some());
 }
 
 #[test]
