@@ -417,6 +417,8 @@ mod progress_tests;
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod token_lines_tests;

@@ -1,15 +1,10 @@
 //! Device choice, sandbox lines (batches in one sandbox; waiting for a busy sandbox rather than
 //! cold-starting another) and the derived pool caps, through the scheduler.
 
+use super::test_support::{ms, poll, MB};
 use super::*;
 use crate::placement::{Key, PlacementParams};
 use proptest::prelude::*;
-
-const MB: u64 = 1 << 20;
-
-fn ms(x: u64) -> Time {
-    Time::from_micros(x * 1_000)
-}
 
 fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
     let cfg = SchedulerConfig {
@@ -25,17 +20,6 @@ fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
         s.register(FunctionId(f), info);
     }
     s
-}
-
-fn poll(s: &mut Scheduler, now: Time) -> Vec<Start> {
-    let mut out = Vec::new();
-    s.poll(now, &mut out);
-    out.into_iter()
-        .filter_map(|a| match a {
-            Action::Start(st) => Some(st),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The device a function's home is on, as an independent ring of the same devices says.

@@ -1,16 +1,12 @@
 //! Functions with `concurrency` > 1: several invocations share one sandbox, each still holding
 //! its own device token.
 
+use super::test_support::{ms, poll, MB};
 use super::*;
 use sluice_core::Dur;
 
-const MB: u64 = 1 << 20;
 const F: FunctionId = FunctionId(0);
 const G: GpuId = GpuId(0);
-
-fn ms(x: u64) -> Time {
-    Time::from_micros(x * 1_000)
-}
 
 fn sched(policy: &str, concurrency: u32) -> Scheduler {
     let cfg = SchedulerConfig {
@@ -27,17 +23,6 @@ fn sched(policy: &str, concurrency: u32) -> Scheduler {
         s.register(FunctionId(f), info);
     }
     s
-}
-
-fn poll(s: &mut Scheduler, now: Time) -> Vec<Start> {
-    let mut out = Vec::new();
-    s.poll(now, &mut out);
-    out.into_iter()
-        .filter_map(|a| match a {
-            Action::Start(st) => Some(st),
-            _ => None,
-        })
-        .collect()
 }
 
 /// One cold start of F, ready; returns its sandbox.

@@ -1,25 +1,9 @@
 //! Token lines through the scheduler: waiting for a token on the device of a function's idle
 //! sandbox instead of cold-starting it on another, and giving up after a cold start's time.
 
+use super::test_support::{ms, poll, MB};
 use super::*;
 use crate::placement::{Key, PlacementParams};
-
-const MB: u64 = 1 << 20;
-
-fn ms(x: u64) -> Time {
-    Time::from_micros(x * 1_000)
-}
-
-fn poll(s: &mut Scheduler, now: Time) -> Vec<Start> {
-    let mut out = Vec::new();
-    s.poll(now, &mut out);
-    out.into_iter()
-        .filter_map(|a| match a {
-            Action::Start(st) => Some(st),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Two GPUs with one token each; `f` and `g` share a home device (returned).
 fn two_gpus_one_token() -> (Scheduler, FunctionId, FunctionId, GpuId) {
