@@ -27,6 +27,16 @@ fn two_gpus_one_token() -> (Scheduler, FunctionId, FunctionId, GpuId) {
     (s, FunctionId(f), FunctionId(g), home(f))
 }
 
+/// [`two_gpus_one_token`] with both functions measured (3 s cold starts; g runs 100 ms, f 5 ms,
+/// twice so its estimate holds) and idle on their home; also returns f's warm sandbox.
+fn measured() -> (Scheduler, FunctionId, FunctionId, GpuId, SandboxId) {
+    let (mut s, f, g, home) = two_gpus_one_token();
+    run(&mut s, 0, g, 0, 100);
+    let warm_f = run(&mut s, 1, f, 4_000, 5).sandbox;
+    assert!(!run(&mut s, 2, f, 8_000, 5).cold);
+    (s, f, g, home, warm_f)
+}
+
 /// Runs one invocation of `func` submitted at `at` to completion after `exec` (plus 3 s if
 /// it starts cold); returns its start.
 fn run(s: &mut Scheduler, id: u64, func: FunctionId, at: u64, exec: u64) -> Start {
@@ -42,11 +52,7 @@ fn run(s: &mut Scheduler, id: u64, func: FunctionId, at: u64, exec: u64) -> Star
 
 #[test]
 fn an_invocation_waits_for_a_token_where_its_sandbox_is_rather_than_cold_start_elsewhere() {
-    let (mut s, f, g, home) = two_gpus_one_token();
-    // Measure both: 3 s cold starts; g runs 100 ms, f 5 ms (twice, so its estimate holds).
-    run(&mut s, 0, g, 0, 100);
-    let warm_f = run(&mut s, 1, f, 4_000, 5).sandbox;
-    assert!(!run(&mut s, 2, f, 8_000, 5).cold);
+    let (mut s, f, g, home, warm_f) = measured();
     // g takes the home's only token; f's idle sandbox is there too, the other GPU is free.
     let g_run = poll_one(&mut s, 3, g, 9_000);
     assert_eq!((g_run.gpu, g_run.cold), (home, false));
@@ -66,10 +72,7 @@ fn an_invocation_waits_for_a_token_where_its_sandbox_is_rather_than_cold_start_e
 
 #[test]
 fn a_token_line_gives_up_after_a_cold_start_and_starts_elsewhere() {
-    let (mut s, f, g, home) = two_gpus_one_token();
-    run(&mut s, 0, g, 0, 100);
-    run(&mut s, 1, f, 4_000, 5);
-    run(&mut s, 2, f, 8_000, 5);
+    let (mut s, f, g, home, _) = measured();
     // g hangs on the home's token far past its 100 ms estimate.
     let g_run = poll_one(&mut s, 3, g, 9_000);
     assert_eq!(g_run.gpu, home);
@@ -86,10 +89,7 @@ fn a_token_line_gives_up_after_a_cold_start_and_starts_elsewhere() {
 
 #[test]
 fn a_cancelled_invocation_leaves_its_token_line_without_a_token() {
-    let (mut s, f, g, home) = two_gpus_one_token();
-    run(&mut s, 0, g, 0, 100);
-    run(&mut s, 1, f, 4_000, 5);
-    run(&mut s, 2, f, 8_000, 5);
+    let (mut s, f, g, home, _) = measured();
     let g_run = poll_one(&mut s, 3, g, 9_000);
     s.submit(InvocationId(4), f, ms(9_001));
     assert!(poll(&mut s, ms(9_001)).is_empty());
