@@ -189,5 +189,8 @@ mod tests {
         assert!(e.to_string().contains("auth_token"), "{e}");
         let e = RouterConfig::parse("[async]\nack_wait_s = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("ack_wait_s"), "{e}");
+        let e =
+            RouterConfig::parse("[routing.placement]\nfractional = \"yes\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("fractional"), "{e}");
     }
 }
