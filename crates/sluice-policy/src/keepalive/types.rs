@@ -21,8 +21,10 @@ pub struct KeepAliveParams {
     /// A device keeps sandboxes whose memory adds up to this many times its own memory
     /// (resident plus pushed to host) when `max_sandboxes` is not set.
     pub memory_factor: f64,
-    /// An invocation whose function has only busy sandboxes waits for one of them when that is
-    /// expected to be quicker than the function's measured cold start (scheduler `lines`).
+    /// An invocation whose function has only busy or starting sandboxes waits for one of them,
+    /// and one whose function's idle sandboxes are all on devices without a free token waits for
+    /// a token there, when that is expected to be quicker than a cold start (scheduler `lines`
+    /// and `token_lines`).
     pub wait_for_warm: bool,
 }
 
