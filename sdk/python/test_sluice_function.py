@@ -31,6 +31,8 @@ def handler(event):
         time.sleep(event["sleep"])
     if isinstance(event, dict) and "unserialisable" in event:
         return {"x": object()}
+    if isinstance(event, dict) and "thread" in event:
+        return {"thread": threading.current_thread().name}  # names are never reused; idents are
     return {"echo": event}
 
 
@@ -151,11 +153,22 @@ class ServerTest(unittest.TestCase):
         finally:
             c.close()
 
+    def wait_for_an_idle_thread(self):
+        """The client has its answer before the serving thread is back in the pool; wait for it."""
+        deadline = time.monotonic() + 5
+        while self.server._idle == 0:
+            self.assertLess(time.monotonic(), deadline, "no serving thread went idle within 5 s")
+            time.sleep(0.001)
+
     def test_connection_threads_are_reused(self):
-        before = threading.active_count()
-        for i in range(50):
-            self.assertEqual(self.request(post('{"i": %d}' % i))[0], 200)
-        self.assertLessEqual(threading.active_count(), before + 3)
+        served_by = set()
+        for _ in range(50):
+            status, _, body = self.request(post('{"thread": true}'))
+            self.assertEqual(status, 200)
+            served_by.add(json.loads(body)["thread"])
+            self.wait_for_an_idle_thread()
+        # One connection at a time, each opened once a thread is idle: one thread serves them all.
+        self.assertEqual(len(served_by), 1, served_by)
 
     def test_concurrent_requests_run_in_parallel(self):
         results = []
