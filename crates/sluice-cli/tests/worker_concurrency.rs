@@ -152,3 +152,49 @@ fn a_crash_fails_every_invocation_in_the_shared_sandbox_and_frees_their_slots() 
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["sandboxes"]["busy"], 0, "{status}");
 }
+
+/// A cold start holds no GPU token while its sandbox starts: with one token, a warm call that
+/// arrives during another function's cold start runs at once, and the cold-started call, its
+/// sandbox ready while the token is busy, waits for the token and then runs in that sandbox.
+#[test]
+fn a_cold_start_leaves_the_gpu_token_to_a_warm_call_and_waits_for_it_when_ready() {
+    let _one = one_at_a_time();
+    let w = Worker::start(&["[scheduler.slots]", "tokens_per_gpu = 1"]);
+    let gpu_fn = |name: &str, env: Value| {
+        let mut spec = common::function(name, env);
+        spec["resources"]["gpu"] = json!(true);
+        let (s, body, _) = http(&w, "POST", "/v1/functions", Some(&spec.to_string()));
+        assert_eq!(s, 201, "{body}");
+    };
+    gpu_fn("warm", json!({}));
+    gpu_fn("slow", json!({"SLOW_START": "0.6"}));
+    let (s, body, _) = http(&w, "POST", "/v1/functions/warm/invoke", Some("{}"));
+    assert_eq!(s, 200, "warm-up: {body}");
+
+    let cold = {
+        let w = w.clone_addr();
+        std::thread::spawn(move || http(&w, "POST", "/v1/functions/slow/invoke", Some("{}")))
+    };
+    // `slow` is dispatched first; its sandbox takes 0.6 s to start.
+    std::thread::sleep(Duration::from_millis(150));
+    let (s, body, h) = http(
+        &w,
+        "POST",
+        "/v1/functions/warm/invoke",
+        Some(r#"{"do":"sleep","seconds":1.2}"#),
+    );
+    assert_eq!(s, 200, "{body}");
+    let queued: f64 = h["x-sluice-queue-ms"].parse().unwrap();
+    assert!(
+        queued < 300.0,
+        "the warm call waited {queued} ms: the cold start held the only token"
+    );
+    let (s, body, h) = cold.join().unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(h["x-sluice-cold"], "true");
+    let total: f64 = h["x-sluice-total-ms"].parse().unwrap();
+    assert!(
+        total >= 1_200.0,
+        "ready after 0.6 s, it ran only once the warm call gave the token back ({total} ms)"
+    );
+}

@@ -7,9 +7,10 @@
 //! sandbox's memory; destroy this sandbox. The simulator carries actions out on its device model,
 //! the worker on real processes and GPUs.
 //!
-//! Every invocation that starts holds one device token until it finishes, also when it shares a
+//! Every invocation that runs holds one device token until it finishes, also when it shares a
 //! sandbox with others (a function with `concurrency` > 1): sharing saves the cold start and the
-//! memory, not the token. An invocation may wait in the line of a busy sandbox of its function
+//! memory, not the token. A cold start does not hold one while its sandbox is created (unless
+//! configured to); the invocation takes one when the sandbox is ready (`creating`). An invocation may wait in the line of a busy sandbox of its function
 //! rather than cold-start another (always under a batching policy: a batch runs in one sandbox;
 //! otherwise when that is expected to be quicker; `lines`).
 //!
@@ -29,6 +30,7 @@
 //! queued for admission and can be cancelled there.
 
 mod admission;
+mod creating;
 mod lifecycle;
 mod lines;
 mod placing;
@@ -83,6 +85,8 @@ pub struct Scheduler {
     function_memory: (u128, u64),
     lines: lines::Lines,
     token_lines: token_lines::TokenLines,
+    creating: creating::Creating,
+    cold_start_holds_token: bool,
     /// Work queued and running, for admission.
     backlog: Backlog,
     sharing: Sharing,
@@ -128,6 +132,8 @@ impl Scheduler {
             function_memory: (0, 0),
             lines: lines::Lines::default(),
             token_lines: token_lines::TokenLines::default(),
+            creating: creating::Creating::default(),
+            cold_start_holds_token: cfg.slots.cold_start_holds_token,
         };
         s.pool.set_limits(s.pool_limits());
         Ok(s)
@@ -203,6 +209,7 @@ impl Scheduler {
         // they go back to the heads of their queues when the round ends.
         let mut aside: Vec<Invocation> = Vec::new();
         let mut blocked: Vec<FunctionId> = Vec::new();
+        self.serve_ready_lines(now, out);
         self.serve_token_lines(now, out);
         while !self.queue.is_empty() && aside.len() < MAX_SET_ASIDE {
             // The queueing policy chooses for the least-loaded device with a free token (its
@@ -301,6 +308,9 @@ impl Scheduler {
                     moves,
                 }));
                 self.line_started(inv.func, sandbox, cold, now);
+                if cold {
+                    self.creation_started(inv, sandbox, gpu);
+                }
                 for sb in self.pool.trim_device(gpu) {
                     self.memory.remove(sb.id);
                     out.push(Action::Destroy(sb.id));
@@ -410,6 +420,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod creating_tests;
 #[cfg(test)]
 mod placing_tests;
 #[cfg(test)]

@@ -18,6 +18,12 @@ pub struct SlotParams {
     /// Grant a token only while the device's sampled utilisation (0..1) is at or below this
     /// (authors: 0.95). `None` disables the gate.
     pub util_gate: Option<f64>,
+    /// Whether a cold start holds its invocation's token while the sandbox is created. Off by
+    /// default: creating a sandbox (process, runtime, model load) does not run kernels, so the
+    /// token goes to other work meanwhile and the invocation takes one when its sandbox is ready
+    /// (the creation cap per device bounds how many start at once). The worker turns it on for
+    /// its CPU queue, where starting a process is the work a slot stands for.
+    pub cold_start_holds_token: bool,
 }
 
 impl Default for SlotParams {
@@ -25,6 +31,7 @@ impl Default for SlotParams {
         SlotParams {
             tokens_per_gpu: 2,
             util_gate: None,
+            cold_start_holds_token: false,
         }
     }
 }
@@ -172,6 +179,7 @@ mod tests {
             &SlotParams {
                 tokens_per_gpu: 4,
                 util_gate: Some(0.95),
+                ..SlotParams::default()
             },
         );
         s.set_util(GpuId(0), 0.99);
@@ -187,11 +195,13 @@ mod tests {
         let p = SlotParams {
             tokens_per_gpu: 0,
             util_gate: None,
+            ..SlotParams::default()
         };
         assert!(p.validate().is_err());
         let p = SlotParams {
             tokens_per_gpu: 1,
             util_gate: Some(1.5),
+            ..SlotParams::default()
         };
         assert!(p.validate().is_err());
     }
@@ -199,7 +209,7 @@ mod tests {
     proptest! {
         #[test]
         fn never_exceeds_d(ops in proptest::collection::vec(any::<bool>(), 1..200), d in 1u32..4, gpus in 1usize..4) {
-            let mut s = DeviceSlots::new(gpus, &SlotParams { tokens_per_gpu: d, util_gate: None });
+            let mut s = DeviceSlots::new(gpus, &SlotParams { tokens_per_gpu: d, ..SlotParams::default() });
             let mut held = Vec::new();
             for take in ops {
                 if take {

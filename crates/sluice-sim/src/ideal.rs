@@ -30,11 +30,14 @@ pub fn run(
         f.cold_start = sluice_core::Dur::ZERO;
         f.gpu_mem_bytes = 0;
     }
-    let cfg = SchedulerConfig {
+    let mut cfg = SchedulerConfig {
         policy: "fcfs".into(),
         slots: cfg.slots.clone(),
         ..SchedulerConfig::default()
     };
+    // Its sandboxes start in no time: the invocation that creates one keeps its token, so each
+    // runs in the order it was dispatched.
+    cfg.slots.cold_start_holds_token = true;
     let mut r = engine::run(&warm, &cfg, model, gpus, &mut |_| {})?;
     r.policy = NAME.to_string();
     // Its sandboxes start in no time: none of them is a cold start.

@@ -8,7 +8,10 @@ fn pool(ttl_s: f64, max: usize, creates: usize) -> WarmPool {
         max_concurrent_creates: Some(creates),
         ..KeepAliveParams::default()
     };
-    WarmPool::new(&params, PoolLimits::derive(&params, 2, &[1 << 30; 2], None))
+    WarmPool::new(
+        &params,
+        PoolLimits::derive(&params, 2, &[1 << 30; 2], None, true),
+    )
 }
 
 fn t(s: u64) -> Time {

@@ -1,5 +1,5 @@
-//! Sandbox lifecycle events the engine reports to the [`Scheduler`]: a sandbox ready, an
-//! invocation finished, a sandbox failed, prewarming. Each running invocation holds one device
+//! Sandbox lifecycle events the engine reports to the [`Scheduler`] (a sandbox ready is in
+//! `creating`): an invocation finished, a sandbox failed, prewarming. Each running invocation holds one device
 //! token; when a sandbox that ran several invocations at once fails, it leaves the pool at
 //! once and each of its invocations frees its own token as the engine reports it.
 
@@ -7,11 +7,6 @@ use super::Scheduler;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 
 impl Scheduler {
-    /// A cold-started sandbox is ready and its first invocation begins.
-    pub fn sandbox_ready(&mut self, sandbox: SandboxId) {
-        self.pool.started(sandbox);
-    }
-
     /// An invocation that ran in `sandbox` finished after executing for `exec`. If the sandbox
     /// has a line, the next invocation in it starts there with the same token.
     pub fn finished(&mut self, sandbox: SandboxId, func: FunctionId, exec: Dur, now: Time) {
@@ -57,15 +52,19 @@ impl Scheduler {
     }
 
     /// A sandbox failed while running an invocation of `func` (crashed, timed out, or could
-    /// not be created): forget it and free that invocation's token. Reporting the invocation
+    /// not be created): forget it and free that invocation's token (a sandbox that failed to be
+    /// created held none, see `creating`). Reporting the invocation
     /// is the engine's job. Call it once per invocation that was running in the sandbox: the
     /// others (with `concurrency` > 1) each free their own token when reported, as failed or
     /// as finished.
     pub fn sandbox_failed(&mut self, sandbox: SandboxId, func: FunctionId, now: Time) {
         self.line_ended(func, sandbox, now);
+        let tokenless = self.forget_tokenless(sandbox);
         if let Some(sb) = self.pool.remove(sandbox) {
             if sb.running > 0 {
-                self.return_token(sb.gpu);
+                if !tokenless {
+                    self.return_token(sb.gpu);
+                }
                 self.queue.complete(func, now);
                 self.backlog.ended(func);
             }

@@ -125,6 +125,7 @@ impl Scheduler {
             self.slots.tokens_per_gpu(),
             &capacity,
             mean,
+            self.cold_start_holds_token,
         )
     }
 }

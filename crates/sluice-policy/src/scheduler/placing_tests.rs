@@ -7,10 +7,12 @@ use crate::placement::{Key, PlacementParams};
 use proptest::prelude::*;
 
 fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
-    let cfg = SchedulerConfig {
+    let mut cfg = SchedulerConfig {
         policy: policy.into(),
         ..SchedulerConfig::default()
     };
+    // Cold starts hold their token here (the former contract; `creating_tests` has the default).
+    cfg.slots.cold_start_holds_token = true;
     let mut s = Scheduler::new(&cfg, vec![mem_mb * MB; gpus]).unwrap();
     for f in 0..8 {
         let info = FunctionInfo {

@@ -12,12 +12,18 @@ fn ms(x: u64) -> Time {
     Time::from_micros(x * 1_000)
 }
 
+/// Cold starts hold their token here (the former contract) unless a test says otherwise.
 fn sched(policy: &str, gpus: usize, mem_mb: u64, creates: usize) -> Scheduler {
+    sched_with(policy, gpus, mem_mb, creates, true)
+}
+
+fn sched_with(policy: &str, gpus: usize, mem_mb: u64, creates: usize, holds: bool) -> Scheduler {
     let mut cfg = SchedulerConfig {
         policy: policy.into(),
         ..SchedulerConfig::default()
     };
     cfg.keepalive.max_concurrent_creates = Some(creates);
+    cfg.slots.cold_start_holds_token = holds;
     Scheduler::new(&cfg, vec![mem_mb * MB; gpus]).unwrap()
 }
 
@@ -160,6 +166,7 @@ fn the_prediction_follows_queued_and_running_work() {
         ..SchedulerConfig::default()
     };
     cfg.estimator.default_ms = 100.0;
+    cfg.slots.cold_start_holds_token = true;
     let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
     assert_eq!(s.tokens(), 2);
     for i in 0..10 {
@@ -218,8 +225,9 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..150),
         gpus in 1usize..3,
         creates in 1usize..3,
+        holds in any::<bool>(),
     ) {
-        let mut s = sched(policy, gpus, 300, creates);
+        let mut s = sched_with(policy, gpus, 300, creates, holds);
         let mut size = [100u64; 5];
         for (f, mb) in size.iter().enumerate() {
             s.register(FunctionId(f as u32), info(*mb));
@@ -229,6 +237,8 @@ proptest! {
         let (mut starting, mut running) = (Vec::<Start>::new(), Vec::<Start>::new());
         let mut ended = BTreeMap::new();
         let mut cancelled = BTreeSet::new();
+        // Cold starts whose sandbox is ready and which wait for a token.
+        let mut parked = BTreeSet::new();
         for o in ops {
             match o {
                 Op::Register(f, mb) => {
@@ -247,29 +257,27 @@ proptest! {
                 Op::Tick => {
                     now += Dur::from_millis(10);
                     if let Some(st) = (!starting.is_empty()).then(|| starting.remove(0)) {
-                        if st.cold { s.sandbox_ready(st.sandbox); }
-                        running.push(st);
+                        ready(&mut s, st, &mut running, &mut parked);
                     } else if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                         s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
                     }
                 }
             }
-            step(&mut s, now, &mut ended, &mut starting, &size)?;
+            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size)?;
         }
         // Arrivals stop; devices free up as everything running finishes.
         let mut rounds = 0;
-        while !(starting.is_empty() && running.is_empty() && s.queued() == 0) {
+        while !(starting.is_empty() && running.is_empty() && parked.is_empty() && s.queued() == 0) {
             rounds += 1;
             prop_assert!(rounds < 10_000, "stuck: {} queued", s.queued());
             now += Dur::from_millis(10);
             for st in std::mem::take(&mut starting) {
-                if st.cold { s.sandbox_ready(st.sandbox); }
-                running.push(st);
+                ready(&mut s, st, &mut running, &mut parked);
             }
             if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                 s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
             }
-            step(&mut s, now, &mut ended, &mut starting, &size)?;
+            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size)?;
         }
         for id in 0..next_id {
             let was_cancelled = cancelled.contains(&id);
@@ -284,17 +292,32 @@ proptest! {
     }
 }
 
+/// A start's sandbox is ready (a cold start's sandbox created): it runs, or, a cold start
+/// without a free token, it waits for the scheduler's warm start of the same invocation.
+fn ready(s: &mut Scheduler, st: Start, running: &mut Vec<Start>, parked: &mut BTreeSet<u64>) {
+    if !st.cold || s.sandbox_ready(st.sandbox) {
+        running.push(st);
+    } else {
+        parked.insert(st.inv.id.0);
+    }
+}
+
 /// Polls once and records what ended: starts (to be run) and rejections (only of functions
-/// larger than the 300 MB devices).
+/// larger than the 300 MB devices). A warm start of a parked invocation resumes it.
 fn step(
     s: &mut Scheduler,
     now: Time,
     ended: &mut BTreeMap<u64, &'static str>,
     starting: &mut Vec<Start>,
+    parked: &mut BTreeSet<u64>,
     size: &[u64; 5],
 ) -> Result<(), TestCaseError> {
     for a in poll(s, now) {
         match a {
+            Action::Start(st) if parked.remove(&st.inv.id.0) => {
+                prop_assert!(!st.cold && st.moves.is_empty(), "a resumed start is warm");
+                starting.push(st);
+            }
             Action::Start(st) => {
                 prop_assert!(
                     ended.insert(st.inv.id.0, "started").is_none(),

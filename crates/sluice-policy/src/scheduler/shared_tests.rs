@@ -9,10 +9,12 @@ const F: FunctionId = FunctionId(0);
 const G: GpuId = GpuId(0);
 
 fn sched(policy: &str, concurrency: u32) -> Scheduler {
-    let cfg = SchedulerConfig {
+    let mut cfg = SchedulerConfig {
         policy: policy.into(),
         ..SchedulerConfig::default()
     };
+    // Cold starts hold their token here (the former contract; `creating_tests` has the default).
+    cfg.slots.cold_start_holds_token = true;
     let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
     for f in 0..2 {
         let info = FunctionInfo {

@@ -8,11 +8,14 @@ fn ms(x: u64) -> Time {
     Time::from_micros(x * 1_000)
 }
 
+/// Cold starts hold their token in these tests (the former contract; `creating_tests` covers
+/// the default).
 fn sched(policy: &str, gpus: usize, mem_mb: u64) -> Scheduler {
-    let cfg = SchedulerConfig {
+    let mut cfg = SchedulerConfig {
         policy: policy.into(),
         ..SchedulerConfig::default()
     };
+    cfg.slots.cold_start_holds_token = true;
     Scheduler::new(&cfg, vec![mem_mb * MB; gpus]).unwrap()
 }
 
@@ -161,6 +164,7 @@ fn creation_cap_defers_cold_starts() {
         ..SchedulerConfig::default()
     };
     cfg.keepalive.max_concurrent_creates = Some(1);
+    cfg.slots.cold_start_holds_token = true;
     let mut s = Scheduler::new(&cfg, vec![1000 * MB]).unwrap();
     s.submit(InvocationId(0), FunctionId(0), ms(0));
     s.submit(InvocationId(1), FunctionId(1), ms(0));
@@ -181,22 +185,28 @@ fn creation_cap_defers_cold_starts() {
 
 proptest! {
     /// Driving any policy with random arrivals and completions (functions of concurrency 1 to
-    /// 3): each invocation starts exactly once, tokens never exceed D, residency never exceeds
-    /// capacity, a sandbox never runs more than its capacity and stays resident while it runs,
-    /// nothing is lost.
+    /// 3), cold starts holding their token or not: each invocation starts exactly once (a cold
+    /// start that waits for a token after its sandbox is ready resumes in that sandbox), the
+    /// tokens in use are the invocations running (plus those creating, when cold starts hold
+    /// one) and never exceed D, residency never exceeds capacity, a sandbox never runs more
+    /// than its capacity and stays resident while it runs, nothing is lost.
     #[test]
     fn scheduler_invariants(
         policy in prop::sample::select(crate::queue::POLICY_NAMES),
         arrivals in proptest::collection::vec((0u32..5, 0u64..50), 1..120),
         gpus in 1usize..3,
+        holds in any::<bool>(),
     ) {
-        let mut s = sched(policy, gpus, 300);
+        let mut cfg = SchedulerConfig { policy: policy.into(), ..SchedulerConfig::default() };
+        cfg.slots.cold_start_holds_token = holds;
+        let mut s = Scheduler::new(&cfg, vec![300 * MB; gpus]).unwrap();
         for f in 0..5 {
             let info = FunctionInfo { gpu_mem_bytes: (60 + 20 * f as u64) * MB, concurrency: f % 3 + 1, ..Default::default() };
             s.register(FunctionId(f), info);
         }
         let mut now = Time::ZERO;
-        let mut running: Vec<Start> = Vec::new();
+        // Cold starts being created, ready ones waiting for a token, and running invocations.
+        let (mut creating, mut parked, mut running) = (Vec::<Start>::new(), Vec::<Start>::new(), Vec::<Start>::new());
         let mut started = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         let total = arrivals.len();
@@ -204,29 +214,37 @@ proptest! {
         loop {
             match pending.next() {
                 Some((i, (f, gap))) => { now += Dur::from_millis(gap); s.submit(InvocationId(i as u64), FunctionId(f), now); }
-                None if running.is_empty() && s.queued() == 0 => break,
+                None if running.is_empty() && creating.is_empty() && parked.is_empty() && s.queued() == 0 => break,
                 None => {}
             }
             if (now.as_micros() / 1000).is_multiple_of(3) || pending.len() == 0 {
-                if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
-                    now += Dur::from_millis(1);
-                    if st.cold { s.sandbox_ready(st.sandbox); }
+                now += Dur::from_millis(1);
+                if let Some(st) = (!creating.is_empty()).then(|| creating.remove(0)) {
+                    if s.sandbox_ready(st.sandbox) { running.push(st) } else { parked.push(st) }
+                } else if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                     s.finished(st.sandbox, st.inv.func, Dur::from_millis(7), now);
                 }
             }
             out.clear();
             s.poll(now, &mut out);
             for st in starts(&out) {
+                if let Some(i) = parked.iter().position(|p| p.inv.id == st.inv.id) {
+                    let p = parked.remove(i);
+                    prop_assert!(p.sandbox == st.sandbox && !st.cold && st.moves.is_empty(), "resumed in its sandbox");
+                    running.push(st);
+                    continue;
+                }
                 prop_assert!(started.insert(st.inv.id), "started twice");
                 let sb = s.pool().get(st.sandbox).copied();
                 prop_assert!(sb.is_some_and(|sb| sb.running <= st.inv.func.0 % 3 + 1), "over capacity");
-                if running.iter().any(|r| r.sandbox == st.sandbox) {
+                if running.iter().chain(&creating).any(|r| r.sandbox == st.sandbox) {
                     prop_assert!(!st.cold && st.moves.is_empty(), "a shared start moves nothing");
                 }
-                running.push(st);
+                if st.cold { creating.push(st) } else { running.push(st) }
             }
-            for r in &running {
-                let n = running.iter().filter(|x| x.sandbox == r.sandbox).count() as u32;
+            let all: Vec<&Start> = running.iter().chain(&creating).chain(&parked).collect();
+            for r in &all {
+                let n = all.iter().filter(|x| x.sandbox == r.sandbox).count() as u32;
                 prop_assert_eq!(s.pool().get(r.sandbox).map(|sb| sb.running), Some(n));
                 prop_assert_eq!(s.memory().location(r.sandbox), Some(Location::Device));
             }
@@ -234,7 +252,8 @@ proptest! {
                 prop_assert!(s.tokens_in_use(GpuId(g as u16)) <= 2);
                 prop_assert!(s.memory().resident(GpuId(g as u16)) <= 300 * MB);
             }
-            prop_assert_eq!(running.len() as u32, (0..gpus).map(|g| s.tokens_in_use(GpuId(g as u16))).sum::<u32>());
+            let holding = running.len() + if holds { creating.len() } else { 0 };
+            prop_assert_eq!(holding as u32, (0..gpus).map(|g| s.tokens_in_use(GpuId(g as u16))).sum::<u32>());
             if let Some(t) = s.next_timer() { if t <= now { out.clear(); s.poll(now, &mut out); } }
         }
         prop_assert_eq!(started.len(), total);

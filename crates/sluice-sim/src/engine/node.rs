@@ -46,6 +46,8 @@ struct Job {
     /// Oversubscription stretch of this job's work.
     stretch: f64,
     bytes_to_device: u64,
+    /// A cold start whose sandbox the scheduler has not yet been told is ready.
+    awaiting_ready: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -72,6 +74,9 @@ pub struct Node<'a> {
     devices: Vec<Device>,
     /// When an asynchronous prefetch of a sandbox's memory lands on its device.
     ready_at: HashMap<SandboxId, Time>,
+    /// Cold-started jobs whose sandbox is ready and which wait for a token (the scheduler
+    /// answers a warm start of the same invocation when one frees), by invocation.
+    parked: HashMap<InvocationId, usize>,
     timer_at: Option<Time>,
     records: Vec<InvocationRecord>,
     cold_starts: u64,
@@ -108,6 +113,7 @@ impl<'a> Node<'a> {
             free_slots: Vec::new(),
             devices: vec![Device::default(); gpus],
             ready_at: HashMap::new(),
+            parked: HashMap::new(),
             timer_at: None,
             records: Vec::new(),
             cold_starts: 0,
@@ -283,6 +289,11 @@ impl<'a> Node<'a> {
     }
 
     fn start(&mut self, s: Start, now: Time) {
+        if let Some(slot) = self.parked.remove(&s.inv.id) {
+            // Its sandbox is ready and now it holds a token.
+            self.exec_start(slot, now);
+            return;
+        }
         let profile = &self.functions[self.global[s.inv.func.index()].index()];
         let solo = if self.on_gpu {
             profile.gpu_warm
@@ -320,6 +331,7 @@ impl<'a> Node<'a> {
             remaining: solo.as_micros() as f64,
             stretch,
             bytes_to_device,
+            awaiting_ready: s.cold,
         };
         let slot = match self.free_slots.pop() {
             Some(i) => {
@@ -342,8 +354,12 @@ impl<'a> Node<'a> {
         let Some(job) = self.jobs[slot].as_mut() else {
             return;
         };
-        if job.cold {
-            self.sched.sandbox_ready(job.sandbox);
+        if job.awaiting_ready {
+            job.awaiting_ready = false;
+            if !self.sched.sandbox_ready(job.sandbox) {
+                self.parked.insert(job.inv.id, slot);
+                return;
+            }
         }
         job.started = now;
         let g = job.gpu.index();

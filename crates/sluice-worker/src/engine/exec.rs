@@ -238,15 +238,30 @@ async fn run_start(inner: Arc<Inner>, q: QueueKind, s: Start) {
         (true, _) => match inner.create_sandbox(q, s.sandbox, s.gpu, &spec).await {
             Ok(sandbox) => {
                 let client = (sandbox.client().clone(), sandbox.output().clone());
-                let actions = {
+                let (go, actions) = {
                     let mut st = inner.lock();
                     st.live.insert((q, s.sandbox), sandbox);
-                    st.sched(q).sandbox_ready(s.sandbox);
+                    let go = (!st.sched(q).sandbox_ready(s.sandbox)).then(|| {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        st.parked.insert((q, s.inv.id), tx);
+                        rx
+                    });
                     // It may take more invocations now, and one fewer sandbox is starting.
-                    inner.poll(&mut st, q, inner.now())
+                    (go, inner.poll(&mut st, q, inner.now()))
                 };
                 inner.execute(actions);
-                Ok(client)
+                // Ready, but every token of its device is busy: wait for one.
+                let waited = match go {
+                    Some(go) => go.await.is_ok(),
+                    None => true,
+                };
+                if waited {
+                    Ok(client)
+                } else {
+                    Err(InvokeError::Internal(
+                        "the worker stopped while the invocation waited for a token".into(),
+                    ))
+                }
             }
             Err(e) => {
                 let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();

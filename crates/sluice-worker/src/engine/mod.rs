@@ -37,7 +37,7 @@ use crate::logs::{FunctionLogs, LogPage};
 use crate::sandbox::{Launcher, Sandbox, UserLease};
 use bytes::Bytes;
 use serde::Serialize;
-use sluice_core::{FunctionId, SandboxId, Time};
+use sluice_core::{FunctionId, InvocationId, SandboxId, Time};
 use sluice_policy::scheduler::{Action, FunctionInfo, Scheduler};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -103,6 +103,10 @@ struct State {
     /// failure, expiry or trim) while invocation tasks call it through clones of its client, so
     /// one sandbox can serve several invocations at once.
     live: HashMap<(QueueKind, SandboxId), Sandbox>,
+    /// Cold-started invocations whose sandbox is ready and which wait for a token (see
+    /// `sluice_policy::scheduler` `creating`): the scheduler's warm start of the same invocation
+    /// sends the go to the task holding it instead of starting a new one.
+    parked: HashMap<(QueueKind, InvocationId), oneshot::Sender<()>>,
     next_invocation: u64,
     draining: bool,
     /// Stopping for good: nothing new is queued, even an accepted asynchronous invocation.
@@ -180,6 +184,8 @@ impl Engine {
         let cpu_slots = cfg.cpu_slots();
         cpu_cfg.slots.tokens_per_gpu = cpu_slots;
         cpu_cfg.slots.util_gate = None;
+        // Starting a process is the work a CPU slot stands for.
+        cpu_cfg.slots.cold_start_holds_token = true;
         let cpu = Scheduler::new(&cpu_cfg, vec![u64::MAX / 4])?;
         let mps_user = (cfg.gpu.mps && devices.kind() == BackendKind::Nvml)
             .then(|| launcher.lease_user())
@@ -202,6 +208,7 @@ impl Engine {
                 queued: HashMap::new(),
                 queued_total: 0,
                 live: HashMap::new(),
+                parked: HashMap::new(),
                 next_invocation: 0,
                 draining: false,
                 stopping: false,
@@ -378,11 +385,31 @@ impl Inner {
         Time::from_micros(self.started.elapsed().as_micros() as u64)
     }
 
-    /// Polls one scheduler and wakes the timer task (its next deadline may have moved).
+    /// Polls one scheduler and wakes the timer task (its next deadline may have moved). A start
+    /// of a parked invocation (its sandbox ready, now with a token) is a go to its task, not an
+    /// action.
     fn poll(&self, st: &mut State, q: QueueKind, now: Time) -> Vec<(QueueKind, Action)> {
         let mut out = Vec::new();
         st.sched(q).poll(now, &mut out);
         self.timer.notify_one();
-        out.into_iter().map(|a| (q, a)).collect()
+        let mut actions = Vec::with_capacity(out.len());
+        for a in out {
+            match a {
+                Action::Start(s) if !s.cold && !st.parked.is_empty() => {
+                    match st.parked.remove(&(q, s.inv.id)) {
+                        Some(go) => {
+                            if go.send(()).is_err() {
+                                // Its task is gone (the runtime is stopping): free what it held.
+                                st.live.remove(&(q, s.sandbox));
+                                st.sched(q).sandbox_failed(s.sandbox, s.inv.func, now);
+                            }
+                        }
+                        None => actions.push((q, Action::Start(s))),
+                    }
+                }
+                a => actions.push((q, a)),
+            }
+        }
+        actions
     }
 }
