@@ -43,6 +43,9 @@ pub struct WarmPool {
     sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
     idle: BTreeMap<Place, Vec<SandboxId>>,
+    /// Idle sandboxes per function (by function index), so that asking whether a function has
+    /// any (a router's locality hint, every flow-state change) needs no search of `idle`.
+    idle_count: Vec<u32>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
     idle_lru: BTreeSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
@@ -80,6 +83,7 @@ impl WarmPool {
             creating: 0,
             sandboxes: IdMap::default(),
             idle: BTreeMap::new(),
+            idle_count: Vec::new(),
             idle_lru: BTreeSet::new(),
             spare: BTreeMap::new(),
         }
@@ -141,6 +145,7 @@ impl WarmPool {
         if list.is_empty() {
             self.idle.remove(&(func, gpu));
         }
+        self.idle_count[func.index()] -= 1;
         let sb = self.sandboxes.get_mut(&id)?;
         self.idle_lru.remove(&(sb.last_used, id));
         sb.state = SandboxState::Busy;
@@ -243,6 +248,11 @@ impl WarmPool {
         sb.state = SandboxState::Idle;
         sb.last_used = now;
         self.idle.entry((sb.func, sb.gpu)).or_default().push(id);
+        let f = sb.func.index();
+        if self.idle_count.len() <= f {
+            self.idle_count.resize(f + 1, 0);
+        }
+        self.idle_count[f] += 1;
         self.idle_lru.insert((now, id));
     }
 
@@ -260,7 +270,9 @@ impl WarmPool {
             SandboxState::Idle => {
                 self.idle_lru.remove(&(sb.last_used, id));
                 if let Some(v) = self.idle.get_mut(&(sb.func, sb.gpu)) {
+                    let before = v.len();
                     v.retain(|&x| x != id);
+                    self.idle_count[sb.func.index()] -= (before - v.len()) as u32;
                     if v.is_empty() {
                         self.idle.remove(&(sb.func, sb.gpu));
                     }
@@ -330,6 +342,11 @@ impl WarmPool {
         self.idle_lru.first().map(|&(used, _)| used + self.ttl)
     }
 
+    /// Whether `func` has an idle sandbox on any device.
+    pub fn has_idle_of(&self, func: FunctionId) -> bool {
+        self.idle_count.get(func.index()).is_some_and(|&n| n > 0)
+    }
+
     /// Whether `func` has an idle sandbox on `gpu`.
     pub fn has_idle(&self, func: FunctionId, gpu: GpuId) -> bool {
         self.idle.get(&(func, gpu)).is_some_and(|v| !v.is_empty())
@@ -351,9 +368,15 @@ impl WarmPool {
         &self,
         func: FunctionId,
     ) -> impl Iterator<Item = (GpuId, &[SandboxId])> + '_ {
-        self.idle
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .map(|(&(_, g), v)| (g, v.as_slice()))
+        self.idle_range(func).map(|(&(_, g), v)| (g, v.as_slice()))
+    }
+
+    /// `func`'s entries of `idle`; no search when it has no idle sandbox.
+    fn idle_range(&self, func: FunctionId) -> impl Iterator<Item = (&Place, &Vec<SandboxId>)> + '_ {
+        self.has_idle_of(func)
+            .then(|| self.idle.range((func, GpuId(0))..=(func, GpuId(u16::MAX))))
+            .into_iter()
+            .flatten()
     }
 
     /// The devices where `func` has a busy sandbox with spare capacity, in device order.
@@ -370,9 +393,7 @@ impl WarmPool {
 
     /// The idle sandboxes of `func` on any device.
     pub fn idle_of(&self, func: FunctionId) -> impl Iterator<Item = SandboxId> + '_ {
-        self.idle
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .flat_map(|(_, v)| v.iter().copied())
+        self.idle_range(func).flat_map(|(_, v)| v.iter().copied())
     }
 
     /// The sandbox `id`, if the pool holds it.

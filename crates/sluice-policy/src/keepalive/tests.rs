@@ -223,6 +223,14 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
         p.idle_lru.len(),
         p.idle.values().map(Vec::len).sum::<usize>()
     );
+    for f in 0..p.idle_count.len().max(8) {
+        let func = FunctionId(f as u32);
+        let n = p.idle.iter().filter(|((g, _), _)| *g == func);
+        let n: usize = n.map(|(_, v)| v.len()).sum();
+        prop_assert_eq!(p.idle_count.get(f).map_or(0, |&c| c as usize), n);
+        prop_assert_eq!(p.has_idle_of(func), n > 0);
+        prop_assert_eq!(p.idle_of(func).count(), n);
+    }
     Ok(())
 }
 
