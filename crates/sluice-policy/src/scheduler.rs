@@ -343,14 +343,14 @@ impl Scheduler {
             self.events.clear();
             return;
         }
-        for ev in std::mem::take(&mut self.events) {
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
             let rank = match ev.state {
                 FlowState::Active => Rank::Hot,
                 FlowState::Throttled => Rank::Normal,
                 FlowState::Inactive => Rank::Cold,
             };
-            let idle: Vec<SandboxId> = self.pool.idle_of(ev.func).collect();
-            for sb in idle {
+            for sb in self.pool.idle_of(ev.func) {
                 self.memory.set_rank(sb, rank);
                 let mv = match (ev.state, self.coupling) {
                     (FlowState::Active, _) => self.memory.prefetch(sb),
@@ -360,6 +360,7 @@ impl Scheduler {
                 out.extend(mv.map(Action::Move));
             }
         }
+        self.events = events;
     }
 
     /// The earliest instant at which [`Scheduler::poll`] has timer work.
