@@ -19,6 +19,7 @@ mod types;
 pub use limits::{PoolLimits, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
 pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
 
+use crate::firstset::FirstSet;
 use crate::idmap::IdMap;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,7 +48,7 @@ pub struct WarmPool {
     /// any (a router's locality hint, every flow-state change) needs no search of `idle`.
     idle_count: Vec<u32>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
-    idle_lru: BTreeSet<(Time, SandboxId)>,
+    idle_lru: FirstSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
     spare: BTreeMap<Place, BTreeSet<(u32, SandboxId)>>,
 }
@@ -84,7 +85,7 @@ impl WarmPool {
             sandboxes: IdMap::default(),
             idle: BTreeMap::new(),
             idle_count: Vec::new(),
-            idle_lru: BTreeSet::new(),
+            idle_lru: FirstSet::new(),
             spare: BTreeMap::new(),
         }
     }
