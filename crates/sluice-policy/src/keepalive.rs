@@ -14,6 +14,7 @@
 //! The caps come from [`PoolLimits`] (derived from the devices and the functions' memory).
 
 mod limits;
+mod places;
 mod types;
 
 pub use limits::{PoolLimits, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
@@ -21,10 +22,9 @@ pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
 
 use crate::firstset::FirstSet;
 use crate::idmap::IdMap;
+use places::PlaceMap;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
-use std::collections::{BTreeMap, BTreeSet};
-
-type Place = (FunctionId, GpuId);
+use std::collections::BTreeSet;
 
 /// What the pool counts per device.
 #[derive(Copy, Clone, Debug, Default)]
@@ -43,28 +43,24 @@ pub struct WarmPool {
     creating: usize,
     sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
-    idle: BTreeMap<Place, Vec<SandboxId>>,
-    /// Idle sandboxes per function (by function index), so that asking whether a function has
-    /// any (a router's locality hint, every flow-state change) needs no search of `idle`.
-    idle_count: Vec<u32>,
+    idle: PlaceMap<Vec<SandboxId>>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
     idle_lru: FirstSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
-    spare: BTreeMap<Place, BTreeSet<(u32, SandboxId)>>,
+    spare: PlaceMap<BTreeSet<(u32, SandboxId)>>,
 }
 
 /// Lists `sb` among the sandboxes with spare capacity if it is Busy and has some.
-fn list_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+fn list_spare(spare: &mut PlaceMap<BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
     if sb.state == SandboxState::Busy && sb.running < sb.capacity {
         spare
-            .entry((sb.func, sb.gpu))
-            .or_default()
+            .or_default((sb.func, sb.gpu))
             .insert((sb.running, sb.id));
     }
 }
 
 /// Takes `sb` off the spare-capacity list (a no-op if it is not listed).
-fn unlist_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+fn unlist_spare(spare: &mut PlaceMap<BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
     if let Some(set) = spare.get_mut(&(sb.func, sb.gpu)) {
         set.remove(&(sb.running, sb.id));
         if set.is_empty() {
@@ -83,10 +79,9 @@ impl WarmPool {
             next_id: 0,
             creating: 0,
             sandboxes: IdMap::default(),
-            idle: BTreeMap::new(),
-            idle_count: Vec::new(),
+            idle: PlaceMap::default(),
             idle_lru: FirstSet::new(),
-            spare: BTreeMap::new(),
+            spare: PlaceMap::default(),
         }
     }
 
@@ -146,7 +141,6 @@ impl WarmPool {
         if list.is_empty() {
             self.idle.remove(&(func, gpu));
         }
-        self.idle_count[func.index()] -= 1;
         let sb = self.sandboxes.get_mut(&id)?;
         self.idle_lru.remove(&(sb.last_used, id));
         sb.state = SandboxState::Busy;
@@ -248,12 +242,7 @@ impl WarmPool {
         }
         sb.state = SandboxState::Idle;
         sb.last_used = now;
-        self.idle.entry((sb.func, sb.gpu)).or_default().push(id);
-        let f = sb.func.index();
-        if self.idle_count.len() <= f {
-            self.idle_count.resize(f + 1, 0);
-        }
-        self.idle_count[f] += 1;
+        self.idle.or_default((sb.func, sb.gpu)).push(id);
         self.idle_lru.insert((now, id));
     }
 
@@ -271,9 +260,7 @@ impl WarmPool {
             SandboxState::Idle => {
                 self.idle_lru.remove(&(sb.last_used, id));
                 if let Some(v) = self.idle.get_mut(&(sb.func, sb.gpu)) {
-                    let before = v.len();
                     v.retain(|&x| x != id);
-                    self.idle_count[sb.func.index()] -= (before - v.len()) as u32;
                     if v.is_empty() {
                         self.idle.remove(&(sb.func, sb.gpu));
                     }
@@ -345,7 +332,7 @@ impl WarmPool {
 
     /// Whether `func` has an idle sandbox on any device.
     pub fn has_idle_of(&self, func: FunctionId) -> bool {
-        self.idle_count.get(func.index()).is_some_and(|&n| n > 0)
+        self.idle.has(func)
     }
 
     /// Whether `func` has an idle sandbox on `gpu`.
@@ -369,22 +356,12 @@ impl WarmPool {
         &self,
         func: FunctionId,
     ) -> impl Iterator<Item = (GpuId, &[SandboxId])> + '_ {
-        self.idle_range(func).map(|(&(_, g), v)| (g, v.as_slice()))
-    }
-
-    /// `func`'s entries of `idle`; no search when it has no idle sandbox.
-    fn idle_range(&self, func: FunctionId) -> impl Iterator<Item = (&Place, &Vec<SandboxId>)> + '_ {
-        self.has_idle_of(func)
-            .then(|| self.idle.range((func, GpuId(0))..=(func, GpuId(u16::MAX))))
-            .into_iter()
-            .flatten()
+        self.idle.of(func).map(|(g, v)| (g, v.as_slice()))
     }
 
     /// The devices where `func` has a busy sandbox with spare capacity, in device order.
     pub fn spare_devices(&self, func: FunctionId) -> impl Iterator<Item = GpuId> + '_ {
-        self.spare
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .map(|(&(_, g), _)| g)
+        self.spare.of(func).map(|(g, _)| g)
     }
 
     /// Sandboxes on `gpu`, in any state.
@@ -394,7 +371,7 @@ impl WarmPool {
 
     /// The idle sandboxes of `func` on any device.
     pub fn idle_of(&self, func: FunctionId) -> impl Iterator<Item = SandboxId> + '_ {
-        self.idle_range(func).flat_map(|(_, v)| v.iter().copied())
+        self.idle.of(func).flat_map(|(_, v)| v.iter().copied())
     }
 
     /// The sandbox `id`, if the pool holds it.
