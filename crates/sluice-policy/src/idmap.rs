@@ -1,16 +1,20 @@
-//! Maps keyed by the policy layer's own dense ids (sandboxes, functions). The ids are handed
-//! out by the scheduler, never taken from input, so a fast multiplicative hash is safe and
-//! spares the hot path `std`'s SipHash (which showed in simulator profiles) ([`IdMap`]); where
+//! Maps keyed by the policy layer's own dense ids (sandboxes, functions, invocations). The ids
+//! are handed out by the scheduler or its engine (a counter), never taken from input, so a fast
+//! multiplicative hash is safe and spares the hot path `std`'s SipHash (which showed in
+//! simulator profiles) ([`IdMap`], [`IdSet`]); where
 //! the ids are small and dense (a scheduler's function ids count up from 0) a plain vector
 //! indexed by the id is one memory access per lookup ([`DenseMap`]).
 
 use sluice_core::FunctionId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 
 /// A map from an id to `V` with the [`IdHasher`].
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A set of ids with the [`IdHasher`].
+pub type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 /// Fibonacci hashing of the id's integer (ids hash through `write_u64`/`write_u32`/`write_u16`);
 /// other bytes fold in one at a time.
