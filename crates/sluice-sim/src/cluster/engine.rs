@@ -40,6 +40,8 @@ struct Cluster<'a> {
     popularity: Popularity,
     /// Whether the rule has the popularity gate (only then are arrivals counted per key).
     gated: bool,
+    /// Whether the rule hashes (only then are warm workers hinted).
+    hashing: bool,
     latency: Histogram,
     queue: Histogram,
     spilled: u64,
@@ -88,6 +90,7 @@ pub fn run(
             .router
             .placement_params(&params.placement)
             .popularity_gate,
+        hashing: params.router.hashes(),
         latency: Histogram::default(),
         queue: Histogram::default(),
         spilled: 0,
@@ -190,11 +193,10 @@ impl<'a> Cluster<'a> {
     fn route(&mut self, a: Arrival, id: InvocationId, now: Time) {
         let f = a.func.index();
         let key = self.keys[f];
-        let hashing = self.params.router.hashes();
         let popular = !self.gated || self.popularity.arrive(key, now.as_micros() / 1_000_000);
         let mut hints = [(0u32, 0u8); RECENT];
         let mut n = 0;
-        if hashing {
+        if self.hashing {
             for &w in &self.recent[f] {
                 if w != NONE && self.live[w as usize] && self.nodes[w as usize].has_idle(a.func) {
                     hints[n] = (w, 1);
