@@ -36,13 +36,19 @@ impl EstimatorParams {
     }
 }
 
+/// One function's measurements and pinned value, side by side (an estimate reads both).
+#[derive(Clone, Debug)]
+struct Entry {
+    ewma: Ewma,
+    fixed: Option<Dur>,
+}
+
 /// Per-function service-time estimates.
 #[derive(Clone, Debug)]
 pub struct Estimator {
     alpha: f64,
     default: Dur,
-    ewma: Vec<Ewma>,
-    fixed: Vec<Option<Dur>>,
+    entries: Vec<Entry>,
 }
 
 impl Estimator {
@@ -51,37 +57,40 @@ impl Estimator {
         Estimator {
             alpha: params.alpha,
             default: Dur::from_millis_f64(params.default_ms),
-            ewma: Vec::new(),
-            fixed: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
-    fn grow(&mut self, func: FunctionId) {
-        if self.ewma.len() <= func.index() {
-            self.ewma.resize(func.index() + 1, Ewma::new(self.alpha));
-            self.fixed.resize(func.index() + 1, None);
+    fn entry(&mut self, func: FunctionId) -> &mut Entry {
+        if self.entries.len() <= func.index() {
+            let empty = Entry {
+                ewma: Ewma::new(self.alpha),
+                fixed: None,
+            };
+            self.entries.resize(func.index() + 1, empty);
         }
+        &mut self.entries[func.index()]
     }
 
     /// Pins `func`'s estimate to `d`, ignoring measurements.
     pub fn set_fixed(&mut self, func: FunctionId, d: Dur) {
-        self.grow(func);
-        self.fixed[func.index()] = Some(d);
+        self.entry(func).fixed = Some(d);
     }
 
     /// Records a measured execution time.
     pub fn observe(&mut self, func: FunctionId, exec: Dur) {
-        self.grow(func);
-        self.ewma[func.index()].observe(exec.as_micros() as f64);
+        self.entry(func).ewma.observe(exec.as_micros() as f64);
     }
 
     /// The current estimate for `func`.
     pub fn estimate(&self, func: FunctionId) -> Dur {
-        let i = func.index();
-        if let Some(Some(d)) = self.fixed.get(i) {
-            return *d;
+        let Some(e) = self.entries.get(func.index()) else {
+            return self.default;
+        };
+        if let Some(d) = e.fixed {
+            return d;
         }
-        match self.ewma.get(i).and_then(Ewma::value) {
+        match e.ewma.value() {
             Some(us) => Dur::from_micros(us.round() as u64),
             None => self.default,
         }

@@ -14,16 +14,17 @@
 //! The caps come from [`PoolLimits`] (derived from the devices and the functions' memory).
 
 mod limits;
+mod places;
 mod types;
 
 pub use limits::{PoolLimits, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
 pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
 
+use crate::firstset::FirstSet;
 use crate::idmap::IdMap;
+use places::PlaceMap;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
-use std::collections::{BTreeMap, BTreeSet};
-
-type Place = (FunctionId, GpuId);
+use std::collections::BTreeSet;
 
 /// What the pool counts per device.
 #[derive(Copy, Clone, Debug, Default)]
@@ -42,25 +43,24 @@ pub struct WarmPool {
     creating: usize,
     sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
-    idle: BTreeMap<Place, Vec<SandboxId>>,
+    idle: PlaceMap<Vec<SandboxId>>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
-    idle_lru: BTreeSet<(Time, SandboxId)>,
+    idle_lru: FirstSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
-    spare: BTreeMap<Place, BTreeSet<(u32, SandboxId)>>,
+    spare: PlaceMap<BTreeSet<(u32, SandboxId)>>,
 }
 
 /// Lists `sb` among the sandboxes with spare capacity if it is Busy and has some.
-fn list_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+fn list_spare(spare: &mut PlaceMap<BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
     if sb.state == SandboxState::Busy && sb.running < sb.capacity {
         spare
-            .entry((sb.func, sb.gpu))
-            .or_default()
+            .or_default((sb.func, sb.gpu))
             .insert((sb.running, sb.id));
     }
 }
 
 /// Takes `sb` off the spare-capacity list (a no-op if it is not listed).
-fn unlist_spare(spare: &mut BTreeMap<Place, BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
+fn unlist_spare(spare: &mut PlaceMap<BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
     if let Some(set) = spare.get_mut(&(sb.func, sb.gpu)) {
         set.remove(&(sb.running, sb.id));
         if set.is_empty() {
@@ -79,9 +79,9 @@ impl WarmPool {
             next_id: 0,
             creating: 0,
             sandboxes: IdMap::default(),
-            idle: BTreeMap::new(),
-            idle_lru: BTreeSet::new(),
-            spare: BTreeMap::new(),
+            idle: PlaceMap::default(),
+            idle_lru: FirstSet::new(),
+            spare: PlaceMap::default(),
         }
     }
 
@@ -242,7 +242,7 @@ impl WarmPool {
         }
         sb.state = SandboxState::Idle;
         sb.last_used = now;
-        self.idle.entry((sb.func, sb.gpu)).or_default().push(id);
+        self.idle.or_default((sb.func, sb.gpu)).push(id);
         self.idle_lru.insert((now, id));
     }
 
@@ -330,6 +330,11 @@ impl WarmPool {
         self.idle_lru.first().map(|&(used, _)| used + self.ttl)
     }
 
+    /// Whether `func` has an idle sandbox on any device.
+    pub fn has_idle_of(&self, func: FunctionId) -> bool {
+        self.idle.has(func)
+    }
+
     /// Whether `func` has an idle sandbox on `gpu`.
     pub fn has_idle(&self, func: FunctionId, gpu: GpuId) -> bool {
         self.idle.get(&(func, gpu)).is_some_and(|v| !v.is_empty())
@@ -351,16 +356,12 @@ impl WarmPool {
         &self,
         func: FunctionId,
     ) -> impl Iterator<Item = (GpuId, &[SandboxId])> + '_ {
-        self.idle
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .map(|(&(_, g), v)| (g, v.as_slice()))
+        self.idle.of(func).map(|(g, v)| (g, v.as_slice()))
     }
 
     /// The devices where `func` has a busy sandbox with spare capacity, in device order.
     pub fn spare_devices(&self, func: FunctionId) -> impl Iterator<Item = GpuId> + '_ {
-        self.spare
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .map(|(&(_, g), _)| g)
+        self.spare.of(func).map(|(g, _)| g)
     }
 
     /// Sandboxes on `gpu`, in any state.
@@ -370,9 +371,7 @@ impl WarmPool {
 
     /// The idle sandboxes of `func` on any device.
     pub fn idle_of(&self, func: FunctionId) -> impl Iterator<Item = SandboxId> + '_ {
-        self.idle
-            .range((func, GpuId(0))..=(func, GpuId(u16::MAX)))
-            .flat_map(|(_, v)| v.iter().copied())
+        self.idle.of(func).flat_map(|(_, v)| v.iter().copied())
     }
 
     /// The sandbox `id`, if the pool holds it.

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod estimator;
+pub mod firstset;
 pub mod idmap;
 pub mod keepalive;
 pub mod memory;

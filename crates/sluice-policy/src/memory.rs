@@ -135,7 +135,7 @@ impl DeviceMemory {
 
     /// Changes a sandbox's eviction rank.
     pub fn set_rank(&mut self, sandbox: SandboxId, rank: Rank) {
-        let Some(e) = self.entries.get_mut(&sandbox) else {
+        let Some(e) = self.entries.get_mut(&sandbox).filter(|e| e.rank != rank) else {
             return;
         };
         let set = &mut self.idle_lru[e.gpu.index()];

@@ -41,14 +41,13 @@ pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, Schedul
 
 use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, IdSet};
 use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
 use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, Rank};
 use crate::placement::Placement;
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
 use crate::slots::DeviceSlots;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, InvocationId, SandboxId, Time};
-use std::collections::{HashMap, HashSet};
 
 /// Most invocations one dispatch round sets aside because their function cannot be placed now;
 /// bounds the work of a round when a blocked function has a long queue ahead of others.
@@ -92,9 +91,9 @@ pub struct Scheduler {
     sharing: Sharing,
     /// Every queued (not yet started, not cancelled) invocation, also those waiting in a
     /// sandbox's line: its function and estimate.
-    waiting: HashMap<InvocationId, (FunctionId, Dur)>,
+    waiting: IdMap<InvocationId, (FunctionId, Dur)>,
     /// Cancelled invocations still in the queue policy or a line; dropped when handed out.
-    cancelled: HashSet<InvocationId>,
+    cancelled: IdSet<InvocationId>,
 }
 
 impl Scheduler {
@@ -115,8 +114,8 @@ impl Scheduler {
         let mut s = Scheduler {
             sharing: Sharing::of_policy(&cfg.policy),
             backlog: Backlog::new(),
-            waiting: HashMap::new(),
-            cancelled: HashSet::new(),
+            waiting: IdMap::default(),
+            cancelled: IdSet::default(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -353,14 +352,14 @@ impl Scheduler {
             self.events.clear();
             return;
         }
-        for ev in std::mem::take(&mut self.events) {
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
             let rank = match ev.state {
                 FlowState::Active => Rank::Hot,
                 FlowState::Throttled => Rank::Normal,
                 FlowState::Inactive => Rank::Cold,
             };
-            let idle: Vec<SandboxId> = self.pool.idle_of(ev.func).collect();
-            for sb in idle {
+            for sb in self.pool.idle_of(ev.func) {
                 self.memory.set_rank(sb, rank);
                 let mv = match (ev.state, self.coupling) {
                     (FlowState::Active, _) => self.memory.prefetch(sb),
@@ -370,6 +369,7 @@ impl Scheduler {
                 out.extend(mv.map(Action::Move));
             }
         }
+        self.events = events;
     }
 
     /// The earliest instant at which [`Scheduler::poll`] has timer work.

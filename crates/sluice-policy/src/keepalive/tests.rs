@@ -219,13 +219,20 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
         let starting = on.filter(|sb| sb.state == SandboxState::Starting).count();
         prop_assert_eq!(starting, d.creating, "device {} creating", g);
     }
-    let spare: usize = p.spare.values().map(|s| s.len()).sum();
+    let spare: usize = p.spare.iter().map(|(_, s)| s.len()).sum();
     prop_assert!(spare <= p.sandboxes.len());
     prop_assert_eq!(starting, p.creating());
     prop_assert_eq!(
         p.idle_lru.len(),
-        p.idle.values().map(Vec::len).sum::<usize>()
+        p.idle.iter().map(|(_, v)| v.len()).sum::<usize>()
     );
+    for f in 0..8 {
+        let func = FunctionId(f);
+        let n = p.idle.iter().filter(|((g, _), _)| *g == func);
+        let n: usize = n.map(|(_, v)| v.len()).sum();
+        prop_assert_eq!(p.has_idle_of(func), n > 0);
+        prop_assert_eq!(p.idle_of(func).count(), n);
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! backlogged and eligible (the throttle threshold bounds how far this runs ahead).
 
 use super::{DispatchCtx, FlowEvent, FlowState, QueuePolicy};
+use crate::firstset::FirstSet;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Dur, FunctionId, Invocation, Time};
 use std::collections::{BTreeSet, VecDeque};
@@ -129,7 +130,7 @@ pub struct Mqfq {
     /// Backlogged flows by (head start tag, function).
     backlog: BTreeSet<(u64, u32)>,
     /// Pending TTL expiries by (deadline, function); entries are validated on expiry.
-    timers: BTreeSet<(Time, u32)>,
+    timers: FirstSet<(Time, u32)>,
     vt: u64,
     throttle: u64,
     ttl: Option<Ttl>,
@@ -173,7 +174,7 @@ impl Mqfq {
             name,
             flows: Vec::new(),
             backlog: BTreeSet::new(),
-            timers: BTreeSet::new(),
+            timers: FirstSet::new(),
             vt: 0,
             throttle: Dur::from_secs_f64(throttle_s).as_micros(),
             ttl,

@@ -22,7 +22,7 @@
 //! to the head of the queue, in order.
 
 use super::{Scheduler, Start};
-use crate::idmap::IdMap;
+use crate::idmap::{DenseMap, IdMap};
 use crate::keepalive::SandboxState;
 use sluice_core::{Dur, FunctionId, GpuId, Invocation, SandboxId, Time};
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub const MIN_RUNS: u32 = 2;
 #[derive(Debug, Default)]
 pub(super) struct Lines {
     /// Per function, its sandboxes that are starting or running, in start order.
-    busy: IdMap<FunctionId, Vec<SandboxId>>,
+    busy: DenseMap<FunctionId, Vec<SandboxId>>,
     /// Per sandbox, the invocations waiting for it, in dispatch order.
     lines: IdMap<SandboxId, VecDeque<Invocation>>,
     /// Starts decided when a sandbox finished, emitted at the next poll.
@@ -46,9 +46,9 @@ pub(super) struct Lines {
     /// Creation time of each new sandbox until its first invocation finishes.
     born: IdMap<SandboxId, Time>,
     /// Per function, the average measured cold start, µs.
-    cold_us: IdMap<FunctionId, f64>,
+    cold_us: DenseMap<FunctionId, f64>,
     /// Per function, finished invocations (saturating).
-    runs: IdMap<FunctionId, u32>,
+    runs: DenseMap<FunctionId, u32>,
 }
 
 impl Scheduler {

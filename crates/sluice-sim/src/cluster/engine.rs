@@ -1,9 +1,10 @@
 //! The cluster run: arrivals routed one by one to worker [`Node`]s, every node stepped under one
-//! clock through a heap of per-node wake-up times (stale entries are skipped), churn applied
-//! between instants. Routing costs `O(log)` per arrival for every rule but the fallbacks; no
+//! clock through a queue of per-node wake-up times ([`WakeQueue`], one entry per node), churn
+//! applied between instants. Routing costs `O(log)` per arrival for every rule but the fallbacks; no
 //! step scans all workers.
 
 use super::summary::{ClusterSummary, Histogram};
+use super::wake::WakeQueue;
 use super::{ChurnKind, ClusterParams};
 use crate::device::DeviceModel;
 use crate::engine::{Node, RunOptions};
@@ -12,8 +13,6 @@ use sluice_core::{InvocationId, Time};
 use sluice_policy::placement::{Key, Request};
 use sluice_policy::routing::{Popularity, Router};
 use sluice_policy::scheduler::SchedulerConfig;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// Recent workers remembered per function for locality hints.
 const RECENT: usize = 4;
@@ -32,9 +31,8 @@ struct Cluster<'a> {
     left: Vec<Option<Time>>,
     router: Router<u32>,
     weight: u32,
-    /// Each node's pending wake-up in `heap` (others there are stale).
-    scheduled: Vec<Option<Time>>,
-    heap: BinaryHeap<Reverse<(Time, u32)>>,
+    /// Each node's pending wake-up.
+    wakes: WakeQueue,
     outstanding: Vec<u32>,
     rejected_seen: Vec<u64>,
     keys: Vec<Key>,
@@ -42,6 +40,8 @@ struct Cluster<'a> {
     popularity: Popularity,
     /// Whether the rule has the popularity gate (only then are arrivals counted per key).
     gated: bool,
+    /// Whether the rule hashes (only then are warm workers hinted).
+    hashing: bool,
     latency: Histogram,
     queue: Histogram,
     spilled: u64,
@@ -80,8 +80,7 @@ pub fn run(
         left: Vec::new(),
         router,
         weight,
-        scheduled: Vec::new(),
-        heap: BinaryHeap::new(),
+        wakes: WakeQueue::default(),
         outstanding: Vec::new(),
         rejected_seen: Vec::new(),
         keys: functions.iter().map(|f| Key::of_str(&f.name)).collect(),
@@ -91,6 +90,7 @@ pub fn run(
             .router
             .placement_params(&params.placement)
             .popularity_gate,
+        hashing: params.router.hashes(),
         latency: Histogram::default(),
         queue: Histogram::default(),
         spilled: 0,
@@ -121,7 +121,6 @@ impl<'a> Cluster<'a> {
             self.live.push(true);
             self.joined.push(now);
             self.left.push(None);
-            self.scheduled.push(None);
             self.outstanding.push(0);
             self.rejected_seen.push(0);
         }
@@ -149,25 +148,6 @@ impl<'a> Cluster<'a> {
         Ok(())
     }
 
-    fn wake(&mut self, w: u32, at: Time) {
-        let s = &mut self.scheduled[w as usize];
-        if s.is_none_or(|t| at < t) {
-            *s = Some(at);
-            self.heap.push(Reverse((at, w)));
-        }
-    }
-
-    /// The earliest valid wake-up, dropping stale heap entries.
-    fn next_wake(&mut self) -> Option<Time> {
-        while let Some(&Reverse((t, w))) = self.heap.peek() {
-            if self.scheduled[w as usize] == Some(t) {
-                return Some(t);
-            }
-            self.heap.pop();
-        }
-        None
-    }
-
     fn replay(
         &mut self,
         arrivals: impl Iterator<Item = Arrival>,
@@ -180,7 +160,7 @@ impl<'a> Cluster<'a> {
         loop {
             let t_arrival = arrivals.peek().map(|a| a.at);
             let t_churn = churn.get(next_churn).map(|e| e.at);
-            let t_wake = self.next_wake();
+            let t_wake = self.wakes.peek().map(|(t, _)| t);
             let Some(now) = [t_arrival, t_churn, t_wake].into_iter().flatten().min() else {
                 break;
             };
@@ -198,14 +178,12 @@ impl<'a> Cluster<'a> {
                     progress(routed);
                 }
             }
-            while let Some(&Reverse((t, w))) = self.heap.peek() {
+            while let Some((t, w)) = self.wakes.peek() {
                 if t != now {
                     break;
                 }
-                self.heap.pop();
-                if self.scheduled[w as usize] == Some(t) {
-                    self.step(w, now);
-                }
+                self.wakes.pop();
+                self.step(w, now);
             }
         }
         progress(routed);
@@ -215,11 +193,10 @@ impl<'a> Cluster<'a> {
     fn route(&mut self, a: Arrival, id: InvocationId, now: Time) {
         let f = a.func.index();
         let key = self.keys[f];
-        let hashing = self.params.router.hashes();
         let popular = !self.gated || self.popularity.arrive(key, now.as_micros() / 1_000_000);
         let mut hints = [(0u32, 0u8); RECENT];
         let mut n = 0;
-        if hashing {
+        if self.hashing {
             for &w in &self.recent[f] {
                 if w != NONE && self.live[w as usize] && self.nodes[w as usize].has_idle(a.func) {
                     hints[n] = (w, 1);
@@ -252,7 +229,7 @@ impl<'a> Cluster<'a> {
         } else {
             self.report(w);
         }
-        self.wake(w, now);
+        self.wakes.wake(w, now);
     }
 
     /// Tells the router a worker's exact outstanding count (a load report).
@@ -266,7 +243,6 @@ impl<'a> Cluster<'a> {
 
     fn step(&mut self, w: u32, now: Time) {
         let i = w as usize;
-        self.scheduled[i] = None;
         let node = &mut self.nodes[i];
         node.step(now);
         let mut done = 0u32;
@@ -285,7 +261,7 @@ impl<'a> Cluster<'a> {
             self.report(w);
         }
         if let Some(t) = next {
-            self.wake(w, t);
+            self.wakes.wake(w, t);
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod churn;
 mod engine;
 pub mod summary;
+mod wake;
 
 pub use churn::{Churn, ChurnEvent, ChurnKind};
 pub use engine::run;

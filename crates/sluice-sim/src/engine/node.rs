@@ -17,7 +17,7 @@ use sluice_policy::scheduler::{
     Action, ConfigError, FunctionInfo, Scheduler, SchedulerConfig, Start,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// Residual work below this (µs) counts as done; absorbs float rounding.
 const EPS_WORK: f64 = 1e-3;
@@ -73,10 +73,10 @@ pub struct Node<'a> {
     free_slots: Vec<usize>,
     devices: Vec<Device>,
     /// When an asynchronous prefetch of a sandbox's memory lands on its device.
-    ready_at: HashMap<SandboxId, Time>,
+    ready_at: IdMap<SandboxId, Time>,
     /// Cold-started jobs whose sandbox is ready and which wait for a token (the scheduler
     /// answers a warm start of the same invocation when one frees), by invocation.
-    parked: HashMap<InvocationId, usize>,
+    parked: IdMap<InvocationId, usize>,
     timer_at: Option<Time>,
     records: Vec<InvocationRecord>,
     cold_starts: u64,
@@ -85,8 +85,9 @@ pub struct Node<'a> {
     actions: Vec<Action>,
     max_queue: Option<Dur>,
     rejected: u64,
-    /// The scheduler's dense function id of each workload function registered here.
-    local: IdMap<FunctionId, FunctionId>,
+    /// The scheduler's dense function id of each workload function (by workload id;
+    /// `u32::MAX` until registered here).
+    local: Vec<u32>,
     /// The workload function of each local id.
     global: Vec<FunctionId>,
 }
@@ -112,8 +113,8 @@ impl<'a> Node<'a> {
             jobs: Vec::new(),
             free_slots: Vec::new(),
             devices: vec![Device::default(); gpus],
-            ready_at: HashMap::new(),
-            parked: HashMap::new(),
+            ready_at: IdMap::default(),
+            parked: IdMap::default(),
             timer_at: None,
             records: Vec::new(),
             cold_starts: 0,
@@ -122,7 +123,7 @@ impl<'a> Node<'a> {
             actions: Vec::new(),
             max_queue: opts.max_queue,
             rejected: 0,
-            local: IdMap::default(),
+            local: vec![u32::MAX; functions.len()],
             global: Vec::new(),
         })
     }
@@ -136,8 +137,9 @@ impl<'a> Node<'a> {
 
     /// The scheduler's id of workload function `func`, registering it on first use.
     fn local_id(&mut self, func: FunctionId) -> FunctionId {
-        if let Some(&l) = self.local.get(&func) {
-            return l;
+        let known = self.local[func.index()];
+        if known != u32::MAX {
+            return FunctionId(known);
         }
         let l = FunctionId(self.global.len() as u32);
         let mem = self.functions[func.index()].gpu_mem_bytes;
@@ -148,7 +150,7 @@ impl<'a> Node<'a> {
                 ..FunctionInfo::default()
             },
         );
-        self.local.insert(func, l);
+        self.local[func.index()] = l.0;
         self.global.push(func);
         l
     }
@@ -188,9 +190,8 @@ impl<'a> Node<'a> {
 
     /// Whether an idle warm sandbox of `func` waits here.
     pub fn has_idle(&self, func: FunctionId) -> bool {
-        self.local
-            .get(&func)
-            .is_some_and(|&l| self.sched.pool().idle_of(l).next().is_some())
+        let l = self.local[func.index()];
+        l != u32::MAX && self.sched.pool().has_idle_of(FunctionId(l))
     }
 
     /// The records of the invocations finished so far (in completion order); the caller may

@@ -276,9 +276,16 @@ impl Arrivals<'_> {
     /// Draws function `i`'s next arrival after `from_s` by thinning (candidates at the peak rate,
     /// each kept with probability rate(t)/peak) and queues it if it falls inside the duration.
     fn schedule(&mut self, i: u32, from_s: f64) {
+        if let Some(at) = self.draw(i, from_s) {
+            self.heap.push(Reverse((at, i)));
+        }
+    }
+
+    /// Function `i`'s next arrival after `from_s` (µs), if it falls inside the duration.
+    fn draw(&mut self, i: u32, from_s: f64) -> Option<u64> {
         let peak = self.day.rates[i as usize] * (1.0 + self.day.spec.swing);
         if peak <= 0.0 {
-            return;
+            return None;
         }
         let r = &mut self.streams[i as usize];
         let mut t = from_s;
@@ -286,14 +293,13 @@ impl Arrivals<'_> {
         loop {
             t += -open_unit(r).ln() / peak;
             if t >= end_s {
-                return;
+                return None;
             }
             let keep = self.day.diurnal(t) / (1.0 + self.day.spec.swing);
             if open_unit(r) < keep {
-                break;
+                return Some((t * 1e6) as u64);
             }
         }
-        self.heap.push(Reverse(((t * 1e6) as u64, i)));
     }
 }
 
@@ -301,8 +307,19 @@ impl Iterator for Arrivals<'_> {
     type Item = Arrival;
 
     fn next(&mut self) -> Option<Arrival> {
-        let Reverse((at, i)) = self.heap.pop()?;
-        self.schedule(i, at as f64 / 1e6);
+        let Reverse((at, i)) = *self.heap.peek()?;
+        // The function's next arrival replaces this one at the top (one sift, not a pop and a
+        // push); entries are unique (one per function), so the order is the same either way.
+        match self.draw(i, at as f64 / 1e6) {
+            Some(next) => {
+                if let Some(mut top) = self.heap.peek_mut() {
+                    *top = Reverse((next, i));
+                }
+            }
+            None => {
+                self.heap.pop();
+            }
+        }
         Some(Arrival {
             at: Time::from_micros(at),
             func: FunctionId(i),
