@@ -111,6 +111,19 @@ fn every_error_status() {
             Some(r#"{"name":"Bad Name","command":["x"]}"#.into()),
             400,
         ),
+        // serde would take an array for a struct (its fields in order); the schema says object.
+        (
+            "POST",
+            "/v1/functions",
+            Some(r#"{"name":"arr","command":["x"],"resources":[]}"#.into()),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/functions",
+            Some(r#"["arr",["x"]]"#.into()),
+            400,
+        ),
         ("POST", "/v1/functions/e/invoke", Some("{oops".into()), 400),
         (
             "POST",

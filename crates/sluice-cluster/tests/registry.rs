@@ -60,6 +60,12 @@ fn register_through_one_router_invoke_through_another() {
     assert_eq!(stale.0, 409, "{stale:?}");
     assert_eq!(json(&stale)["error"]["code"], "conflict");
 
+    // A struct is an object, as the schema says (serde alone would take an array of its fields).
+    let mut arr = spec.clone();
+    arr["resources"] = serde_json::json!([]);
+    let refused = call(a, "POST", "/v1/functions", Some(&arr.to_string()));
+    assert_eq!(refused.0, 400, "{refused:?}");
+
     // Workers take their registry from etcd only.
     let local = call(
         c.workers[0].addr,

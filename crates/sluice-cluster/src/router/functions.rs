@@ -57,8 +57,7 @@ pub(super) async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let spec: FunctionSpec = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid function spec: {e}")))?;
+    let spec: FunctionSpec = sluice_worker::api::parse_json(&body, "function spec")?;
     spec.validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let key = keys::function(&spec.name);

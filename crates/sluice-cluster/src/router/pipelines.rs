@@ -30,8 +30,7 @@ pub(super) struct Replicas {
 }
 
 fn record(body: Result<Bytes, BytesRejection>, r: &Replicas) -> Result<PipelineRecord, ApiError> {
-    let request: DeployRequest = serde_json::from_slice(&body?)
-        .map_err(|e| ApiError::bad_request(format!("invalid pipeline request: {e}")))?;
+    let request: DeployRequest = sluice_worker::api::parse_json(&body?, "pipeline request")?;
     let rec = PipelineRecord {
         request,
         min_replicas: r.min_replicas.unwrap_or(1),

@@ -24,17 +24,14 @@ pub(super) fn json_input(body: Bytes) -> Result<Bytes, ApiError> {
 
 /// Parses a JSON body into `T`, refusing deep nesting first; `what` names it in errors. A number
 /// written with a zero fraction (`5.0`) counts as the integer it equals, as JSON Schema and the
-/// OpenAPI document have it.
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-    what: &str,
-) -> Result<T, ApiError> {
+/// OpenAPI document have it; a struct must be a JSON object (`strict`), never an array.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     let invalid = |e: String| ApiError::bad_request(format!("invalid {what}: {e}"));
     depth::check(body, depth::MAX_DEPTH).map_err(invalid)?;
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     integral_floats_to_integers(&mut value);
-    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+    super::strict::from_value(value).map_err(|e| invalid(e.to_string()))
 }
 
 /// Rewrites every number with a zero fraction that fits an integer type as that integer.

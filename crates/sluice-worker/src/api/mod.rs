@@ -14,9 +14,11 @@ mod invocations;
 mod invoke;
 mod logs;
 mod pipelines;
+mod strict;
 
 pub use asynch::{resume as resume_async, AsyncTasks};
 pub use error::ApiError;
+pub use invoke::parse_json;
 
 use crate::engine::Engine;
 use crate::pipeline::Pipelines;
