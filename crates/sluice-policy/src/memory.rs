@@ -135,14 +135,26 @@ impl DeviceMemory {
 
     /// Changes a sandbox's eviction rank.
     pub fn set_rank(&mut self, sandbox: SandboxId, rank: Rank) {
-        let Some(e) = self.entries.get_mut(&sandbox).filter(|e| e.rank != rank) else {
-            return;
-        };
-        let set = &mut self.idle_lru[e.gpu.index()];
-        if set.remove(&(e.rank, e.last_used, sandbox)) {
-            set.insert((rank, e.last_used, sandbox));
+        if let Some((e, dev)) = self.split(sandbox) {
+            rerank(e, sandbox, rank, dev.idle_lru);
         }
-        e.rank = rank;
+    }
+
+    /// What a flow-state change does to one sandbox, with one lookup: [`set_rank`](Self::set_rank)
+    /// and then, for `to`, [`prefetch`](Self::prefetch) (`Device`) or [`offload`](Self::offload)
+    /// (`Host`).
+    pub fn follow_flow(
+        &mut self,
+        sandbox: SandboxId,
+        rank: Rank,
+        to: Option<Location>,
+    ) -> Option<MemMove> {
+        let (e, dev) = self.split(sandbox)?;
+        rerank(e, sandbox, rank, dev.idle_lru);
+        match to? {
+            Location::Device => prefetch(e, sandbox, dev),
+            Location::Host => offload(e, sandbox, dev),
+        }
     }
 
     /// Forgets a sandbox (destroyed), freeing its device memory.
@@ -236,41 +248,25 @@ impl DeviceMemory {
     /// Brings an idle sandbox's memory back to the device if it fits without pushing anything
     /// else out.
     pub fn prefetch(&mut self, sandbox: SandboxId) -> Option<MemMove> {
-        let e = self.entries.get_mut(&sandbox)?;
-        let g = e.gpu.index();
-        if e.busy > 0 || !e.populated || e.location == Location::Device {
-            return None;
-        }
-        if self.resident[g] + e.bytes > self.limit[g] {
-            return None;
-        }
-        e.location = Location::Device;
-        self.resident[g] += e.bytes;
-        self.idle_lru[g].insert((e.rank, e.last_used, sandbox));
-        Some(MemMove {
-            sandbox,
-            gpu: e.gpu,
-            bytes: e.bytes,
-            to: Location::Device,
-        })
+        let (e, dev) = self.split(sandbox)?;
+        prefetch(e, sandbox, dev)
     }
 
     /// Pushes an idle resident sandbox's memory to the host.
     pub fn offload(&mut self, sandbox: SandboxId) -> Option<MemMove> {
+        let (e, dev) = self.split(sandbox)?;
+        offload(e, sandbox, dev)
+    }
+
+    /// `sandbox`'s entry and the per-device state beside it.
+    fn split(&mut self, sandbox: SandboxId) -> Option<(&mut Entry, Devices<'_>)> {
         let e = self.entries.get_mut(&sandbox)?;
-        let g = e.gpu.index();
-        if e.busy > 0 || e.location == Location::Host {
-            return None;
-        }
-        e.location = Location::Host;
-        self.resident[g] -= e.bytes;
-        self.idle_lru[g].remove(&(e.rank, e.last_used, sandbox));
-        Some(MemMove {
-            sandbox,
-            gpu: e.gpu,
-            bytes: e.bytes,
-            to: Location::Host,
-        })
+        let dev = Devices {
+            resident: &mut self.resident,
+            limit: &self.limit,
+            idle_lru: &mut self.idle_lru,
+        };
+        Some((e, dev))
     }
 
     /// Where `sandbox`'s memory is.
@@ -292,6 +288,67 @@ impl DeviceMemory {
     pub fn limit(&self, gpu: GpuId) -> u64 {
         self.limit.get(gpu.index()).copied().unwrap_or(0)
     }
+}
+
+/// A [`DeviceMemory`]'s per-device state, borrowed beside one of its entries.
+struct Devices<'a> {
+    resident: &'a mut [u64],
+    limit: &'a [u64],
+    idle_lru: &'a mut [BTreeSet<(Rank, Time, SandboxId)>],
+}
+
+/// Sets `e`'s rank, re-keying it in its device's eviction order if it is there.
+fn rerank(
+    e: &mut Entry,
+    sandbox: SandboxId,
+    rank: Rank,
+    idle_lru: &mut [BTreeSet<(Rank, Time, SandboxId)>],
+) {
+    if e.rank == rank {
+        return;
+    }
+    let set = &mut idle_lru[e.gpu.index()];
+    if set.remove(&(e.rank, e.last_used, sandbox)) {
+        set.insert((rank, e.last_used, sandbox));
+    }
+    e.rank = rank;
+}
+
+/// [`DeviceMemory::prefetch`] of the sandbox whose entry is `e`.
+fn prefetch(e: &mut Entry, sandbox: SandboxId, dev: Devices<'_>) -> Option<MemMove> {
+    let g = e.gpu.index();
+    if e.busy > 0 || !e.populated || e.location == Location::Device {
+        return None;
+    }
+    if dev.resident[g] + e.bytes > dev.limit[g] {
+        return None;
+    }
+    e.location = Location::Device;
+    dev.resident[g] += e.bytes;
+    dev.idle_lru[g].insert((e.rank, e.last_used, sandbox));
+    Some(MemMove {
+        sandbox,
+        gpu: e.gpu,
+        bytes: e.bytes,
+        to: Location::Device,
+    })
+}
+
+/// [`DeviceMemory::offload`] of the sandbox whose entry is `e`.
+fn offload(e: &mut Entry, sandbox: SandboxId, dev: Devices<'_>) -> Option<MemMove> {
+    let g = e.gpu.index();
+    if e.busy > 0 || e.location == Location::Host {
+        return None;
+    }
+    e.location = Location::Host;
+    dev.resident[g] -= e.bytes;
+    dev.idle_lru[g].remove(&(e.rank, e.last_used, sandbox));
+    Some(MemMove {
+        sandbox,
+        gpu: e.gpu,
+        bytes: e.bytes,
+        to: Location::Host,
+    })
 }
 
 #[cfg(test)]

@@ -359,13 +359,13 @@ impl Scheduler {
                 FlowState::Throttled => Rank::Normal,
                 FlowState::Inactive => Rank::Cold,
             };
+            let to = match (ev.state, self.coupling) {
+                (FlowState::Active, _) => Some(Location::Device),
+                (_, FlowCoupling::Eager) => Some(Location::Host),
+                _ => None,
+            };
             for sb in self.pool.idle_of(ev.func) {
-                self.memory.set_rank(sb, rank);
-                let mv = match (ev.state, self.coupling) {
-                    (FlowState::Active, _) => self.memory.prefetch(sb),
-                    (_, FlowCoupling::Eager) => self.memory.offload(sb),
-                    _ => None,
-                };
+                let mv = self.memory.follow_flow(sb, rank, to);
                 out.extend(mv.map(Action::Move));
             }
         }
