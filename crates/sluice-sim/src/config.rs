@@ -163,6 +163,9 @@ mod tests {
         assert!(e.to_string().contains("max_queue_ms"), "{e}");
         let e = SimConfig::parse("[scheduler.slots]\ntokens_per_gpu = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("tokens_per_gpu"), "{e}");
+        let bad = "[scheduler.slots]\ncold_start_holds_token = \"yes\"\n";
+        let e = SimConfig::parse(bad, "t").unwrap_err();
+        assert!(e.to_string().contains("cold_start_holds_token"), "{e}");
         assert!(SimConfig::parse("not toml [", "t").is_err());
     }
 }
