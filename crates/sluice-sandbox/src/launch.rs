@@ -304,8 +304,7 @@ async fn start(
             match up {
                 Ok(Ok(n)) => Some(n),
                 Ok(Err(e)) => {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                    let e = ended_while_connecting(&mut child, e).await;
                     if let Some(c) = &cgroup {
                         c.remove();
                     }
@@ -332,9 +331,43 @@ async fn start(
     Ok(Sandbox::start(started, parts))
 }
 
+/// Kills a sandbox whose network could not be connected and says why: when the isolation itself
+/// ended first and left its own message (bubblewrap's `bwrap: ...`, init's failure line), the
+/// error is [`SandboxError::Exited`] with that message, which [`SandboxError::is_setup_failure`]
+/// recognises as worth one more try; otherwise `e`.
+async fn ended_while_connecting(
+    child: &mut tokio::process::Child,
+    e: SandboxError,
+) -> SandboxError {
+    let _ = child.start_kill();
+    let status = child.wait().await.ok();
+    let Some(mut stderr) = child.stderr.take() else {
+        return e;
+    };
+    let mut text = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut text);
+    // Descendants that outlive the kill may hold the pipe; what arrived by then is enough.
+    let _ = tokio::time::timeout(Duration::from_millis(500), read).await;
+    let text = String::from_utf8_lossy(&text[text.len().saturating_sub(crate::STDERR_TAIL)..]);
+    let tail = text.trim();
+    if tail.is_empty() {
+        return e;
+    }
+    tracing::warn!("the sandbox ended while its network was connected ({e}): {tail}");
+    SandboxError::Exited {
+        code: status.and_then(|s| s.code()),
+        stderr_tail: tail.to_string(),
+    }
+}
+
 /// Connects a networked sandbox: learns a process inside its namespaces (bubblewrap's info
-/// pipe, or init's ready byte, for which the `unshare` process itself stands), starts the
-/// network helper, and lets the sandbox go on.
+/// pipe, or init's ready byte, for which the `unshare` process itself stands), waits until the
+/// sandbox has set up its own loopback, starts the network helper, and lets the sandbox go on.
+///
+/// The wait matters: `slirp4netns --configure` brings the namespace's `lo` up, which makes the
+/// kernel give it 127.0.0.1; bubblewrap, still setting the sandbox up, then fails to add that
+/// address itself (`loopback: Failed RTM_NEWADDR`). Our init brings `lo` up before it reports
+/// ready, so only bubblewrap needs it.
 fn connect(
     iso: Isolation,
     child: u32,
@@ -351,10 +384,13 @@ fn connect(
         Isolation::Bubblewrap => {
             let info: serde_json::Value = serde_json::from_slice(&got)
                 .map_err(|e| SandboxError::BadSpec(format!("bubblewrap's info: {e}")))?;
-            info["child-pid"]
+            let pid = info["child-pid"]
                 .as_u64()
                 .and_then(|p| u32::try_from(p).ok())
-                .ok_or_else(|| SandboxError::BadSpec("bubblewrap reported no child pid".into()))?
+                .ok_or_else(|| SandboxError::BadSpec("bubblewrap reported no child pid".into()))?;
+            network::wait_for_loopback(pid, NAMESPACE_TIMEOUT)
+                .map_err(io("waiting for the sandbox's loopback"))?;
+            pid
         }
         _ if got.is_empty() => {
             return Err(SandboxError::BadSpec(

@@ -3,7 +3,8 @@
 //! namespace with `--disable-host-loopback`, so nothing in the sandbox reaches the host's
 //! loopback (the worker's API on 127.0.0.1 included). The helper is found through the
 //! namespace itself (its owning user namespace by `NS_GET_USERNS`), runs in its own sandbox
-//! (`--enable-sandbox --enable-seccomp`), dies with the launcher and is killed with the sandbox.
+//! (`--enable-sandbox --enable-seccomp`), exits when the launcher's end of its exit pipe closes
+//! (the launcher's death included) and is killed with the sandbox.
 
 use crate::SandboxError;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -86,6 +87,35 @@ pub(crate) fn read_within(
     }
 }
 
+/// Waits until the loopback of process `pid`'s network namespace is up (its `lo` has joined the
+/// all-hosts group, which the kernel does when an interface with IPv4 comes up), polling
+/// `/proc/<pid>/net/igmp`. Fails if the process is gone or `timeout` passes.
+pub(crate) fn wait_for_loopback(pid: u32, timeout: Duration) -> std::io::Result<()> {
+    let path = format!("/proc/{pid}/net/igmp");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if loopback_up(&std::fs::read_to_string(&path)?) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "its loopback did not come up",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a `/proc/net/igmp` table lists `lo` (one row per interface that is up, each starting
+/// with its index, then its name).
+fn loopback_up(igmp: &str) -> bool {
+    igmp.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next().is_some_and(|i| i.parse::<u32>().is_ok()) && f.next() == Some("lo")
+    })
+}
+
 /// Starts `slirp4netns` for the network namespace of process `pid` and waits until the
 /// sandbox's interface is up; its messages go to `log`.
 pub(crate) fn start(pid: u32, log: &std::path::Path) -> Result<Slirp, SandboxError> {
@@ -130,16 +160,16 @@ pub(crate) fn start(pid: u32, log: &std::path::Path) -> Result<Slirp, SandboxErr
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(log).map_err(|e| err("creating its log", e))?);
-    // SAFETY: between fork and exec: fcntl and prctl only.
+    // No parent-death signal: it would fire when the thread that forks here ends (an idle
+    // blocking-pool thread, seconds later), not the launcher. The exit pipe covers the
+    // launcher's death: the kernel closes its end, and the helper exits.
+    // SAFETY: between fork and exec: fcntl only.
     unsafe {
         cmd.pre_exec(move || {
             for fd in inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
@@ -171,5 +201,23 @@ impl Slirp {
     pub(crate) fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_up;
+
+    #[test]
+    fn the_loopback_is_up_once_igmp_lists_it() {
+        let header = "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n";
+        assert!(!loopback_up(header), "a namespace whose lo is down");
+        let up = format!(
+            "{header}1\tlo        :     1      V3\n\t\t\t\t010000E0     1 0:00000000\t\t0\n"
+        );
+        assert!(loopback_up(&up));
+        let other = format!("{header}2\ttap0      :     1      V3\n");
+        assert!(!loopback_up(&other), "another interface is not lo");
+        assert!(!loopback_up("Idx lo\n"), "the header is not a row");
     }
 }

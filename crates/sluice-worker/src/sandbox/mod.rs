@@ -183,9 +183,9 @@ impl Sandbox {
     }
 
     /// Starts `req` and waits until it is ready; one that does not get ready is killed and its
-    /// stderr is in the error. A sandbox whose isolation failed to set it up (not the function:
-    /// bubblewrap, for one, now and then fails to configure a new namespace's loopback under
-    /// heavy load) is started once more. `sink`, if given, gets the sandbox's output from its
+    /// stderr is in the error. A sandbox whose isolation failed to set it up (bubblewrap's or
+    /// init's own error, not the function's), whether before it was ready or while its network
+    /// was connected, is started once more. `sink`, if given, gets the sandbox's output from its
     /// start on.
     pub async fn start_ready(
         launcher: &Launcher,
@@ -196,13 +196,23 @@ impl Sandbox {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut sandbox =
-                Sandbox::start(launcher, req.clone())
-                    .await
-                    .map_err(|e| StartError {
+            let mut sandbox = match Sandbox::start(launcher, req.clone()).await {
+                Ok(s) => s,
+                Err(e) if tries == 1 && e.is_setup_failure() => {
+                    tracing::warn!(id = req.id, "sandbox setup failed ({e:?}); trying again");
+                    continue;
+                }
+                Err(e) => {
+                    let stderr_tail = match &e {
+                        SandboxError::Exited { stderr_tail, .. } => stderr_tail.clone(),
+                        _ => String::new(),
+                    };
+                    return Err(StartError {
                         reason: e.to_string(),
-                        stderr_tail: String::new(),
-                    })?;
+                        stderr_tail,
+                    });
+                }
+            };
             if let Some(sink) = &sink {
                 sandbox.output().attach(sink.clone());
             }
