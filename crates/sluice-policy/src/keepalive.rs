@@ -26,6 +26,9 @@ use places::PlaceMap;
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 use std::collections::BTreeSet;
 
+/// A function's idle sandboxes on one device, least recently used first; two are held inline.
+type IdleList = smallvec::SmallVec<[SandboxId; 2]>;
+
 /// What the pool counts per device.
 #[derive(Copy, Clone, Debug, Default)]
 struct OnDevice {
@@ -43,7 +46,7 @@ pub struct WarmPool {
     creating: usize,
     sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
-    idle: PlaceMap<Vec<SandboxId>>,
+    idle: PlaceMap<IdleList>,
     /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
     idle_lru: FirstSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
@@ -260,7 +263,7 @@ impl WarmPool {
             SandboxState::Idle => {
                 self.idle_lru.remove(&(sb.last_used, id));
                 if let Some(v) = self.idle.get_mut(&(sb.func, sb.gpu)) {
-                    v.retain(|&x| x != id);
+                    v.retain(|x| *x != id);
                     if v.is_empty() {
                         self.idle.remove(&(sb.func, sb.gpu));
                     }
