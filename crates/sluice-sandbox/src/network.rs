@@ -89,13 +89,24 @@ pub(crate) fn read_within(
 
 /// Waits until the loopback of process `pid`'s network namespace is up (its `lo` has joined the
 /// all-hosts group, which the kernel does when an interface with IPv4 comes up), polling
-/// `/proc/<pid>/net/igmp`. Fails if the process is gone or `timeout` passes.
+/// `/proc/<pid>/net/igmp`. Fails if the process is gone or `timeout` passes; returns at once on
+/// a kernel without that table.
 pub(crate) fn wait_for_loopback(pid: u32, timeout: Duration) -> std::io::Result<()> {
     let path = format!("/proc/{pid}/net/igmp");
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        if loopback_up(&std::fs::read_to_string(&path)?) {
-            return Ok(());
+        match std::fs::read_to_string(&path) {
+            Ok(table) if loopback_up(&table) => return Ok(()),
+            Ok(_) => {}
+            // A kernel without IPv4 multicast has no such table: nothing to wait on (a failed
+            // setup is then tried once more, `SandboxError::is_setup_failure`).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::path::Path::new(&format!("/proc/{pid}")).exists() =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
         }
         if std::time::Instant::now() >= deadline {
             return Err(std::io::Error::new(
