@@ -13,12 +13,13 @@
 # host) and declares --fn-mb MiB of GPU memory; the placement policy spreads them over the
 # devices and the memory policy moves their memory, so the comparison adds cold starts and bytes
 # moved (the worker's sluice_memory_moved_bytes counters) against the simulator's, with its copy cost
-# and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and its cold
-# start set to the one the live run measured.
+# and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and each of its
+# cold starts drawn from those the live run measured (`device.cold_start_samples_ms`); the
+# simulated figures are the mean of K (--seeds, default 10) such runs, with their range.
 #
 # Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file, default
 #        out/live-vs-sim.md; docs/results/live-vs-sim.md to update the table the docs quote]
-#        [--gpus N] [--gpu-gib G] [--fn-mb M]
+#        [--gpus N] [--gpu-gib G] [--fn-mb M] [--seeds K]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 util=0.5
@@ -26,12 +27,14 @@ out=out/live-vs-sim.md
 gpus=1
 gpu_gib=8
 fn_mb=2048
+seeds=10
 positional=()
 while [ $# -gt 0 ]; do
   case $1 in
     --gpus) gpus=$2; shift 2 ;;
     --gpu-gib) gpu_gib=$2; shift 2 ;;
     --fn-mb) fn_mb=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
     *) positional+=("$1"); shift ;;
   esac
 done
@@ -108,22 +111,39 @@ print(f"{1000 * s / c:.1f}" if c else "30.0")
 PY
 )
   sed -i "s/^container_start_ms = .*/container_start_ms = $cold/" "$work/catalog.toml"
+  # Each simulated cold start draws one of the live run's (`x-sluice-cold-start-ms`), as the live
+  # sandboxes' starts vary; the simulated figures are the mean over $seeds draws.
+  samples=$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["cold_start_samples_ms"]))' "$work/live.json")
   sed -i -e 's/^host_device_gbps = .*/host_device_gbps = 1000000.0/' \
-      -e "s/^memory_gib = .*/memory_gib = $gpu_gib/" "$work/sim.toml"
+      -e "s/^memory_gib = .*/memory_gib = $gpu_gib/" \
+      -e "s/^cold_start_samples_ms = .*/cold_start_samples_ms = $samples/" "$work/sim.toml"
+else
+  seeds=1
 fi
-$sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" --gpus "$gpus" \
-  --catalog "$work/catalog.toml" --config "$work/sim.toml" --json --quiet > "$work/sim.json"
-python3 - "$work/live.json" "$work/sim.json" "$work/metrics.txt" "$util" "$gpus" "$out" "${cold:-}" <<'PY'
+sims=()
+for seed in $(seq "$seeds"); do
+  sed -i "s/^cold_start_seed = .*/cold_start_seed = $seed/" "$work/sim.toml"
+  $sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" --gpus "$gpus" \
+    --catalog "$work/catalog.toml" --config "$work/sim.toml" --json --quiet > "$work/sim-$seed.json"
+  sims+=("$work/sim-$seed.json")
+done
+python3 - "$work/live.json" "$work/metrics.txt" "$util" "$gpus" "$out" "${cold:-}" "${sims[@]}" <<'PY'
 import json, re, sys
 live = json.load(open(sys.argv[1]))["policies"][0]
-sim = json.load(open(sys.argv[2]))["policies"][0]
+runs = [json.load(open(f))["policies"][0] for f in sys.argv[7:]]
+def mean_of(values):
+    return sum(values) / len(values)
+sim = {k: mean_of([r[k] for r in runs]) for k in ("completed", "jain_fairness", "cold_starts",
+                                               "bytes_to_device", "bytes_to_host")}
+for k in ("latency_ms", "queue_ms"):
+    sim[k] = {q: mean_of([r[k][q] for r in runs]) for q in runs[0][k]}
 moved = {"to_device": 0, "to_host": 0}
-for line in open(sys.argv[3]):
+for line in open(sys.argv[2]):
     m = re.match(r'sluice_memory_moved_bytes_total\{name="(to_device|to_host)"\} ([0-9.e+]+)', line)
     if m:
         moved[m.group(1)] = int(float(m.group(2)))
 live["bytes_to_device"], live["bytes_to_host"] = moved["to_device"], moved["to_host"]
-util, gpus, out, cold = sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
+util, gpus, out, cold = sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
 rows = [("completed", "completed"), ("mean ms", ("latency_ms", "mean")), ("p50 ms", ("latency_ms", "p50")),
         ("p99 ms", ("latency_ms", "p99")), ("queue mean ms", ("queue_ms", "mean")),
         ("Jain", "jain_fairness"), ("cold starts", "cold_starts")]
@@ -132,13 +152,24 @@ if gpus > 1:
 def get(d, k):
     v = d[k[0]][k[1]] if isinstance(k, tuple) else d[k]
     return v / 1e9 if k in ("bytes_to_device", "bytes_to_host") else v
-what = "spin (busy CPU)" if gpus == 1 else f"sleep (Python), {gpus} simulated GPUs, {cold} ms cold start measured live"
+what = ("spin (busy CPU)" if gpus == 1 else
+        f"sleep (Python), {gpus} simulated GPUs, {cold} ms mean cold start measured live; "
+        f"simulated: mean of {len(runs)} runs, each cold start drawn from the live run's")
 lines = [f"Ilúvatar slice (600 invocations), offered utilisation {util}, mqfq-sticky, {gpus} GPU(s) (D = 2), {what}", "",
          "| metric | live (`sluice load`) | simulated (`sluice sim`) | sim / live |", "|---|---:|---:|---:|"]
 for name, key in rows:
     a, b = get(live, key), get(sim, key)
     ratio = f"{b / a:.2f}" if a else "-"
-    lines.append(f"| {name} | {a:.3f} | {b:.3f} | {ratio} |" if isinstance(a, float) else f"| {name} | {a} | {b} | {ratio} |")
+    show = lambda v: f"{v:.3f}" if isinstance(v, float) and v != int(v) else str(int(v))
+    lines.append(f"| {name} | {show(a)} | {show(b)} | {ratio} |")
+if len(runs) > 1:
+    lines.append("")
+    for name, key in (("cold starts", "cold_starts"), ("GB moved host→device", "bytes_to_device")):
+        vals = sorted(get(r, key) for r in runs)
+        a = get(live, key)
+        inside = sum(v <= a for v in vals)
+        lines.append(f"Simulated {name} over the {len(runs)} runs: {vals[0]:.3f}–{vals[-1]:.3f} "
+                     f"(the live figure {a:.3f} is above {inside} of them)")
 text = "\n".join(lines) + "\n"
 open(out, "w").write(text)
 print(text)

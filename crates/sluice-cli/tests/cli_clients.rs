@@ -183,6 +183,18 @@ fn cli_clients_refuse_bad_input() {
         v["policies"][0]["invocations"], v["policies"][0]["completed"],
         "{v}"
     );
+    // One measured cold start per cold invocation, for `sluice sim`'s
+    // `device.cold_start_samples_ms`.
+    let samples = v["cold_start_samples_ms"].as_array().expect("samples");
+    assert_eq!(
+        Some(samples.len() as u64),
+        v["policies"][0]["cold_starts"].as_u64(),
+        "{v}"
+    );
+    assert!(
+        samples.iter().all(|s| s.as_f64().is_some_and(|x| x >= 0.0)),
+        "{v}"
+    );
     // `invoke --async` tells the truth in its exit status: 0 when the invocation succeeded,
     // 1 (with the reason) when it failed.
     let (code, out, err) = run(&["invoke", "cli", r#"{"do":"echo"}"#, "--async"]);

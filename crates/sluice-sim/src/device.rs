@@ -5,14 +5,16 @@
 //! - Execution: an invocation brings `solo` microseconds of work (its warm time alone on the
 //!   device). With `k` invocations executing on one device, each progresses at rate
 //!   `1 / (1 + concurrency_slowdown·(k−1))` (processor sharing: rates change whenever k does).
-//! - Cold start: a new sandbox takes the function's `cold_start` before its first execution.
+//! - Cold start: a new sandbox takes the function's `cold_start` before its first execution, or,
+//!   with `cold_start_samples_ms`, one of those measured starts drawn per sandbox.
 //! - Memory movement: bytes move over one copy channel per device at `host_device_gbps`, in
 //!   order; an execution waits for its own sandbox's bytes.
 //! - Oversubscription: when resident memory exceeds physical capacity (only if configured), work
 //!   started then is stretched by `1 + oversubscription_penalty·excess/capacity` (page faults).
 
 use serde::{Deserialize, Serialize};
-use sluice_core::Dur;
+use sluice_core::{Dur, SandboxId};
+use sluice_policy::placement::{RandomSource, SplitMix64};
 
 /// Which kind of device the functions run on.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,13 @@ pub struct DeviceModel {
     pub host_device_gbps: f64,
     /// Slowdown per unit of oversubscribed fraction (see module docs).
     pub oversubscription_penalty: f64,
+    /// Sandbox start times measured on a host, ms. When given, every cold start takes one of
+    /// them (chosen by its sandbox id and [`cold_start_seed`](Self::cold_start_seed)) instead of
+    /// its function's catalogue cold start: for replaying a host whose starts vary from sandbox
+    /// to sandbox (`scripts/compare-live-sim.sh`).
+    pub cold_start_samples_ms: Vec<f64>,
+    /// Which sample each sandbox draws; runs with different seeds draw differently.
+    pub cold_start_seed: u64,
 }
 
 impl Default for DeviceModel {
@@ -49,6 +58,8 @@ impl Default for DeviceModel {
             concurrency_slowdown: 0.6,
             host_device_gbps: 12.0,
             oversubscription_penalty: 2.0,
+            cold_start_samples_ms: Vec::new(),
+            cold_start_seed: 0,
         }
     }
 }
@@ -76,7 +87,25 @@ impl DeviceModel {
                 return Err(format!("{key} must be a non-negative number, got {v}"));
             }
         }
+        if let Some(v) =
+            (self.cold_start_samples_ms.iter()).find(|v| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(format!(
+                "device.cold_start_samples_ms must hold non-negative numbers, got {v}"
+            ));
+        }
         Ok(())
+    }
+
+    /// How long the cold start of `sandbox` takes, given its function's catalogue cold start:
+    /// that, or one of the measured samples.
+    pub fn cold_start(&self, catalogue: Dur, sandbox: SandboxId) -> Dur {
+        let samples = &self.cold_start_samples_ms;
+        if samples.is_empty() {
+            return catalogue;
+        }
+        let word = SplitMix64::new(sandbox.0 ^ self.cold_start_seed.rotate_left(32)).next_u64();
+        Dur::from_millis_f64(samples[(word % samples.len() as u64) as usize])
     }
 
     /// Device memory in bytes.
@@ -132,5 +161,47 @@ mod tests {
             ..DeviceModel::default()
         };
         assert!(m.validate().unwrap_err().contains("concurrency_slowdown"));
+        let m = DeviceModel {
+            cold_start_samples_ms: vec![10.0, f64::NAN],
+            ..DeviceModel::default()
+        };
+        assert!(m.validate().unwrap_err().contains("cold_start_samples_ms"));
+    }
+
+    #[test]
+    fn cold_starts_come_from_the_samples_when_given() {
+        let catalogue = Dur::from_millis(500);
+        let plain = DeviceModel::default();
+        assert_eq!(plain.cold_start(catalogue, SandboxId(7)), catalogue);
+        let samples = vec![90.0, 100.0, 110.0, 120.0];
+        let m = DeviceModel {
+            cold_start_samples_ms: samples.clone(),
+            ..DeviceModel::default()
+        };
+        let draws: Vec<Dur> = (0..64)
+            .map(|i| m.cold_start(catalogue, SandboxId(i)))
+            .collect();
+        for d in &draws {
+            assert!(samples.contains(&(d.as_micros() as f64 / 1e3)), "{d:?}");
+        }
+        for x in &samples {
+            let d = Dur::from_millis_f64(*x);
+            assert!(draws.contains(&d), "sample {x} never drawn in 64 sandboxes");
+        }
+        assert_eq!(
+            draws,
+            (0..64)
+                .map(|i| m.cold_start(catalogue, SandboxId(i)))
+                .collect::<Vec<_>>(),
+            "the same sandbox draws the same sample"
+        );
+        let reseeded = DeviceModel {
+            cold_start_seed: 1,
+            ..m.clone()
+        };
+        let other: Vec<Dur> = (0..64)
+            .map(|i| reseeded.cold_start(catalogue, SandboxId(i)))
+            .collect();
+        assert_ne!(draws, other, "another seed draws differently");
     }
 }

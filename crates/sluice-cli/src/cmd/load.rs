@@ -219,6 +219,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
+    let cold_starts_ms = cold_start_samples(&outcomes);
     let result = to_run(&w, &args, policy, outcomes, start.elapsed());
     let failed = result.invocations - result.records.len() as u64;
     let summary = report::summarize(&result);
@@ -227,6 +228,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         if let Some(o) = v.as_object_mut() {
             o.insert("trace".into(), w.name.clone().into());
             o.insert("failed".into(), failed.into());
+            o.insert("cold_start_samples_ms".into(), cold_starts_ms.into());
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -237,6 +239,17 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         print!("{}", report::render_table(&[summary]));
     }
     Ok(())
+}
+
+/// The cold starts the worker reported (`x-sluice-cold-start-ms`) for the invocations that
+/// succeeded cold, in ms, in the order they were sent: what `sluice sim` can draw from
+/// (`device.cold_start_samples_ms`).
+fn cold_start_samples(outs: &[Outcome]) -> Vec<f64> {
+    let mut cold: Vec<&Outcome> = outs.iter().filter(|o| o.ok && o.cold).collect();
+    cold.sort_by_key(|o| o.index);
+    cold.iter()
+        .map(|o| o.cold_start.as_micros() as f64 / 1e3)
+        .collect()
 }
 
 /// Turns the outcomes into the simulator's record shape (failed invocations have no record).

@@ -304,7 +304,7 @@ impl<'a> Node<'a> {
         let mut begin = now;
         if s.cold {
             self.cold_starts += 1;
-            begin += profile.cold_start;
+            begin += self.model.cold_start(profile.cold_start, s.sandbox);
         }
         let mut bytes_to_device = 0;
         for m in &s.moves {

@@ -52,6 +52,19 @@ fn a_lone_invocation_pays_cold_start_then_runs_solo() {
 }
 
 #[test]
+fn measured_cold_starts_replace_the_catalogues_and_the_ideal_ignores_them() {
+    let model = DeviceModel {
+        cold_start_samples_ms: vec![250.0],
+        ..DeviceModel::default()
+    };
+    let w = workload(vec![profile("a", 100, 1_000, 100)], &[(0, 0)]);
+    let r = run_it(&w, "fcfs", &model);
+    assert_eq!(r.records[0].latency(), Dur::from_millis(350));
+    let ideal = crate::ideal::run(&w, &cfg("fcfs"), &model, 1).unwrap();
+    assert_eq!(ideal.records[0].latency(), Dur::from_millis(100));
+}
+
+#[test]
 fn co_running_invocations_share_the_device() {
     let model = DeviceModel {
         concurrency_slowdown: 0.5,
