@@ -1,7 +1,8 @@
 //! The ideal bound printed beside every run: the same arrivals on the same devices with every
 //! invocation warm and its memory resident (no cold start, nothing to move), dispatched first
 //! come, first served onto the same D tokens per device and the same concurrency model
-//! (work-conserving: a token never idles while an invocation waits).
+//! (work-conserving: a token never idles while an invocation waits), placed by the same policy
+//! except that a warm device past its load bound is not preferred (every device is warm).
 //!
 //! It is the latency the policies would reach if locality cost nothing. It is a reference, not a
 //! lower bound for every order: shortest-first orders can beat its mean on a mixed workload, and
@@ -38,6 +39,9 @@ pub fn run(
     // Its sandboxes start in no time: the invocation that creates one keeps its token, so each
     // runs in the order it was dispatched.
     cfg.slots.cold_start_holds_token = true;
+    // A warm sandbox is worth nothing where every start is warm: no invocation joins a busy
+    // device past its load bound for it (the hint slack), it goes to a device with room.
+    cfg.placement.hint_slack = 0.0;
     // Nor from measured samples.
     let model = DeviceModel {
         cold_start_samples_ms: Vec::new(),

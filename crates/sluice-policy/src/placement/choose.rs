@@ -119,10 +119,12 @@ impl<B: BinId> Placement<B> {
         self.fallback(req).map(|s| (s, ChoiceKind::Fallback))
     }
 
-    /// The best usable, acceptable hinted bin: highest level, then the home, then the lowest
-    /// load per weight, then the lowest id.
+    /// The best usable, acceptable hinted bin: highest level, then one within its plain bound
+    /// (a warm bin that needs the hint slack is taken only when no warm bin of the same level has
+    /// room: co-running on a busy bin slows what already runs there), then the home, then the
+    /// lowest load per weight, then the lowest id.
     fn best_hint(&self, req: &Request<'_, B>, home: usize, rule: Rule) -> Option<usize> {
-        let mut best: Option<(u8, bool, f64, usize)> = None;
+        let mut best: Option<(u8, bool, bool, f64, usize)> = None;
         for (id, level) in req.hints {
             if *level == 0 {
                 continue;
@@ -131,19 +133,21 @@ impl<B: BinId> Placement<B> {
             if !(req.usable)(id) || !self.acceptable(s, rule, self.params.hint_slack) {
                 continue;
             }
-            let cand = (*level, s == home, self.relative_load(s), s);
+            let within = self.acceptable(s, rule, 0.0);
+            let cand = (*level, within, s == home, self.relative_load(s), s);
             let better = match best {
                 None => true,
                 Some(b) => {
-                    (cand.0, cand.1) > (b.0, b.1)
-                        || ((cand.0, cand.1) == (b.0, b.1) && (cand.2, cand.3) < (b.2, b.3))
+                    (cand.0, cand.1, cand.2) > (b.0, b.1, b.2)
+                        || ((cand.0, cand.1, cand.2) == (b.0, b.1, b.2)
+                            && (cand.3, cand.4) < (b.3, b.4))
                 }
             };
             if better {
                 best = Some(cand);
             }
         }
-        best.map(|b| b.3)
+        best.map(|b| b.4)
     }
 
     fn relative_load(&self, slot: usize) -> f64 {

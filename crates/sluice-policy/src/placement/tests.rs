@@ -235,6 +235,43 @@ fn hints_win_among_acceptable_bins_and_the_usable_filter_is_hard() {
 }
 
 #[test]
+fn a_warm_bin_with_room_beats_a_warm_home_that_needs_the_slack() {
+    // Four bins of weight 1, ε 0.25: with one unit placed the bound is ⌈1.25·2/4⌉ = 1, so the
+    // home holding that unit takes another only within the hint slack.
+    let mut p = ring(
+        &[(1, 1), (2, 1), (3, 1), (4, 1)],
+        PlacementParams::default(),
+    );
+    let key = Key::of_u64(9);
+    let home = *p.home(key).unwrap();
+    let other = if home == 3 { 4 } else { 3 };
+    p.set_load(&home, 1.0).unwrap();
+    let hints = [(home, 2u8), (other, 2)];
+    let r = Request {
+        key,
+        hints: &hints,
+        usable: &all,
+        popular: true,
+    };
+    // Both warm at the same level: the one with room wins over co-running on the home.
+    assert_eq!(
+        p.choose(&r),
+        Some(Choice {
+            bin: other,
+            kind: ChoiceKind::Hinted
+        })
+    );
+    // A higher level still wins whatever the room: the slack is there for it.
+    let hints = [(home, 3u8), (other, 2)];
+    let r = Request { hints: &hints, ..r };
+    assert_eq!(p.choose(&r).unwrap().bin, home);
+    // With no warm bin with room, the home within its slack is taken, as before.
+    let hints = [(home, 2u8)];
+    let r = Request { hints: &hints, ..r };
+    assert_eq!(p.choose(&r).unwrap().bin, home);
+}
+
+#[test]
 fn the_fallback_takes_the_lighter_usable_bin() {
     let params = PlacementParams {
         probes: 1,
