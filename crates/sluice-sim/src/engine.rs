@@ -13,7 +13,7 @@
 
 mod node;
 
-pub use node::Node;
+pub use node::{LocalId, Node};
 
 use crate::device::DeviceModel;
 use crate::record::RunResult;

@@ -7,9 +7,9 @@ use super::summary::{ClusterSummary, Histogram};
 use super::wake::WakeQueue;
 use super::{ChurnKind, ClusterParams};
 use crate::device::DeviceModel;
-use crate::engine::{Node, RunOptions};
+use crate::engine::{LocalId, Node, RunOptions};
 use crate::workload::{Arrival, FunctionProfile};
-use sluice_core::{InvocationId, Time};
+use sluice_core::{FunctionId, InvocationId, Time};
 use sluice_policy::placement::{Key, Request};
 use sluice_policy::routing::{Popularity, Router};
 use sluice_policy::scheduler::SchedulerConfig;
@@ -36,7 +36,9 @@ struct Cluster<'a> {
     outstanding: Vec<u32>,
     rejected_seen: Vec<u64>,
     keys: Vec<Key>,
-    recent: Vec<[u32; RECENT]>,
+    /// Per function, the workers it was last routed to (most recent first) with the function's
+    /// id on each (so a hint check touches one structure of the worker, not two).
+    recent: Vec<[(u32, LocalId); RECENT]>,
     popularity: Popularity,
     /// Whether the rule has the popularity gate (only then are arrivals counted per key).
     gated: bool,
@@ -84,7 +86,7 @@ pub fn run(
         outstanding: Vec::new(),
         rejected_seen: Vec::new(),
         keys: functions.iter().map(|f| Key::of_str(&f.name)).collect(),
-        recent: vec![[NONE; RECENT]; functions.len()],
+        recent: vec![[(NONE, FunctionId(NONE)); RECENT]; functions.len()],
         popularity: Popularity::new(params.popular_rps),
         gated: params
             .router
@@ -197,8 +199,8 @@ impl<'a> Cluster<'a> {
         let mut hints = [(0u32, 0u8); RECENT];
         let mut n = 0;
         if self.hashing {
-            for &w in &self.recent[f] {
-                if w != NONE && self.live[w as usize] && self.nodes[w as usize].has_idle(a.func) {
+            for &(w, l) in &self.recent[f] {
+                if w != NONE && self.live[w as usize] && self.nodes[w as usize].has_idle_local(l) {
                     hints[n] = (w, 1);
                     n += 1;
                 }
@@ -221,10 +223,15 @@ impl<'a> Cluster<'a> {
         }
         let w = choice.bin;
         let recent = &mut self.recent[f];
-        let pos = recent.iter().position(|&r| r == w).unwrap_or(RECENT - 1);
+        let pos = recent.iter().position(|&(r, _)| r == w);
+        let local = match pos {
+            Some(p) => recent[p].1,
+            None => self.nodes[w as usize].local_of(a.func),
+        };
+        let pos = pos.unwrap_or(RECENT - 1);
         recent.copy_within(0..pos, 1);
-        recent[0] = w;
-        if self.nodes[w as usize].arrive(id, a.func, now) {
+        recent[0] = (w, local);
+        if self.nodes[w as usize].arrive_local(id, local, now) {
             self.outstanding[w as usize] += 1;
         } else {
             self.report(w);

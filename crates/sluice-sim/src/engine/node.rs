@@ -60,6 +60,9 @@ struct Device {
     copy_free: Time,
 }
 
+/// A workload function as one worker's scheduler knows it (dense, in registration order).
+pub type LocalId = FunctionId;
+
 /// One simulated worker: its own [`Scheduler`] and devices under the [`DeviceModel`], stepped
 /// by an outer clock ([`Node::arrive`], [`Node::next_event`], [`Node::step`]).
 pub struct Node<'a> {
@@ -159,6 +162,12 @@ impl<'a> Node<'a> {
     /// refuses it. Returns whether it was admitted. Call [`Node::step`] at `now` afterwards.
     pub fn arrive(&mut self, id: InvocationId, func: FunctionId, now: Time) -> bool {
         let l = self.local_id(func);
+        self.arrive_local(id, l, now)
+    }
+
+    /// [`Node::arrive`] for the function this worker knows as `local` (from [`Node::local_of`]).
+    pub fn arrive_local(&mut self, id: InvocationId, local: LocalId, now: Time) -> bool {
+        let l = local;
         let admitted = self
             .max_queue
             .is_none_or(|bound| decide(self.sched.predict_wait(l), bound) == Admission::Admit);
@@ -188,10 +197,16 @@ impl<'a> Node<'a> {
         self.poll(now);
     }
 
-    /// Whether an idle warm sandbox of `func` waits here.
-    pub fn has_idle(&self, func: FunctionId) -> bool {
-        let l = self.local[func.index()];
-        l != u32::MAX && self.sched.pool().has_idle_of(FunctionId(l))
+    /// This worker's id of workload function `func`, registering it on first use. A caller
+    /// that asks often about the same functions on many workers (the cluster's hints) keeps it
+    /// rather than looking it up in every worker's table.
+    pub fn local_of(&mut self, func: FunctionId) -> LocalId {
+        self.local_id(func)
+    }
+
+    /// Whether an idle warm sandbox of the function this worker knows as `local` waits here.
+    pub fn has_idle_local(&self, local: LocalId) -> bool {
+        self.sched.pool().has_idle_of(local)
     }
 
     /// The records of the invocations finished so far (in completion order); the caller may
