@@ -14,7 +14,8 @@
 # devices and the memory policy moves their memory, so the comparison adds cold starts and bytes
 # moved (the worker's sluice_memory_moved_bytes counters) against the simulator's, with its copy cost
 # and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and each of its
-# cold starts drawn from those the live run measured (`device.cold_start_samples_ms`); the
+# cold starts drawn from those the live run measured (`device.cold_start_samples_ms`), each call
+# as much longer than the trace's time as the live calls were (`device.exec_overhead_ms`); the
 # simulated figures are the mean of K (--seeds, default 10) such runs, with their range.
 #
 # Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file, default
@@ -117,6 +118,24 @@ PY
   sed -i -e 's/^host_device_gbps = .*/host_device_gbps = 1000000.0/' \
       -e "s/^memory_gib = .*/memory_gib = $gpu_gib/" \
       -e "s/^cold_start_samples_ms = .*/cold_start_samples_ms = $samples/" "$work/sim.toml"
+  # Each live call keeps its sandbox busy a little longer than the trace's time (the worker's
+  # dispatch, the Python helper's I/O): the live mean of the worker's execution phase less the
+  # trace's own mean, which a simulation without it reports in its records.
+  $sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" --gpus "$gpus" \
+    --catalog "$work/catalog.toml" --config "$work/sim.toml" --out "$work/own" --records --quiet >/dev/null
+  overhead=$(python3 - "$work/metrics.txt" "$work/own" <<'PY'
+import csv, glob, re, sys
+s = c = 0.0
+for line in open(sys.argv[1]):
+    m = re.match(r'sluice_latency_seconds_(sum|count)\{[^}]*phase="execution"[^}]*\} ([0-9.e+-]+)', line)
+    if m:
+        if m.group(1) == "sum": s += float(m.group(2))
+        else: c += float(m.group(2))
+own = [float(r["solo_ms"]) for f in glob.glob(sys.argv[2] + "/records-*.csv") for r in csv.DictReader(open(f))]
+print(f"{max(0.0, 1000 * s / c - sum(own) / len(own)):.3f}" if c and own else "0.0")
+PY
+)
+  sed -i "s/^exec_overhead_ms = .*/exec_overhead_ms = $overhead/" "$work/sim.toml"
 else
   seeds=1
 fi
@@ -127,10 +146,10 @@ for seed in $(seq "$seeds"); do
     --catalog "$work/catalog.toml" --config "$work/sim.toml" --json --quiet > "$work/sim-$seed.json"
   sims+=("$work/sim-$seed.json")
 done
-python3 - "$work/live.json" "$work/metrics.txt" "$util" "$gpus" "$out" "${cold:-}" "${sims[@]}" <<'PY'
+python3 - "$work/live.json" "$work/metrics.txt" "$util" "$gpus" "$out" "${cold:-}" "${overhead:-0}" "${sims[@]}" <<'PY'
 import json, re, sys
 live = json.load(open(sys.argv[1]))["policies"][0]
-runs = [json.load(open(f))["policies"][0] for f in sys.argv[7:]]
+runs = [json.load(open(f))["policies"][0] for f in sys.argv[8:]]
 def mean_of(values):
     return sum(values) / len(values)
 sim = {k: mean_of([r[k] for r in runs]) for k in ("completed", "jain_fairness", "cold_starts",
@@ -143,7 +162,7 @@ for line in open(sys.argv[2]):
     if m:
         moved[m.group(1)] = int(float(m.group(2)))
 live["bytes_to_device"], live["bytes_to_host"] = moved["to_device"], moved["to_host"]
-util, gpus, out, cold = sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+util, gpus, out, cold, overhead = sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 rows = [("completed", "completed"), ("mean ms", ("latency_ms", "mean")), ("p50 ms", ("latency_ms", "p50")),
         ("p99 ms", ("latency_ms", "p99")), ("queue mean ms", ("queue_ms", "mean")),
         ("Jain", "jain_fairness"), ("cold starts", "cold_starts")]
@@ -153,8 +172,9 @@ def get(d, k):
     v = d[k[0]][k[1]] if isinstance(k, tuple) else d[k]
     return v / 1e9 if k in ("bytes_to_device", "bytes_to_host") else v
 what = ("spin (busy CPU)" if gpus == 1 else
-        f"sleep (Python), {gpus} simulated GPUs, {cold} ms mean cold start measured live; "
-        f"simulated: mean of {len(runs)} runs, each cold start drawn from the live run's")
+        f"sleep (Python), {gpus} simulated GPUs, {cold} ms mean cold start and {overhead} ms per-call "
+        f"overhead measured live; simulated: mean of {len(runs)} runs, each cold start drawn from "
+        f"the live run's, each call {overhead} ms longer than the trace's (`device.exec_overhead_ms`)")
 lines = [f"Ilúvatar slice (600 invocations), offered utilisation {util}, mqfq-sticky, {gpus} GPU(s) (D = 2), {what}", "",
          "| metric | live (`sluice load`) | simulated (`sluice sim`) | sim / live |", "|---|---:|---:|---:|"]
 for name, key in rows:

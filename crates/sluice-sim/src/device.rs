@@ -5,6 +5,8 @@
 //! - Execution: an invocation brings `solo` microseconds of work (its warm time alone on the
 //!   device). With `k` invocations executing on one device, each progresses at rate
 //!   `1 / (1 + concurrency_slowdown·(k−1))` (processor sharing: rates change whenever k does).
+//! - Per-invocation overhead: `exec_overhead_ms` more of it for every invocation (the runtime's
+//!   dispatch and the function's I/O around its work: a live host measures it).
 //! - Cold start: a new sandbox takes the function's `cold_start` before its first execution, or,
 //!   with `cold_start_samples_ms`, one of those measured starts drawn per sandbox.
 //! - Memory movement: bytes move over one copy channel per device at `host_device_gbps`, in
@@ -48,6 +50,11 @@ pub struct DeviceModel {
     pub cold_start_samples_ms: Vec<f64>,
     /// Which sample each sandbox draws; runs with different seeds draw differently.
     pub cold_start_seed: u64,
+    /// Time every invocation keeps its sandbox and device busy beyond its function's own work,
+    /// ms: the runtime's dispatch and the function's input and output. 0 by default (the
+    /// catalogue times are the whole call); `scripts/compare-live-sim.sh` sets what its live run
+    /// measured.
+    pub exec_overhead_ms: f64,
 }
 
 impl Default for DeviceModel {
@@ -60,6 +67,7 @@ impl Default for DeviceModel {
             oversubscription_penalty: 2.0,
             cold_start_samples_ms: Vec::new(),
             cold_start_seed: 0,
+            exec_overhead_ms: 0.0,
         }
     }
 }
@@ -78,6 +86,7 @@ impl DeviceModel {
         }
         for (key, v) in [
             ("device.concurrency_slowdown", self.concurrency_slowdown),
+            ("device.exec_overhead_ms", self.exec_overhead_ms),
             (
                 "device.oversubscription_penalty",
                 self.oversubscription_penalty,
@@ -106,6 +115,11 @@ impl DeviceModel {
         }
         let word = SplitMix64::new(sandbox.0 ^ self.cold_start_seed.rotate_left(32)).next_u64();
         Dur::from_millis_f64(samples[(word % samples.len() as u64) as usize])
+    }
+
+    /// An invocation's work: its function's own time plus the per-invocation overhead.
+    pub fn work(&self, own: Dur) -> Dur {
+        own + Dur::from_millis_f64(self.exec_overhead_ms)
     }
 
     /// Device memory in bytes.
@@ -166,6 +180,22 @@ mod tests {
             ..DeviceModel::default()
         };
         assert!(m.validate().unwrap_err().contains("cold_start_samples_ms"));
+        let m = DeviceModel {
+            exec_overhead_ms: f64::INFINITY,
+            ..DeviceModel::default()
+        };
+        assert!(m.validate().unwrap_err().contains("exec_overhead_ms"));
+    }
+
+    #[test]
+    fn the_overhead_adds_to_every_invocations_work() {
+        let own = Dur::from_millis(5);
+        assert_eq!(DeviceModel::default().work(own), own);
+        let m = DeviceModel {
+            exec_overhead_ms: 1.6,
+            ..DeviceModel::default()
+        };
+        assert_eq!(m.work(own), Dur::from_micros(6_600));
     }
 
     #[test]

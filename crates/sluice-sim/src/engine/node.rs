@@ -311,11 +311,11 @@ impl<'a> Node<'a> {
             return;
         }
         let profile = &self.functions[self.global[s.inv.func.index()].index()];
-        let solo = if self.on_gpu {
+        let solo = self.model.work(if self.on_gpu {
             profile.gpu_warm
         } else {
             profile.cpu_warm
-        };
+        });
         let mut begin = now;
         if s.cold {
             self.cold_starts += 1;

@@ -65,6 +65,23 @@ fn measured_cold_starts_replace_the_catalogues_and_the_ideal_ignores_them() {
 }
 
 #[test]
+fn the_per_invocation_overhead_adds_to_every_call_and_to_the_ideal() {
+    let model = DeviceModel {
+        exec_overhead_ms: 20.0,
+        ..DeviceModel::default()
+    };
+    let w = workload(vec![profile("a", 100, 0, 1)], &[(0, 0), (5_000, 0)]);
+    let r = run_it(&w, "fcfs", &model);
+    for rec in &r.records {
+        assert_eq!(rec.finished.since(rec.started), Dur::from_millis(120));
+    }
+    let ideal = crate::ideal::run(&w, &cfg("fcfs"), &model, 1).unwrap();
+    for rec in &ideal.records {
+        assert_eq!(rec.latency(), Dur::from_millis(120));
+    }
+}
+
+#[test]
 fn co_running_invocations_share_the_device() {
     let model = DeviceModel {
         concurrency_slowdown: 0.5,
