@@ -98,19 +98,23 @@ fns=$(IFS=,; echo "${names[*]}")
 $sluice load --trace "iluvatar:$slice" --functions "$fns" --input-from-trace --gpus "$gpus" \
   --target-util "$util" --catalog "$work/catalog.toml" --json --quiet > "$work/live.json"
 curl -sf "$SLUICE_URL/metrics" > "$work/metrics.txt"
-if [ "$gpus" -gt 1 ]; then
-  # The simulator gets the live run's cold start, free memory moves and the live GPUs' size.
-  cold=$(python3 - "$work/metrics.txt" <<'PY'
+# The live mean of one latency phase of the worker's histogram, ms (empty if none was observed).
+phase_mean_ms() {
+  python3 - "$work/metrics.txt" "$1" <<'PY'
 import re, sys
 s = c = 0.0
 for line in open(sys.argv[1]):
-    m = re.match(r'sluice_latency_seconds_(sum|count)\{[^}]*phase="cold_start"[^}]*\} ([0-9.e+-]+)', line)
+    m = re.match(r'sluice_latency_seconds_(sum|count)\{[^}]*phase="' + sys.argv[2] + r'"[^}]*\} ([0-9.e+-]+)', line)
     if m:
         if m.group(1) == "sum": s += float(m.group(2))
         else: c += float(m.group(2))
-print(f"{1000 * s / c:.1f}" if c else "30.0")
+print(f"{1000 * s / c:.3f}" if c else "")
 PY
-)
+}
+if [ "$gpus" -gt 1 ]; then
+  # The simulator gets the live run's cold start, free memory moves and the live GPUs' size.
+  cold=$(phase_mean_ms cold_start)
+  cold=${cold:-30.0}
   sed -i "s/^container_start_ms = .*/container_start_ms = $cold/" "$work/catalog.toml"
   # Each simulated cold start draws one of the live run's (`x-sluice-cold-start-ms`), as the live
   # sandboxes' starts vary; the simulated figures are the mean over $seeds draws.
@@ -123,16 +127,11 @@ PY
   # trace's own mean, which a simulation without it reports in its records.
   $sluice sim --trace "iluvatar:$slice" --policies mqfq-sticky --target-util "$util" --gpus "$gpus" \
     --catalog "$work/catalog.toml" --config "$work/sim.toml" --out "$work/own" --records --quiet >/dev/null
-  overhead=$(python3 - "$work/metrics.txt" "$work/own" <<'PY'
-import csv, glob, re, sys
-s = c = 0.0
-for line in open(sys.argv[1]):
-    m = re.match(r'sluice_latency_seconds_(sum|count)\{[^}]*phase="execution"[^}]*\} ([0-9.e+-]+)', line)
-    if m:
-        if m.group(1) == "sum": s += float(m.group(2))
-        else: c += float(m.group(2))
+  overhead=$(python3 - "$(phase_mean_ms execution)" "$work/own" <<'PY'
+import csv, glob, sys
+live = float(sys.argv[1]) if sys.argv[1] else None
 own = [float(r["solo_ms"]) for f in glob.glob(sys.argv[2] + "/records-*.csv") for r in csv.DictReader(open(f))]
-print(f"{max(0.0, 1000 * s / c - sum(own) / len(own)):.3f}" if c and own else "0.0")
+print(f"{max(0.0, live - sum(own) / len(own)):.3f}" if live is not None and own else "0.0")
 PY
 )
   sed -i "s/^exec_overhead_ms = .*/exec_overhead_ms = $overhead/" "$work/sim.toml"

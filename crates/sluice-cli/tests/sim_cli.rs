@@ -111,6 +111,9 @@ fn bad_input_is_a_clear_error() {
     let spec = slice_spec();
     let bad_cfg = std::env::temp_dir().join(format!("sluice-bad-{}.toml", std::process::id()));
     std::fs::write(&bad_cfg, "[device]\nmemory_gib = -4\n").unwrap();
+    let bad_overhead =
+        std::env::temp_dir().join(format!("sluice-bad-overhead-{}.toml", std::process::id()));
+    std::fs::write(&bad_overhead, "[device]\nexec_overhead_ms = -1.5\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--trace", &spec, "--policies", "lifo"],
@@ -126,6 +129,10 @@ fn bad_input_is_a_clear_error() {
         (
             vec!["--trace", &spec, "--config", bad_cfg.to_str().unwrap()],
             "memory_gib",
+        ),
+        (
+            vec!["--trace", &spec, "--config", bad_overhead.to_str().unwrap()],
+            "exec_overhead_ms",
         ),
         (vec!["--trace", "poisson:nosuchclass=3"], "nosuchclass"),
         (vec!["--trace", &spec, "--max-queue-ms=-5"], "max_queue_ms"),
@@ -157,6 +164,7 @@ fn bad_input_is_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{all:?}: {stderr}");
     }
     std::fs::remove_file(bad_cfg).ok();
+    std::fs::remove_file(bad_overhead).ok();
 }
 
 #[test]

@@ -168,15 +168,21 @@ fn a_heavier_bin_takes_proportionally_more_under_the_bound() {
     assert!(b > 2.0 * a, "{a} vs {b}");
 }
 
-#[test]
-fn hints_win_among_acceptable_bins_and_the_usable_filter_is_hard() {
-    let mut p = ring(
+/// Four bins of weight 1 under the default parameters, the home of key 9 and another bin.
+fn four_bins_home_and_other() -> (Placement<u32>, Key, u32, u32) {
+    let p = ring(
         &[(1, 1), (2, 1), (3, 1), (4, 1)],
         PlacementParams::default(),
     );
     let key = Key::of_u64(9);
     let home = *p.home(key).unwrap();
     let other = if home == 3 { 4 } else { 3 };
+    (p, key, home, other)
+}
+
+#[test]
+fn hints_win_among_acceptable_bins_and_the_usable_filter_is_hard() {
+    let (mut p, key, home, other) = four_bins_home_and_other();
     let hints = [(other, 1u8)];
     let r = Request {
         key,
@@ -238,29 +244,16 @@ fn hints_win_among_acceptable_bins_and_the_usable_filter_is_hard() {
 fn a_warm_bin_with_room_beats_a_warm_home_that_needs_the_slack() {
     // Four bins of weight 1, ε 0.25: with one unit placed the bound is ⌈1.25·2/4⌉ = 1, so the
     // home holding that unit takes another only within the hint slack.
-    let mut p = ring(
-        &[(1, 1), (2, 1), (3, 1), (4, 1)],
-        PlacementParams::default(),
-    );
-    let key = Key::of_u64(9);
-    let home = *p.home(key).unwrap();
-    let other = if home == 3 { 4 } else { 3 };
+    let (mut p, _, home, other) = four_bins_home_and_other();
     p.set_load(&home, 1.0).unwrap();
     let hints = [(home, 2u8), (other, 2)];
     let r = Request {
-        key,
         hints: &hints,
-        usable: &all,
-        popular: true,
+        ..req(9)
     };
     // Both warm at the same level: the one with room wins over co-running on the home.
-    assert_eq!(
-        p.choose(&r),
-        Some(Choice {
-            bin: other,
-            kind: ChoiceKind::Hinted
-        })
-    );
+    let c = p.choose(&r).unwrap();
+    assert_eq!((c.bin, c.kind), (other, ChoiceKind::Hinted));
     // A higher level still wins whatever the room: the slack is there for it.
     let hints = [(home, 3u8), (other, 2)];
     let r = Request { hints: &hints, ..r };

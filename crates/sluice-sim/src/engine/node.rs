@@ -134,12 +134,14 @@ impl<'a> Node<'a> {
     /// Registers every function, in id order (local ids then equal workload ids).
     pub fn register_all(&mut self) {
         for i in 0..self.functions.len() {
-            self.local_id(FunctionId(i as u32));
+            self.local_of(FunctionId(i as u32));
         }
     }
 
-    /// The scheduler's id of workload function `func`, registering it on first use.
-    fn local_id(&mut self, func: FunctionId) -> FunctionId {
+    /// This worker's (its scheduler's) id of workload function `func`, registering it on first
+    /// use. A caller that asks often about the same functions on many workers (the cluster's
+    /// hints) keeps it rather than looking it up in every worker's table.
+    pub fn local_of(&mut self, func: FunctionId) -> LocalId {
         let known = self.local[func.index()];
         if known != u32::MAX {
             return FunctionId(known);
@@ -161,13 +163,12 @@ impl<'a> Node<'a> {
     /// An invocation of `func` arrives at `now`: admitted (queued) unless the admission bound
     /// refuses it. Returns whether it was admitted. Call [`Node::step`] at `now` afterwards.
     pub fn arrive(&mut self, id: InvocationId, func: FunctionId, now: Time) -> bool {
-        let l = self.local_id(func);
+        let l = self.local_of(func);
         self.arrive_local(id, l, now)
     }
 
-    /// [`Node::arrive`] for the function this worker knows as `local` (from [`Node::local_of`]).
-    pub fn arrive_local(&mut self, id: InvocationId, local: LocalId, now: Time) -> bool {
-        let l = local;
+    /// [`Node::arrive`] for the function this worker knows as `l` (from [`Node::local_of`]).
+    pub fn arrive_local(&mut self, id: InvocationId, l: LocalId, now: Time) -> bool {
         let admitted = self
             .max_queue
             .is_none_or(|bound| decide(self.sched.predict_wait(l), bound) == Admission::Admit);
@@ -195,13 +196,6 @@ impl<'a> Node<'a> {
             self.handle(ev, now);
         }
         self.poll(now);
-    }
-
-    /// This worker's id of workload function `func`, registering it on first use. A caller
-    /// that asks often about the same functions on many workers (the cluster's hints) keeps it
-    /// rather than looking it up in every worker's table.
-    pub fn local_of(&mut self, func: FunctionId) -> LocalId {
-        self.local_id(func)
     }
 
     /// Whether an idle warm sandbox of the function this worker knows as `local` waits here.
