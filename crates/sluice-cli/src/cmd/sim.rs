@@ -107,6 +107,10 @@ pub struct SimArgs {
     /// default, as in the cluster router) or its plain ceiling (`false`).
     #[arg(long, requires = "workers")]
     pub(crate) fractional: Option<bool>,
+    /// With --workers: distinct workers the hashing routers walk clockwise from a function's
+    /// home before the power-of-two fallback (default 32, the cluster router's; 0: no limit).
+    #[arg(long, requires = "workers")]
+    pub(crate) probes: Option<usize>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

@@ -59,6 +59,9 @@ pub fn run(args: &SimArgs) -> Result<()> {
     if let Some(f) = args.fractional {
         base.placement.fractional = f;
     }
+    if let Some(p) = args.probes {
+        base.placement.probes = p;
+    }
     base.validate()
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {

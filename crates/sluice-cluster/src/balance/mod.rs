@@ -46,6 +46,9 @@ impl Default for RoutingConfig {
                 // Balance within 1.25 of the mean busy time with fractional rounding
                 // (docs/cluster.md, simulated figures); the policy's own default is 0.25.
                 epsilon: 0.05,
+                // Walk far enough that the bound, not the bound-blind fallback, places nearly
+                // every spill (docs/cluster.md, simulated figures); the policy's own default is 8.
+                probes: 32,
                 fractional: true,
                 ..PlacementParams::default()
             },

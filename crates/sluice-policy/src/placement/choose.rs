@@ -75,10 +75,10 @@ impl<B: BinId> Placement<B> {
     }
 
     /// The bound of one choice: the ceiling, or under
-    /// [`fractional`](super::PlacementParams::fractional) rounding by a fresh draw.
-    fn rule(&mut self) -> Rule {
+    /// [`fractional`](super::PlacementParams::fractional) each bin's bound rounded by its draw.
+    fn rule(&self) -> Rule {
         if self.params.fractional {
-            Rule::Rounded(unit(self.random.next_u64()))
+            Rule::Rounded
         } else {
             Rule::Ceiling
         }

@@ -18,8 +18,12 @@
 //! - **Fractional rounding** ([`PlacementParams::fractional`], for a cluster router): with
 //!   about two invocations outstanding per bin the ceiling alone lets a bin carry 1.5 times
 //!   the mean (`⌈1.25·2.01⌉ = 3`), so the bound is rounded at random instead, to `⌊x + u⌋` (at
-//!   least 1) for a fresh uniform `u` per placement: a bin held at its bound carries `x` on
-//!   average, and never more than `⌈x⌉`.
+//!   least 1) for a uniform `u` that each bin draws afresh whenever its load falls (a
+//!   departure). The draw belongs to the bin, not to the placement: a bin offered work
+//!   continuously refills to its bound after every departure, and with a fresh draw per
+//!   placement one of those offers would soon draw high and take it to `⌈x⌉` every time; with
+//!   one draw per departure it refills to `⌈x⌉` for a `frac(x)` share of departures only, so a
+//!   bin held at its bound carries about `x` on average, and never more than `⌈x⌉`.
 //! - **Locality hints**: the caller lists bins that hold something for the key (a warm
 //!   sandbox, resident memory) with a level (higher is better); the best acceptable hinted bin
 //!   wins over the walk. A hinted bin stays acceptable up to `hint_slack` above its bound
@@ -76,6 +80,8 @@ pub use choose::{Choice, ChoiceKind, Request};
 pub use hash::{stable_hash, BinId, Key, StableHasher};
 pub use params::{PlacementError, PlacementParams, RandomSource, SplitMix64};
 
+use params::unit;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
@@ -88,6 +94,8 @@ struct Bin<B> {
     id: B,
     weight: u32,
     load: f64,
+    /// The bin's uniform draw for fractional rounding, renewed when its load falls.
+    draw: f64,
 }
 
 /// The count bound a placement is made under (see [`PlacementParams::fractional`]).
@@ -95,8 +103,8 @@ struct Bin<B> {
 enum Rule {
     /// The bound `x` is rounded up.
     Ceiling,
-    /// The bound `x` is rounded to `⌊x + u⌋`, at least 1, for this placement's uniform draw `u`.
-    Rounded(f64),
+    /// The bound `x` is rounded to `⌊x + u⌋`, at least 1, for the bin's own uniform draw `u`.
+    Rounded,
 }
 
 /// How many tracked keys changed home in one membership change.
@@ -214,13 +222,21 @@ impl<B: BinId> Placement<B> {
                 return Err(PlacementError::Duplicate(format!("{id:?}")));
             }
         }
-        self.change(|bins| {
-            bins.extend(new.into_iter().map(|(id, weight)| Bin {
+        let (random, fractional) = (&mut self.random, self.params.fractional);
+        let new: Vec<Bin<B>> = new
+            .into_iter()
+            .map(|(id, weight)| Bin {
                 id,
                 weight,
                 load: 0.0,
-            }))
-        })
+                draw: if fractional {
+                    unit(random.next_u64())
+                } else {
+                    0.0
+                },
+            })
+            .collect();
+        self.change(|bins| bins.extend(new))
     }
 
     /// Removes a bin (and its load).
@@ -295,8 +311,12 @@ impl<B: BinId> Placement<B> {
         Ok(())
     }
 
+    /// Sets a bin's load; a fall (a departure) renews the bin's draw for fractional rounding.
     fn set_load_at(&mut self, slot: usize, load: f64) {
         let load = if load.is_finite() { load.max(0.0) } else { 0.0 };
+        if self.params.fractional && load < self.bins[slot].load {
+            self.bins[slot].draw = unit(self.random.next_u64());
+        }
         let bin = &mut self.bins[slot];
         self.total_load = (self.total_load - bin.load + load).max(0.0);
         bin.load = load;
@@ -329,12 +349,14 @@ impl<B: BinId> Placement<B> {
         (1.0 + self.params.epsilon) * (self.total_load + 1.0) * w / self.total_weight.max(1) as f64
     }
 
-    /// The bin's bound under `rule`: `⌈x⌉`, or `⌊x + u⌋` but at least 1 (an empty bin always
-    /// accepts, as under the ceiling).
+    /// The bin's bound under `rule`: `⌈x⌉`, or `⌊x + u⌋` for the bin's draw `u` but at least 1
+    /// (an empty bin always accepts, as under the ceiling).
     fn bound_under(&self, slot: usize, rule: Rule) -> f64 {
         match rule {
             Rule::Ceiling => self.bound_at(slot),
-            Rule::Rounded(u) => (self.share(slot) + u - 1e-9).floor().max(1.0),
+            Rule::Rounded => (self.share(slot) + self.bins[slot].draw - 1e-9)
+                .floor()
+                .max(1.0),
         }
     }
 

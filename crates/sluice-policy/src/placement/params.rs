@@ -38,10 +38,10 @@ pub struct PlacementParams {
     /// stale view of the loads do not all pick the same bin. 0 adds exactly 1.
     pub jitter: f64,
     /// Randomised rounding of the count bound: a bin whose bound `x = (1+ε)·(L+1)·w/W` is
-    /// fractional is acceptable at `⌈x⌉` only for a `frac(x)` share of the placements (one
-    /// uniform draw per placement, shared by the bins it examines), so a bin held at its bound
-    /// carries `x` on average instead of `⌈x⌉`; an empty bin always accepts (the bound is at
-    /// least 1, as the ceiling is). It matters when loads are small counts: with
+    /// fractional is acceptable at `⌈x⌉` only while its own uniform draw `u` (renewed whenever
+    /// its load falls) has `⌊x + u⌋ = ⌈x⌉`, which holds after a `frac(x)` share of its
+    /// departures, so a bin held at its bound carries about `x` on average instead of `⌈x⌉`;
+    /// an empty bin always accepts (the bound is at least 1, as the ceiling is). It matters when loads are small counts: with
     /// two invocations outstanding per worker on average, `⌈1.25·2.01⌉ = 3` is 1.5 times the
     /// mean. Off: the plain ceiling (the device-level placement inside a worker).
     pub fractional: bool,

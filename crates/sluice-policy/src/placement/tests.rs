@@ -410,8 +410,10 @@ fn indexed_lookup_matches_a_whole_ring_search() {
 }
 
 /// Fractional rounding: with every bin at 2 of a bound `x = 1.25·9/4 = 2.8125`, the ceiling (3)
-/// always admits the home, the rounded bound only for `frac(x) = 0.8125` of the choices (the
-/// others find no acceptable bin and fall back); a placement never leaves a bin past `⌈x⌉`.
+/// always admits the home; the rounded bound is the bin's own, so repeated choices at unchanged
+/// loads agree, and after a departure (its load falls) the home admits a third unit for about
+/// `frac(x) = 0.8125` of departures (otherwise no bin is acceptable and the choice falls back);
+/// a placement never leaves a bin past `⌈x⌉`.
 #[test]
 fn fractional_rounding_admits_at_the_ceiling_for_the_fractional_share() {
     let bins = [(1, 1), (2, 1), (3, 1), (4, 1)];
@@ -439,11 +441,17 @@ fn fractional_rounding_admits_at_the_ceiling_for_the_fractional_share() {
     let mut ceil = at_two(false);
     assert!((0..100).all(|_| ceil.choose(&r).unwrap().kind == ChoiceKind::Home));
     let mut p = at_two(true);
+    let home = *p.home(key).unwrap();
     let n = 4000;
-    let home = (0..n)
-        .filter(|_| p.choose(&r).unwrap().kind == ChoiceKind::Home)
-        .count();
-    let share = home as f64 / f64::from(n);
+    let mut admitted = 0;
+    for _ in 0..n {
+        p.set_load(&home, 3.0).unwrap();
+        p.set_load(&home, 2.0).unwrap();
+        let first = p.choose(&r).unwrap().kind;
+        assert!((0..20).all(|_| p.choose(&r).unwrap().kind == first));
+        admitted += usize::from(first == ChoiceKind::Home);
+    }
+    let share = admitted as f64 / f64::from(n);
     assert!((share - 0.8125).abs() < 0.03, "{share}");
     // Placements under the rounded bound stay within the ceiling bound of their moment.
     let mut p = ring(
@@ -462,4 +470,52 @@ fn fractional_rounding_admits_at_the_ceiling_for_the_fractional_share() {
             assert!(p.load(&c.bin).unwrap() <= bound + 1e-9, "{k}: over {bound}");
         }
     }
+}
+
+/// A bin offered work continuously (a hot key's home: every departure is refilled at once)
+/// carries its fractional bound `x` on average, not `⌈x⌉`. With a fresh draw per placement one
+/// of the ten offers after each departure would almost surely draw high and refill it to
+/// `⌈x⌉ = 3` every time (mean 3.0); with the bin's own draw, renewed at each departure, it
+/// refills to 3 for about `frac(x)` of the departures.
+#[test]
+fn a_continuously_offered_bin_carries_its_fractional_bound_on_average() {
+    let mut p = ring(
+        &(0..100).map(|b| (b, 1)).collect::<Vec<_>>(),
+        PlacementParams {
+            fractional: true,
+            seed: 11,
+            ..Default::default()
+        },
+    );
+    for b in 0..100 {
+        p.set_load(&b, 2.0).unwrap();
+    }
+    let key = Key::of_u64(3);
+    let home = *p.home(key).unwrap();
+    let r = Request {
+        key,
+        hints: &[],
+        usable: &all,
+        popular: true,
+    };
+    let rounds = 3000;
+    let (mut held, mut share) = (0.0, 0.0);
+    for _ in 0..rounds {
+        for _ in 0..10 {
+            if p.choose(&r).unwrap().kind == ChoiceKind::Home {
+                p.add_load(&home, 1.0).unwrap();
+            }
+        }
+        let load = p.load(&home).unwrap();
+        held += load;
+        // x just before the next unit would have been admitted.
+        share += 1.25 * (p.total_load() + 1.0) / 100.0;
+        p.add_load(&home, -1.0).unwrap();
+    }
+    let (held, share) = (held / f64::from(rounds), share / f64::from(rounds));
+    assert!(share > 2.4 && share < 2.6, "x = {share}");
+    assert!(
+        (held - share).abs() < 0.08,
+        "held {held} on average, x = {share}"
+    );
 }
