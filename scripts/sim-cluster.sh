@@ -29,6 +29,8 @@ run small-plain "$small" 100 "$routers" --hint-slack 0
 run small-eps025 "$small" 100 ch-bl --hint-slack 0 --epsilon 0.25
 run small-ceiling "$small" 100 ch-bl --hint-slack 0 --epsilon 0.25 --fractional false
 run small-slack1 "$small" 100 ch-bl,ch-rlu --hint-slack 1
+# The device level's walk of 8 probes: the bound-blind fallback places a fifth of the arrivals.
+run small-probes8 "$small" 100 ch-bl --hint-slack 0 --probes 8
 # CH-RLU with the paper's unbounded popularity gate (no ceiling): long unpopular functions queue at home.
 run small-paper-gate "$small" 100 ch-rlu --hint-slack 0 --gate-ceiling 0
 run small-churn "$small" 100 "$routers" --hint-slack 0 --churn 'leave:10@21600,join:10@43200'
@@ -44,5 +46,8 @@ run day-15m-eps025 'synthetic:functions=10000;invocations=15000000;seed=1;median
 run day-15m-ceiling 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.25 --fractional false
 run day-15m-eps01 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0.1
 run day-15m-eps0 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --epsilon 0
+# The same day with another seed (the balance margin is not one day's luck), and with 8 probes.
+run day-15m-seed2 'synthetic:functions=10000;invocations=15000000;seed=2;median_ms=5000' 1000 ch-bl,random --hint-slack 0
+run day-15m-probes8 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --probes 8
 # 6 M invocations: the largest day that fits the 60 s target per router on this machine.
 run day-6m 'synthetic:functions=10000;invocations=6000000;seed=1;median_ms=5000' 1000 ch-bl,random --hint-slack 0

@@ -234,6 +234,8 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
             "would leave no worker",
         ),
         (vec!["--workers", "2", "--epsilon=-1"], "epsilon"),
+        (vec!["--workers", "2", "--probes=-1"], "--probes"),
+        (vec!["--probes", "8"], "--workers"),
         (
             vec!["--workers", "2", "--gate-ceiling", "0.5"],
             "gate_ceiling",
