@@ -217,6 +217,7 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
         }
         let hashing = r["router"].as_str().unwrap().starts_with("ch-");
         assert_eq!(r["spilled"].is_u64(), hashing);
+        assert_eq!(r["fallbacks"].is_u64(), hashing);
         assert_eq!(r["remapped"].is_u64(), hashing);
         assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     }

@@ -37,6 +37,18 @@ fn register_through_one_router_invoke_through_another() {
         "{:?}",
         r.2
     );
+    // Router B counts how its policy placed the call (one pick: home, warm or spilled).
+    let metrics = call(b, "GET", "/metrics", None).1;
+    let placed: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_router_placements_total{kind="))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(placed >= 1, "{metrics}");
+    assert!(
+        metrics.contains("sluice_router_placements_total{kind=\"fallback\"}"),
+        "{metrics}"
+    );
 
     // Compare-and-swap: the current revision wins once, then is stale.
     let mut v2 = spec.clone();

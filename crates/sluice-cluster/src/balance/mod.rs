@@ -10,14 +10,16 @@
 //! (the ring is rebuilt when it changes), loads from each worker's reports (`x-sluice-load`
 //! on every response, `GET /v1/load` polled, which also brings the warm functions and draining),
 //! and local bookkeeping between reports (the policy's increment on each pick, one less when a
-//! call ends unreported). A worker that refused a connection is unusable for 2 s.
+//! call ends unreported). A worker that refused a connection is unusable for 2 s. Picks are
+//! counted by how the policy found the worker (`sluice_router_placements_total{kind}`).
 
 use crate::cache::Cache;
 use crate::forward::WorkerClient;
 use crate::model::{Load, LoadReport, Member};
 use serde::{Deserialize, Serialize};
-use sluice_policy::placement::{Key, Placement, PlacementParams, Request};
+use sluice_policy::placement::{ChoiceKind, Key, Placement, PlacementParams, Request};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,7 +156,15 @@ pub struct Balancer {
     routing: Mutex<Routing>,
     popular_rps: f64,
     started: Instant,
+    /// Picks by how the policy found the worker, in [`PLACEMENT_KINDS`] order.
+    placements: [AtomicU64; 4],
 }
+
+/// The names of the placement kinds counted by [`Balancer::placements`]: the function's home,
+/// a warm (hinted) worker, a spill clockwise within the bound, and the power-of-two fallback
+/// (no worker within the walk was under its bound; the fallback ignores the bound, so a large
+/// share of these means the walk is too short or the cluster is full).
+pub const PLACEMENT_KINDS: [&str; 4] = ["home", "hinted", "spilled", "fallback"];
 
 /// One worker in the router's status.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -196,6 +206,7 @@ impl Balancer {
             }),
             popular_rps: cfg.popular_rps,
             started: Instant::now(),
+            placements: Default::default(),
         }))
     }
 
@@ -230,10 +241,24 @@ impl Balancer {
             popular,
         };
         let choice = ring.place(&req)?;
+        let kind = match choice.kind {
+            ChoiceKind::Home => 0,
+            ChoiceKind::Hinted => 1,
+            ChoiceKind::Spilled { .. } => 2,
+            ChoiceKind::Fallback => 3,
+        };
+        self.placements[kind].fetch_add(1, Ordering::Relaxed);
         let id = choice.bin;
         seen.entry(id.clone()).or_default().inflight += 1;
         let addr = self.members.get(&id)?.value.addr.clone();
         Some(Pick { id, addr })
+    }
+
+    /// Picks so far by kind, in [`PLACEMENT_KINDS`] order.
+    pub fn placements(&self) -> [u64; 4] {
+        self.placements
+            .each_ref()
+            .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Ends a call counted by [`Balancer::pick`], recording the load the worker reported

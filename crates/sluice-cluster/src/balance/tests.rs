@@ -42,6 +42,8 @@ fn every_router_sends_a_function_home_and_skips_excluded_and_draining() {
         .expect("a worker")
         .id;
     assert_ne!(other, home);
+    // The home, then a spill past the excluded home.
+    assert_eq!(a.placements(), [1, 0, 1, 0]);
     a.report(
         &home,
         LoadReport {
@@ -76,6 +78,8 @@ fn a_warm_worker_wins_and_no_member_means_none() {
         },
     );
     assert_eq!(b.pick("f", None, &[]).expect("a worker").id, warm);
+    // One pick found the home, one the warm worker.
+    assert_eq!(b.placements(), [1, 1, 0, 0]);
     let empty: Arc<Cache<Member>> = Cache::new(crate::keys::WORKERS);
     empty.reset(&[], 1);
     let none = Balancer::new(empty, &RoutingConfig::default(), 0).expect("balancer");

@@ -89,6 +89,11 @@ impl Metrics {
             "sluice_router_async_dispatched_total{{outcome=\"failed\"}} {}",
             g(&self.dispatched_failed)
         );
+        let _ = writeln!(o, "# TYPE sluice_router_placements counter");
+        let placed = s.balancer.placements();
+        for (kind, n) in crate::balance::PLACEMENT_KINDS.iter().zip(placed) {
+            let _ = writeln!(o, "sluice_router_placements_total{{kind=\"{kind}\"}} {n}");
+        }
         let _ = writeln!(o, "# TYPE sluice_router_workers gauge");
         let _ = writeln!(o, "sluice_router_workers {}", s.members.len());
         let _ = writeln!(o, "# TYPE sluice_router_leader gauge");

@@ -10,7 +10,7 @@ use crate::device::DeviceModel;
 use crate::engine::{LocalId, Node, RunOptions};
 use crate::workload::{Arrival, FunctionProfile};
 use sluice_core::{FunctionId, InvocationId, Time};
-use sluice_policy::placement::{Key, Request};
+use sluice_policy::placement::{ChoiceKind, Key, Request};
 use sluice_policy::routing::{Popularity, Router};
 use sluice_policy::scheduler::SchedulerConfig;
 
@@ -47,6 +47,7 @@ struct Cluster<'a> {
     latency: Histogram,
     queue: Histogram,
     spilled: u64,
+    fallbacks: u64,
     unroutable: u64,
     last_finish: Time,
 }
@@ -96,6 +97,7 @@ pub fn run(
         latency: Histogram::default(),
         queue: Histogram::default(),
         spilled: 0,
+        fallbacks: 0,
         unroutable: 0,
         last_finish: Time::ZERO,
     };
@@ -221,6 +223,9 @@ impl<'a> Cluster<'a> {
         if choice.spilled() {
             self.spilled += 1;
         }
+        if choice.kind == Some(ChoiceKind::Fallback) {
+            self.fallbacks += 1;
+        }
         let w = choice.bin;
         let recent = &mut self.recent[f];
         let pos = recent.iter().position(|&(r, _)| r == w);
@@ -306,6 +311,7 @@ impl<'a> Cluster<'a> {
             gb_moved: bytes as f64 / 1e9,
             load_imbalance: if mean > 0.0 { max / mean } else { 1.0 },
             spilled: self.params.router.hashes().then_some(self.spilled),
+            fallbacks: self.params.router.hashes().then_some(self.fallbacks),
             remapped: self.router.remaps(),
             latency_ms: self.latency.quantiles(),
             queue_ms: self.queue.quantiles(),

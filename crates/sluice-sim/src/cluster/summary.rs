@@ -110,6 +110,11 @@ pub struct ClusterSummary {
     /// Invocations a hashing router sent past their home because of load (bounded-load spills
     /// and the power-of-two fallback); `null` for the rules without homes.
     pub spilled: Option<u64>,
+    /// Of those, the invocations placed by the power-of-two fallback, which ignores the bound:
+    /// no worker within the walk (`probes`) was under its bound. `null` for the rules without
+    /// homes.
+    #[serde(default)]
+    pub fallbacks: Option<u64>,
     /// Functions whose home moved with churn (hashing routers; `null` for the others).
     pub remapped: Option<u64>,
     /// End-to-end latency, arrival to finish.
@@ -141,13 +146,14 @@ fn opt(x: Option<u64>) -> String {
 /// A text table, one line per router.
 pub fn render_table(rows: &[ClusterSummary]) -> String {
     let mut out = format!(
-        "{:<13} {:>11} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>6} {:>8}\n",
+        "{:<13} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>6} {:>8}\n",
         "router",
         "completed",
         "cold",
         "GB moved",
         "imbalance",
         "spilled",
+        "fallbacks",
         "remapped",
         "mean ms",
         "p99 ms",
@@ -156,13 +162,14 @@ pub fn render_table(rows: &[ClusterSummary]) -> String {
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<13} {:>11} {:>10} {:>9.1} {:>9.3} {:>9} {:>8} {:>10.1} {:>10.1} {:>6.3} {:>8}\n",
+            "{:<13} {:>11} {:>10} {:>9.1} {:>9.3} {:>9} {:>9} {:>8} {:>10.1} {:>10.1} {:>6.3} {:>8}\n",
             r.router,
             r.completed,
             r.cold_starts,
             r.gb_moved,
             r.load_imbalance,
             opt(r.spilled),
+            opt(r.fallbacks),
             opt(r.remapped),
             r.latency_ms.mean,
             r.latency_ms.p99,
@@ -205,6 +212,7 @@ mod tests {
             gb_moved: 1.5,
             load_imbalance: 1.1,
             spilled: Some(2),
+            fallbacks: Some(1),
             remapped: None,
             latency_ms: Quantiles::default(),
             queue_ms: Quantiles::default(),
@@ -220,6 +228,7 @@ mod tests {
             "rejected",
             "cold_starts",
             "spilled",
+            "fallbacks",
             "workers",
         ] {
             assert!(r[k].is_u64(), "{k}");

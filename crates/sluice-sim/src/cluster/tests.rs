@@ -188,6 +188,11 @@ fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
     };
     let (short, default) = (with(8), with(CLUSTER_PROBES));
     assert_eq!(default.completed + default.rejected, default.invocations);
+    let (f8, f32) = (short.fallbacks.unwrap(), default.fallbacks.unwrap());
+    assert!(
+        f8 > 10 * f32.max(1) && f32 <= short.spilled.unwrap(),
+        "fallbacks: {f8} with 8 probes, {f32} with {CLUSTER_PROBES}"
+    );
     assert!(
         default.load_imbalance < 1.18 && default.load_imbalance + 0.05 < short.load_imbalance,
         "probes {CLUSTER_PROBES}: {}, probes 8: {}",
