@@ -192,5 +192,10 @@ mod tests {
         let e =
             RouterConfig::parse("[routing.placement]\nfractional = \"yes\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("fractional"), "{e}");
+        // The walk and the hint slack: a negative walk is a type error, a negative slack refused.
+        let e = RouterConfig::parse("[routing.placement]\nprobes = -1\n", "t").unwrap_err();
+        assert!(e.to_string().contains("probes"), "{e}");
+        let e = RouterConfig::parse("[routing.placement]\nhint_slack = -1.0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("hint_slack"), "{e}");
     }
 }

@@ -18,6 +18,7 @@ use crate::forward::WorkerClient;
 use crate::model::{Load, LoadReport, Member};
 use serde::{Deserialize, Serialize};
 use sluice_policy::placement::{ChoiceKind, Key, Placement, PlacementParams, Request};
+use sluice_policy::routing::cluster_params;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,17 +43,11 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
+            // CH-RLU on the cluster ring (ε 0.05, fractional rounding, a walk of 32).
             placement: PlacementParams {
                 popularity_gate: true,
                 jitter: 0.25,
-                // Balance within 1.25 of the mean busy time with fractional rounding
-                // (docs/cluster.md, simulated figures); the policy's own default is 0.25.
-                epsilon: 0.05,
-                // Walk far enough that the bound, not the bound-blind fallback, places nearly
-                // every spill (docs/cluster.md, simulated figures); the policy's own default is 8.
-                probes: 32,
-                fractional: true,
-                ..PlacementParams::default()
+                ..cluster_params()
             },
             popular_rps: 5.0,
         }

@@ -20,21 +20,7 @@ pub use engine::run;
 pub use summary::{render_table, to_json, ClusterSummary, Histogram};
 
 use sluice_policy::placement::PlacementParams;
-use sluice_policy::routing::RouterKind;
-
-/// The cluster router's default ε (`config/router.toml`): with fractional rounding a worker
-/// held at its bound carries about `(1+ε)` times its share on average, and on the 1,000-worker
-/// day the busy-time maximum runs above that (a warm home executes for all of its outstanding
-/// time, spilled invocations partly cold-start): 1.18–1.20 at 0.05 on two seeded days, 1.19–1.22
-/// at 0.1, 1.28–1.30 at 0.25 (docs/cluster.md, simulated figures).
-pub const CLUSTER_EPSILON: f64 = 0.05;
-
-/// The cluster router's default walk (`config/router.toml`): distinct workers examined clockwise
-/// from a function's home before the power-of-two fallback. The fallback ignores the bound, and
-/// with ε 0.05 on a thousand workers at their peak the policy's 8 probes fell back for about a
-/// fifth of the arrivals, which raised the busiest workers' busy time to 1.25–1.30 of the mean;
-/// 32 keeps the walk, and the bound, for nearly all of them (docs/cluster.md, simulated figures).
-pub const CLUSTER_PROBES: usize = 32;
+use sluice_policy::routing::{cluster_params, RouterKind};
 
 /// How the cluster is built and routed.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,18 +43,13 @@ pub struct ClusterParams {
 
 impl ClusterParams {
     /// `workers` workers of `gpus_per_worker` GPUs under `router`, the cluster router's ring
-    /// (ε 0.05 with fractional rounding, [`CLUSTER_EPSILON`], and [`CLUSTER_PROBES`]), no churn.
+    /// ([`cluster_params`]: ε 0.05, fractional rounding, a walk of 32), no churn.
     pub fn new(workers: usize, gpus_per_worker: usize, router: RouterKind) -> Self {
         ClusterParams {
             workers,
             gpus_per_worker,
             router,
-            placement: PlacementParams {
-                epsilon: CLUSTER_EPSILON,
-                probes: CLUSTER_PROBES,
-                fractional: true,
-                ..PlacementParams::default()
-            },
+            placement: cluster_params(),
             popular_rps: 5.0,
             churn: Churn::default(),
         }

@@ -172,7 +172,7 @@ fn print_rows() {
 /// four GPUs at the measured load (offered utilisation about one half), eight probes often find
 /// every worker clockwise at its bound and fall back to two random workers whatever their
 /// load, which lets the busiest run past the bound (1.22 here); the cluster's default walk
-/// ([`CLUSTER_PROBES`]) keeps the bound and the busy time within 1.15 of the mean.
+/// (`cluster_params().probes`) keeps the bound and the busy time within 1.15 of the mean.
 #[test]
 fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
     let spec: SyntheticSpec =
@@ -186,16 +186,17 @@ fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
         p.placement.probes = probes;
         run_params(&d, &p)
     };
-    let (short, default) = (with(8), with(CLUSTER_PROBES));
+    let probes = sluice_policy::routing::cluster_params().probes;
+    let (short, default) = (with(8), with(probes));
     assert_eq!(default.completed + default.rejected, default.invocations);
     let (f8, f32) = (short.fallbacks.unwrap(), default.fallbacks.unwrap());
     assert!(
         f8 > 10 * f32.max(1) && f32 <= short.spilled.unwrap(),
-        "fallbacks: {f8} with 8 probes, {f32} with {CLUSTER_PROBES}"
+        "fallbacks: {f8} with 8 probes, {f32} with {probes}"
     );
     assert!(
         default.load_imbalance < 1.18 && default.load_imbalance + 0.05 < short.load_imbalance,
-        "probes {CLUSTER_PROBES}: {}, probes 8: {}",
+        "probes {probes}: {}, probes 8: {}",
         default.load_imbalance,
         short.load_imbalance
     );
