@@ -128,11 +128,10 @@ fn dag_with_fan_out_and_fan_in_hands_over_in_place_and_leaks_nothing() {
     assert_eq!(v["status"]["completed"], 5);
     assert_eq!(v["status"]["stages"][3]["latency"]["count"], 5);
     assert_eq!(http(&w, "DELETE", "/v1/pipelines/dagtest", None).0, 204);
-    assert_eq!(
-        shm_dirs("dagtest"),
-        0,
-        "the group directory is removed with the pipeline"
-    );
+    // The group directory goes when the pipeline's arena is dropped, which can be just after
+    // the 204 (a stage task still holding it finishes first): seen once in CI, left 1 when
+    // checked at once.
+    wait_for(Duration::from_secs(5), || shm_dirs("dagtest") == 0);
     assert_eq!(
         http(&w, "POST", "/v1/pipelines/dagtest/invoke", Some("x")).0,
         404
