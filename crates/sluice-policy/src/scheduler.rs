@@ -18,7 +18,9 @@
 //! least-loaded device with a free token (for its warm preference), then chooses the device
 //! together with the function: placement (`placing`) sends it to a device that holds its warm
 //! sandbox or resident memory, else to its home, spilling only when the home is over its load
-//! bound. Lifecycle events live in `lifecycle`, the vocabulary in `types`.
+//! bound; a function that keeps co-running on a busy device while most devices idle moves to an
+//! idle one once the time it lost reaches a cold start (`spread`). Lifecycle events live in
+//! `lifecycle`, the vocabulary in `types`.
 //!
 //! No invocation blocks others: one that can never be placed (its sandbox needs more device
 //! memory than any device has) is taken off the queue and answered with [`Action::Reject`]; one
@@ -34,6 +36,7 @@ mod creating;
 mod lifecycle;
 mod lines;
 mod placing;
+mod spread;
 mod token_lines;
 mod types;
 
@@ -41,7 +44,7 @@ pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, Schedul
 
 use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
-use crate::idmap::{IdMap, IdSet};
+use crate::idmap::{DenseMap, IdMap, IdSet};
 use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
 use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, Rank};
 use crate::placement::Placement;
@@ -94,6 +97,8 @@ pub struct Scheduler {
     waiting: IdMap<InvocationId, (FunctionId, Dur)>,
     /// Cancelled invocations still in the queue policy or a line; dropped when handed out.
     cancelled: IdSet<InvocationId>,
+    /// Per function, its co-running debt (`spread`).
+    corun: DenseMap<FunctionId, spread::Debt>,
 }
 
 impl Scheduler {
@@ -116,6 +121,7 @@ impl Scheduler {
             backlog: Backlog::new(),
             waiting: IdMap::default(),
             cancelled: IdSet::default(),
+            corun: DenseMap::default(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -238,6 +244,7 @@ impl Scheduler {
                 continue;
             }
             let gpu = self.device_for(inv.func, candidate);
+            let gpu = self.spread(inv.func, gpu, now);
             if !self.take_token(gpu) {
                 aside.push(inv);
                 blocked.push(inv.func);
@@ -428,6 +435,8 @@ mod placing_tests;
 mod progress_tests;
 #[cfg(test)]
 mod shared_tests;
+#[cfg(test)]
+mod spread_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -171,8 +171,8 @@ fn print_rows() {
 /// The walk, not the bound-blind fallback, places the spills: with ε 0.05 on 24 workers of
 /// four GPUs at the measured load (offered utilisation about one half), eight probes often find
 /// every worker clockwise at its bound and fall back to two random workers whatever their
-/// load, which lets the busiest run past the bound (1.22 here); the cluster's default walk
-/// (`cluster_params().probes`) keeps the bound and the busy time within 1.15 of the mean.
+/// load, which lets the busiest run past the bound (busy time 1.16 times the mean here); the
+/// cluster's default walk (`cluster_params().probes`) keeps the bound (1.11).
 #[test]
 fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
     let spec: SyntheticSpec =
@@ -195,7 +195,7 @@ fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
         "fallbacks: {f8} with 8 probes, {f32} with {probes}"
     );
     assert!(
-        default.load_imbalance < 1.18 && default.load_imbalance + 0.05 < short.load_imbalance,
+        default.load_imbalance < 1.14 && default.load_imbalance + 0.04 < short.load_imbalance,
         "probes {probes}: {}, probes 8: {}",
         default.load_imbalance,
         short.load_imbalance

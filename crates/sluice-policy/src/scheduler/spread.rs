@@ -1,0 +1,66 @@
+//! Co-running debt: when a function keeps co-running on a busy device while another device sits
+//! idle, it pays for one cold start there.
+//!
+//! Placement prefers a device where the function is warm, also one that is over its load bound
+//! (the hint slack): a warm start beside another invocation is nearly always cheaper than a cold
+//! start. But two hot functions whose warm sandboxes share a device (their homes collide on the
+//! ring, which more devices can make happen) would then co-run there for good, each slowing the
+//! other, while other devices stay idle. So each start of a function on a device that already
+//! runs something, taken while some usable device runs nothing, adds the function's estimated
+//! service time to its debt (an estimate of the time that co-running costs: its own execution
+//! stretched and the other's); once the debt reaches the function's measured cold start, the start
+//! goes instead to an idle device (the first clockwise from its home) and the debt is cleared, as
+//! in ski rental: the rent paid so far buys the second sandbox. Later starts find that sandbox
+//! idle on a device within its bound and prefer it. A debt untouched for the keep-alive TTL is
+//! forgotten (the sandbox it would buy would not be kept that long between uses).
+
+use super::Scheduler;
+use crate::placement::{Key, Request};
+use sluice_core::{Dur, FunctionId, GpuId, Time};
+
+/// A function's co-running debt.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Debt {
+    /// Estimated time lost to co-running since the last cold start it paid for, µs.
+    us: u64,
+    /// When it last grew.
+    at: Time,
+}
+
+impl Scheduler {
+    /// The device for a start of `func` that placement sent to `gpu`: an idle device instead when
+    /// `func`'s co-running debt has reached its cold start (see the module documentation).
+    pub(super) fn spread(&mut self, func: FunctionId, gpu: GpuId, now: Time) -> GpuId {
+        if self.slots.in_use(gpu) == 0 {
+            return gpu;
+        }
+        let Some(cold) = self.settled_cold_start(func) else {
+            return gpu;
+        };
+        let slots = &self.slots;
+        let idle = |g: &GpuId| slots.in_use(*g) == 0 && slots.has_free(*g);
+        let n = slots.gpus();
+        if 2 * (0..n).filter(|&g| idle(&GpuId(g as u16))).count() < n {
+            return gpu;
+        }
+        let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
+        let est = self.estimator.estimate(func);
+        let debt = self.corun.entry(func).or_default();
+        if now.since(debt.at) > ttl {
+            debt.us = 0;
+        }
+        debt.us = debt.us.saturating_add(est.as_micros());
+        debt.at = now;
+        if debt.us < cold.as_micros() {
+            return gpu;
+        }
+        debt.us = 0;
+        let req = Request {
+            key: Key::of_u64(u64::from(func.0)),
+            hints: &[],
+            usable: &idle,
+            popular: true,
+        };
+        self.placement.choose(&req).map_or(gpu, |c| c.bin)
+    }
+}

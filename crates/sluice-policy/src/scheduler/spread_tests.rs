@@ -1,0 +1,152 @@
+//! Co-running debt (`spread`): a function that keeps co-running on a busy device while other
+//! devices idle pays for one cold start on an idle device, and not otherwise.
+
+use super::test_support::{ms, poll, MB};
+use super::*;
+use crate::placement::{Key, PlacementParams};
+
+const GPUS: usize = 4;
+/// Execution and cold start of the function that co-runs (ms).
+const EXEC: u64 = 100;
+const COLD: u64 = 1_000;
+
+fn sched() -> Scheduler {
+    let cfg = SchedulerConfig {
+        policy: "fcfs".into(),
+        ..SchedulerConfig::default()
+    };
+    let mut s = Scheduler::new(&cfg, vec![1000 * MB; GPUS]).unwrap();
+    for f in 0..64 {
+        let info = FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        };
+        s.register(FunctionId(f), info);
+    }
+    s
+}
+
+fn home(f: u32) -> GpuId {
+    let ring = placing::device_ring(&PlacementParams::default(), GPUS, 2).unwrap();
+    *ring.home(Key::of_u64(u64::from(f))).unwrap()
+}
+
+/// Two functions with the same home device.
+fn colliding() -> (FunctionId, FunctionId) {
+    let a = 0;
+    let b = (1..64)
+        .find(|&b| home(b) == home(a))
+        .expect("64 functions on 4 devices");
+    (FunctionId(a), FunctionId(b))
+}
+
+/// Runs one invocation `id` of `f` submitted at `at`, starting it (and its sandbox, if cold,
+/// after [`COLD`]) and finishing it after [`EXEC`]; returns its start and when it finished.
+fn run_one(s: &mut Scheduler, f: FunctionId, id: u64, at: Time) -> (Start, Time) {
+    s.submit(InvocationId(id), f, at);
+    let st = poll(s, at);
+    assert_eq!(st.len(), 1, "invocation {id} starts at once");
+    let st = st.into_iter().next().unwrap();
+    let mut t = at;
+    if st.cold {
+        t += Dur::from_millis(COLD);
+        s.sandbox_ready(st.sandbox);
+        poll(s, t);
+    }
+    t += Dur::from_millis(EXEC);
+    s.finished(st.sandbox, f, Dur::from_millis(EXEC), t);
+    poll(s, t);
+    (st, t)
+}
+
+/// `a` runs twice alone on its home (its cold start measured, its sandbox left idle there), then
+/// `b`, with the same home, starts there and runs on.
+fn a_warm_at_home_beside_b(s: &mut Scheduler, a: FunctionId, b: FunctionId) -> Time {
+    let (first, t) = run_one(s, a, 0, ms(0));
+    assert_eq!((first.gpu, first.cold), (home(a.0), true));
+    let (second, t) = run_one(s, a, 1, t);
+    assert_eq!((second.gpu, second.cold), (home(a.0), false));
+    s.submit(InvocationId(2), b, t);
+    let st = poll(s, t);
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        st[0].gpu,
+        home(b.0),
+        "b starts on the home it shares with a"
+    );
+    s.sandbox_ready(st[0].sandbox);
+    poll(s, t);
+    t
+}
+
+#[test]
+fn a_function_co_running_beside_idle_devices_moves_once_the_cost_reaches_a_cold_start() {
+    let (a, b) = colliding();
+    let mut s = sched();
+    let mut t = a_warm_at_home_beside_b(&mut s, a, b);
+    let shared = home(a.0);
+    // The debt: a's service-time estimate at each start beside b.
+    let (mut debt, mut co_runs) = (Dur::ZERO, 0);
+    let moved = loop {
+        let est = s.estimate(a);
+        let (st, end) = run_one(&mut s, a, 10 + co_runs, t);
+        t = end;
+        debt += est;
+        if st.gpu != shared {
+            break st;
+        }
+        assert!(!st.cold, "co-running beside b uses a's warm sandbox");
+        assert!(
+            debt < Dur::from_millis(COLD),
+            "a moves once a cold start's worth is paid"
+        );
+        co_runs += 1;
+        assert!(co_runs < 30, "a never left the device it shares with b");
+    };
+    assert!(debt >= Dur::from_millis(COLD), "not before");
+    assert!(co_runs >= 5, "estimates near {EXEC} ms: {co_runs} co-runs");
+    assert!(moved.cold, "the move pays one cold start");
+    assert_eq!(s.tokens_in_use(moved.gpu), 0, "on a device that was idle");
+    // From then on a starts warm on the idle device, not beside b.
+    for i in 0..5 {
+        let (st, end) = run_one(&mut s, a, 100 + i, t);
+        t = end;
+        assert_eq!((st.gpu, st.cold), (moved.gpu, false));
+    }
+}
+
+#[test]
+fn a_function_co_runs_for_good_when_most_devices_are_busy() {
+    let (a, b) = colliding();
+    let mut s = sched();
+    let mut t = a_warm_at_home_beside_b(&mut s, a, b);
+    // Two more long invocations keep three of the four devices busy.
+    let others: Vec<u32> = (1..64)
+        .filter(|&f| FunctionId(f) != b && home(f) != home(a.0))
+        .collect();
+    let mut busy = std::collections::BTreeSet::from([home(a.0)]);
+    for (i, &f) in others.iter().enumerate() {
+        if busy.len() == 3 {
+            break;
+        }
+        if busy.contains(&home(f)) {
+            continue;
+        }
+        s.submit(InvocationId(1_000 + i as u64), FunctionId(f), t);
+        let st = poll(&mut s, t);
+        assert_eq!(st.len(), 1);
+        busy.insert(st[0].gpu);
+        s.sandbox_ready(st[0].sandbox);
+        poll(&mut s, t);
+    }
+    assert_eq!(busy.len(), 3);
+    for i in 0..3 * COLD / EXEC {
+        let (st, end) = run_one(&mut s, a, 10 + i, t);
+        t = end;
+        assert_eq!(
+            (st.gpu, st.cold),
+            (home(a.0), false),
+            "with one device idle of four, a stays warm beside b"
+        );
+    }
+}
