@@ -243,6 +243,14 @@ impl Pipelines {
         match removed {
             Some(live) => {
                 live.deployment.stop().await;
+                let groups: Vec<_> = live
+                    .deployment
+                    .groups
+                    .values()
+                    .map(Arc::downgrade)
+                    .collect();
+                drop(live);
+                released(name, &groups).await;
                 if let Some(images) = self.inner.engine.stage_host().images {
                     let holder = deploy::image_holder(name);
                     let r = tokio::task::spawn_blocking(move || images.release_holder(&holder));
@@ -431,4 +439,25 @@ fn unix_ms() -> u64 {
 /// How long one request may take: generous next to the target, never below 30 s.
 fn request_timeout(slo_ms: f64) -> Duration {
     Duration::from_secs_f64((slo_ms * 20.0 / 1e3).clamp(30.0, 600.0))
+}
+
+/// How long `DELETE` waits for a deleted pipeline's in-flight work to let go of its shared memory.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (at most [`RELEASE_WAIT`]) until nothing holds the shared-memory groups of a deleted
+/// pipeline any more, so that their directories are gone when `DELETE` answers: its stage tasks
+/// and in-flight requests drop their handles just after the stages stop. Whatever still holds one
+/// after that removes the directory when it lets go (logged).
+async fn released(name: &str, groups: &[std::sync::Weak<sluice_handoff::shm::ShmArena>]) {
+    let start = tokio::time::Instant::now();
+    while groups.iter().any(|g| g.strong_count() > 0) {
+        if start.elapsed() >= RELEASE_WAIT {
+            tracing::warn!(
+                pipeline = name,
+                "shared memory still held {RELEASE_WAIT:?} after delete; it goes when released"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
