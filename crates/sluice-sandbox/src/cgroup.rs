@@ -1,7 +1,8 @@
 //! Cgroup limits of a sandbox: detection of the usable hierarchy (v2 unified, v1 per controller,
 //! or none), creation of `sluice/w<pid>-<id>` with the memory, CPU-quota and pids limits, the
 //! files a new process writes itself into before exec (while still privileged), killing
-//! everything inside, removal, and the sweep of a dead launcher's empty cgroups.
+//! everything inside, removal, and the sweep of a dead launcher's cgroups (killing what still runs
+//! in them).
 
 use crate::spec::Limits;
 use crate::SandboxError;
@@ -86,9 +87,11 @@ fn mkdir(path: &Path) -> Result<(), SandboxError> {
     })
 }
 
-/// Removes the empty `sluice/<name>` cgroups that a worker killed without cleanup left behind
-/// (never those of a worker that is still running)
-/// (a cgroup that still holds processes cannot be removed); returns how many went.
+/// Clears what workers killed without cleanup left under `sluice/`: every cgroup whose worker is
+/// no longer running (never one of a live worker) has whatever still runs in it SIGKILLed — a
+/// sandbox can outlive its worker (bubblewrap's inner process sets its parent-death signal after
+/// it starts, so a worker killed at that moment leaves it running) — and is then removed. Returns
+/// how many cgroups went (one per sandbox, over every controller's hierarchy).
 pub fn sweep(mode: CgroupMode, root: &Path) -> usize {
     let parents: Vec<PathBuf> = match mode {
         CgroupMode::None => Vec::new(),
@@ -98,17 +101,41 @@ pub fn sweep(mode: CgroupMode, root: &Path) -> usize {
             .map(|c| root.join(c).join("sluice"))
             .collect(),
     };
-    let children = parents
+    let dead: std::collections::BTreeSet<std::ffi::OsString> = parents
         .iter()
         .filter_map(|p| fs::read_dir(p).ok())
-        .flatten();
-    children
+        .flatten()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter(|e| !owner_alive(&e.file_name().to_string_lossy()))
-        .filter(|e| fs::remove_dir(e.path()).is_ok())
+        .map(|e| e.file_name())
+        .collect();
+    dead.iter()
+        .filter(|name| {
+            let cg = Cgroup {
+                mode,
+                dirs: parents
+                    .iter()
+                    .map(|p| p.join(name))
+                    .filter(|d| d.is_dir())
+                    .collect(),
+            };
+            cg.kill_all();
+            // Killed processes leave the cgroup as they exit, a moment later.
+            for _ in 0..SWEEP_TRIES {
+                if cg.remove() {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                cg.kill_all();
+            }
+            false
+        })
         .count()
 }
+
+/// Attempts to remove one swept cgroup, 5 ms apart.
+const SWEEP_TRIES: usize = 100;
 
 /// The cgroup name of sandbox `id`: `w<worker pid>-<id>`, so that a sweep can tell a live
 /// worker's cgroups (possibly still empty, just created) from a dead worker's leftovers.

@@ -72,14 +72,31 @@ fn v2_enables_controllers_and_writes_limits() {
 }
 
 #[test]
-fn sweep_removes_only_empty_cgroups() {
+fn sweep_kills_a_dead_workers_leftovers_and_removes_its_cgroups() {
     let root = tempfile::tempdir().expect("tempdir");
     let r = root.path();
     for d in ["memory/sluice/1", "cpu/sluice/1", "pids/sluice/2"] {
         fs::create_dir_all(r.join(d)).expect("mkdir");
     }
-    fs::write(r.join("pids/sluice/2/cgroup.procs"), "42\n").expect("busy");
-    assert_eq!(sweep(CgroupMode::V1, r), 2);
+    // A dead worker's sandbox process still in its cgroup (this test's own child here) is killed;
+    // the fake directory, not being a cgroup, cannot then be removed.
+    let mut leftover = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("sleep");
+    fs::write(
+        r.join("pids/sluice/2/cgroup.procs"),
+        format!("{}\n", leftover.id()),
+    )
+    .expect("busy");
+    assert_eq!(
+        sweep(CgroupMode::V1, r),
+        1,
+        "the two directories of sandbox 1"
+    );
+    let status = leftover.wait().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert!(r.join("pids/sluice/2").exists());
     assert_eq!(sweep(CgroupMode::None, r), 0);
     // A live worker's cgroup (this process's) stays even when empty; a dead one's goes.

@@ -308,9 +308,10 @@ impl Launcher {
         }
     }
 
-    /// Removes what a launcher killed without cleanup left behind: empty `sluice/w<pid>-*`
-    /// cgroups and sandbox directories whose launcher process is gone (a live one's are
-    /// spared). Call once at start. Returns how many went.
+    /// Removes what a launcher killed without cleanup left behind: the `sluice/w<pid>-*` cgroups
+    /// whose launcher process is gone, after SIGKILLing any sandbox process still in them, and
+    /// such sandbox directories (a live launcher's are spared). Call once at start. Returns how
+    /// many went.
     pub fn sweep_stale(&self) -> usize {
         let n = cgroup::sweep(self.inner.cgroups, &self.inner.cgroup_root)
             + sweep::sandbox_dirs(&self.inner.sandbox_root);

@@ -361,6 +361,51 @@ async fn a_dead_launchers_leftovers_are_swept_and_a_live_ones_spared() {
         .expect("still serving");
 }
 
+/// A sandbox process can outlive a worker killed with SIGKILL (bubblewrap's inner process arms
+/// its parent-death signal only after it starts): the next worker's sweep kills what still runs
+/// in a dead worker's cgroup and removes the cgroup. Needs real cgroups (root).
+#[tokio::test]
+async fn a_dead_workers_sandbox_processes_are_killed_by_the_sweep() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((l, _t)) = launcher(Isolation::Bubblewrap) else {
+        return;
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    let parents: Vec<std::path::PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.join("sluice")]
+    } else {
+        ["memory", "cpu", "pids"]
+            .iter()
+            .map(|c| root.join(c).join("sluice"))
+            .collect()
+    };
+    // A name whose worker pid cannot be running.
+    let name = format!("w4294967295-{}", std::process::id());
+    let dirs: Vec<_> = parents.iter().map(|p| p.join(&name)).collect();
+    if dirs.iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+        assert!(!is_root(), "root must be able to create cgroups here");
+        eprintln!("SKIPPING the sweep of a dead worker's cgroup: cannot create cgroups (not root)");
+        return;
+    }
+    let mut leftover = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("sleep");
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), leftover.id().to_string()).expect("join cgroup");
+    }
+    assert!(l.sweep_stale() >= 1);
+    let status = leftover.wait().expect("wait");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the leftover is killed"
+    );
+    for d in &dirs {
+        assert!(!d.exists(), "{} is removed", d.display());
+    }
+}
+
 #[test]
 fn plain_processes_need_an_explicit_allowance() {
     let t = tempfile::tempdir().expect("tempdir");
