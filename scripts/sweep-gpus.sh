@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every queueing policy on one trace at its recorded rate on 1, 2, 4, 8 and 16 simulated GPUs:
-# mean and p99 latency, cold starts and bytes moved host->device per invocation, and each policy's
-# mean over the ideal bound's (when the binary reports one). Writes <out>/g<N>.json and
-# <out>/sweep.md; nothing is written to <out> unless every run succeeded.
+# mean and p99 latency, cold starts and bytes moved host->device per invocation, each policy's
+# mean over the ideal bound's (when the binary reports one), and every step between consecutive
+# GPU counts where a policy's mean or p99 rose (--gpus "$(seq -s ' ' 1 16)" for single steps).
+# Writes <out>/g<N>.json and <out>/sweep.md; nothing is written to <out> unless every run
+# succeeded.
 # Usage: scripts/sweep-gpus.sh [--bin PATH] [--config FILE] [--gpus "1 2 4 8 16"] [--seed S]
 #                              --trace SPEC --out DIR
 # --bin runs another build (e.g. an older commit's) with the same arguments.
@@ -57,6 +59,22 @@ for title, k in [("mean latency, s (× the ideal bound's mean)", "mean"), ("p99 
     if k == "mean" and "ideal" in runs[gpus[0]]:
         ideal = [f"{runs[g]['ideal'][0]['latency_ms']['mean']/1000:,.2f}" for g in gpus]
         print("| *ideal bound* | " + " | ".join(ideal) + " |")
+    print()
+# Adding GPUs should never raise latency: every step between consecutive counts where a policy's
+# mean or p99 rose.
+rises = []
+for name in policies:
+    for a, b in zip(gpus, gpus[1:]):
+        x, y = (next(p for p in runs[g]["policies"] if p["policy"] == name)["latency_ms"] for g in (a, b))
+        if y["mean"] > x["mean"] or y["p99"] > x["p99"]:
+            rises.append(f"| {name} | {a} → {b} | {(y['mean'] / x['mean'] - 1) * 100:+.2f}% "
+                         f"| {(y['p99'] / x['p99'] - 1) * 100:+.2f}% |")
+steps = len(policies) * (len(gpus) - 1)
+print(f"**steps where a policy's mean or p99 rose with more GPUs: {len(rises)} of {steps}**\n")
+if rises:
+    print("| policy | GPUs | mean | p99 |")
+    print("|---|---|---:|---:|")
+    print("\n".join(rises))
     print()
 PY
 mkdir -p "$out"

@@ -6,7 +6,8 @@
 //! start. But two hot functions whose warm sandboxes share a device (their homes collide on the
 //! ring, which more devices can make happen) would then co-run there for good, each slowing the
 //! other, while other devices stay idle. So each start of a function on a device that already
-//! runs something, taken while some usable device runs nothing, adds the function's estimated
+//! runs something, taken while at least half the devices run nothing (with fewer idle, a new
+//! sandbox would soon co-run too, and cost memory others need), adds the function's estimated
 //! service time to its debt (an estimate of the time that co-running costs: its own execution
 //! stretched and the other's); once the debt reaches the function's measured cold start, the start
 //! goes instead to an idle device (the first clockwise from its home) and the debt is cleared, as
