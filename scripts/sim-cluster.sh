@@ -49,5 +49,7 @@ run day-15m-eps0 'synthetic:functions=10000;invocations=15000000;seed=1;median_m
 # The same day with another seed (the balance margin is not one day's luck), and with 8 probes.
 run day-15m-seed2 'synthetic:functions=10000;invocations=15000000;seed=2;median_ms=5000' 1000 ch-bl,random --hint-slack 0
 run day-15m-probes8 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --probes 8
-# 6 M invocations: the largest day that fits the 60 s target per router on this machine.
+# Exact loads (no report window): the window's effect on the rows; slower (one thread).
+run day-15m-exact 'synthetic:functions=10000;invocations=15000000;seed=1;median_ms=5000' 1000 ch-bl --hint-slack 0 --report-ms 0
+# 6 M invocations: a lighter day (utilisation 0.20).
 run day-6m 'synthetic:functions=10000;invocations=6000000;seed=1;median_ms=5000' 1000 ch-bl,random --hint-slack 0

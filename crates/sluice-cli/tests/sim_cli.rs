@@ -221,8 +221,11 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
         assert_eq!(r["remapped"].is_u64(), hashing);
         assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     }
-    // Deterministic: the same command prints the same rows.
+    // Deterministic: the same command prints the same rows, on one thread or several.
     assert_eq!(sluice(&args).stdout, out.stdout);
+    let mut one = args.to_vec();
+    one.extend(["--threads", "1"]);
+    assert_eq!(sluice(&one).stdout, out.stdout);
     for (flags, needle) in [
         (vec!["--workers", "0"], "workers must be"),
         (
@@ -237,6 +240,10 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
         (vec!["--workers", "2", "--epsilon=-1"], "epsilon"),
         (vec!["--workers", "2", "--probes=-1"], "--probes"),
         (vec!["--probes", "8"], "--workers"),
+        (vec!["--workers", "2", "--report-ms=-1"], "--report-ms"),
+        (vec!["--workers", "2", "--report-ms", "nan"], "--report-ms"),
+        (vec!["--workers", "2", "--threads", "0"], "--threads"),
+        (vec!["--threads", "2"], "--workers"),
         (
             vec!["--workers", "2", "--gate-ceiling", "0.5"],
             "gate_ceiling",

@@ -111,6 +111,14 @@ pub struct SimArgs {
     /// home before the power-of-two fallback (default 32, the cluster router's; 0: no limit).
     #[arg(long, requires = "workers")]
     pub(crate) probes: Option<usize>,
+    /// With --workers: how late workers' load reports reach the router, ms (default 10; 0:
+    /// every arrival routed on exact loads, slower).
+    #[arg(long, requires = "workers")]
+    pub(crate) report_ms: Option<f64>,
+    /// With --workers: threads that advance the workers (default: one per core, at most 8; one
+    /// with --report-ms 0); results do not depend on it.
+    #[arg(long, requires = "workers")]
+    pub(crate) threads: Option<usize>,
     /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,

@@ -62,6 +62,18 @@ pub fn run(args: &SimArgs) -> Result<()> {
     if let Some(p) = args.probes {
         base.placement.probes = p;
     }
+    if let Some(ms) = args.report_ms {
+        if !(ms.is_finite() && (0.0..=60_000.0).contains(&ms)) {
+            bail!("--report-ms must be a number of ms in [0, 60000], got {ms}");
+        }
+        base.report_delay = sluice_core::Dur::from_millis_f64(ms);
+    }
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        base.threads = t;
+    }
     base.validate()
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {

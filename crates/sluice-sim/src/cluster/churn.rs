@@ -90,8 +90,25 @@ impl fmt::Display for Churn {
 }
 
 impl Churn {
-    /// Checks that no leave empties the cluster, given `workers` at the start.
+    /// Workers that join over the whole schedule.
+    pub fn joins(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|e| e.kind == ChurnKind::Join)
+            .map(|e| e.count as usize)
+            .sum()
+    }
+
+    /// Checks that no leave empties the cluster, given `workers` at the start, and that at most
+    /// [`MAX_WORKERS`](super::MAX_WORKERS) workers take part in all.
     pub fn validate(&self, workers: usize) -> Result<(), String> {
+        if workers + self.joins() > super::MAX_WORKERS {
+            return Err(format!(
+                "churn: {workers} workers and {} joining exceed {} in all",
+                self.joins(),
+                super::MAX_WORKERS
+            ));
+        }
         let mut live = workers as i64;
         for e in &self.0 {
             match e.kind {
@@ -126,6 +143,9 @@ mod tests {
         assert_eq!("".parse::<Churn>().unwrap(), Churn::default());
         assert!(c.validate(4).is_ok());
         assert!(c.validate(3).unwrap_err().contains("no worker"));
+        assert_eq!(c.joins(), 2);
+        let many: Churn = "join:100000@1".parse().unwrap();
+        assert!(many.validate(1).unwrap_err().contains("in all"));
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! The cluster run: arrivals routed one by one to worker [`Node`]s, every node stepped under one
-//! clock through a queue of per-node wake-up times ([`WakeQueue`], one entry per node), churn
-//! applied between instants. Routing costs `O(log)` per arrival for every rule but the fallbacks; no
-//! step scans all workers.
+//! The cluster run, in epochs: the arrivals of one report window are routed one by one to worker
+//! [`Node`]s (into their inboxes), then every worker with something to do before the next window
+//! advances to it on the crew's threads (`crew`), found through a queue of per-worker instants
+//! ([`WakeQueue`], one entry per worker); their reports reach the router in worker order. Churn
+//! is applied at the start of an epoch (no window spans a churn instant). Routing costs
+//! `O(log)` per arrival for every rule but the fallbacks; no step scans all workers.
 
-use super::summary::{ClusterSummary, Histogram};
+use super::crew::{Crew, Pending, Slot};
+use super::feed::{Feed, Intake};
+use super::summary::ClusterSummary;
 use super::wake::WakeQueue;
 use super::{ChurnKind, ClusterParams};
 use crate::device::DeviceModel;
 use crate::engine::{LocalId, Node, RunOptions};
 use crate::workload::{Arrival, FunctionProfile};
-use sluice_core::{FunctionId, InvocationId, Time};
+use sluice_core::{Dur, FunctionId, InvocationId, Time};
 use sluice_policy::placement::{ChoiceKind, Key, Request};
 use sluice_policy::routing::{Popularity, Router};
 use sluice_policy::scheduler::SchedulerConfig;
@@ -19,22 +23,20 @@ const RECENT: usize = 4;
 /// No worker.
 const NONE: u32 = u32::MAX;
 
-struct Cluster<'a> {
+struct Cluster<'a, 'c> {
     params: &'a ClusterParams,
-    functions: &'a [FunctionProfile],
     cfg: &'a SchedulerConfig,
-    model: &'a DeviceModel,
-    opts: RunOptions,
-    nodes: Vec<Node<'a>>,
+    crew: &'c Crew<'a>,
     live: Vec<bool>,
     joined: Vec<Time>,
     left: Vec<Option<Time>>,
+    /// Workers joined so far (the crew holds every worker of the run from the start).
+    members: usize,
     router: Router<u32>,
     weight: u32,
-    /// Each node's pending wake-up.
+    /// Each worker's pending instant (an arrival or an event of its own).
     wakes: WakeQueue,
     outstanding: Vec<u32>,
-    rejected_seen: Vec<u64>,
     keys: Vec<Key>,
     /// Per function, the workers it was last routed to (most recent first) with the function's
     /// id on each (so a hint check touches one structure of the worker, not two).
@@ -44,12 +46,11 @@ struct Cluster<'a> {
     gated: bool,
     /// Whether the rule hashes (only then are warm workers hinted).
     hashing: bool,
-    latency: Histogram,
-    queue: Histogram,
     spilled: u64,
     fallbacks: u64,
     unroutable: u64,
-    last_finish: Time,
+    /// Scratch: the workers of the next parallel phase.
+    active: Vec<u32>,
 }
 
 /// Runs `arrivals` (sorted by time) of `functions` on the cluster `params` describes; each
@@ -57,7 +58,7 @@ struct Cluster<'a> {
 /// arrivals routed so far, now and then.
 pub fn run(
     functions: &[FunctionProfile],
-    arrivals: impl Iterator<Item = Arrival>,
+    arrivals: impl Iterator<Item = Arrival> + Send,
     params: &ClusterParams,
     cfg: &SchedulerConfig,
     model: &DeviceModel,
@@ -71,66 +72,78 @@ pub fn run(
         / params.placement.vnodes_per_weight.max(1))
     .max(1);
     let weight = (params.gpus_per_worker as u32 * tokens).clamp(1, max_weight);
-    let mut c = Cluster {
-        params,
-        functions,
-        cfg,
-        model,
-        opts,
-        nodes: Vec::new(),
-        live: Vec::new(),
-        joined: Vec::new(),
-        left: Vec::new(),
-        router,
-        weight,
-        wakes: WakeQueue::default(),
-        outstanding: Vec::new(),
-        rejected_seen: Vec::new(),
-        keys: functions.iter().map(|f| Key::of_str(&f.name)).collect(),
-        recent: vec![[(NONE, FunctionId(NONE)); RECENT]; functions.len()],
-        popularity: Popularity::new(params.popular_rps),
-        gated: params
-            .router
-            .placement_params(&params.placement)
-            .popularity_gate,
-        hashing: params.router.hashes(),
-        latency: Histogram::default(),
-        queue: Histogram::default(),
-        spilled: 0,
-        fallbacks: 0,
-        unroutable: 0,
-        last_finish: Time::ZERO,
-    };
-    c.join(params.workers, Time::ZERO)?;
-    for i in 0..functions.len() {
-        c.router.track(c.keys[i]);
-    }
-    let offered = c.replay(arrivals, progress)?;
-    Ok(c.summary(offered))
+    // Every worker that will ever join is built now; the churn schedule names how many.
+    let total = params.workers + params.churn.joins();
+    let slots = (0..total)
+        .map(|_| {
+            Node::new(functions, cfg, model, params.gpus_per_worker, opts)
+                .map(Slot::new)
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let crew = Crew::new(slots, params.threads());
+    let keys: Vec<Key> = functions.iter().map(|f| Key::of_str(&f.name)).collect();
+    let feed = Feed::new(arrivals);
+    std::thread::scope(|scope| {
+        for lane in 1..crew.threads() {
+            let (crew, feed) = (&crew, &feed);
+            scope.spawn(move || crew.help(lane, &|| feed.fill()));
+        }
+        let mut c = Cluster {
+            params,
+            cfg,
+            crew: &crew,
+            live: vec![false; total],
+            joined: vec![Time::ZERO; total],
+            left: vec![None; total],
+            members: 0,
+            router,
+            weight,
+            wakes: WakeQueue::default(),
+            outstanding: vec![0; total],
+            recent: vec![[(NONE, FunctionId(NONE)); RECENT]; functions.len()],
+            keys,
+            popularity: Popularity::new(params.popular_rps),
+            gated: params
+                .router
+                .placement_params(&params.placement)
+                .popularity_gate,
+            hashing: params.router.hashes(),
+            spilled: 0,
+            fallbacks: 0,
+            unroutable: 0,
+            active: Vec::new(),
+        };
+        let result = c
+            .start()
+            .and_then(|()| c.replay(Intake::new(&feed), progress));
+        crew.stop();
+        result.map(|offered| c.summary(offered))
+    })
 }
 
-impl<'a> Cluster<'a> {
-    fn join(&mut self, count: usize, now: Time) -> Result<(), String> {
-        let first = self.nodes.len() as u32;
-        for _ in 0..count {
-            let node = Node::new(
-                self.functions,
-                self.cfg,
-                self.model,
-                self.params.gpus_per_worker,
-                self.opts,
-            )
-            .map_err(|e| e.to_string())?;
-            self.nodes.push(node);
-            self.live.push(true);
-            self.joined.push(now);
-            self.left.push(None);
-            self.outstanding.push(0);
-            self.rejected_seen.push(0);
+impl<'a> Cluster<'a, '_> {
+    fn start(&mut self) -> Result<(), String> {
+        self.join(self.params.workers, Time::ZERO)?;
+        for &key in &self.keys {
+            self.router.track(key);
         }
+        Ok(())
+    }
+
+    fn join(&mut self, count: usize, now: Time) -> Result<(), String> {
+        let first = self.members;
+        if first + count > self.crew.len() {
+            return Err("churn joins more workers than it declared".into());
+        }
+        for w in first..first + count {
+            self.live[w] = true;
+            self.joined[w] = now;
+        }
+        self.members += count;
         let weight = self.weight;
         self.router
-            .join_all((first..self.nodes.len() as u32).map(|w| (w, weight)))
+            .join_all((first as u32..self.members as u32).map(|w| (w, weight)))
             .map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -138,7 +151,7 @@ impl<'a> Cluster<'a> {
     /// The `count` live workers with the highest ids stop receiving work (they drain).
     fn leave(&mut self, count: usize, now: Time) -> Result<(), String> {
         let mut gone = 0;
-        for w in (0..self.nodes.len()).rev() {
+        for w in (0..self.members).rev() {
             if gone == count {
                 break;
             }
@@ -152,20 +165,24 @@ impl<'a> Cluster<'a> {
         Ok(())
     }
 
-    fn replay(
+    /// Epochs: at the first pending arrival or churn instant `t`, churn due then is applied and
+    /// every arrival before `t` + the report delay (and before the next churn) is routed on the
+    /// loads reported so far plus the router's own increments; then every worker advances, in
+    /// parallel, to the next epoch's instant, and what they report (completions, refusals)
+    /// reaches the router. With no delay, an epoch is one instant.
+    fn replay<I: Iterator<Item = Arrival>>(
         &mut self,
-        arrivals: impl Iterator<Item = Arrival>,
+        mut arrivals: Intake<'_, I>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, String> {
-        let mut arrivals = arrivals.peekable();
         let churn = self.params.churn.0.clone();
         let mut next_churn = 0usize;
         let mut routed = 0u64;
+        let delay = self.params.report_delay;
         loop {
             let t_arrival = arrivals.peek().map(|a| a.at);
             let t_churn = churn.get(next_churn).map(|e| e.at);
-            let t_wake = self.wakes.peek().map(|(t, _)| t);
-            let Some(now) = [t_arrival, t_churn, t_wake].into_iter().flatten().min() else {
+            let Some(now) = [t_arrival, t_churn].into_iter().flatten().min() else {
                 break;
             };
             while let Some(e) = churn.get(next_churn).filter(|e| e.at == now) {
@@ -175,26 +192,54 @@ impl<'a> Cluster<'a> {
                 }
                 next_churn += 1;
             }
-            while let Some(a) = arrivals.next_if(|a| a.at == now) {
-                self.route(a, InvocationId(routed), now);
+            let mut end = now + Dur::from_micros(delay.as_micros().max(1));
+            if let Some(e) = churn.get(next_churn) {
+                end = end.min(e.at);
+            }
+            while let Some(a) = arrivals.next_if(|a| a.at < end) {
+                self.route(a, InvocationId(routed));
                 routed += 1;
                 if routed.is_multiple_of(262_144) {
                     progress(routed);
                 }
             }
-            while let Some((t, w)) = self.wakes.peek() {
-                if t != now {
-                    break;
-                }
-                self.wakes.pop();
-                self.step(w, now);
-            }
+            let t_arrival = arrivals.peek().map(|a| a.at);
+            let t_churn = churn.get(next_churn).map(|e| e.at);
+            let until = [t_arrival, t_churn]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(Time::MAX);
+            self.advance(until);
         }
+        self.advance(Time::MAX);
         progress(routed);
         Ok(routed)
     }
 
-    fn route(&mut self, a: Arrival, id: InvocationId, now: Time) {
+    /// Every worker with an instant before `until` handles everything before it.
+    fn advance(&mut self, until: Time) {
+        while let Some((t, w)) = self.wakes.peek() {
+            if t >= until {
+                break;
+            }
+            self.wakes.pop();
+            self.active.push(w);
+        }
+        for r in self.crew.advance(&mut self.active, until) {
+            let i = r.w as usize;
+            if r.ended > 0 {
+                self.outstanding[i] = self.outstanding[i].saturating_sub(r.ended);
+                self.report(r.w);
+            }
+            if let Some(t) = r.next {
+                self.wakes.wake(r.w, t);
+            }
+        }
+    }
+
+    fn route(&mut self, a: Arrival, id: InvocationId) {
+        let now = a.at;
         let f = a.func.index();
         let key = self.keys[f];
         let popular = !self.gated || self.popularity.arrive(key, now.as_micros() / 1_000_000);
@@ -202,7 +247,7 @@ impl<'a> Cluster<'a> {
         let mut n = 0;
         if self.hashing {
             for &(w, l) in &self.recent[f] {
-                if w != NONE && self.live[w as usize] && self.nodes[w as usize].has_idle_local(l) {
+                if w != NONE && self.live[w as usize] && self.crew.slot(w).node.has_idle_local(l) {
                     hints[n] = (w, 1);
                     n += 1;
                 }
@@ -227,20 +272,19 @@ impl<'a> Cluster<'a> {
             self.fallbacks += 1;
         }
         let w = choice.bin;
+        let mut slot = self.crew.slot(w);
         let recent = &mut self.recent[f];
         let pos = recent.iter().position(|&(r, _)| r == w);
         let local = match pos {
             Some(p) => recent[p].1,
-            None => self.nodes[w as usize].local_of(a.func),
+            None => slot.node.local_of(a.func),
         };
         let pos = pos.unwrap_or(RECENT - 1);
         recent.copy_within(0..pos, 1);
         recent[0] = (w, local);
-        if self.nodes[w as usize].arrive_local(id, local, now) {
-            self.outstanding[w as usize] += 1;
-        } else {
-            self.report(w);
-        }
+        slot.inbox.push(Pending { at: now, id, local });
+        drop(slot);
+        self.outstanding[w as usize] += 1;
         self.wakes.wake(w, now);
     }
 
@@ -253,37 +297,16 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    fn step(&mut self, w: u32, now: Time) {
-        let i = w as usize;
-        let node = &mut self.nodes[i];
-        node.step(now);
-        let mut done = 0u32;
-        for r in node.records_mut().drain(..) {
-            self.latency.add(r.latency().as_micros());
-            self.queue.add(r.queue_delay().as_micros());
-            self.last_finish = self.last_finish.max(r.finished);
-            done += 1;
-        }
-        let rejected = node.rejected();
-        let newly = (rejected - self.rejected_seen[i]) as u32;
-        self.rejected_seen[i] = rejected;
-        let next = node.next_event();
-        if done + newly > 0 {
-            self.outstanding[i] = self.outstanding[i].saturating_sub(done + newly);
-            self.report(w);
-        }
-        if let Some(t) = next {
-            self.wakes.wake(w, t);
-        }
-    }
-
     fn summary(&self, offered: u64) -> ClusterSummary {
-        let end = self.last_finish;
+        let tally = self.crew.tally();
+        let end = tally.last_finish;
         let gpus = self.params.gpus_per_worker as f64;
-        let mut utils = Vec::with_capacity(self.nodes.len());
+        let mut utils = Vec::with_capacity(self.members);
         let (mut busy_all, mut time_all) = (0.0, 0.0);
         let (mut cold, mut bytes, mut rejected) = (0u64, 0u64, self.unroutable);
-        for (i, n) in self.nodes.iter().enumerate() {
+        for i in 0..self.members {
+            let slot = self.crew.slot(i as u32);
+            let n = &slot.node;
             let busy: f64 = n.gpu_busy().iter().map(|d| d.as_secs_f64()).sum();
             let until = self.left[i].unwrap_or(end).max(self.joined[i]);
             let span = until.since(self.joined[i]).as_secs_f64() * gpus;
@@ -305,7 +328,7 @@ impl<'a> Cluster<'a> {
             workers: self.params.workers,
             gpus_per_worker: self.params.gpus_per_worker,
             invocations: offered,
-            completed: self.latency.len(),
+            completed: tally.latency.len(),
             rejected,
             cold_starts: cold,
             gb_moved: bytes as f64 / 1e9,
@@ -313,8 +336,8 @@ impl<'a> Cluster<'a> {
             spilled: self.params.router.hashes().then_some(self.spilled),
             fallbacks: self.params.router.hashes().then_some(self.fallbacks),
             remapped: self.router.remaps(),
-            latency_ms: self.latency.quantiles(),
-            queue_ms: self.queue.quantiles(),
+            latency_ms: tally.latency.quantiles(),
+            queue_ms: tally.queue.quantiles(),
             gpu_util: if time_all > 0.0 {
                 busy_all / time_all
             } else {

@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 /// Buckets per factor of e: about 2% wide, so quantiles are within 1% of the truth.
 const PER_E: f64 = 50.0;
 
-/// A log-bucketed histogram of durations in microseconds with an exact mean.
+/// A log-bucketed histogram of durations in microseconds with an exact mean. Integer counts and
+/// sum: histograms merged in any order are identical.
 #[derive(Clone, Debug, Default)]
 pub struct Histogram {
     counts: Vec<u64>,
     n: u64,
-    sum_us: f64,
+    sum_us: u128,
 }
 
 impl Histogram {
@@ -35,7 +36,19 @@ impl Histogram {
         }
         self.counts[b] += 1;
         self.n += 1;
-        self.sum_us += us as f64;
+        self.sum_us += u128::from(us);
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (c, o) in self.counts.iter_mut().zip(&other.counts) {
+            *c += o;
+        }
+        self.n += other.n;
+        self.sum_us += other.sum_us;
     }
 
     /// Samples added.
@@ -74,7 +87,7 @@ impl Histogram {
             mean: if self.n == 0 {
                 0.0
             } else {
-                self.sum_us / self.n as f64 / 1000.0
+                self.sum_us as f64 / self.n as f64 / 1000.0
             },
             p50: self.quantile_ms(0.5),
             p99: self.quantile_ms(0.99),

@@ -201,3 +201,92 @@ fn a_longer_walk_keeps_the_bound_where_the_fallback_would_not() {
         short.load_imbalance
     );
 }
+
+/// Workers advance on several threads between routing windows; which thread advances which
+/// worker never shows in the rows, with churn too, under every router.
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let d = day();
+    for router in RouterKind::ALL {
+        let rows: Vec<ClusterSummary> = [1, 2, 5]
+            .into_iter()
+            .map(|threads| {
+                let p = ClusterParams {
+                    churn: "leave:2@600,join:3@1800".parse().unwrap(),
+                    threads,
+                    ..ClusterParams::new(8, 2, router)
+                };
+                run_params(&d, &p)
+            })
+            .collect();
+        assert_eq!(rows[0], rows[1], "{router}: 1 vs 2 threads");
+        assert_eq!(rows[0], rows[2], "{router}: 1 vs 5 threads");
+    }
+}
+
+/// Reports reaching the router late change decisions only at the margin: the test day with
+/// exact loads and with a second's delay (far more than the default) completes everything,
+/// and cold starts and balance stay close.
+#[test]
+fn a_report_delay_changes_the_rows_only_at_the_margin() {
+    let d = busy_day();
+    let with = |ms: u64| {
+        let mut p = ClusterParams::new(8, 2, RouterKind::ChBl);
+        p.placement.hint_slack = 0.0;
+        p.report_delay = sluice_core::Dur::from_millis(ms);
+        run_params(&d, &p)
+    };
+    let (exact, late) = (with(0), with(1000));
+    for r in [&exact, &late] {
+        assert_eq!(r.completed + r.rejected, r.invocations);
+    }
+    assert_ne!(exact, late, "a second's delay must change some decision");
+    let ratio = late.cold_starts as f64 / exact.cold_starts as f64;
+    assert!((0.8..1.25).contains(&ratio), "cold starts {ratio}");
+    assert!(
+        (late.load_imbalance - exact.load_imbalance).abs() < 0.1,
+        "{} vs {}",
+        late.load_imbalance,
+        exact.load_imbalance
+    );
+}
+
+/// Invocations a worker's admission refuses leave its outstanding count exactly once: under a
+/// tight queue bound every arrival is either completed or refused, and the least-loaded router
+/// still spreads work (a worker whose refusals were subtracted twice would look idle and draw
+/// every arrival).
+#[test]
+fn refusals_are_counted_once_in_a_workers_load() {
+    let d = busy_day();
+    let cfg = SimConfig::embedded();
+    let p = ClusterParams::new(8, 2, RouterKind::LeastLoaded);
+    let opts = RunOptions {
+        max_queue: Some(sluice_core::Dur::from_millis(200)),
+    };
+    let r = run(
+        d.functions(),
+        d.arrivals(),
+        &p,
+        &cfg.scheduler,
+        &cfg.device,
+        opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(r.rejected > 0, "the bound must refuse some arrivals");
+    assert_eq!(r.completed + r.rejected, r.invocations);
+    assert!(r.load_imbalance < 1.3, "{}", r.load_imbalance);
+}
+
+#[test]
+fn bad_threads_and_delays_are_refused() {
+    let mut p = ClusterParams::new(2, 1, RouterKind::ChBl);
+    p.threads = 1000;
+    assert!(p.validate().unwrap_err().contains("threads"));
+    p.threads = 0;
+    assert!(p.threads() >= 1);
+    p.report_delay = sluice_core::Dur::ZERO;
+    assert_eq!(p.threads(), 1, "epochs of one instant run on one thread");
+    p.report_delay = sluice_core::Dur::from_secs(3600);
+    assert!(p.validate().unwrap_err().contains("delay"));
+}
