@@ -11,6 +11,7 @@
 //! (drawing arrivals ahead), else spin briefly, then park; they are told to stop when the run
 //! ends. A helper that panics is noticed by the caller, which panics too instead of waiting.
 
+use super::lock;
 use super::summary::Histogram;
 use crate::engine::{LocalId, Node};
 use sluice_core::{InvocationId, Time};
@@ -140,10 +141,6 @@ pub(super) struct Crew<'a> {
     phase: AtomicU64,
     stop: AtomicBool,
     panicked: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sets the crew's panic flag if a helper unwinds.

@@ -3,19 +3,16 @@
 //! ([`Intake`]), drawing a batch itself when none is ready. Whoever draws holds the source, and
 //! pushes its batch before letting go of it, so batches keep the trace's order.
 
+use super::lock;
 use crate::workload::Arrival;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 /// Arrivals per batch (a few tens of microseconds of drawing).
 const BATCH: usize = 256;
 /// Batches kept ready at most.
 const AHEAD: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The trace's arrivals and the batches drawn ahead of the router.
 pub(super) struct Feed<I> {

@@ -59,6 +59,12 @@ pub struct ClusterParams {
     pub threads: usize,
 }
 
+/// Locks `m`; a poisoned lock (a thread panicked holding it) is taken as it is, since the
+/// panic itself ends the run.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Most threads [`ClusterParams::threads`] picks on its own.
 pub const MAX_THREADS: usize = 8;
 
