@@ -233,9 +233,10 @@ impl<'a> Crew<'a> {
         }
     }
 
-    /// Advances the workers `active` (each at most once) to `until` on every thread; returns
+    /// Advances the workers `active` (each at most once) to `until`, on every thread if
+    /// `shared`, else on the caller's alone (the helpers are not told of the phase); returns
     /// their reports in worker order.
-    pub(super) fn advance(&self, active: &mut Vec<u32>, until: Time) -> Vec<Report> {
+    pub(super) fn advance(&self, active: &mut Vec<u32>, until: Time, shared: bool) -> Vec<Report> {
         if active.is_empty() {
             return Vec::new();
         }
@@ -245,8 +246,12 @@ impl<'a> Crew<'a> {
         }
         self.until.store(until.as_micros(), Ordering::SeqCst);
         self.cursor.store(0, Ordering::SeqCst);
-        let phase = self.phase.fetch_add(1, Ordering::SeqCst) + 1;
-        for lane in &self.lanes[1..] {
+        let helpers = if shared { &self.lanes[1..] } else { &[] };
+        let phase = match helpers {
+            [] => self.phase.load(Ordering::SeqCst),
+            _ => self.phase.fetch_add(1, Ordering::SeqCst) + 1,
+        };
+        for lane in helpers {
             if lane.sleeping.load(Ordering::SeqCst) {
                 if let Some(t) = lock(&lane.thread).as_ref() {
                     t.unpark();
@@ -254,7 +259,7 @@ impl<'a> Crew<'a> {
             }
         }
         self.work(0);
-        for lane in &self.lanes[1..] {
+        for lane in helpers {
             if Self::close(lane, phase) {
                 continue;
             }
@@ -396,7 +401,8 @@ mod tests {
                     sent += 1;
                     active.push(w);
                 }
-                let reports = crew.advance(&mut active, at + sluice_core::Dur::from_micros(1));
+                let reports =
+                    crew.advance(&mut active, at + sluice_core::Dur::from_micros(1), true);
                 assert_eq!(reports.iter().map(|r| r.w).collect::<Vec<_>>(), [0, 1, 2]);
             }
             let elapsed = started.elapsed();
@@ -408,7 +414,7 @@ mod tests {
             "50 phases took {started:?}: the caller waited for a busy helper"
         );
         let mut active = vec![0, 1, 2];
-        crew.advance(&mut active, Time::MAX);
+        crew.advance(&mut active, Time::MAX, true);
         assert_eq!(crew.tally().latency.len(), sent);
     }
 }

@@ -8,6 +8,7 @@
 use super::crew::{Crew, Pending, Slot};
 use super::feed::{Feed, Intake};
 use super::summary::ClusterSummary;
+use super::tuner::Tuner;
 use super::wake::WakeQueue;
 use super::{ChurnKind, ClusterParams};
 use crate::device::DeviceModel;
@@ -17,6 +18,7 @@ use sluice_core::{Dur, FunctionId, InvocationId, Time};
 use sluice_policy::placement::{ChoiceKind, Key, Request};
 use sluice_policy::routing::{Popularity, Router};
 use sluice_policy::scheduler::SchedulerConfig;
+use std::time::{Duration, Instant};
 
 /// Recent workers remembered per function for locality hints.
 const RECENT: usize = 4;
@@ -51,6 +53,11 @@ struct Cluster<'a, 'c> {
     unroutable: u64,
     /// Scratch: the workers of the next parallel phase.
     active: Vec<u32>,
+    /// Whether phases are shared with the helpers (speed only).
+    tuner: Tuner,
+    started: Instant,
+    /// Arrivals routed since the last phase (work for the tuner).
+    routed_since: u64,
 }
 
 /// Runs `arrivals` (sorted by time) of `functions` on the cluster `params` describes; each
@@ -113,6 +120,9 @@ pub fn run(
             fallbacks: 0,
             unroutable: 0,
             active: Vec::new(),
+            tuner: Tuner::new(Duration::ZERO),
+            started: Instant::now(),
+            routed_since: 0,
         };
         let result = c
             .start()
@@ -199,6 +209,7 @@ impl<'a> Cluster<'a, '_> {
             while let Some(a) = arrivals.next_if(|a| a.at < end) {
                 self.route(a, InvocationId(routed));
                 routed += 1;
+                self.routed_since += 1;
                 if routed.is_multiple_of(262_144) {
                     progress(routed);
                 }
@@ -226,7 +237,13 @@ impl<'a> Cluster<'a, '_> {
             self.wakes.pop();
             self.active.push(w);
         }
-        for r in self.crew.advance(&mut self.active, until) {
+        let work = self.active.len() as u64 + self.routed_since;
+        let reports = self
+            .crew
+            .advance(&mut self.active, until, self.tuner.shared());
+        self.tuner.record(work, self.started.elapsed());
+        self.routed_since = 0;
+        for r in reports {
             let i = r.w as usize;
             if r.ended > 0 {
                 self.outstanding[i] = self.outstanding[i].saturating_sub(r.ended);

@@ -10,7 +10,8 @@
 //! warm workers as locality hints (a worker the function was recently sent to that holds an idle
 //! sandbox of it). Reports reach the router up to [`ClusterParams::report_delay`] late: arrivals
 //! within one such window are routed on what was reported before it, then every worker advances
-//! to the next window on several threads at once (`crew`). Deterministic: the same arrivals,
+//! to the next window on several threads at once (`crew`) when that is faster on this machine
+//! (`tuner`). Deterministic: the same arrivals,
 //! parameters and seed give the same rows, whatever the number of threads.
 
 pub mod churn;
@@ -18,6 +19,7 @@ mod crew;
 mod engine;
 mod feed;
 pub mod summary;
+mod tuner;
 mod wake;
 
 pub use churn::{Churn, ChurnEvent, ChurnKind};
