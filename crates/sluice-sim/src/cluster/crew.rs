@@ -143,6 +143,15 @@ pub(super) struct Crew<'a> {
     panicked: AtomicBool,
 }
 
+/// Stops a crew's helpers when dropped ([`Crew::stopper`]).
+pub(super) struct Stopper<'c, 'a>(&'c Crew<'a>);
+
+impl Drop for Stopper<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Sets the crew's panic flag if a helper unwinds.
 struct PanicFlag<'c>(&'c AtomicBool);
 
@@ -323,8 +332,15 @@ impl<'a> Crew<'a> {
         }
     }
 
+    /// A guard that tells the helpers to return when it is dropped, also when the caller
+    /// unwinds: a scope waits for its threads, so a caller that panicked without telling them
+    /// would wait for ever.
+    pub(super) fn stopper(&self) -> Stopper<'_, 'a> {
+        Stopper(self)
+    }
+
     /// Tells the helpers to return.
-    pub(super) fn stop(&self) {
+    fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         for lane in &self.lanes[1..] {
             if let Some(t) = lock(&lane.thread).as_ref() {
@@ -384,6 +400,7 @@ mod tests {
                     true
                 })
             });
+            let stopper = crew.stopper();
             std::thread::sleep(idle_stretch / 2);
             let started = Instant::now();
             let mut sent = 0u64;
@@ -406,7 +423,7 @@ mod tests {
                 assert_eq!(reports.iter().map(|r| r.w).collect::<Vec<_>>(), [0, 1, 2]);
             }
             let elapsed = started.elapsed();
-            crew.stop();
+            drop(stopper);
             (elapsed, sent)
         });
         assert!(
@@ -416,5 +433,22 @@ mod tests {
         let mut active = vec![0, 1, 2];
         crew.advance(&mut active, Time::MAX, true);
         assert_eq!(crew.tally().latency.len(), sent);
+    }
+
+    /// A caller that panics mid-run still lets its helpers go, so the panic reaches the
+    /// caller's caller instead of the scope waiting for ever (this test hangs without the
+    /// guard).
+    #[test]
+    fn a_panicking_caller_still_stops_its_helpers() {
+        let crew = Crew::new(Vec::new(), 2);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| crew.help(1, &|| false));
+                let _stopper = crew.stopper();
+                std::thread::sleep(Duration::from_millis(5));
+                panic!("the caller fails mid-run");
+            })
+        }));
+        assert!(outcome.is_err());
     }
 }

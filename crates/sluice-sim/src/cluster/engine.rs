@@ -96,6 +96,7 @@ pub fn run(
             let (crew, feed) = (&crew, &feed);
             scope.spawn(move || crew.help(lane, &|| feed.fill()));
         }
+        let stopper = crew.stopper();
         let mut c = Cluster {
             params,
             cfg,
@@ -127,7 +128,7 @@ pub fn run(
         let result = c
             .start()
             .and_then(|()| c.replay(Intake::new(&feed), progress));
-        crew.stop();
+        drop(stopper);
         result.map(|offered| c.summary(offered))
     })
 }
