@@ -17,7 +17,7 @@ mod limits;
 mod places;
 mod types;
 
-pub use limits::{PoolLimits, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
+pub use limits::{PoolLimits, CREATES_PER_TOKEN, MAX_PER_DEVICE, PER_TOKEN_WITHOUT_MEMORY};
 pub use types::{Acquire, KeepAliveParams, Sandbox, SandboxState};
 
 use crate::firstset::FirstSet;

@@ -88,3 +88,50 @@ fn a_failed_creation_frees_no_token_it_did_not_hold() {
     s.finished(warm.sandbox, f, Dur::from_millis(5), ms(3_300));
     assert_eq!(poll(&mut s, ms(3_300)).len(), 1);
 }
+
+#[test]
+fn a_device_at_its_creation_cap_sends_a_cold_start_elsewhere() {
+    use crate::keepalive::CREATES_PER_TOKEN;
+    use crate::placement::{Key, PlacementParams};
+    let cfg = SchedulerConfig {
+        policy: "fcfs".into(),
+        ..SchedulerConfig::default()
+    };
+    let mut s = Scheduler::new(&cfg, vec![1000 * MB; 2]).unwrap();
+    let ring =
+        placing::device_ring(&PlacementParams::default(), 2, cfg.slots.tokens_per_gpu).unwrap();
+    let home = |f: u32| *ring.home(Key::of_u64(u64::from(f))).unwrap();
+    let cap = CREATES_PER_TOKEN * cfg.slots.tokens_per_gpu as usize;
+    // cap + 1 functions that share one home device.
+    let h = home(0);
+    let same: Vec<u32> = (0..200u32)
+        .filter(|&f| home(f) == h)
+        .take(cap + 1)
+        .collect();
+    assert_eq!(same.len(), cap + 1);
+    for &f in &same {
+        let info = FunctionInfo {
+            gpu_mem_bytes: 100 * MB,
+            ..Default::default()
+        };
+        s.register(FunctionId(f), info);
+    }
+    // The first `cap` cold-start at home (creating holds no token, so the home stays light)...
+    for (i, &f) in same[..cap].iter().enumerate() {
+        s.submit(InvocationId(i as u64), FunctionId(f), ms(0));
+        let st = poll(&mut s, ms(0));
+        assert_eq!((st.len(), st[0].gpu, st[0].cold), (1, h, true));
+    }
+    // ...and the last, with its home at the cap, starts on the other device now rather than
+    // waiting seconds for one of those sandboxes to be ready.
+    let last = FunctionId(same[cap]);
+    s.submit(InvocationId(99), last, ms(1));
+    let st = poll(&mut s, ms(1));
+    assert_eq!(
+        st.len(),
+        1,
+        "the cold start waits for its home's creation cap"
+    );
+    assert!(st[0].cold);
+    assert_ne!(st[0].gpu, h);
+}

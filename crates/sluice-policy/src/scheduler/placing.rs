@@ -5,9 +5,10 @@
 //! its home is over its load bound.
 //! A device where the function has a sandbox with spare capacity (level 3), an idle sandbox
 //! whose memory is resident (2) or an idle sandbox pushed to host (1) is hinted; the usable
-//! devices are those with a free token that pass the utilisation gate. Every token taken or
-//! returned goes through [`Scheduler::take_token`] and [`Scheduler::return_token`], which keep
-//! the placement's loads equal to the tokens in use.
+//! devices are those with a free token that pass the utilisation gate and where the start can go
+//! ahead now (a sandbox of the function there, or room under the creation cap). Every token
+//! taken or returned goes through [`Scheduler::take_token`] and [`Scheduler::return_token`],
+//! which keep the placement's loads equal to the tokens in use.
 
 use super::Scheduler;
 use crate::keepalive::{PoolLimits, WarmPool};
@@ -47,6 +48,12 @@ pub(super) fn warm_on(
             .any(|sb| memory.location(sb) == Some(Location::Device))
 }
 
+/// Whether a start of `func` on `gpu` could go ahead now: a sandbox of `func` there to run in
+/// (idle, or busy with spare capacity), or room under the device's creation caps.
+pub(super) fn startable(pool: &WarmPool, func: FunctionId, gpu: GpuId) -> bool {
+    pool.has_spare(func, gpu) || pool.idle_on(func, gpu).next().is_some() || pool.can_create(gpu)
+}
+
 impl Scheduler {
     /// The device for a start of `func`, from the devices with a free token; `candidate` (the
     /// device the queueing policy chose for, which has a free token) when there is only one
@@ -65,8 +72,11 @@ impl Scheduler {
                 .any(|&sb| self.memory.location(sb) == Some(Location::Device));
             hints.push((g, if resident { 2 } else { 1 }));
         }
-        let slots = &self.slots;
-        let usable = |g: &GpuId| slots.has_free(*g);
+        // Usable: a free token, and a start that can go ahead there: a sandbox of the function
+        // to run in, or room under the device's creation cap. A device at its cap would hold the
+        // function back until one of its sandboxes is ready (seconds) while others are free.
+        let (slots, pool) = (&self.slots, &self.pool);
+        let usable = |g: &GpuId| slots.has_free(*g) && startable(pool, func, *g);
         let req = Request {
             key: Key::of_u64(u64::from(func.0)),
             hints: &hints,
