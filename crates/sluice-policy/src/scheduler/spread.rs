@@ -7,13 +7,15 @@
 //! ring, which more devices can make happen) would then co-run there for good, each slowing the
 //! other, while other devices stay idle. So each start of a function on a device that already
 //! runs something, taken while at least half the devices run nothing (with fewer idle, a new
-//! sandbox would soon co-run too, and cost memory others need), adds the function's estimated
-//! service time to its debt (an estimate of the time that co-running costs: its own execution
-//! stretched and the other's); once the debt reaches the function's measured cold start, the start
-//! goes instead to an idle device (the first clockwise from its home) and the debt is cleared, as
-//! in ski rental: the rent paid so far buys the second sandbox. Later starts find that sandbox
-//! idle on a device within its bound and prefer it. A debt untouched for the keep-alive TTL is
-//! forgotten (the sandbox it would buy would not be kept that long between uses).
+//! sandbox would soon co-run too, and cost memory others need), adds the time it is expected to
+//! co-run to its debt: its estimated service time, or less when everything that runs there is
+//! expected to end sooner (a long function beside short calls co-runs only for their rest). That
+//! is an estimate of what co-running costs (its own execution stretched and the other's); once
+//! the debt reaches the function's measured cold start, the start goes instead to an idle device
+//! (the first clockwise from its home) and the debt is cleared, as in ski rental: the rent paid
+//! so far buys the second sandbox. Later starts find that sandbox idle on a device within its
+//! bound and prefer it. A debt untouched for the keep-alive TTL is forgotten (the sandbox it
+//! would buy would not be kept that long between uses).
 
 use super::Scheduler;
 use crate::placement::{Key, Request};
@@ -38,19 +40,25 @@ impl Scheduler {
         let Some(cold) = self.settled_cold_start(func) else {
             return gpu;
         };
-        let slots = &self.slots;
-        let idle = |g: &GpuId| slots.in_use(*g) == 0 && slots.has_free(*g);
+        let (slots, pool) = (&self.slots, &self.pool);
+        let idle = |g: &GpuId| {
+            slots.in_use(*g) == 0 && slots.has_free(*g) && super::placing::startable(pool, func, *g)
+        };
         let n = slots.gpus();
         if 2 * (0..n).filter(|&g| idle(&GpuId(g as u16))).count() < n {
             return gpu;
         }
         let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
         let est = self.estimator.estimate(func);
+        // The time it co-runs: its own service, or less when what runs there ends sooner.
+        let overlap = self
+            .longest_rest_on(gpu, now)
+            .map_or(est, |rest| rest.min(est));
         let debt = self.corun.entry(func).or_default();
         if now.since(debt.at) > ttl {
             debt.us = 0;
         }
-        debt.us = debt.us.saturating_add(est.as_micros());
+        debt.us = debt.us.saturating_add(overlap.as_micros());
         debt.at = now;
         if debt.us < cold.as_micros() {
             return gpu;

@@ -43,6 +43,11 @@ fn colliding() -> (FunctionId, FunctionId) {
 /// Runs one invocation `id` of `f` submitted at `at`, starting it (and its sandbox, if cold,
 /// after [`COLD`]) and finishing it after [`EXEC`]; returns its start and when it finished.
 fn run_one(s: &mut Scheduler, f: FunctionId, id: u64, at: Time) -> (Start, Time) {
+    run_for(s, f, id, at, EXEC)
+}
+
+/// [`run_one`] with an execution of `exec` ms.
+fn run_for(s: &mut Scheduler, f: FunctionId, id: u64, at: Time, exec: u64) -> (Start, Time) {
     s.submit(InvocationId(id), f, at);
     let st = poll(s, at);
     assert_eq!(st.len(), 1, "invocation {id} starts at once");
@@ -53,8 +58,8 @@ fn run_one(s: &mut Scheduler, f: FunctionId, id: u64, at: Time) -> (Start, Time)
         s.sandbox_ready(st.sandbox);
         poll(s, t);
     }
-    t += Dur::from_millis(EXEC);
-    s.finished(st.sandbox, f, Dur::from_millis(EXEC), t);
+    t += Dur::from_millis(exec);
+    s.finished(st.sandbox, f, Dur::from_millis(exec), t);
     poll(s, t);
     (st, t)
 }
@@ -148,5 +153,49 @@ fn a_function_co_runs_for_good_when_most_devices_are_busy() {
             (home(a.0), false),
             "with one device idle of four, a stays warm beside b"
         );
+    }
+}
+
+#[test]
+fn co_running_beside_shorter_work_costs_only_the_overlap() {
+    const SHORT: u64 = 10;
+    let (a, b) = colliding();
+    let mut s = sched();
+    // a: its cold start measured, its warm sandbox idle at home; b, with the same home: short
+    // calls, its cold start and service time measured.
+    let (_, mut t) = run_one(&mut s, a, 0, ms(0));
+    (_, t) = run_one(&mut s, a, 1, t);
+    for i in 0..6 {
+        (_, t) = run_for(&mut s, b, 2 + i, t, SHORT);
+    }
+    assert!(
+        s.estimate(b) < Dur::from_millis(3 * SHORT),
+        "b is known to be short"
+    );
+    let shared = home(a.0);
+    // Each time a starts, b has just started beside it and ends SHORT ms later: a co-runs for
+    // about SHORT ms, not its own service time, so twenty such starts (far more than a cold
+    // start's worth of a's service time) leave the debt well under a cold start.
+    for i in 0..20 {
+        s.submit(InvocationId(100 + i), b, t);
+        let sb = poll(&mut s, t).remove(0);
+        assert_eq!((sb.gpu, sb.cold), (shared, false));
+        s.submit(InvocationId(200 + i), a, t);
+        let sa = poll(&mut s, t).remove(0);
+        assert_eq!(
+            (sa.gpu, sa.cold),
+            (shared, false),
+            "start {i}: a stays warm beside b's short calls"
+        );
+        s.finished(
+            sb.sandbox,
+            b,
+            Dur::from_millis(SHORT),
+            t + Dur::from_millis(SHORT),
+        );
+        poll(&mut s, t + Dur::from_millis(SHORT));
+        t += Dur::from_millis(EXEC);
+        s.finished(sa.sandbox, a, Dur::from_millis(EXEC), t);
+        poll(&mut s, t);
     }
 }

@@ -71,6 +71,17 @@ impl Scheduler {
         self.token_lines.ends.insert(sandbox, now + start + est);
     }
 
+    /// How long the longest of the invocations running on `gpu` is expected to go on from
+    /// `now` (zero for one past its expected end); `None` when none there has an expected end.
+    pub(super) fn longest_rest_on(&self, gpu: GpuId, now: Time) -> Option<Dur> {
+        self.token_lines
+            .ends
+            .iter()
+            .filter(|(sb, _)| self.pool.get(**sb).is_some_and(|s| s.gpu == gpu))
+            .map(|(_, &end)| end.since(now))
+            .max()
+    }
+
     /// `sandbox` runs nothing any more (idle, failed or gone).
     pub(super) fn forget_end(&mut self, sandbox: SandboxId) {
         self.token_lines.ends.remove(&sandbox);
