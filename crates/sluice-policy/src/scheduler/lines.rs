@@ -6,11 +6,18 @@
 //!   function's estimated service time for the invocation running and for each one already in
 //!   the line. A function's cold start is measured on each new sandbox, from its creation to the
 //!   end of its first invocation less that invocation's execution (EWMA).
+//! - and, while at least half the devices run nothing, when the waits its invocations were
+//!   expected to spend in lines since its last cold start, this one's included, stay under a
+//!   cold start: a line that keeps forming costs its calls more than a second sandbox would (ski
+//!   rental, as for co-running in `spread`). With most devices busy only each wait counts:
+//!   tokens, not sandboxes, are then what invocations wait for. Waits older than the keep-alive
+//!   TTL are forgotten.
 //! - Under a policy that batches (`batch`, see
 //!   [`QueuePolicy::batches_in_one_sandbox`](crate::queue::QueuePolicy::batches_in_one_sandbox))
 //!   a batch runs in one sandbox, as the MQFQ-Sticky authors' batching does: its invocations
 //!   wait even before the function's first cold start is measured, and a batch spills to a
-//!   second sandbox only once its line holds more than a cold start's worth of work.
+//!   second sandbox only once its line holds more than a cold start's worth of work (or its
+//!   waits add up to one, as above).
 //! - Otherwise only with `keepalive.wait_for_warm` on (the default), and nothing waits before
 //!   the function's first cold start is measured and [`MIN_RUNS`] of its invocations finished
 //!   (one execution is not an estimate to hold an invocation back on).
@@ -47,6 +54,9 @@ pub(super) struct Lines {
     born: IdMap<SandboxId, Time>,
     /// Per function, the average measured cold start, µs.
     cold_us: DenseMap<FunctionId, f64>,
+    /// Per function, the waits (µs) its invocations were expected to spend in lines since its
+    /// last cold start, and when the latest joined.
+    waited: DenseMap<FunctionId, (f64, Time)>,
     /// Per function, finished invocations (saturating).
     runs: DenseMap<FunctionId, u32>,
 }
@@ -100,6 +110,23 @@ impl Scheduler {
         let wait = rest_of_start + est * (1 + line_len(&sb)) as f64;
         if wait >= cold {
             return false;
+        }
+        // What the function's invocations already waited since its last cold start counts too:
+        // once the waits add up to a cold start, that start buys a sandbox for all later ones.
+        // Only while most devices idle: with most busy, tokens are what invocations wait for,
+        // and another sandbox would mostly add memory and co-running.
+        if self.mostly_idle() {
+            let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
+            let paid = self
+                .lines
+                .waited
+                .get(&f)
+                .filter(|&&(_, at)| now.since(at) <= ttl)
+                .map_or(0.0, |&(us, _)| us);
+            if paid + wait >= cold {
+                return false;
+            }
+            self.lines.waited.insert(f, (paid + wait, now));
         }
         self.lines.lines.entry(sb).or_default().push_back(inv);
         true
@@ -163,6 +190,7 @@ impl Scheduler {
         }
         if cold {
             self.lines.born.insert(sandbox, now);
+            self.lines.waited.remove(&func);
         }
         self.expect_end(func, sandbox, cold, now);
     }

@@ -428,3 +428,48 @@ fn a_burst_of_a_new_function_waits_for_a_starting_sandbox_only_when_that_is_soon
         (InvocationId(2), first[0].sandbox, false)
     );
 }
+
+#[test]
+fn waits_in_line_add_up_to_a_cold_start_that_buys_a_second_sandbox() {
+    // Four devices, so that the others stay idle while f's sandbox is busy.
+    let mut s = sched("fcfs", 4, 1000);
+    let f = FunctionId(0);
+    // f: a 3 s cold start and 1 s of work, measured over two runs (a line needs two).
+    s.submit(InvocationId(0), f, ms(0));
+    let first = poll(&mut s, ms(0)).remove(0);
+    s.sandbox_ready(first.sandbox);
+    s.finished(first.sandbox, f, Dur::from_millis(1_000), ms(4_000));
+    s.submit(InvocationId(1), f, ms(4_500));
+    let warm = poll(&mut s, ms(4_500)).remove(0);
+    s.finished(warm.sandbox, f, Dur::from_millis(1_000), ms(5_500));
+    s.submit(InvocationId(2), f, ms(5_500));
+    let mut running = poll(&mut s, ms(5_500)).remove(0);
+    assert!(!running.cold);
+    let cold = s.cold_start_estimate(f).unwrap();
+    // Calls keep arriving while the one before runs: each alone is better off in line (its wait,
+    // about 1 s, is under the 3 s cold start), but once the waits add up to a cold start the
+    // next call starts a second sandbox.
+    let (mut t, mut waited, mut joined) = (5_500u64, Dur::ZERO, 0);
+    let second = loop {
+        s.submit(InvocationId(10 + joined), f, ms(t + 1));
+        let est = s.estimate(f);
+        let st = poll(&mut s, ms(t + 1));
+        if let Some(x) = st.into_iter().next() {
+            break x;
+        }
+        assert_eq!(s.in_lines(), 1, "call {joined} waits in line");
+        assert!(waited + est < cold, "no wait past a cold start's worth");
+        waited += est;
+        joined += 1;
+        assert!(joined < 20, "the waits never bought a sandbox");
+        t += 1_000;
+        s.finished(running.sandbox, f, Dur::from_millis(1_000), ms(t));
+        running = poll(&mut s, ms(t)).remove(0);
+        assert_eq!(
+            running.sandbox, first.sandbox,
+            "the line runs in f's sandbox"
+        );
+    };
+    assert!(joined >= 2, "a few calls wait first ({joined})");
+    assert!(second.cold && second.sandbox != first.sandbox);
+}

@@ -40,14 +40,13 @@ impl Scheduler {
         let Some(cold) = self.settled_cold_start(func) else {
             return gpu;
         };
+        if !self.mostly_idle() {
+            return gpu;
+        }
         let (slots, pool) = (&self.slots, &self.pool);
         let idle = |g: &GpuId| {
             slots.in_use(*g) == 0 && slots.has_free(*g) && super::placing::startable(pool, func, *g)
         };
-        let n = slots.gpus();
-        if 2 * (0..n).filter(|&g| idle(&GpuId(g as u16))).count() < n {
-            return gpu;
-        }
         let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
         let est = self.estimator.estimate(func);
         // The time it co-runs: its own service, or less when what runs there ends sooner.
@@ -71,5 +70,15 @@ impl Scheduler {
             popular: true,
         };
         self.placement.choose(&req).map_or(gpu, |c| c.bin)
+    }
+
+    /// Whether at least half the devices run nothing: a second sandbox of a function would
+    /// then run alone rather than beside other work.
+    pub(super) fn mostly_idle(&self) -> bool {
+        let n = self.slots.gpus();
+        let idle = (0..n)
+            .filter(|&g| self.slots.in_use(GpuId(g as u16)) == 0)
+            .count();
+        2 * idle >= n
     }
 }
