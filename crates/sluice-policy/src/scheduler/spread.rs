@@ -9,12 +9,13 @@
 //! runs something, taken while at least half the devices run nothing (with fewer idle, a new
 //! sandbox would soon co-run too, and cost memory others need), adds the time it is expected to
 //! co-run to its debt: its estimated service time, or less when everything that runs there is
-//! expected to end sooner (a long function beside short calls co-runs only for their rest). That
-//! is an estimate of what co-running costs (its own execution stretched and the other's); once
-//! the debt reaches the function's measured cold start, the start goes instead to an idle device
-//! (the first clockwise from its home) and the debt is cleared, as in ski rental: the rent paid
-//! so far buys the second sandbox. Later starts find that sandbox idle on a device within its
-//! bound and prefer it. A debt untouched for the keep-alive TTL is forgotten (the sandbox it
+//! expected to end sooner (a long function beside short calls co-runs only for their rest; a
+//! call past its expected end may run on for any time, so beside one the whole service counts).
+//! That is an estimate of what co-running costs (its own execution stretched and the other's);
+//! once the debt reaches the function's measured cold start, the start goes instead to an idle
+//! device (the first clockwise from its home) and the debt is cleared, as in ski rental: the rent
+//! paid so far buys the second sandbox. Later starts find that sandbox idle on a device within
+//! its bound and prefer it. A debt untouched for the keep-alive TTL is forgotten (the sandbox it
 //! would buy would not be kept that long between uses).
 
 use super::Scheduler;

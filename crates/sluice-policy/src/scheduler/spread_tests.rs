@@ -199,3 +199,36 @@ fn co_running_beside_shorter_work_costs_only_the_overlap() {
         poll(&mut s, t);
     }
 }
+
+#[test]
+fn co_running_beside_work_past_its_expected_end_costs_the_whole_service() {
+    const SHORT: u64 = 10;
+    let (a, b) = colliding();
+    let mut s = sched();
+    let (_, mut t) = run_one(&mut s, a, 0, ms(0));
+    (_, t) = run_one(&mut s, a, 1, t);
+    for i in 0..6 {
+        (_, t) = run_for(&mut s, b, 2 + i, t, SHORT);
+    }
+    let shared = home(a.0);
+    // b starts a call expected to take about SHORT ms that goes on and on.
+    s.submit(InvocationId(50), b, t);
+    let hung = poll(&mut s, t).remove(0);
+    assert_eq!(hung.gpu, shared);
+    t += Dur::from_millis(100);
+    // a co-runs beside it, each time for its whole service: how long b still runs is unknown.
+    let mut co_runs = 0;
+    let moved = loop {
+        let (st, end) = run_one(&mut s, a, 100 + co_runs, t);
+        t = end;
+        if st.gpu != shared {
+            break st;
+        }
+        co_runs += 1;
+        assert!(co_runs < 30, "a never left the device b holds");
+    };
+    assert!(
+        moved.cold,
+        "a paid for a sandbox on an idle device after {co_runs} co-runs"
+    );
+}

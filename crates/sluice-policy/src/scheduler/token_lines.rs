@@ -72,14 +72,20 @@ impl Scheduler {
     }
 
     /// How long the longest of the invocations running on `gpu` is expected to go on from
-    /// `now` (zero for one past its expected end); `None` when none there has an expected end.
+    /// `now`; `None` when none there has an expected end, or one has outrun it (how much longer
+    /// it runs is then unknown).
     pub(super) fn longest_rest_on(&self, gpu: GpuId, now: Time) -> Option<Dur> {
-        self.token_lines
-            .ends
-            .iter()
-            .filter(|(sb, _)| self.pool.get(**sb).is_some_and(|s| s.gpu == gpu))
-            .map(|(_, &end)| end.since(now))
-            .max()
+        let mut longest: Option<Dur> = None;
+        for (&sb, &end) in self.token_lines.ends.iter() {
+            if self.pool.get(sb).is_none_or(|s| s.gpu != gpu) {
+                continue;
+            }
+            if end <= now {
+                return None;
+            }
+            longest = longest.max(Some(end.since(now)));
+        }
+        longest
     }
 
     /// `sandbox` runs nothing any more (idle, failed or gone).
