@@ -156,18 +156,25 @@ fn a_function_co_runs_for_good_when_most_devices_are_busy() {
     }
 }
 
+/// Execution of `b` in the overlap tests (ms).
+const SHORT: u64 = 10;
+
+/// `a`'s cold start measured and its warm sandbox idle at home; `b`, with the same home, ran
+/// six calls of [`SHORT`] ms (its cold start and service time measured). Returns the time.
+fn a_warm_and_b_short(s: &mut Scheduler, a: FunctionId, b: FunctionId) -> Time {
+    let (_, mut t) = run_one(s, a, 0, ms(0));
+    (_, t) = run_one(s, a, 1, t);
+    for i in 0..6 {
+        (_, t) = run_for(s, b, 2 + i, t, SHORT);
+    }
+    t
+}
+
 #[test]
 fn co_running_beside_shorter_work_costs_only_the_overlap() {
-    const SHORT: u64 = 10;
     let (a, b) = colliding();
     let mut s = sched();
-    // a: its cold start measured, its warm sandbox idle at home; b, with the same home: short
-    // calls, its cold start and service time measured.
-    let (_, mut t) = run_one(&mut s, a, 0, ms(0));
-    (_, t) = run_one(&mut s, a, 1, t);
-    for i in 0..6 {
-        (_, t) = run_for(&mut s, b, 2 + i, t, SHORT);
-    }
+    let mut t = a_warm_and_b_short(&mut s, a, b);
     assert!(
         s.estimate(b) < Dur::from_millis(3 * SHORT),
         "b is known to be short"
@@ -202,14 +209,9 @@ fn co_running_beside_shorter_work_costs_only_the_overlap() {
 
 #[test]
 fn co_running_beside_work_past_its_expected_end_costs_the_whole_service() {
-    const SHORT: u64 = 10;
     let (a, b) = colliding();
     let mut s = sched();
-    let (_, mut t) = run_one(&mut s, a, 0, ms(0));
-    (_, t) = run_one(&mut s, a, 1, t);
-    for i in 0..6 {
-        (_, t) = run_for(&mut s, b, 2 + i, t, SHORT);
-    }
+    let mut t = a_warm_and_b_short(&mut s, a, b);
     let shared = home(a.0);
     // b starts a call expected to take about SHORT ms that goes on and on.
     s.submit(InvocationId(50), b, t);
