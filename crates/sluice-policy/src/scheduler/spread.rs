@@ -73,12 +73,14 @@ impl Scheduler {
         self.placement.choose(&req).map_or(gpu, |c| c.bin)
     }
 
-    /// Whether at least half the devices run nothing: a second sandbox of a function would
-    /// then run alone rather than beside other work.
+    /// Whether at least half the devices run nothing and have a free token (they pass the
+    /// utilisation gate): a second sandbox of a function would then run alone rather than beside
+    /// other work.
     pub(super) fn mostly_idle(&self) -> bool {
         let n = self.slots.gpus();
         let idle = (0..n)
-            .filter(|&g| self.slots.in_use(GpuId(g as u16)) == 0)
+            .map(|g| GpuId(g as u16))
+            .filter(|&g| self.slots.in_use(g) == 0 && self.slots.has_free(g))
             .count();
         2 * idle >= n
     }
