@@ -125,7 +125,6 @@ fn an_image_function_is_imported_run_held_survives_a_restart_and_is_collected() 
     // Restart: the functions run again from the store, references rebuilt.
     assert!(w.term(Duration::from_secs(20)), "clean stop");
     let dir = w.dir.clone();
-    std::mem::forget(w);
     let w = Worker::start_in(dir, &["[images]", "max_upload_bytes = 67108864"]);
     let (s, b, _) = http(&w, "POST", "/v1/functions/noop-img/invoke", Some("{}"));
     assert_eq!(s, 200, "after a restart: {b}\n{}", w.log());

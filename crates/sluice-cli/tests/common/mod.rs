@@ -26,6 +26,25 @@ pub struct Worker {
     pub addr: SocketAddr,
     pub dir: PathBuf,
     pub token: Option<String>,
+    /// Whether this handle started a process in `dir` (not a `clone_addr`): see [`DIR_USERS`].
+    uses_dir: bool,
+}
+
+/// How many started workers (running, killed or stopped) use each directory. Restart tests
+/// start a second worker in the first one's directory while the first handle lives on, so the
+/// directory is removed when the last of them is dropped, not when the first one is.
+static DIR_USERS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn dir_users(dir: &Path, change: impl FnOnce(&mut usize)) -> usize {
+    let mut users = DIR_USERS.lock().unwrap_or_else(|e| e.into_inner());
+    let n = users.entry(dir.to_path_buf()).or_insert(0);
+    change(n);
+    let left = *n;
+    if left == 0 {
+        users.remove(dir);
+    }
+    left
 }
 
 /// A worker that did not come up: why, its log, and its directory (left in place).
@@ -107,11 +126,13 @@ impl Worker {
             .stderr(log)
             .spawn()
             .expect("start the worker");
+        dir_users(&dir, |n| *n += 1);
         let mut w = Worker {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
             token,
+            uses_dir: true,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -131,7 +152,10 @@ impl Worker {
         Err(w.refused("no answer within 30 s".into()))
     }
 
-    fn refused(&self, why: String) -> Refused {
+    /// What a worker that did not come up leaves: its directory stays (the caller removes it).
+    fn refused(mut self, why: String) -> Refused {
+        dir_users(&self.dir, |n| *n = n.saturating_sub(1));
+        self.uses_dir = false;
         Refused {
             why,
             log: self.log(),
@@ -145,6 +169,7 @@ impl Worker {
             addr: self.addr,
             dir: self.dir.clone(),
             token: self.token.clone(),
+            uses_dir: false,
         }
     }
 
@@ -206,8 +231,8 @@ fn bound_address(data: &Path, log: &Path, log_start: u64) -> Option<SocketAddr> 
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.kill9();
+        self.kill9();
+        if self.uses_dir && dir_users(&self.dir, |n| *n = n.saturating_sub(1)) == 0 {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
