@@ -12,7 +12,8 @@
 # a copy of a Python function that sleeps for the trace's GPU time (so 2N tokens fit on a 2-core
 # host) and declares --fn-mb MiB of GPU memory; the placement policy spreads them over the
 # devices and the memory policy moves their memory, so the comparison adds cold starts and bytes
-# moved (the worker's sluice_memory_moved_bytes counters) against the simulator's, with its copy cost
+# moved (the worker's sluice_memory_moved_bytes counters; its cold starts are the calls that started
+# cold plus the sandboxes it bought ahead, sluice_sandboxes_bought) against the simulator's, with its copy cost
 # and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and each of its
 # cold starts drawn from those the live run measured (`device.cold_start_samples_ms`), each call
 # as much longer than the trace's time as the live calls were (`device.exec_overhead_ms`); the
@@ -156,10 +157,16 @@ sim = {k: mean_of([r[k] for r in runs]) for k in ("completed", "jain_fairness", 
 for k in ("latency_ms", "queue_ms"):
     sim[k] = {q: mean_of([r[k][q] for r in runs]) for q in runs[0][k]}
 moved = {"to_device": 0, "to_host": 0}
+bought = 0
 for line in open(sys.argv[2]):
     m = re.match(r'sluice_memory_moved_bytes_total\{name="(to_device|to_host)"\} ([0-9.e+]+)', line)
     if m:
         moved[m.group(1)] = int(float(m.group(2)))
+    # The simulator counts every sandbox started, also those bought ahead with no call waiting.
+    m = re.match(r'sluice_sandboxes_bought_total ([0-9.e+]+)', line)
+    if m:
+        bought = int(float(m.group(1)))
+        live["cold_starts"] += bought
 live["bytes_to_device"], live["bytes_to_host"] = moved["to_device"], moved["to_host"]
 util, gpus, out, cold, overhead = sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 rows = [("completed", "completed"), ("mean ms", ("latency_ms", "mean")), ("p50 ms", ("latency_ms", "p50")),
@@ -189,6 +196,8 @@ if len(runs) > 1:
         inside = sum(v <= a for v in vals)
         lines.append(f"Simulated {name} over the {len(runs)} runs: {vals[0]:.3f}–{vals[-1]:.3f} "
                      f"(the live figure {a:.3f} is above {inside} of them)")
+lines.append("")
+lines.append(f"Live cold starts: {live['cold_starts'] - bought} calls started cold, {bought} sandboxes bought ahead.")
 text = "\n".join(lines) + "\n"
 open(out, "w").write(text)
 print(text)

@@ -198,3 +198,45 @@ fn a_cold_start_leaves_the_gpu_token_to_a_warm_call_and_waits_for_it_when_ready(
         "ready after 0.6 s, it ran only once the warm call gave the token back ({total} ms)"
     );
 }
+
+#[test]
+fn waits_in_line_that_add_up_to_a_cold_start_buy_a_sandbox_ahead() {
+    let _one = one_at_a_time();
+    // Four simulated GPUs, so that most idle while one sandbox of `line` is busy.
+    let w = Worker::start(&["[gpu]", "simulated_count = 4"]);
+    let mut spec = common::function("line", json!({"SLOW_START": "1.5"}));
+    spec["resources"]["gpu"] = json!(true);
+    let (s, body, _) = http(&w, "POST", "/v1/functions", Some(&spec.to_string()));
+    assert_eq!(s, 201, "{body}");
+    // Two calls measure its cold start (1.5 s and more) and its service time (0.25 s).
+    let call = r#"{"do":"sleep","seconds":0.25}"#;
+    for i in 0..2 {
+        let (s, body, _) = http(&w, "POST", "/v1/functions/line/invoke", Some(call));
+        assert_eq!(s, 200, "warm-up {i}: {body}");
+    }
+    // Calls every 100 ms: each waits in the sandbox's line (0.25 s, 0.5 s, ...: under a cold
+    // start), and once the waits add up to one a sandbox is bought ahead.
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let w = w.clone_addr();
+            let h = std::thread::spawn(move || {
+                http(&w, "POST", "/v1/functions/line/invoke", Some(call)).0
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            h
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    let (_, metrics, _) = http(&w, "GET", "/metrics", None);
+    let bought: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_sandboxes_bought_total "))
+        .unwrap_or_else(|| panic!("no sluice_sandboxes_bought_total in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(bought >= 1.0, "no sandbox bought ahead\n{}", w.log());
+    assert!(!w.log().contains("failed to start"), "{}", w.log());
+}

@@ -18,8 +18,10 @@
 //! least-loaded device with a free token (for its warm preference), then chooses the device
 //! together with the function: placement (`placing`) sends it to a device that holds its warm
 //! sandbox or resident memory, else to its home, spilling only when the home is over its load
-//! bound; a function that keeps co-running on a busy device while most devices idle moves to an
-//! idle one once the time it lost reaches a cold start (`spread`). Lifecycle events live in
+//! bound. A function that keeps co-running on a busy device while most devices idle (`spread`),
+//! or whose calls keep waiting in a line (`lines`), buys a second sandbox once the time lost
+//! adds up to a cold start; the sandbox is created ahead, with no call waiting for it, while the
+//! call that tipped the balance runs as it would have (`ahead`). Lifecycle events live in
 //! `lifecycle`, the vocabulary in `types`.
 //!
 //! No invocation blocks others: one that can never be placed (its sandbox needs more device
@@ -32,6 +34,7 @@
 //! queued for admission and can be cancelled there.
 
 mod admission;
+mod ahead;
 mod creating;
 mod lifecycle;
 mod lines;
@@ -40,7 +43,9 @@ mod spread;
 mod token_lines;
 mod types;
 
-pub use types::{Action, ConfigError, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start};
+pub use types::{
+    Action, ConfigError, Create, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start,
+};
 
 use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
@@ -99,6 +104,8 @@ pub struct Scheduler {
     cancelled: IdSet<InvocationId>,
     /// Per function, its co-running debt (`spread`).
     corun: DenseMap<FunctionId, spread::Debt>,
+    /// Per function, the sandbox bought ahead for it that is still being created (`ahead`).
+    ahead: DenseMap<FunctionId, SandboxId>,
 }
 
 impl Scheduler {
@@ -122,6 +129,7 @@ impl Scheduler {
             waiting: IdMap::default(),
             cancelled: IdSet::default(),
             corun: DenseMap::default(),
+            ahead: DenseMap::default(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -240,11 +248,11 @@ impl Scheduler {
                 aside.push(inv);
                 continue;
             }
-            if self.join_line(inv, now) || self.join_token_line(inv, now) {
+            if self.join_line(inv, now, out) || self.join_token_line(inv, now) {
                 continue;
             }
             let gpu = self.device_for(inv.func, candidate);
-            let gpu = self.spread(inv.func, gpu, now);
+            let gpu = self.spread(inv.func, gpu, now, out);
             if !self.take_token(gpu) {
                 aside.push(inv);
                 blocked.push(inv.func);

@@ -53,12 +53,17 @@ impl Scheduler {
         if self.take_token(gpu) {
             return true;
         }
+        self.wait_for_token(sandbox, gpu, inv);
+        false
+    }
+
+    /// `inv` waits in `gpu`'s ready line for a token to run in `sandbox`, which is ready.
+    pub(super) fn wait_for_token(&mut self, sandbox: SandboxId, gpu: GpuId, inv: Invocation) {
         let ready = &mut self.creating.ready;
         if ready.len() <= gpu.index() {
             ready.resize_with(gpu.index() + 1, VecDeque::new);
         }
         ready[gpu.index()].push_back((sandbox, inv));
-        false
     }
 
     /// Starts the invocations of ready sandboxes on devices with a free token, first come

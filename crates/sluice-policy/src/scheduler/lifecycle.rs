@@ -111,15 +111,30 @@ impl Scheduler {
         Some((sb, gpu))
     }
 
-    /// A prewarmed sandbox finished starting: it joins the warm pool as idle.
+    /// A prewarmed sandbox, or one bought ahead, finished starting: the first call of the line
+    /// that formed behind a bought one starts there (`ahead`); otherwise it joins the warm pool
+    /// as idle.
     pub fn prewarm_done(&mut self, sandbox: SandboxId, now: Time) {
+        let bought = self.bought(sandbox);
         self.pool.started(sandbox);
+        if let Some(func) = bought {
+            if self.bought_ready(func, sandbox, now) {
+                return;
+            }
+        }
         self.pool.release(sandbox, now);
         self.memory.release(sandbox, now);
+        if let Some(func) = bought {
+            self.line_ended(func, sandbox, now);
+        }
     }
 
-    /// A sandbox that was never running an invocation (a failed prewarm) is forgotten.
-    pub fn forget_sandbox(&mut self, sandbox: SandboxId) {
+    /// A sandbox that was never running an invocation (a failed prewarm or purchase) is
+    /// forgotten; a line that formed behind a bought one goes back to the head of the queue.
+    pub fn forget_sandbox(&mut self, sandbox: SandboxId, now: Time) {
+        if let Some(func) = self.bought(sandbox) {
+            self.line_ended(func, sandbox, now);
+        }
         self.pool.remove(sandbox);
         self.memory.remove(sandbox);
     }

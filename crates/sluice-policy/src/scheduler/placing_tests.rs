@@ -1,7 +1,8 @@
 //! Device choice, sandbox lines (batches in one sandbox; waiting for a busy sandbox rather than
 //! cold-starting another) and the derived pool caps, through the scheduler.
 
-use super::test_support::{ms, poll, MB};
+use super::test_support::{ms, poll, poll_all, MB};
+use super::Create;
 use super::*;
 use crate::placement::{Key, PlacementParams};
 use proptest::prelude::*;
@@ -360,16 +361,23 @@ proptest! {
         let mut s = sched(policy, gpus, 1000);
         let mut now = Time::ZERO;
         let mut running: Vec<Start> = Vec::new();
+        // Sandboxes bought ahead, ready at the next step.
+        let mut buying: Vec<Create> = Vec::new();
         let mut started = 0usize;
         for (i, &(f, gap)) in arrivals.iter().enumerate() {
             now += Dur::from_millis(gap);
             s.submit(InvocationId(i as u64), FunctionId(f), now);
+            for c in buying.drain(..) {
+                s.prewarm_done(c.sandbox, now);
+            }
             if i % 2 == 0 && !running.is_empty() {
                 let st = running.remove(0);
                 if st.cold { s.sandbox_ready(st.sandbox); }
                 s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
             }
-            for st in poll(&mut s, now) {
+            let (new, bought) = poll_all(&mut s, now);
+            buying.extend(bought);
+            for st in new {
                 started += 1;
                 for g in 0..gpus {
                     prop_assert!(s.tokens_in_use(GpuId(g as u16)) <= 2);
@@ -377,16 +385,24 @@ proptest! {
                 running.push(st);
             }
         }
-        while !running.is_empty() || s.queued() > 0 || s.in_lines() > 0 {
+        while !running.is_empty() || !buying.is_empty() || s.queued() > 0 || s.in_lines() > 0 {
             now += Dur::from_millis(1);
+            let progress = !running.is_empty() || !buying.is_empty();
+            for c in buying.drain(..) {
+                s.prewarm_done(c.sandbox, now);
+            }
             if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                 if st.cold { s.sandbox_ready(st.sandbox); }
                 s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
             }
-            let new = poll(&mut s, now);
-            prop_assert!(!new.is_empty() || !running.is_empty() || (s.queued() == 0 && s.in_lines() == 0), "stalled");
+            let (new, bought) = poll_all(&mut s, now);
+            prop_assert!(
+                !new.is_empty() || progress || (s.queued() == 0 && s.in_lines() == 0),
+                "stalled"
+            );
             started += new.len();
             running.extend(new);
+            buying.extend(bought);
         }
         prop_assert_eq!(started, arrivals.len());
     }
@@ -429,12 +445,13 @@ fn a_burst_of_a_new_function_waits_for_a_starting_sandbox_only_when_that_is_soon
     );
 }
 
-#[test]
-fn waits_in_line_add_up_to_a_cold_start_that_buys_a_second_sandbox() {
-    // Four devices, so that the others stay idle while f's sandbox is busy.
+/// A line that keeps forming behind `f`'s one sandbox on four devices until its waits buy a
+/// second sandbox: `f` has a 3 s cold start and 1 s calls (measured over two runs; a line needs
+/// two). Returns the scheduler, `f`'s first start, the sandbox bought, the calls that waited
+/// before it was bought, and the time (ms) it was bought.
+fn line_until_bought() -> (Scheduler, Start, Create, u64, u64) {
     let mut s = sched("fcfs", 4, 1000);
     let f = FunctionId(0);
-    // f: a 3 s cold start and 1 s of work, measured over two runs (a line needs two).
     s.submit(InvocationId(0), f, ms(0));
     let first = poll(&mut s, ms(0)).remove(0);
     s.sandbox_ready(first.sandbox);
@@ -447,17 +464,19 @@ fn waits_in_line_add_up_to_a_cold_start_that_buys_a_second_sandbox() {
     assert!(!running.cold);
     let cold = s.cold_start_estimate(f).unwrap();
     // Calls keep arriving while the one before runs: each alone is better off in line (its wait,
-    // about 1 s, is under the 3 s cold start), but once the waits add up to a cold start the
-    // next call starts a second sandbox.
+    // about 1 s, is under the 3 s cold start), but once the waits add up to a cold start a second
+    // sandbox is bought ahead on an idle device, and the call that tipped the balance still
+    // waits in line (less than a cold start).
     let (mut t, mut waited, mut joined) = (5_500u64, Dur::ZERO, 0);
-    let second = loop {
+    let bought = loop {
         s.submit(InvocationId(10 + joined), f, ms(t + 1));
         let est = s.estimate(f);
-        let st = poll(&mut s, ms(t + 1));
-        if let Some(x) = st.into_iter().next() {
-            break x;
-        }
+        let (st, created) = poll_all(&mut s, ms(t + 1));
+        assert!(st.is_empty(), "call {joined} starts nothing cold");
         assert_eq!(s.in_lines(), 1, "call {joined} waits in line");
+        if let Some(c) = created.into_iter().next() {
+            break c;
+        }
         assert!(waited + est < cold, "no wait past a cold start's worth");
         waited += est;
         joined += 1;
@@ -470,6 +489,80 @@ fn waits_in_line_add_up_to_a_cold_start_that_buys_a_second_sandbox() {
             "the line runs in f's sandbox"
         );
     };
+    (s, first, bought, joined, t + 1)
+}
+
+#[test]
+fn waits_in_line_add_up_to_a_cold_start_that_buys_a_second_sandbox() {
+    let (mut s, first, bought, joined, t) = line_until_bought();
     assert!(joined >= 2, "a few calls wait first ({joined})");
-    assert!(second.cold && second.sandbox != first.sandbox);
+    assert_eq!(bought.func, first.inv.func);
+    assert!(bought.sandbox != first.sandbox && bought.gpu != first.gpu);
+    // Once it is ready, the next call runs there at once, warm, while the line drains.
+    s.prewarm_done(bought.sandbox, ms(t + 1));
+    s.submit(InvocationId(99), first.inv.func, ms(t + 2));
+    let next = poll(&mut s, ms(t + 2));
+    assert!(
+        next.len() == 1 && next[0].sandbox == bought.sandbox && !next[0].cold,
+        "{next:?}"
+    );
+}
+
+/// Right after the purchase (1 ms on) two calls come: the first waits behind the running
+/// sandbox (its line then holds 2 s of work), the second behind the bought one (ready in just
+/// under 3 s, the cold start; behind the running one it would wait 3 s). Neither starts a third
+/// sandbox. Returns the second.
+fn call_behind_the_purchase(s: &mut Scheduler, f: FunctionId, t: u64) -> InvocationId {
+    let before = s.in_lines();
+    for i in 0..2 {
+        s.submit(InvocationId(200 + i), f, ms(t + 1));
+        let (st, created) = poll_all(s, ms(t + 1));
+        assert!(
+            st.is_empty() && created.is_empty(),
+            "call {i}: {st:?} {created:?}"
+        );
+    }
+    assert_eq!(s.in_lines(), before + 2, "both wait in a line");
+    InvocationId(201)
+}
+
+#[test]
+fn a_call_waits_behind_a_sandbox_being_bought_and_starts_there_when_it_is_ready() {
+    let (mut s, first, bought, _, t) = line_until_bought();
+    let f = first.inv.func;
+    let behind = call_behind_the_purchase(&mut s, f, t);
+    // Ready: the first call of its line starts in it, warm, on its (idle) device.
+    s.prewarm_done(bought.sandbox, ms(t + 3_000));
+    let (st, _) = poll_all(&mut s, ms(t + 3_000));
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!(
+        (st[0].inv.id, st[0].sandbox, st[0].gpu, st[0].cold),
+        (behind, bought.sandbox, bought.gpu, false)
+    );
+    // Once it ends, the sandbox goes idle on its device and takes the next call there.
+    s.finished(bought.sandbox, f, Dur::from_millis(1_000), ms(t + 4_000));
+    poll(&mut s, ms(t + 4_000));
+    s.submit(InvocationId(300), f, ms(t + 4_001));
+    let next = poll(&mut s, ms(t + 4_001));
+    assert_eq!(
+        (next.len(), next[0].sandbox, next[0].cold),
+        (1, bought.sandbox, false)
+    );
+}
+
+#[test]
+fn a_purchase_that_fails_puts_its_line_back_in_the_queue() {
+    let (mut s, first, bought, _, t) = line_until_bought();
+    let f = first.inv.func;
+    let behind = call_behind_the_purchase(&mut s, f, t);
+    let lines = s.in_lines();
+    s.forget_sandbox(bought.sandbox, ms(t + 100));
+    assert!(s.pool().get(bought.sandbox).is_none());
+    // Its call is not lost: back at the head of the queue, it is placed again (now a cold
+    // start elsewhere: the running sandbox's line holds 2 s of work and more is not cheaper).
+    let (st, _) = poll_all(&mut s, ms(t + 100));
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!((st[0].inv.id, st[0].cold), (behind, true));
+    assert_ne!(st[0].sandbox, bought.sandbox);
+    assert_eq!(s.in_lines(), lines - 1);
 }

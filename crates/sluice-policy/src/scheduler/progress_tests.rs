@@ -303,7 +303,8 @@ fn ready(s: &mut Scheduler, st: Start, running: &mut Vec<Start>, parked: &mut BT
 }
 
 /// Polls once and records what ended: starts (to be run) and rejections (only of functions
-/// larger than the 300 MB devices). A warm start of a parked invocation resumes it.
+/// larger than the 300 MB devices). A warm start of a parked invocation resumes it; a sandbox
+/// bought ahead is ready at once.
 fn step(
     s: &mut Scheduler,
     now: Time,
@@ -332,6 +333,8 @@ fn step(
                     "ended twice"
                 );
             }
+            // A sandbox bought ahead: created at once (no invocation waits for it).
+            Action::Create(c) => s.prewarm_done(c.sandbox, now),
             Action::Move(_) | Action::Destroy(_) => {}
         }
     }

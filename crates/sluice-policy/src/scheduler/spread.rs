@@ -12,13 +12,17 @@
 //! expected to end sooner (a long function beside short calls co-runs only for their rest; a
 //! call past its expected end may run on for any time, so beside one the whole service counts).
 //! That is an estimate of what co-running costs (its own execution stretched and the other's);
-//! once the debt reaches the function's measured cold start, the start goes instead to an idle
-//! device (the first clockwise from its home) and the debt is cleared, as in ski rental: the rent
-//! paid so far buys the second sandbox. Later starts find that sandbox idle on a device within
-//! its bound and prefer it. A debt untouched for the keep-alive TTL is forgotten (the sandbox it
-//! would buy would not be kept that long between uses).
+//! once the debt reaches the function's measured cold start, the debt is cleared and a second
+//! sandbox is bought on an idle device (the first clockwise from its home), as in ski rental: the
+//! rent paid so far buys it. If the function already has a sandbox there, the start moves,
+//! warm; if it is warm where the start was going and co-running costs it less than a cold start,
+//! that start still runs there and the sandbox is created ahead, with no call waiting for it
+//! (`ahead`); otherwise (or when nothing can be bought now) the start itself goes to the idle
+//! device. Later starts find the new sandbox idle on a device within its bound and prefer it. A
+//! debt untouched for the keep-alive TTL is forgotten (the sandbox it would buy would not be kept
+//! that long between uses).
 
-use super::Scheduler;
+use super::{Action, Scheduler};
 use crate::placement::{Key, Request};
 use sluice_core::{Dur, FunctionId, GpuId, Time};
 
@@ -32,22 +36,25 @@ pub(super) struct Debt {
 }
 
 impl Scheduler {
-    /// The device for a start of `func` that placement sent to `gpu`: an idle device instead when
-    /// `func`'s co-running debt has reached its cold start (see the module documentation).
-    pub(super) fn spread(&mut self, func: FunctionId, gpu: GpuId, now: Time) -> GpuId {
+    /// The device for a start of `func` that placement sent to `gpu`: an idle device instead, or
+    /// `gpu` with a sandbox bought ahead on the idle device (in `out`), when `func`'s co-running
+    /// debt has reached its cold start (see the module documentation).
+    pub(super) fn spread(
+        &mut self,
+        func: FunctionId,
+        gpu: GpuId,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> GpuId {
         if self.slots.in_use(gpu) == 0 {
             return gpu;
         }
         let Some(cold) = self.settled_cold_start(func) else {
             return gpu;
         };
-        if !self.mostly_idle() {
+        if !self.mostly_idle() || self.buying(func) {
             return gpu;
         }
-        let (slots, pool) = (&self.slots, &self.pool);
-        let idle = |g: &GpuId| {
-            slots.in_use(*g) == 0 && slots.has_free(*g) && super::placing::startable(pool, func, *g)
-        };
         let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
         let est = self.estimator.estimate(func);
         // The time it co-runs: its own service, or less when what runs there ends sooner.
@@ -64,13 +71,29 @@ impl Scheduler {
             return gpu;
         }
         debt.us = 0;
+        let (slots, pool) = (&self.slots, &self.pool);
+        let idle = |g: &GpuId| {
+            slots.in_use(*g) == 0 && slots.has_free(*g) && super::placing::startable(pool, func, *g)
+        };
         let req = Request {
             key: Key::of_u64(u64::from(func.0)),
             hints: &[],
             usable: &idle,
             popular: true,
         };
-        self.placement.choose(&req).map_or(gpu, |c| c.bin)
+        let Some(to) = self.placement.choose(&req).map(|c| c.bin) else {
+            return gpu;
+        };
+        // A sandbox of the function there already: the start moves, warm. Otherwise, if it is
+        // warm where it was going and co-running there costs it less than a cold start, it
+        // co-runs once more while a sandbox is bought ahead on the idle device; else it starts
+        // that sandbox itself.
+        let warm =
+            |g: GpuId| self.pool.has_spare(func, g) || self.pool.idle_on(func, g).next().is_some();
+        if !warm(to) && warm(gpu) && overlap < cold && self.buy_ahead(func, to, now, out) {
+            return gpu;
+        }
+        to
     }
 
     /// Whether at least half the devices run nothing and have a free token (they pass the

@@ -1,7 +1,7 @@
 //! Co-running debt (`spread`): a function that keeps co-running on a busy device while other
 //! devices idle pays for one cold start on an idle device, and not otherwise.
 
-use super::test_support::{ms, poll, MB};
+use super::test_support::{ms, poll, poll_all, MB};
 use super::*;
 use crate::placement::{Key, PlacementParams};
 
@@ -46,10 +46,23 @@ fn run_one(s: &mut Scheduler, f: FunctionId, id: u64, at: Time) -> (Start, Time)
     run_for(s, f, id, at, EXEC)
 }
 
-/// [`run_one`] with an execution of `exec` ms.
+/// [`run_one`] with an execution of `exec` ms; nothing is bought ahead.
 fn run_for(s: &mut Scheduler, f: FunctionId, id: u64, at: Time, exec: u64) -> (Start, Time) {
+    let (st, bought, t) = run_buying(s, f, id, at, exec);
+    assert!(bought.is_empty(), "invocation {id} bought {bought:?}");
+    (st, t)
+}
+
+/// [`run_for`], also returning the sandboxes bought ahead when it started (not yet ready).
+fn run_buying(
+    s: &mut Scheduler,
+    f: FunctionId,
+    id: u64,
+    at: Time,
+    exec: u64,
+) -> (Start, Vec<Create>, Time) {
     s.submit(InvocationId(id), f, at);
-    let st = poll(s, at);
+    let (st, bought) = poll_all(s, at);
     assert_eq!(st.len(), 1, "invocation {id} starts at once");
     let st = st.into_iter().next().unwrap();
     let mut t = at;
@@ -61,7 +74,7 @@ fn run_for(s: &mut Scheduler, f: FunctionId, id: u64, at: Time, exec: u64) -> (S
     t += Dur::from_millis(exec);
     s.finished(st.sandbox, f, Dur::from_millis(exec), t);
     poll(s, t);
-    (st, t)
+    (st, bought, t)
 }
 
 /// `a` runs twice alone on its home (its cold start measured, its sandbox left idle there), then
@@ -85,38 +98,50 @@ fn a_warm_at_home_beside_b(s: &mut Scheduler, a: FunctionId, b: FunctionId) -> T
 }
 
 #[test]
-fn a_function_co_running_beside_idle_devices_moves_once_the_cost_reaches_a_cold_start() {
+fn a_function_co_running_beside_idle_devices_buys_a_sandbox_once_the_cost_reaches_a_cold_start() {
     let (a, b) = colliding();
     let mut s = sched();
     let mut t = a_warm_at_home_beside_b(&mut s, a, b);
     let shared = home(a.0);
     // The debt: a's service-time estimate at each start beside b.
     let (mut debt, mut co_runs) = (Dur::ZERO, 0);
-    let moved = loop {
+    let bought = loop {
         let est = s.estimate(a);
-        let (st, end) = run_one(&mut s, a, 10 + co_runs, t);
-        t = end;
+        let (st, bought, end) = run_buying(&mut s, a, 10 + co_runs, t, EXEC);
         debt += est;
-        if st.gpu != shared {
-            break st;
+        assert_eq!(
+            (st.gpu, st.cold),
+            (shared, false),
+            "co-running beside b uses a's warm sandbox, also the start that buys"
+        );
+        if let Some(&c) = bought.first() {
+            assert_eq!(bought.len(), 1);
+            break c;
         }
-        assert!(!st.cold, "co-running beside b uses a's warm sandbox");
+        t = end;
         assert!(
             debt < Dur::from_millis(COLD),
-            "a moves once a cold start's worth is paid"
+            "a buys once a cold start's worth is paid"
         );
         co_runs += 1;
         assert!(co_runs < 30, "a never left the device it shares with b");
     };
     assert!(debt >= Dur::from_millis(COLD), "not before");
     assert!(co_runs >= 5, "estimates near {EXEC} ms: {co_runs} co-runs");
-    assert!(moved.cold, "the move pays one cold start");
-    assert_eq!(s.tokens_in_use(moved.gpu), 0, "on a device that was idle");
-    // From then on a starts warm on the idle device, not beside b.
+    assert_eq!(bought.func, a);
+    assert_ne!(bought.gpu, shared);
+    assert_eq!(s.tokens_in_use(bought.gpu), 0, "on a device that was idle");
+    // Once the bought sandbox is ready, a starts warm there, not beside b.
+    t += Dur::from_millis(COLD);
+    s.prewarm_done(bought.sandbox, t);
+    poll(&mut s, t);
     for i in 0..5 {
         let (st, end) = run_one(&mut s, a, 100 + i, t);
         t = end;
-        assert_eq!((st.gpu, st.cold), (moved.gpu, false));
+        assert_eq!(
+            (st.gpu, st.sandbox, st.cold),
+            (bought.gpu, bought.sandbox, false)
+        );
     }
 }
 
@@ -220,17 +245,21 @@ fn co_running_beside_work_past_its_expected_end_costs_the_whole_service() {
     t += Dur::from_millis(100);
     // a co-runs beside it, each time for its whole service: how long b still runs is unknown.
     let mut co_runs = 0;
-    let moved = loop {
-        let (st, end) = run_one(&mut s, a, 100 + co_runs, t);
+    let bought = loop {
+        let (st, bought, end) = run_buying(&mut s, a, 100 + co_runs, t, EXEC);
         t = end;
-        if st.gpu != shared {
-            break st;
+        assert_eq!((st.gpu, st.cold), (shared, false), "a co-runs warm");
+        if let Some(&c) = bought.first() {
+            break c;
         }
         co_runs += 1;
-        assert!(co_runs < 30, "a never left the device b holds");
+        assert!(
+            co_runs < 30,
+            "a never bought a sandbox off the device b holds"
+        );
     };
     assert!(
-        moved.cold,
+        bought.gpu != shared && co_runs <= COLD / EXEC,
         "a paid for a sandbox on an idle device after {co_runs} co-runs"
     );
 }

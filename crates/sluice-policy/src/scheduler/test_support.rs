@@ -1,6 +1,7 @@
-//! Helpers the scheduler's test modules share: megabytes, milliseconds, and the starts of a poll.
+//! Helpers the scheduler's test modules share: megabytes, milliseconds, and the starts and
+//! creations of a poll.
 
-use super::{Action, Scheduler, Start};
+use super::{Action, Create, Scheduler, Start};
 use sluice_core::Time;
 
 /// One mebibyte.
@@ -21,4 +22,19 @@ pub(super) fn poll(s: &mut Scheduler, now: Time) -> Vec<Start> {
             _ => None,
         })
         .collect()
+}
+
+/// Polls `s` at `now` and keeps the starts and the sandboxes bought ahead it decided.
+pub(super) fn poll_all(s: &mut Scheduler, now: Time) -> (Vec<Start>, Vec<Create>) {
+    let mut out = Vec::new();
+    s.poll(now, &mut out);
+    let (mut starts, mut creates) = (Vec::new(), Vec::new());
+    for a in out {
+        match a {
+            Action::Start(st) => starts.push(st),
+            Action::Create(c) => creates.push(c),
+            Action::Move(_) | Action::Destroy(_) | Action::Reject(_) => {}
+        }
+    }
+    (starts, creates)
 }

@@ -8,7 +8,7 @@ use crate::placement::PlacementParams;
 use crate::queue::{self, QueueParams};
 use crate::slots::SlotParams;
 use serde::{Deserialize, Serialize};
-use sluice_core::{Dur, GpuId, Invocation, SandboxId};
+use sluice_core::{Dur, FunctionId, GpuId, Invocation, SandboxId};
 
 /// Everything that configures a [`Scheduler`](super::Scheduler).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,4 +139,21 @@ pub enum Action {
     Destroy(SandboxId),
     /// Fail an invocation that can never be placed.
     Reject(Reject),
+    /// Create a sandbox that no invocation waits for (see [`Create`]).
+    Create(Create),
+}
+
+/// A sandbox bought ahead of the invocations that will use it: the engine creates it and then
+/// calls [`Scheduler::prewarm_done`](super::Scheduler::prewarm_done), or
+/// [`Scheduler::forget_sandbox`](super::Scheduler::forget_sandbox) if it could not be created.
+/// Its memory is already counted on `gpu`; the moves that made room for it come as
+/// [`Action::Move`]s before it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Create {
+    /// The function whose sandbox it is.
+    pub func: FunctionId,
+    /// The new sandbox.
+    pub sandbox: SandboxId,
+    /// Its device.
+    pub gpu: GpuId,
 }

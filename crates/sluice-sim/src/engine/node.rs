@@ -14,7 +14,7 @@ use sluice_policy::admission::{decide, Admission};
 use sluice_policy::idmap::IdMap;
 use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{
-    Action, ConfigError, FunctionInfo, Scheduler, SchedulerConfig, Start,
+    Action, ConfigError, Create, FunctionInfo, Scheduler, SchedulerConfig, Start,
 };
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,6 +30,8 @@ enum Event {
     Completion { gpu: u16, version: u64 },
     /// A scheduler timer is due.
     Timer,
+    /// A sandbox bought ahead ([`Action::Create`]) is ready.
+    Created(SandboxId),
 }
 
 #[derive(Clone, Debug)]
@@ -247,6 +249,7 @@ impl<'a> Node<'a> {
                     self.timer_at = None;
                 }
             }
+            Event::Created(sb) => self.sched.prewarm_done(sb, now),
         }
     }
 
@@ -273,6 +276,7 @@ impl<'a> Node<'a> {
                     }
                     // Fits no device: refused, as the worker answers it.
                     Action::Reject(_) => self.rejected += 1,
+                    Action::Create(c) => self.create(c, now),
                 }
             }
         }
@@ -284,6 +288,14 @@ impl<'a> Node<'a> {
                 self.push(t, Event::Timer);
             }
         }
+    }
+
+    /// Creates a sandbox bought ahead: a cold start (counted as one) that no invocation waits for.
+    fn create(&mut self, c: Create, now: Time) {
+        self.cold_starts += 1;
+        let profile = &self.functions[self.global[c.func.index()].index()];
+        let ready = now + self.model.cold_start(profile.cold_start, c.sandbox);
+        self.push(ready, Event::Created(c.sandbox));
     }
 
     /// Queues a memory move on its device's copy channel; returns when it completes.

@@ -1,7 +1,7 @@
 use super::*;
 use crate::device::DeviceKind;
 use crate::workload::{Arrival, FunctionProfile};
-use sluice_core::FunctionId;
+use sluice_core::{FunctionId, GpuId};
 
 fn profile(name: &str, warm_ms: u64, cold_ms: u64, mem_mb: u64) -> FunctionProfile {
     FunctionProfile {
@@ -168,4 +168,33 @@ fn cpu_devices_use_cpu_times_and_move_no_memory() {
     let r = run_it(&w, "fcfs", &model);
     assert_eq!(r.records[0].latency(), Dur::from_millis(500));
     assert_eq!(r.bytes_to_device + r.bytes_to_host, 0);
+}
+
+#[test]
+fn a_sandbox_bought_ahead_is_a_cold_start_no_call_waits_for() {
+    // One function, 1 s calls, a 3 s cold start, on four devices that otherwise idle. Two calls
+    // measure it; then a call every 600 ms: one sandbox cannot keep up, each call alone is better
+    // off in its line (about 1 s) than cold-starting (3 s), and once the waits add up to a cold
+    // start a second sandbox is bought ahead. No call cold-starts after the first: the calls
+    // whose wait would reach a cold start line up behind the sandbox being bought instead.
+    let mut arrivals = vec![(0, 0), (4_500, 0)];
+    arrivals.extend((0..20).map(|i| (6_000 + 600 * i, 0)));
+    let w = workload(vec![profile("a", 1_000, 3_000, 100)], &arrivals);
+    let model = DeviceModel {
+        concurrency_slowdown: 0.0,
+        ..DeviceModel::default()
+    };
+    let r = run(&w, &cfg("fcfs"), &model, 4, &mut |_| {}).unwrap();
+    let cold: Vec<u64> = r.records.iter().filter(|x| x.cold).map(|x| x.id).collect();
+    assert_eq!(cold, vec![0], "only the first call waits for a cold start");
+    assert!(
+        r.cold_starts >= 2,
+        "sandboxes bought ahead count as cold starts"
+    );
+    let gpus: std::collections::BTreeSet<GpuId> = r.records.iter().map(|x| x.gpu).collect();
+    assert!(gpus.len() >= 2, "later calls run in the bought sandboxes");
+    // Without a line behind the sandbox being bought, calls 8 and 9 each started their own
+    // (3 s) after waiting 1 s: 4 s, as long as the first call's cold start and run.
+    let worst = r.records[1..].iter().map(|x| x.latency()).max().unwrap();
+    assert!(worst < Dur::from_millis(3_500), "{worst:?}");
 }

@@ -1,6 +1,6 @@
 //! Carrying out the scheduler's actions: start an invocation (creating its sandbox on a cold
-//! start, or sending it to a sandbox that already runs others of its function), move memory,
-//! destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
+//! start, or sending it to a sandbox that already runs others of its function), create a sandbox
+//! bought ahead, move memory, destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
 //! invocation running in it then fails as crashed. A warm sandbox whose process exited while
 //! idle is caught before anything is sent to it: the scheduler forgets it and the invocation
 //! goes back to the head of its queue. Everything that waits runs in its own task, never under
@@ -42,6 +42,24 @@ impl Inner {
                     }
                 }
                 Action::Reject(r) => self.reject(r),
+                Action::Create(c) => {
+                    self.metrics.sandboxes_bought.inc();
+                    let spec = self.spec(&self.lock(), c.func);
+                    match spec {
+                        Some(spec) => super::upkeep::create_ahead(self, q, c.sandbox, c.gpu, spec),
+                        // Deleted meanwhile: nothing to create; a line that formed behind it
+                        // goes back to the queue.
+                        None => {
+                            let actions = {
+                                let mut st = self.lock();
+                                let now = self.now();
+                                st.sched(q).forget_sandbox(c.sandbox, now);
+                                self.poll(&mut st, q, now)
+                            };
+                            self.execute(actions);
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The worker's Prometheus metrics: invocations by function and outcome, latency histograms per
-//! phase, queue lengths, flow states, sandboxes by state, memory moved, and GPU readings.
+//! phase, queue lengths, flow states, sandboxes by state and bought ahead, memory moved, and GPU
+//! readings.
 //! Gauges that mirror engine state are refreshed just before each scrape.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub(crate) flows: Family<Named, Gauge>,
     pub(crate) sandboxes: Family<Named, Gauge>,
     pub(crate) bytes_moved: Family<Named, Counter>,
+    pub(crate) sandboxes_bought: Counter,
     pub(crate) gpu_util: Family<Gpu, FGauge>,
     pub(crate) gpu_mem_used: Family<Gpu, Gauge>,
     pub(crate) gpu_mem_total: Family<Gpu, Gauge>,
@@ -66,6 +68,7 @@ impl Metrics {
             flows: Family::default(),
             sandboxes: Family::default(),
             bytes_moved: Family::default(),
+            sandboxes_bought: Counter::default(),
             gpu_util: Family::default(),
             gpu_mem_used: Family::default(),
             gpu_mem_total: Family::default(),
@@ -102,6 +105,11 @@ impl Metrics {
             "memory_moved_bytes",
             "Sandbox memory moved, by direction",
             m.bytes_moved.clone(),
+        );
+        registry.register(
+            "sandboxes_bought",
+            "Sandboxes the scheduler bought ahead: created with no invocation waiting for them",
+            m.sandboxes_bought.clone(),
         );
         registry.register(
             "gpu_utilization",

@@ -2,7 +2,8 @@
 //! prewarming sandboxes ahead of demand, and the gauges refreshed at scrape time.
 
 use super::{Inner, InvokeError, Metrics, QueueKind};
-use sluice_core::GpuId;
+use crate::function::FunctionSpec;
+use sluice_core::{GpuId, SandboxId};
 use sluice_policy::queue::FlowState;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -88,28 +89,41 @@ pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32,
             break;
         };
         started += 1;
-        let (inner, spec) = (inner.clone(), spec.clone());
-        tokio::spawn(async move {
-            let created = inner.create_sandbox(q, sb, gpu, &spec).await;
-            let actions = {
-                let mut st = inner.lock();
-                let now = inner.now();
-                match created {
-                    Ok(sandbox) => {
-                        st.live.insert((q, sb), sandbox);
-                        st.sched(q).prewarm_done(sb, now);
-                    }
-                    // `create_sandbox` logged why.
-                    Err(_) => st.sched(q).forget_sandbox(sb),
-                }
-                // A creation slot is free again and perhaps a warm sandbox is there: what
-                // waited for either may start now.
-                inner.poll(&mut st, q, now)
-            };
-            inner.execute(actions);
-        });
+        create_ahead(inner, q, sb, gpu, spec.clone());
     }
     Ok(started)
+}
+
+/// Creates sandbox `sb` of `spec` on `gpu`, which the scheduler counted as starting with no
+/// invocation waiting for it (a prewarm, or a sandbox it bought ahead), and reports it ready, or
+/// gone if it could not be created.
+pub(super) fn create_ahead(
+    inner: &Arc<Inner>,
+    q: QueueKind,
+    sb: SandboxId,
+    gpu: GpuId,
+    spec: Arc<FunctionSpec>,
+) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let created = inner.create_sandbox(q, sb, gpu, &spec).await;
+        let actions = {
+            let mut st = inner.lock();
+            let now = inner.now();
+            match created {
+                Ok(sandbox) => {
+                    st.live.insert((q, sb), sandbox);
+                    st.sched(q).prewarm_done(sb, now);
+                }
+                // `create_sandbox` logged why.
+                Err(_) => st.sched(q).forget_sandbox(sb, now),
+            }
+            // A creation slot is free again and perhaps a warm sandbox is there: what
+            // waited for either may start now.
+            inner.poll(&mut st, q, now)
+        };
+        inner.execute(actions);
+    });
 }
 
 /// Refreshes the gauges that mirror engine state.
