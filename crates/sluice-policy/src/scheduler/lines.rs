@@ -231,44 +231,58 @@ impl Scheduler {
     /// is free, else first in that device's ready line (`creating`). True if one did.
     pub(super) fn bought_ready(&mut self, func: FunctionId, sandbox: SandboxId, now: Time) -> bool {
         if let Some(born) = self.lines.born.remove(&sandbox) {
-            let sample = now.since(born).as_micros() as f64;
-            let avg = self.lines.cold_us.entry(func).or_insert(sample);
-            *avg += COLD_ALPHA * (sample - *avg);
+            self.measure_cold_start(func, now.since(born).as_micros() as f64);
         }
         let Some(gpu) = self.pool.get(sandbox).map(|s| s.gpu) else {
             return false;
         };
-        while let Some(inv) = self.next_of_line(sandbox) {
+        let Some(inv) = self.next_of_line(sandbox, now) else {
+            return false;
+        };
+        if self.take_token(gpu) {
+            self.start_in_line(inv, sandbox, gpu, now);
+        } else {
+            self.wait_for_token(sandbox, gpu, inv);
+        }
+        true
+    }
+
+    /// Takes the first invocation of `sandbox`'s line that was not cancelled (one that was
+    /// leaves as from the queue: dispatched into the line, never started), counted as started.
+    fn next_of_line(&mut self, sandbox: SandboxId, now: Time) -> Option<Invocation> {
+        loop {
+            let line = self.lines.lines.get_mut(&sandbox)?;
+            let next = line.pop_front();
+            if line.is_empty() {
+                self.lines.lines.remove(&sandbox);
+            }
+            let inv = next?;
             if self.cancelled.remove(&inv.id) {
                 self.queue.complete(inv.func, now);
                 continue;
             }
             self.started(&inv);
-            if self.take_token(gpu) {
-                self.expect_end(func, sandbox, false, now);
-                self.lines.ready.push(Start {
-                    inv,
-                    gpu,
-                    sandbox,
-                    cold: false,
-                    moves: Vec::new(),
-                });
-            } else {
-                self.wait_for_token(sandbox, gpu, inv);
-            }
-            return true;
+            return Some(inv);
         }
-        false
     }
 
-    /// Takes the first invocation of `sandbox`'s line, if any.
-    fn next_of_line(&mut self, sandbox: SandboxId) -> Option<Invocation> {
-        let line = self.lines.lines.get_mut(&sandbox)?;
-        let next = line.pop_front();
-        if line.is_empty() {
-            self.lines.lines.remove(&sandbox);
-        }
-        next
+    /// Starts `inv`, taken from `sandbox`'s line, there with a token of `gpu` it holds (emitted
+    /// at the next poll).
+    fn start_in_line(&mut self, inv: Invocation, sandbox: SandboxId, gpu: GpuId, now: Time) {
+        self.expect_end(inv.func, sandbox, false, now);
+        self.lines.ready.push(Start {
+            inv,
+            gpu,
+            sandbox,
+            cold: false,
+            moves: Vec::new(),
+        });
+    }
+
+    /// Adds a cold-start measurement of `func` (µs) to its average.
+    fn measure_cold_start(&mut self, func: FunctionId, sample: f64) {
+        let avg = self.lines.cold_us.entry(func).or_insert(sample);
+        *avg += COLD_ALPHA * (sample - *avg);
     }
 
     /// `sandbox` on `gpu` finished an invocation of `func` that executed for `exec` (`None`: it
@@ -288,28 +302,14 @@ impl Scheduler {
             *runs = runs.saturating_add(1);
             if let Some(born) = self.lines.born.remove(&sandbox) {
                 let sample = now.since(born).as_micros().saturating_sub(exec.as_micros()) as f64;
-                let avg = self.lines.cold_us.entry(func).or_insert(sample);
-                *avg += COLD_ALPHA * (sample - *avg);
+                self.measure_cold_start(func, sample);
             }
         }
-        while let Some(inv) = self.next_of_line(sandbox) {
-            if self.cancelled.remove(&inv.id) {
-                // Dispatched into the line, never started: leaves as from the queue.
-                self.queue.complete(inv.func, now);
-                continue;
-            }
-            self.started(&inv);
-            self.expect_end(func, sandbox, false, now);
-            self.lines.ready.push(Start {
-                inv,
-                gpu,
-                sandbox,
-                cold: false,
-                moves: Vec::new(),
-            });
-            return true;
-        }
-        false
+        let Some(inv) = self.next_of_line(sandbox, now) else {
+            return false;
+        };
+        self.start_in_line(inv, sandbox, gpu, now);
+        true
     }
 
     /// `sandbox` of `func` went idle or away: it is no longer busy; a failed sandbox's line goes
