@@ -260,3 +260,48 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn prewarming_skips_first_cold_starts_and_is_refused_for_a_cluster() {
+    let spec = slice_spec();
+    let run = |prewarm: &str| {
+        let out = sluice(&[
+            "sim",
+            "--trace",
+            &spec,
+            "--policies",
+            "fcfs",
+            "--gpus",
+            "4",
+            "--prewarm",
+            prewarm,
+            "--json",
+            "--quiet",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        json["policies"][0]["latency_ms"]["mean"].as_f64().unwrap()
+    };
+    let (cold, warm) = (run("0"), run("1"));
+    assert!(warm < cold, "prewarmed {warm} ms, not {cold} ms");
+    let out = sluice(&[
+        "sim",
+        "--trace",
+        &spec,
+        "--workers",
+        "2",
+        "--prewarm",
+        "1",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--prewarm") && !err.contains("panicked"),
+        "{err}"
+    );
+}

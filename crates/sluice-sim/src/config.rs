@@ -45,6 +45,20 @@ impl AdmissionOptions {
     }
 }
 
+/// Sandboxes created before the first arrival, as an operator does with the worker's prewarm
+/// API (`POST /v1/functions/{name}/prewarm`); none by default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrewarmOptions {
+    /// Sandboxes per function, ready at time zero on the device placement chooses for each (its
+    /// home unless that is over its bound), as far as the creation cap and memory allow. They
+    /// count as cold starts; like any idle sandbox they expire after the keep-alive TTL.
+    pub per_function: u32,
+}
+
+/// The most sandboxes per function `prewarm.per_function` may ask for.
+pub const MAX_PREWARM: u32 = 64;
+
 /// The whole simulator configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +73,8 @@ pub struct SimConfig {
     pub trace: TraceOptions,
     /// Admission control at arrival (off unless `max_queue_ms` is set).
     pub admission: AdmissionOptions,
+    /// Sandboxes created before the first arrival (none by default).
+    pub prewarm: PrewarmOptions,
 }
 
 impl Default for SimConfig {
@@ -69,6 +85,7 @@ impl Default for SimConfig {
             scheduler: SchedulerConfig::default(),
             trace: TraceOptions::default(),
             admission: AdmissionOptions::default(),
+            prewarm: PrewarmOptions::default(),
         }
     }
 }
@@ -134,6 +151,12 @@ impl SimConfig {
                 ));
             }
         }
+        if self.prewarm.per_function > MAX_PREWARM {
+            return Err(format!(
+                "prewarm.per_function must be at most {MAX_PREWARM}, got {}",
+                self.prewarm.per_function
+            ));
+        }
         let mems = vec![self.device.memory_bytes(); self.gpus];
         sluice_policy::scheduler::Scheduler::new(&self.scheduler, mems)
             .map(|_| ())
@@ -167,5 +190,12 @@ mod tests {
         let e = SimConfig::parse(bad, "t").unwrap_err();
         assert!(e.to_string().contains("cold_start_holds_token"), "{e}");
         assert!(SimConfig::parse("not toml [", "t").is_err());
+        let e = SimConfig::parse("[prewarm]\nper_function = 65\n", "t").unwrap_err();
+        assert!(e.to_string().contains("prewarm.per_function"), "{e}");
+        assert_eq!(
+            SimConfig::embedded().prewarm.per_function,
+            0,
+            "off by default"
+        );
     }
 }

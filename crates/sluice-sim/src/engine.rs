@@ -26,6 +26,9 @@ use sluice_policy::scheduler::SchedulerConfig;
 pub struct RunOptions {
     /// Reject an arrival whose predicted queueing delay exceeds this (`None`: admit all).
     pub max_queue: Option<Dur>,
+    /// Sandboxes per function created before the first arrival (see
+    /// [`PrewarmOptions`](crate::config::PrewarmOptions)).
+    pub prewarm: u32,
 }
 
 /// Replays `workload` under `cfg` (the policy named in `cfg.policy`) on `gpus` modelled devices.
@@ -49,8 +52,10 @@ pub fn run_with(
     opts: RunOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunResult, sluice_policy::scheduler::ConfigError> {
+    let prewarm = opts.prewarm;
     let mut node = Node::new(&workload.functions, cfg, model, gpus, opts)?;
     node.register_all();
+    node.prewarm_all(prewarm);
     let arrivals = &workload.arrivals;
     let mut next = 0usize;
     loop {

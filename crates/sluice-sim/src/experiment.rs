@@ -139,6 +139,7 @@ impl Experiment {
         };
         let opts = RunOptions {
             max_queue: self.config.admission.max_queue(),
+            prewarm: self.config.prewarm.per_function,
         };
         engine::run_with(w, &cfg, &self.config.device, gpus, opts, progress)
     }

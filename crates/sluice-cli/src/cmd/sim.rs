@@ -58,6 +58,10 @@ pub struct SimArgs {
     /// config's admission.max_queue_ms; off by default).
     #[arg(long)]
     max_queue_ms: Option<f64>,
+    /// Sandboxes per function created before the first arrival, as an operator does with the
+    /// worker's prewarm API (overrides the config's prewarm.per_function; 0 by default).
+    #[arg(long, conflicts_with = "workers")]
+    prewarm: Option<u32>,
     /// Instead of one run per policy: the fewest GPUs on which each policy meets --slo with the
     /// trace at its recorded rate.
     #[arg(long, requires = "slo", conflicts_with_all = ["target_util", "gpus", "out"])]
@@ -173,6 +177,9 @@ pub(crate) fn experiment(args: &SimArgs) -> Result<Experiment> {
     }
     if let Some(ms) = args.max_queue_ms {
         config.admission.max_queue_ms = Some(ms);
+    }
+    if let Some(n) = args.prewarm {
+        config.prewarm.per_function = n;
     }
     config
         .validate()

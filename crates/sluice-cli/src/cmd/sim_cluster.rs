@@ -24,6 +24,9 @@ pub fn run(args: &SimArgs) -> Result<()> {
     }
     exp.policies = vec![exp.config.scheduler.policy.clone()];
     exp.validate()?;
+    if exp.config.prewarm.per_function > 0 {
+        bail!("prewarm.per_function is modelled on one node only: set it to 0 with --workers");
+    }
     let routers = args
         .routers
         .iter()
@@ -78,6 +81,7 @@ pub fn run(args: &SimArgs) -> Result<()> {
         .map_err(|e| anyhow!("invalid cluster: {e}"))?;
     let opts = RunOptions {
         max_queue: exp.config.admission.max_queue(),
+        prewarm: 0,
     };
     // A synthetic day streams; any other trace is loaded once.
     let synthetic = match &exp.trace {

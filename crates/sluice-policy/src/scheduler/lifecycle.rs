@@ -108,6 +108,21 @@ impl Scheduler {
             self.memory.remove(sb);
             return None;
         }
+        self.creation_begun(sb, now);
+        Some((sb, gpu))
+    }
+
+    /// A sandbox of `func` created before `now` in `took` (an operator's prewarm before traffic,
+    /// as the simulator models it): [`Scheduler::prewarm`] and [`Scheduler::prewarm_done`] at
+    /// `now`, with `took` as its cold start's measurement.
+    pub fn prewarmed(
+        &mut self,
+        func: FunctionId,
+        took: Dur,
+        now: Time,
+    ) -> Option<(SandboxId, GpuId)> {
+        let (sb, gpu) = self.prewarm(func, now)?;
+        self.prewarm_ready(sb, now, Some(took));
         Some((sb, gpu))
     }
 
@@ -115,7 +130,17 @@ impl Scheduler {
     /// that formed behind a bought one starts there (`ahead`); otherwise it joins the warm pool
     /// as idle.
     pub fn prewarm_done(&mut self, sandbox: SandboxId, now: Time) {
+        self.prewarm_ready(sandbox, now, None);
+    }
+
+    /// [`Scheduler::prewarm_done`]; the cold start measured as `took`, or from its creation.
+    fn prewarm_ready(&mut self, sandbox: SandboxId, now: Time, took: Option<Dur>) {
         let bought = self.bought(sandbox);
+        if bought.is_none() {
+            if let Some(func) = self.pool.get(sandbox).map(|s| s.func) {
+                self.creation_measured(func, sandbox, now, took);
+            }
+        }
         self.pool.started(sandbox);
         if let Some(func) = bought {
             if self.bought_ready(func, sandbox, now) {
@@ -132,8 +157,9 @@ impl Scheduler {
     /// A sandbox that was never running an invocation (a failed prewarm or purchase) is
     /// forgotten; a line that formed behind a bought one goes back to the head of the queue.
     pub fn forget_sandbox(&mut self, sandbox: SandboxId, now: Time) {
-        if let Some(func) = self.bought(sandbox) {
-            self.line_ended(func, sandbox, now);
+        match self.bought(sandbox) {
+            Some(func) => self.line_ended(func, sandbox, now),
+            None => self.creation_forgotten(sandbox),
         }
         self.pool.remove(sandbox);
         self.memory.remove(sandbox);

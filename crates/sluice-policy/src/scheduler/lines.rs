@@ -279,6 +279,36 @@ impl Scheduler {
         });
     }
 
+    /// A prewarmed `sandbox` is being created from `now`: its cold start is measured when it is
+    /// ready (without it, a prewarmed function under a batching policy had no measured cold
+    /// start and its batches never spilled to a second sandbox).
+    pub(super) fn creation_begun(&mut self, sandbox: SandboxId, now: Time) {
+        self.lines.born.insert(sandbox, now);
+    }
+
+    /// A prewarmed `sandbox` of `func` is ready at `now`: its cold start, `took` or measured from
+    /// [`Scheduler::creation_begun`], joins the function's average.
+    pub(super) fn creation_measured(
+        &mut self,
+        func: FunctionId,
+        sandbox: SandboxId,
+        now: Time,
+        took: Option<Dur>,
+    ) {
+        let born = self.lines.born.remove(&sandbox);
+        let sample = match (took, born) {
+            (Some(took), _) => took.as_micros() as f64,
+            (None, Some(born)) => now.since(born).as_micros() as f64,
+            (None, None) => return,
+        };
+        self.measure_cold_start(func, sample);
+    }
+
+    /// A prewarmed `sandbox` that could not be created: nothing to measure.
+    pub(super) fn creation_forgotten(&mut self, sandbox: SandboxId) {
+        self.lines.born.remove(&sandbox);
+    }
+
     /// Adds a cold-start measurement of `func` (µs) to its average.
     fn measure_cold_start(&mut self, func: FunctionId, sample: f64) {
         let avg = self.lines.cold_us.entry(func).or_insert(sample);

@@ -281,3 +281,31 @@ fn prewarm_creates_an_idle_warm_sandbox() {
     assert_eq!(st.len(), 1);
     assert_eq!((st[0].gpu, st[0].cold, st[0].sandbox), (gpu, false, sb));
 }
+
+#[test]
+fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
+    // Under batch a line spills to a second sandbox once it holds a cold start's worth of work;
+    // a prewarmed function never cold-started, so its cold start comes from the prewarm (3 s).
+    let mut s = sched("batch", 2, 1000);
+    let f = FunctionId(0);
+    s.register(f, FunctionInfo::default());
+    let (sb, _) = s.prewarm(f, ms(0)).expect("room to prewarm");
+    s.prewarm_done(sb, ms(3_000));
+    assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(3_000)));
+    // Twenty calls at once, each expected to take the 500 ms prior: the warm sandbox takes the
+    // first, a line forms behind it, and once the line holds 3 s of work a second sandbox starts.
+    for i in 0..20 {
+        s.submit(InvocationId(i), f, ms(4_000));
+    }
+    let mut out = Vec::new();
+    s.poll(ms(4_000), &mut out);
+    let st = starts(&out);
+    assert!(st.iter().any(|x| x.sandbox == sb && !x.cold), "{st:?}");
+    assert!(st.iter().any(|x| x.cold), "the batch spilled: {st:?}");
+    // The prewarm taken in its time: the same with `prewarmed`, measured as given.
+    let mut s = sched("batch", 2, 1000);
+    s.register(f, FunctionInfo::default());
+    s.prewarmed(f, Dur::from_millis(2_000), ms(0))
+        .expect("room");
+    assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(2_000)));
+}

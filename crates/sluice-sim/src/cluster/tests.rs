@@ -262,6 +262,7 @@ fn refusals_are_counted_once_in_a_workers_load() {
     let p = ClusterParams::new(8, 2, RouterKind::LeastLoaded);
     let opts = RunOptions {
         max_queue: Some(sluice_core::Dur::from_millis(200)),
+        ..RunOptions::default()
     };
     let r = run(
         d.functions(),

@@ -198,3 +198,35 @@ fn a_sandbox_bought_ahead_is_a_cold_start_no_call_waits_for() {
     let worst = r.records[1..].iter().map(|x| x.latency()).max().unwrap();
     assert!(worst < Dur::from_millis(3_500), "{worst:?}");
 }
+
+#[test]
+fn prewarmed_sandboxes_are_ready_before_the_first_arrival() {
+    let w = workload(
+        vec![profile("a", 100, 1_000, 100), profile("b", 50, 2_000, 100)],
+        &[(0, 0), (10, 1)],
+    );
+    let opts = RunOptions {
+        prewarm: 1,
+        ..RunOptions::default()
+    };
+    let r = run_with(
+        &w,
+        &cfg("fcfs"),
+        &DeviceModel::default(),
+        2,
+        opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    for rec in &r.records {
+        assert!(!rec.cold, "{rec:?}");
+        assert_eq!(rec.latency(), rec.solo, "warm at once: {rec:?}");
+    }
+    assert_eq!(
+        r.cold_starts, 2,
+        "the prewarmed sandboxes count as cold starts"
+    );
+    // Without prewarming both pay their cold start.
+    let cold = run_it(&w, "fcfs", &DeviceModel::default());
+    assert!(cold.records.iter().all(|x| x.cold));
+}
