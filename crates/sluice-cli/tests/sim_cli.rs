@@ -20,6 +20,17 @@ fn sluice(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs `sluice` with `args`, which must succeed, and parses what it printed as JSON.
+fn sluice_json(args: &[&str]) -> serde_json::Value {
+    let out = sluice(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
 fn slice_spec() -> String {
     format!("iluvatar:{}", data("iluvatar-slice").display())
 }
@@ -27,7 +38,7 @@ fn slice_spec() -> String {
 #[test]
 fn golden_summary_of_a_small_trace() {
     let spec = slice_spec();
-    let out = sluice(&[
+    let mut json = sluice_json(&[
         "sim",
         "--trace",
         &spec,
@@ -38,12 +49,6 @@ fn golden_summary_of_a_small_trace() {
         "--json",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     // The trace path depends on where the repository is checked out.
     json.as_object_mut().unwrap().remove("trace");
     let policies = json["policies"].as_array().unwrap();
@@ -114,6 +119,9 @@ fn bad_input_is_a_clear_error() {
     let bad_overhead =
         std::env::temp_dir().join(format!("sluice-bad-overhead-{}.toml", std::process::id()));
     std::fs::write(&bad_overhead, "[device]\nexec_overhead_ms = -1.5\n").unwrap();
+    let bad_prewarm =
+        std::env::temp_dir().join(format!("sluice-bad-prewarm-{}.toml", std::process::id()));
+    std::fs::write(&bad_prewarm, "[prewarm]\nper_function = -1\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--trace", &spec, "--policies", "lifo"],
@@ -136,6 +144,14 @@ fn bad_input_is_a_clear_error() {
         ),
         (vec!["--trace", "poisson:nosuchclass=3"], "nosuchclass"),
         (vec!["--trace", &spec, "--max-queue-ms=-5"], "max_queue_ms"),
+        (
+            vec!["--trace", &spec, "--prewarm", "65"],
+            "prewarm.per_function",
+        ),
+        (
+            vec!["--trace", &spec, "--config", bad_prewarm.to_str().unwrap()],
+            "per_function",
+        ),
         (
             vec![
                 "--trace",
@@ -165,6 +181,7 @@ fn bad_input_is_a_clear_error() {
     }
     std::fs::remove_file(bad_cfg).ok();
     std::fs::remove_file(bad_overhead).ok();
+    std::fs::remove_file(bad_prewarm).ok();
 }
 
 #[test]
@@ -265,7 +282,7 @@ fn cluster_rows_have_the_issue_fields_and_bad_flags_are_errors() {
 fn prewarming_skips_first_cold_starts_and_is_refused_for_a_cluster() {
     let spec = slice_spec();
     let run = |prewarm: &str| {
-        let out = sluice(&[
+        let json = sluice_json(&[
             "sim",
             "--trace",
             &spec,
@@ -278,12 +295,6 @@ fn prewarming_skips_first_cold_starts_and_is_refused_for_a_cluster() {
             "--json",
             "--quiet",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
         json["policies"][0]["latency_ms"]["mean"].as_f64().unwrap()
     };
     let (cold, warm) = (run("0"), run("1"));

@@ -136,16 +136,12 @@ impl Scheduler {
     /// [`Scheduler::prewarm_done`]; the cold start measured as `took`, or from its creation.
     fn prewarm_ready(&mut self, sandbox: SandboxId, now: Time, took: Option<Dur>) {
         let bought = self.bought(sandbox);
-        if bought.is_none() {
-            if let Some(func) = self.pool.get(sandbox).map(|s| s.func) {
-                self.creation_measured(func, sandbox, now, took);
-            }
+        if let Some(func) = self.pool.get(sandbox).map(|s| s.func) {
+            self.creation_measured(func, sandbox, now, took);
         }
         self.pool.started(sandbox);
-        if let Some(func) = bought {
-            if self.bought_ready(func, sandbox, now) {
-                return;
-            }
+        if bought.is_some() && self.bought_ready(sandbox, now) {
+            return;
         }
         self.pool.release(sandbox, now);
         self.memory.release(sandbox, now);

@@ -226,13 +226,11 @@ impl Scheduler {
         self.lines.born.insert(sandbox, now);
     }
 
-    /// `sandbox`, bought ahead for `func`, is ready at `now`: measures its cold start; the first
-    /// call of its line that was not cancelled starts there, with a token of its device if one
-    /// is free, else first in that device's ready line (`creating`). True if one did.
-    pub(super) fn bought_ready(&mut self, func: FunctionId, sandbox: SandboxId, now: Time) -> bool {
-        if let Some(born) = self.lines.born.remove(&sandbox) {
-            self.measure_cold_start(func, now.since(born).as_micros() as f64);
-        }
+    /// `sandbox`, bought ahead, is ready at `now` (its cold start measured by
+    /// [`Scheduler::creation_measured`]): the first call of its line that was not cancelled
+    /// starts there, with a token of its device if one is free, else first in that device's
+    /// ready line (`creating`). True if one did.
+    pub(super) fn bought_ready(&mut self, sandbox: SandboxId, now: Time) -> bool {
         let Some(gpu) = self.pool.get(sandbox).map(|s| s.gpu) else {
             return false;
         };
@@ -279,15 +277,16 @@ impl Scheduler {
         });
     }
 
-    /// A prewarmed `sandbox` is being created from `now`: its cold start is measured when it is
+    /// A prewarmed `sandbox` is being created from `now` (a bought one: `line_bought`): its cold
+    /// start is measured when it is
     /// ready (without it, a prewarmed function under a batching policy had no measured cold
     /// start and its batches never spilled to a second sandbox).
     pub(super) fn creation_begun(&mut self, sandbox: SandboxId, now: Time) {
         self.lines.born.insert(sandbox, now);
     }
 
-    /// A prewarmed `sandbox` of `func` is ready at `now`: its cold start, `took` or measured from
-    /// [`Scheduler::creation_begun`], joins the function's average.
+    /// A prewarmed or bought `sandbox` of `func` is ready at `now`: its cold start, `took` or
+    /// measured from its creation, joins the function's average.
     pub(super) fn creation_measured(
         &mut self,
         func: FunctionId,

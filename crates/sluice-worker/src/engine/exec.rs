@@ -1,7 +1,7 @@
 //! Carrying out the scheduler's actions: start an invocation (creating its sandbox on a cold
 //! start, or sending it to a sandbox that already runs others of its function), create a sandbox
-//! bought ahead, move memory, destroy idle sandboxes. A crash or timeout of one invocation kills its sandbox; any other
-//! invocation running in it then fails as crashed. A warm sandbox whose process exited while
+//! bought ahead, move memory, destroy idle sandboxes. A crash or timeout of one invocation kills
+//! its sandbox; any other invocation running in it then fails as crashed. A warm sandbox whose process exited while
 //! idle is caught before anything is sent to it: the scheduler forgets it and the invocation
 //! goes back to the head of its queue. Everything that waits runs in its own task, never under
 //! the state lock. The timer task, prewarming and gauges are in `upkeep`.
