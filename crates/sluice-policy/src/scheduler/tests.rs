@@ -205,21 +205,27 @@ proptest! {
             s.register(FunctionId(f), info);
         }
         let mut now = Time::ZERO;
-        // Cold starts being created, ready ones waiting for a token, and running invocations.
+        // Cold starts being created, ready ones waiting for a token, and running invocations;
+        // sandboxes bought ahead being created.
         let (mut creating, mut parked, mut running) = (Vec::<Start>::new(), Vec::<Start>::new(), Vec::<Start>::new());
+        let mut buying = Vec::<SandboxId>::new();
         let mut started = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         let total = arrivals.len();
         let mut pending = arrivals.into_iter().enumerate();
-        loop {
+        for step in 0.. {
+            // Each step moves something on: far fewer steps than this finish any case.
+            prop_assert!(step < 100_000, "no progress: {} queued", s.queued());
             match pending.next() {
                 Some((i, (f, gap))) => { now += Dur::from_millis(gap); s.submit(InvocationId(i as u64), FunctionId(f), now); }
-                None if running.is_empty() && creating.is_empty() && parked.is_empty() && s.queued() == 0 => break,
+                None if running.is_empty() && creating.is_empty() && parked.is_empty() && buying.is_empty() && s.queued() == 0 => break,
                 None => {}
             }
             if (now.as_micros() / 1000).is_multiple_of(3) || pending.len() == 0 {
                 now += Dur::from_millis(1);
-                if let Some(st) = (!creating.is_empty()).then(|| creating.remove(0)) {
+                if let Some(sb) = (!buying.is_empty()).then(|| buying.remove(0)) {
+                    s.prewarm_done(sb, now);
+                } else if let Some(st) = (!creating.is_empty()).then(|| creating.remove(0)) {
                     if s.sandbox_ready(st.sandbox) { running.push(st) } else { parked.push(st) }
                 } else if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                     s.finished(st.sandbox, st.inv.func, Dur::from_millis(7), now);
@@ -227,6 +233,10 @@ proptest! {
             }
             out.clear();
             s.poll(now, &mut out);
+            buying.extend(out.iter().filter_map(|a| match a {
+                Action::Create(c) => Some(c.sandbox),
+                _ => None,
+            }));
             for st in starts(&out) {
                 if let Some(i) = parked.iter().position(|p| p.inv.id == st.inv.id) {
                     let p = parked.remove(i);
