@@ -12,6 +12,14 @@
 //! after `ttl_s` without use, and the least recently used idle one of a device is destroyed
 //! whenever the device holds more than its cap (or the pool more than the worker-wide cap).
 //! The caps come from [`PoolLimits`] (derived from the devices and the functions' memory).
+//!
+//! Spare keep-alive: past `ttl_s`, an idle sandbox that the caller says costs nothing to keep
+//! (the scheduler: its memory is resident on its device, in memory nobody needs) *lingers* up
+//! to `spare_ttl_s` instead of going. A lingering sandbox is reused like any idle one, and is the
+//! first to go when its device or the pool is over its cap; the scheduler also destroys it rather
+//! than push its memory to the host when room is needed ([`WarmPool::is_lingering`]). So the
+//! longer keep-alive uses only device memory that would otherwise sit empty: a function called
+//! every 15 minutes stays warm where memory allows, and where memory is short nothing changes.
 
 mod limits;
 mod places;
@@ -40,6 +48,7 @@ struct OnDevice {
 #[derive(Clone, Debug)]
 pub struct WarmPool {
     ttl: Dur,
+    spare_ttl: Dur,
     limits: PoolLimits,
     devices: Vec<OnDevice>,
     next_id: u64,
@@ -47,8 +56,11 @@ pub struct WarmPool {
     sandboxes: IdMap<SandboxId, Sandbox>,
     /// Idle sandboxes per (function, device), most recently used last.
     idle: PlaceMap<IdleList>,
-    /// All idle sandboxes by (last use, id): TTL expiry and LRU eviction order.
+    /// Idle sandboxes within their TTL by (last use, id): TTL expiry and LRU eviction order.
     idle_lru: FirstSet<(Time, SandboxId)>,
+    /// Idle sandboxes past their TTL kept by spare keep-alive, by (last use, id): older than
+    /// every one in `idle_lru`, so the first evicted.
+    lingering: FirstSet<(Time, SandboxId)>,
     /// Busy sandboxes with spare capacity per (function, device), by (running, id).
     spare: PlaceMap<BTreeSet<(u32, SandboxId)>>,
 }
@@ -59,6 +71,18 @@ fn list_spare(spare: &mut PlaceMap<BTreeSet<(u32, SandboxId)>>, sb: &Sandbox) {
         spare
             .or_default((sb.func, sb.gpu))
             .insert((sb.running, sb.id));
+    }
+}
+
+/// Takes the idle sandbox `id`, last used at `used`, off whichever idle order lists it.
+fn unlist_idle(
+    idle_lru: &mut FirstSet<(Time, SandboxId)>,
+    lingering: &mut FirstSet<(Time, SandboxId)>,
+    used: Time,
+    id: SandboxId,
+) {
+    if !idle_lru.remove(&(used, id)) {
+        lingering.remove(&(used, id));
     }
 }
 
@@ -77,6 +101,7 @@ impl WarmPool {
     pub fn new(params: &KeepAliveParams, limits: PoolLimits) -> Self {
         WarmPool {
             ttl: Dur::from_secs_f64(params.ttl_s),
+            spare_ttl: Dur::from_secs_f64(params.spare_ttl_s.max(params.ttl_s)),
             limits,
             devices: Vec::new(),
             next_id: 0,
@@ -84,6 +109,7 @@ impl WarmPool {
             sandboxes: IdMap::default(),
             idle: PlaceMap::default(),
             idle_lru: FirstSet::new(),
+            lingering: FirstSet::new(),
             spare: PlaceMap::default(),
         }
     }
@@ -145,7 +171,7 @@ impl WarmPool {
             self.idle.remove(&(func, gpu));
         }
         let sb = self.sandboxes.get_mut(&id)?;
-        self.idle_lru.remove(&(sb.last_used, id));
+        unlist_idle(&mut self.idle_lru, &mut self.lingering, sb.last_used, id);
         sb.state = SandboxState::Busy;
         sb.running = 1;
         sb.last_used = now;
@@ -261,7 +287,7 @@ impl WarmPool {
         match sb.state {
             SandboxState::Starting => self.creating -= 1,
             SandboxState::Idle => {
-                self.idle_lru.remove(&(sb.last_used, id));
+                unlist_idle(&mut self.idle_lru, &mut self.lingering, sb.last_used, id);
                 if let Some(v) = self.idle.get_mut(&(sb.func, sb.gpu)) {
                     v.retain(|x| *x != id);
                     if v.is_empty() {
@@ -274,16 +300,36 @@ impl WarmPool {
         Some(sb)
     }
 
-    /// Destroys idle sandboxes unused for longer than the TTL; returns them.
-    pub fn expire(&mut self, now: Time) -> Vec<Sandbox> {
+    /// Destroys idle sandboxes unused for longer than the TTL, except those for which `keep`
+    /// holds, which linger until the spare TTL (see the module documentation); returns the
+    /// destroyed ones.
+    pub fn expire(&mut self, now: Time, mut keep: impl FnMut(SandboxId) -> bool) -> Vec<Sandbox> {
         let mut out = Vec::new();
         while let Some(&(used, id)) = self.idle_lru.first() {
             if used + self.ttl > now {
                 break;
             }
+            if used + self.spare_ttl > now && keep(id) {
+                self.idle_lru.remove(&(used, id));
+                self.lingering.insert((used, id));
+            } else {
+                out.extend(self.remove(id));
+            }
+        }
+        while let Some(&(used, id)) = self.lingering.first() {
+            if used + self.spare_ttl > now {
+                break;
+            }
             out.extend(self.remove(id));
         }
         out
+    }
+
+    /// Whether `id` is an idle sandbox past its TTL kept by spare keep-alive.
+    pub fn is_lingering(&self, id: SandboxId) -> bool {
+        self.sandboxes.get(&id).is_some_and(|sb| {
+            sb.state == SandboxState::Idle && self.lingering.contains(&(sb.last_used, id))
+        })
     }
 
     /// Destroys least-recently-used idle sandboxes of `gpu` while it holds more than its cap,
@@ -296,8 +342,9 @@ impl WarmPool {
             // more sandboxes than tokens, so some are idle, and the scan is short.
             let sandboxes = &self.sandboxes;
             let oldest = self
-                .idle_lru
+                .lingering
                 .iter()
+                .chain(self.idle_lru.iter())
                 .find(|(_, id)| sandboxes.get(id).is_some_and(|sb| sb.gpu == gpu));
             let Some(&(_, id)) = oldest else {
                 break;
@@ -321,16 +368,21 @@ impl WarmPool {
     fn trim_pool(&mut self, out: &mut Vec<Sandbox>) {
         let cap = self.limits.max_sandboxes.unwrap_or(usize::MAX);
         while self.sandboxes.len() > cap {
-            let Some(&(_, id)) = self.idle_lru.first() else {
+            let Some(&(_, id)) = self.lingering.first().or(self.idle_lru.first()) else {
                 break;
             };
             out.extend(self.remove(id));
         }
     }
 
-    /// When the next idle sandbox's TTL runs out.
+    /// When the next idle sandbox's TTL (or a lingering one's spare TTL) runs out.
     pub fn next_expiry(&self) -> Option<Time> {
-        self.idle_lru.first().map(|&(used, _)| used + self.ttl)
+        let fresh = self.idle_lru.first().map(|&(used, _)| used + self.ttl);
+        let lingering = self
+            .lingering
+            .first()
+            .map(|&(used, _)| used + self.spare_ttl);
+        fresh.into_iter().chain(lingering).min()
     }
 
     /// Whether `func` has an idle sandbox on any device.
@@ -399,7 +451,7 @@ impl WarmPool {
 
     /// Sandboxes per state: (starting, idle, busy).
     pub fn counts(&self) -> (usize, usize, usize) {
-        let idle = self.idle_lru.len();
+        let idle = self.idle_lru.len() + self.lingering.len();
         (
             self.creating,
             idle,

@@ -269,6 +269,13 @@ impl DeviceMemory {
         Some((e, dev))
     }
 
+    /// Whether `sandbox` holds device memory that is resident now.
+    pub fn holds_resident(&self, sandbox: SandboxId) -> bool {
+        self.entries
+            .get(&sandbox)
+            .is_some_and(|e| e.location == Location::Device && e.bytes > 0)
+    }
+
     /// Where `sandbox`'s memory is.
     pub fn location(&self, sandbox: SandboxId) -> Option<Location> {
         self.entries.get(&sandbox).map(|e| e.location)

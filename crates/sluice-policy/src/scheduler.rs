@@ -51,7 +51,7 @@ use crate::admission::{Backlog, Sharing};
 use crate::estimator::Estimator;
 use crate::idmap::{DenseMap, IdMap, IdSet};
 use crate::keepalive::{Acquire, KeepAliveParams, WarmPool};
-use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, Rank};
+use crate::memory::{AdmitError, DeviceMemory, FlowCoupling, Location, MemMove, Rank};
 use crate::placement::Placement;
 use crate::queue::{self, DispatchCtx, FlowEvent, FlowState, QueuePolicy};
 use crate::slots::DeviceSlots;
@@ -208,7 +208,10 @@ impl Scheduler {
     pub fn poll(&mut self, now: Time, out: &mut Vec<Action>) {
         self.emit_ready(out);
         self.queue.tick(now);
-        for sb in self.pool.expire(now) {
+        // Spare keep-alive: past its TTL a sandbox lingers only while it holds resident device
+        // memory; if room is needed it is destroyed rather than pushed out (`drop_lingering`).
+        let memory = &self.memory;
+        for sb in self.pool.expire(now, |sb| memory.holds_resident(sb)) {
             self.memory.remove(sb.id);
             out.push(Action::Destroy(sb.id));
         }
@@ -314,6 +317,7 @@ impl Scheduler {
         };
         let err = match self.memory.admit(sandbox, now) {
             Ok(moves) => {
+                let moves = self.drop_lingering(moves, out);
                 out.push(Action::Start(Start {
                     inv,
                     gpu,
@@ -351,6 +355,44 @@ impl Scheduler {
         }
     }
 
+    /// `moves` that make room on a device, less the pushes to host of lingering sandboxes
+    /// (spare keep-alive): those are destroyed instead (in `out`), their memory freed with no
+    /// copy.
+    fn drop_lingering(&mut self, moves: Vec<MemMove>, out: &mut Vec<Action>) -> Vec<MemMove> {
+        let pool = &self.pool;
+        if !moves
+            .iter()
+            .any(|m| m.to == Location::Host && pool.is_lingering(m.sandbox))
+        {
+            return moves;
+        }
+        let mut kept = Vec::with_capacity(moves.len());
+        for m in moves {
+            if m.to == Location::Host && self.pool.is_lingering(m.sandbox) {
+                self.pool.remove(m.sandbox);
+                self.memory.remove(m.sandbox);
+                out.push(Action::Destroy(m.sandbox));
+            } else {
+                kept.push(m);
+            }
+        }
+        kept
+    }
+
+    /// Turns each push to host of a lingering sandbox among `actions` into its destruction
+    /// (spare keep-alive, as [`Scheduler::drop_lingering`]).
+    fn destroy_lingering_pushed(&mut self, actions: &mut [Action]) {
+        for a in actions {
+            if let Action::Move(m) = *a {
+                if m.to == Location::Host && self.pool.is_lingering(m.sandbox) {
+                    self.pool.remove(m.sandbox);
+                    self.memory.remove(m.sandbox);
+                    *a = Action::Destroy(m.sandbox);
+                }
+            }
+        }
+    }
+
     /// The eviction rank that `func`'s flow state gives its idle sandboxes.
     fn rank_of(&self, func: FunctionId) -> Rank {
         match self.queue.flow_state(func) {
@@ -379,9 +421,13 @@ impl Scheduler {
                 (_, FlowCoupling::Eager) => Some(Location::Host),
                 _ => None,
             };
+            let first = out.len();
             for sb in self.pool.idle_of(ev.func) {
                 let mv = self.memory.follow_flow(sb, rank, to);
                 out.extend(mv.map(Action::Move));
+            }
+            if to == Some(Location::Host) {
+                self.destroy_lingering_pushed(&mut out[first..]);
             }
         }
         self.events = events;

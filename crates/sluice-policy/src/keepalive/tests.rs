@@ -98,10 +98,91 @@ fn ttl_expiry_and_lru_trim() {
     let trimmed: Vec<_> = p.trim_device(G).iter().map(|s| s.id).collect();
     assert_eq!(trimmed, vec![ids[0]]);
     assert_eq!(p.next_expiry(), Some(t(11)));
-    assert!(p.expire(t(10)).is_empty());
-    let expired: Vec<_> = p.expire(t(11)).iter().map(|s| s.id).collect();
+    assert!(p.expire(t(10), any).is_empty());
+    let expired: Vec<_> = p.expire(t(11), any).iter().map(|s| s.id).collect();
     assert_eq!(expired, vec![ids[1]]);
     assert_eq!(p.len(), 1);
+}
+
+/// A pool with a TTL of 10 s and a spare TTL of 100 s on two devices, no caps.
+fn spare_pool() -> WarmPool {
+    let params = KeepAliveParams {
+        ttl_s: 10.0,
+        spare_ttl_s: 100.0,
+        ..KeepAliveParams::default()
+    };
+    WarmPool::new(&params, PoolLimits::unlimited())
+}
+
+/// A sandbox of `func` on `gpu` that ran once and went idle at `at`.
+fn ran_once(p: &mut WarmPool, func: FunctionId, gpu: GpuId, at: Time) -> SandboxId {
+    let Acquire::Cold(id) = p.acquire(func, gpu, 1, at, any) else {
+        panic!("a new sandbox")
+    };
+    p.started(id);
+    p.release(id, at);
+    id
+}
+
+#[test]
+fn past_its_ttl_a_kept_sandbox_lingers_is_reused_warm_and_goes_at_the_spare_ttl() {
+    let mut p = spare_pool();
+    let a = ran_once(&mut p, F, G, t(0));
+    let b = ran_once(&mut p, FunctionId(1), G, t(0));
+    // At the TTL the caller keeps `a` (its memory is resident) and not `b`.
+    assert_eq!(p.next_expiry(), Some(t(10)));
+    let gone: Vec<_> = p.expire(t(10), |id| id == a).iter().map(|s| s.id).collect();
+    assert_eq!(gone, vec![b]);
+    assert!(p.is_lingering(a) && !p.is_lingering(b));
+    assert_eq!(p.counts(), (0, 1, 0));
+    assert_eq!(p.next_expiry(), Some(t(100)));
+    // Reused like any idle sandbox (warm), it is no longer lingering, and its TTL starts again.
+    assert_eq!(p.acquire(F, G, 1, t(50), any), Acquire::Warm(a));
+    assert!(!p.is_lingering(a));
+    p.release(a, t(51));
+    assert_eq!(p.next_expiry(), Some(t(61)));
+    // Lingering again from 61 s, it goes at 51 + 100 s.
+    assert!(p.expire(t(61), |_| true).is_empty());
+    assert!(p.expire(t(150), |_| true).is_empty());
+    let gone: Vec<_> = p.expire(t(151), |_| true).iter().map(|s| s.id).collect();
+    assert_eq!(gone, vec![a]);
+    assert!(p.is_empty());
+}
+
+#[test]
+fn a_lingering_sandbox_is_the_first_to_go_over_a_cap() {
+    let params = KeepAliveParams {
+        ttl_s: 10.0,
+        spare_ttl_s: 100.0,
+        ..KeepAliveParams::default()
+    };
+    let limits = PoolLimits {
+        sandboxes_per_device: vec![2],
+        ..PoolLimits::unlimited()
+    };
+    let mut p = WarmPool::new(&params, limits);
+    let old = ran_once(&mut p, F, G, t(0));
+    p.expire(t(10), |_| true);
+    assert!(p.is_lingering(old));
+    // A newer idle sandbox, then a third: the device is over its cap of two.
+    let newer = ran_once(&mut p, FunctionId(1), G, t(5));
+    let _third = ran_once(&mut p, FunctionId(2), G, t(11));
+    let trimmed: Vec<_> = p.trim_device(G).iter().map(|s| s.id).collect();
+    assert_eq!(trimmed, vec![old]);
+    assert!(p.get(newer).is_some());
+}
+
+#[test]
+fn a_spare_ttl_below_the_ttl_keeps_nothing_longer() {
+    let params = KeepAliveParams {
+        ttl_s: 10.0,
+        spare_ttl_s: 5.0,
+        ..KeepAliveParams::default()
+    };
+    let mut p = WarmPool::new(&params, PoolLimits::unlimited());
+    let a = ran_once(&mut p, F, G, t(0));
+    let gone: Vec<_> = p.expire(t(10), |_| true).iter().map(|s| s.id).collect();
+    assert_eq!(gone, vec![a]);
 }
 
 #[test]
@@ -202,7 +283,11 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
             .get(&(sb.func, sb.gpu))
             .is_some_and(|v| v.contains(&sb.id));
         prop_assert_eq!(idle, sb.state == SandboxState::Idle);
-        prop_assert_eq!(p.idle_lru.contains(&(sb.last_used, sb.id)), idle);
+        let key = (sb.last_used, sb.id);
+        prop_assert_eq!(
+            p.idle_lru.contains(&key) || p.lingering.contains(&key),
+            idle
+        );
         let listed = p
             .spare
             .get(&(sb.func, sb.gpu))
@@ -223,9 +308,17 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
     prop_assert!(spare <= p.sandboxes.len());
     prop_assert_eq!(starting, p.creating());
     prop_assert_eq!(
-        p.idle_lru.len(),
+        p.idle_lru.len() + p.lingering.len(),
         p.idle.iter().map(|(_, v)| v.len()).sum::<usize>()
     );
+    // Every lingering sandbox is idle, listed once, and older than every one within its TTL.
+    for &(used, id) in p.lingering.iter() {
+        prop_assert!(p
+            .get(id)
+            .is_some_and(|s| s.state == SandboxState::Idle && s.last_used == used));
+        prop_assert!(!p.idle_lru.contains(&(used, id)));
+        prop_assert!(p.idle_lru.first().is_none_or(|&first| (used, id) < first));
+    }
     for f in 0..8 {
         let func = FunctionId(f);
         let n = p.idle.iter().filter(|((g, _), _)| *g == func);
@@ -237,9 +330,10 @@ fn check(p: &WarmPool) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    /// Random acquires (capacities 1 to 3), starts, releases, removals and expiry: the creation
-    /// cap holds, every sandbox runs between 0 and its capacity invocations, exactly as many as
-    /// were acquired and not released, and every index matches the records.
+    /// Random acquires (capacities 1 to 3), starts, releases, removals and expiry (keeping odd
+    /// sandboxes past their TTL, as spare keep-alive): the creation cap holds, every sandbox runs
+    /// between 0 and its capacity invocations, exactly as many as were acquired and not
+    /// released, and every index matches the records.
     #[test]
     fn counts_stay_consistent(ops in proptest::collection::vec((0u8..5, 0u32..4, 0u16..2), 1..300)) {
         let mut p = pool(5.0, 6, 2);
@@ -264,7 +358,7 @@ proptest! {
                     if let Some(id) = starting { p.started(id) }
                 }
                 2 => if let Some(id) = live.pop() { p.release(id, now) },
-                3 => { p.expire(now); p.trim(); }
+                3 => { p.expire(now, |id| id.0 % 2 == 1); p.trim(); }
                 _ => if let Some(id) = live.pop() { p.remove(id); live.retain(|x| *x != id); },
             }
             prop_assert!(p.creating() <= 2);
@@ -319,4 +413,52 @@ fn per_device_caps_trim_and_block_per_device() {
     );
     assert_eq!((p.len_on(G), p.len_on(GpuId(1))), (2, 1));
     assert!(p.trim().is_empty());
+}
+
+#[test]
+fn bad_keepalive_values_are_refused_naming_the_key() {
+    for (params, key) in [
+        (
+            KeepAliveParams {
+                ttl_s: -1.0,
+                ..KeepAliveParams::default()
+            },
+            "keepalive.ttl_s",
+        ),
+        (
+            KeepAliveParams {
+                spare_ttl_s: f64::NAN,
+                ..KeepAliveParams::default()
+            },
+            "keepalive.spare_ttl_s",
+        ),
+        (
+            KeepAliveParams {
+                spare_ttl_s: -5.0,
+                ..KeepAliveParams::default()
+            },
+            "keepalive.spare_ttl_s",
+        ),
+        (
+            KeepAliveParams {
+                memory_factor: 0.0,
+                ..KeepAliveParams::default()
+            },
+            "keepalive.memory_factor",
+        ),
+    ] {
+        let err = params.validate().expect_err(key);
+        assert!(err.contains(key), "{err}");
+    }
+    assert!(KeepAliveParams::default().validate().is_ok());
+    let off = KeepAliveParams {
+        spare_ttl_s: 0.0,
+        ..KeepAliveParams::default()
+    };
+    assert_eq!(
+        off.longest(),
+        Dur::from_secs(600),
+        "the longer of the two TTLs"
+    );
+    assert_eq!(KeepAliveParams::default().longest(), Dur::from_secs(3_600));
 }

@@ -2,7 +2,7 @@
 //! record it keeps, and the outcomes of asking it for a sandbox.
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{FunctionId, GpuId, SandboxId, Time};
+use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 
 /// Keep-alive parameters. The caps on sandboxes are derived per device from the devices and
 /// the functions' memory (see [`PoolLimits`](super::PoolLimits)); the two worker-wide keys
@@ -12,6 +12,10 @@ use sluice_core::{FunctionId, GpuId, SandboxId, Time};
 pub struct KeepAliveParams {
     /// Idle sandboxes older than this are destroyed (seconds; 0 destroys at once).
     pub ttl_s: f64,
+    /// Spare keep-alive: an idle sandbox past `ttl_s` whose memory is resident on its device
+    /// lingers up to this age (seconds), and goes first when its memory is needed; at most
+    /// `ttl_s` (or less) turns it off.
+    pub spare_ttl_s: f64,
     /// Worker-wide: most sandboxes kept (idle, running and starting together) before LRU idle
     /// ones go. `None` (default): derived per device, `memory_factor` device memories' worth.
     pub max_sandboxes: Option<usize>,
@@ -32,6 +36,7 @@ impl Default for KeepAliveParams {
     fn default() -> Self {
         KeepAliveParams {
             ttl_s: 600.0,
+            spare_ttl_s: 3600.0,
             max_sandboxes: None,
             max_concurrent_creates: None,
             memory_factor: 4.0,
@@ -41,10 +46,18 @@ impl Default for KeepAliveParams {
 }
 
 impl KeepAliveParams {
+    /// The longest an idle sandbox may be kept: `ttl_s`, or `spare_ttl_s` where that is longer.
+    pub fn longest(&self) -> Dur {
+        Dur::from_secs_f64(self.ttl_s.max(self.spare_ttl_s))
+    }
+
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.ttl_s.is_finite() && self.ttl_s >= 0.0) {
             return Err("keepalive.ttl_s must be a non-negative number of seconds".into());
+        }
+        if !(self.spare_ttl_s.is_finite() && self.spare_ttl_s >= 0.0) {
+            return Err("keepalive.spare_ttl_s must be a non-negative number of seconds".into());
         }
         if self.max_sandboxes == Some(0) || self.max_concurrent_creates == Some(0) {
             return Err("keepalive.max_sandboxes and max_concurrent_creates must be ≥ 1".into());

@@ -84,6 +84,7 @@ impl Scheduler {
         self.memory.add(sandbox, gpu, bytes, rank, now);
         match self.memory.admit(sandbox, now) {
             Ok(moves) => {
+                let moves = self.drop_lingering(moves, out);
                 self.ahead.insert(func, sandbox);
                 self.line_bought(func, sandbox, now);
                 out.extend(moves.into_iter().map(Action::Move));

@@ -136,7 +136,7 @@ impl Scheduler {
         // Only while most devices idle: with most busy, tokens are what invocations wait for,
         // and another sandbox would mostly add memory and co-running.
         if self.mostly_idle() && !self.buying(f) {
-            let ttl = Dur::from_secs_f64(self.keepalive.ttl_s);
+            let ttl = self.keepalive.longest();
             let paid = self
                 .lines
                 .waited

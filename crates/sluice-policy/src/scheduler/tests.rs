@@ -319,3 +319,51 @@ fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
         .expect("room");
     assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(2_000)));
 }
+
+#[test]
+fn past_its_ttl_a_resident_sandbox_lingers_and_is_destroyed_not_pushed_out_for_room() {
+    // One device of 250 MB, functions of 100 MB, TTL 600 s, spare TTL 3600 s (the defaults).
+    let mut s = sched("fcfs", 1, 250);
+    for f in 0..3 {
+        s.register(
+            FunctionId(f),
+            FunctionInfo {
+                gpu_mem_bytes: 100 * MB,
+                ..Default::default()
+            },
+        );
+    }
+    let sec = |x: u64| ms(x * 1_000);
+    let run = |s: &mut Scheduler, id: u64, f: u32, at: Time| {
+        s.submit(InvocationId(id), FunctionId(f), at);
+        let mut out = Vec::new();
+        s.poll(at, &mut out);
+        let st = starts(&out);
+        assert_eq!(st.len(), 1, "{out:?}");
+        s.sandbox_ready(st[0].sandbox);
+        s.finished(st[0].sandbox, FunctionId(f), Dur::from_millis(10), at);
+        (st[0].clone(), out)
+    };
+    let (a, _) = run(&mut s, 0, 0, sec(0));
+    // Past the TTL, function 0's idle sandbox is resident in memory nobody needs: it lingers,
+    // and a call 15 minutes after the last one is warm.
+    let mut out = Vec::new();
+    s.poll(sec(700), &mut out);
+    assert!(
+        !out.iter().any(|x| matches!(x, Action::Destroy(_))),
+        "{out:?}"
+    );
+    let (again, _) = run(&mut s, 1, 0, sec(900));
+    assert!(!again.cold && again.sandbox == a.sandbox, "{again:?}");
+    // Idle since 900 s, it lingers from 1,500 s; two other functions then need the room.
+    s.poll(sec(1_600), &mut out);
+    let (_, _) = run(&mut s, 2, 1, sec(1_600));
+    let (c, out) = run(&mut s, 3, 2, sec(1_601));
+    // Function 0's lingering sandbox is destroyed, not copied out: no move pushes it to host.
+    assert!(out.contains(&Action::Destroy(a.sandbox)), "{out:?}");
+    assert!(c.moves.iter().all(|m| m.sandbox != a.sandbox), "{c:?}");
+    // A sandbox within its TTL is still pushed to host to make room, as before.
+    let (d, _) = run(&mut s, 4, 0, sec(1_602));
+    assert!(d.cold);
+    assert!(d.moves.iter().any(|m| m.to == Location::Host), "{d:?}");
+}

@@ -230,3 +230,31 @@ fn prewarmed_sandboxes_are_ready_before_the_first_arrival() {
     let cold = run_it(&w, "fcfs", &DeviceModel::default());
     assert!(cold.records.iter().all(|x| x.cold));
 }
+
+#[test]
+fn a_function_called_every_15_minutes_stays_warm_in_memory_nobody_needs() {
+    // Four calls 15 minutes apart: past the 10-minute TTL each time, but the sandbox's memory
+    // is resident on a device nobody else uses, so it lingers (spare keep-alive) and only the
+    // first call is cold.
+    let minute = 60_000;
+    let w = workload(
+        vec![profile("periodic", 100, 2_000, 1 << 10)],
+        &[(0, 0), (15 * minute, 0), (30 * minute, 0), (45 * minute, 0)],
+    );
+    let r = run_it(&w, "fcfs", &DeviceModel::default());
+    let cold: Vec<bool> = r.records.iter().map(|x| x.cold).collect();
+    assert_eq!(cold, [true, false, false, false]);
+    assert_eq!((r.bytes_to_device, r.bytes_to_host), (0, 0));
+    // With the spare TTL off, every call pays the cold start.
+    let mut off = cfg("fcfs");
+    off.keepalive.spare_ttl_s = 0.0;
+    let r = run(&w, &off, &DeviceModel::default(), 1, &mut |_| {}).unwrap();
+    assert!(r.records.iter().all(|x| x.cold));
+    // An hour and a half apart, past the spare TTL too: cold again.
+    let w = workload(
+        vec![profile("periodic", 100, 2_000, 1 << 10)],
+        &[(0, 0), (90 * minute, 0)],
+    );
+    let r = run_it(&w, "fcfs", &DeviceModel::default());
+    assert!(r.records.iter().all(|x| x.cold));
+}
