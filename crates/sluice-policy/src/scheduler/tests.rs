@@ -75,8 +75,8 @@ fn cold_then_warm_and_d_tokens_per_gpu() {
     assert_eq!(s.estimate(FunctionId(0)), Dur::from_millis(50));
 }
 
-#[test]
-fn memory_pressure_pushes_idle_sandboxes_out_before_a_start() {
+/// One device of 250 MB (FCFS) and functions 0–2 of 100 MB each: room for two.
+fn three_100_mb_functions_on_250_mb() -> Scheduler {
     let mut s = sched("fcfs", 1, 250);
     for f in 0..3 {
         s.register(
@@ -87,6 +87,12 @@ fn memory_pressure_pushes_idle_sandboxes_out_before_a_start() {
             },
         );
     }
+    s
+}
+
+#[test]
+fn memory_pressure_pushes_idle_sandboxes_out_before_a_start() {
+    let mut s = three_100_mb_functions_on_250_mb();
     let mut out = Vec::new();
     for f in 0..3u32 {
         s.submit(InvocationId(f as u64), FunctionId(f), ms(f as u64 * 10));
@@ -323,16 +329,7 @@ fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
 #[test]
 fn past_its_ttl_a_resident_sandbox_lingers_and_is_destroyed_not_pushed_out_for_room() {
     // One device of 250 MB, functions of 100 MB, TTL 600 s, spare TTL 3600 s (the defaults).
-    let mut s = sched("fcfs", 1, 250);
-    for f in 0..3 {
-        s.register(
-            FunctionId(f),
-            FunctionInfo {
-                gpu_mem_bytes: 100 * MB,
-                ..Default::default()
-            },
-        );
-    }
+    let mut s = three_100_mb_functions_on_250_mb();
     let sec = |x: u64| ms(x * 1_000);
     let run = |s: &mut Scheduler, id: u64, f: u32, at: Time| {
         s.submit(InvocationId(id), FunctionId(f), at);
