@@ -122,6 +122,9 @@ fn bad_input_is_a_clear_error() {
     let bad_prewarm =
         std::env::temp_dir().join(format!("sluice-bad-prewarm-{}.toml", std::process::id()));
     std::fs::write(&bad_prewarm, "[prewarm]\nper_function = -1\n").unwrap();
+    let bad_spare =
+        std::env::temp_dir().join(format!("sluice-bad-spare-{}.toml", std::process::id()));
+    std::fs::write(&bad_spare, "[scheduler.keepalive]\nspare_ttl_s = -1\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--trace", &spec, "--policies", "lifo"],
@@ -153,6 +156,10 @@ fn bad_input_is_a_clear_error() {
             "per_function",
         ),
         (
+            vec!["--trace", &spec, "--config", bad_spare.to_str().unwrap()],
+            "keepalive.spare_ttl_s",
+        ),
+        (
             vec![
                 "--trace",
                 &spec,
@@ -182,6 +189,7 @@ fn bad_input_is_a_clear_error() {
     std::fs::remove_file(bad_cfg).ok();
     std::fs::remove_file(bad_overhead).ok();
     std::fs::remove_file(bad_prewarm).ok();
+    std::fs::remove_file(bad_spare).ok();
 }
 
 #[test]

@@ -358,25 +358,15 @@ impl Scheduler {
     /// `moves` that make room on a device, less the pushes to host of lingering sandboxes
     /// (spare keep-alive): those are destroyed instead (in `out`), their memory freed with no
     /// copy.
-    fn drop_lingering(&mut self, moves: Vec<MemMove>, out: &mut Vec<Action>) -> Vec<MemMove> {
-        let pool = &self.pool;
-        if !moves
-            .iter()
-            .any(|m| m.to == Location::Host && pool.is_lingering(m.sandbox))
-        {
-            return moves;
-        }
-        let mut kept = Vec::with_capacity(moves.len());
-        for m in moves {
-            if m.to == Location::Host && self.pool.is_lingering(m.sandbox) {
-                self.pool.remove(m.sandbox);
-                self.memory.remove(m.sandbox);
+    fn drop_lingering(&mut self, mut moves: Vec<MemMove>, out: &mut Vec<Action>) -> Vec<MemMove> {
+        moves.retain(|&m| {
+            let forgone = self.forgo_push(m);
+            if forgone {
                 out.push(Action::Destroy(m.sandbox));
-            } else {
-                kept.push(m);
             }
-        }
-        kept
+            !forgone
+        });
+        moves
     }
 
     /// Turns each push to host of a lingering sandbox among `actions` into its destruction
@@ -384,13 +374,22 @@ impl Scheduler {
     fn destroy_lingering_pushed(&mut self, actions: &mut [Action]) {
         for a in actions {
             if let Action::Move(m) = *a {
-                if m.to == Location::Host && self.pool.is_lingering(m.sandbox) {
-                    self.pool.remove(m.sandbox);
-                    self.memory.remove(m.sandbox);
+                if self.forgo_push(m) {
                     *a = Action::Destroy(m.sandbox);
                 }
             }
         }
+    }
+
+    /// If `m` pushes a lingering sandbox to host, forgets that sandbox instead (pool and memory;
+    /// the caller emits its destruction) and returns true.
+    fn forgo_push(&mut self, m: MemMove) -> bool {
+        let forgo = m.to == Location::Host && self.pool.is_lingering(m.sandbox);
+        if forgo {
+            self.pool.remove(m.sandbox);
+            self.memory.remove(m.sandbox);
+        }
+        forgo
     }
 
     /// The eviction rank that `func`'s flow state gives its idle sandboxes.

@@ -104,14 +104,18 @@ fn ttl_expiry_and_lru_trim() {
     assert_eq!(p.len(), 1);
 }
 
-/// A pool with a TTL of 10 s and a spare TTL of 100 s on two devices, no caps.
-fn spare_pool() -> WarmPool {
-    let params = KeepAliveParams {
+/// A TTL of 10 s and a spare TTL of 100 s.
+fn spare_params() -> KeepAliveParams {
+    KeepAliveParams {
         ttl_s: 10.0,
         spare_ttl_s: 100.0,
         ..KeepAliveParams::default()
-    };
-    WarmPool::new(&params, PoolLimits::unlimited())
+    }
+}
+
+/// A pool of [`spare_params`] with no caps.
+fn spare_pool() -> WarmPool {
+    WarmPool::new(&spare_params(), PoolLimits::unlimited())
 }
 
 /// A sandbox of `func` on `gpu` that ran once and went idle at `at`.
@@ -151,11 +155,7 @@ fn past_its_ttl_a_kept_sandbox_lingers_is_reused_warm_and_goes_at_the_spare_ttl(
 
 #[test]
 fn a_lingering_sandbox_is_the_first_to_go_over_a_cap() {
-    let params = KeepAliveParams {
-        ttl_s: 10.0,
-        spare_ttl_s: 100.0,
-        ..KeepAliveParams::default()
-    };
+    let params = spare_params();
     let limits = PoolLimits {
         sandboxes_per_device: vec![2],
         ..PoolLimits::unlimited()
