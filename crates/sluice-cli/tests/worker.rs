@@ -94,6 +94,43 @@ fn async_invocation_and_prewarm() {
 }
 
 #[test]
+fn a_prewarm_on_a_full_gpu_pushes_what_it_displaces_to_host() {
+    // One simulated GPU of 1 GiB, two functions of 600 MiB: the second prewarm makes room by
+    // pushing the first one's idle sandbox to host, and that move is carried out (counted).
+    let w = Worker::start(&["[gpu]", "simulated_memory_gib = 1.0"]);
+    let to_host = |w: &Worker| -> f64 {
+        let (_, text, _) = http(w, "GET", "/metrics", None);
+        text.lines()
+            .filter(|l| l.starts_with("sluice_memory_moved_bytes") && l.contains("to_host"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let mut f = echo_fn(name);
+        f["resources"] = json!({"gpu": true, "gpu_memory_mb": 600, "memory_mb": 256});
+        let (s, body, _) = http(&w, "POST", "/v1/functions", Some(&f.to_string()));
+        assert_eq!(s, 201, "{body}");
+        let path = format!("/v1/functions/{name}/prewarm?count=1");
+        let (s, body, _) = http(&w, "POST", &path, None);
+        assert_eq!(s, 202, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["started"], 1);
+        common::wait_for(Duration::from_secs(20), || {
+            let (_, b, _) = http(&w, "GET", "/v1/status", None);
+            serde_json::from_str::<Value>(&b).unwrap()["sandboxes"]["idle"] == i + 1
+        });
+    }
+    assert_eq!(
+        to_host(&w),
+        (600u64 << 20) as f64,
+        "a's 600 MiB went to host"
+    );
+    // The first is still warm (its memory comes back on its next call).
+    let (s, _, h) = http(&w, "POST", "/v1/functions/a/invoke", Some("{}"));
+    assert_eq!(s, 200);
+    assert_eq!(h.get("x-sluice-cold").map(String::as_str), Some("false"));
+}
+
+#[test]
 fn every_error_status() {
     let w = Worker::start(&[
         "max_body_bytes = 1000",

@@ -76,25 +76,40 @@ impl Scheduler {
         now: Time,
         out: &mut Vec<Action>,
     ) -> bool {
-        let capacity = self.info(func).concurrency;
-        let Some(sandbox) = self.pool.create(func, gpu, capacity, now) else {
+        let Some(sandbox) = self.create_admitted(func, gpu, now, out) else {
             return false;
         };
+        self.ahead.insert(func, sandbox);
+        self.line_bought(func, sandbox, now);
+        out.push(Action::Create(Create { func, sandbox, gpu }));
+        true
+    }
+
+    /// Counts a new sandbox of `func` as starting on `gpu`, under the creation cap, with its
+    /// memory admitted there: the moves that make room for it (and the destruction of lingering
+    /// sandboxes whose push they replace) go to `out`. `None`, with nothing changed, if the cap
+    /// or memory does not allow it.
+    pub(super) fn create_admitted(
+        &mut self,
+        func: FunctionId,
+        gpu: GpuId,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<SandboxId> {
+        let capacity = self.info(func).concurrency;
+        let sandbox = self.pool.create(func, gpu, capacity, now)?;
         let (bytes, rank) = (self.info(func).gpu_mem_bytes, self.rank_of(func));
         self.memory.add(sandbox, gpu, bytes, rank, now);
         match self.memory.admit(sandbox, now) {
             Ok(moves) => {
                 let moves = self.drop_lingering(moves, out);
-                self.ahead.insert(func, sandbox);
-                self.line_bought(func, sandbox, now);
                 out.extend(moves.into_iter().map(Action::Move));
-                out.push(Action::Create(Create { func, sandbox, gpu }));
-                true
+                Some(sandbox)
             }
             Err(_) => {
                 self.pool.remove(sandbox);
                 self.memory.remove(sandbox);
-                false
+                None
             }
         }
     }

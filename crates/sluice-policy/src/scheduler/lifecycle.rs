@@ -3,7 +3,7 @@
 //! token; when a sandbox that ran several invocations at once fails, it leaves the pool at
 //! once and each of its invocations frees its own token as the engine reports it.
 
-use super::Scheduler;
+use super::{Action, Scheduler};
 use sluice_core::{Dur, FunctionId, GpuId, SandboxId, Time};
 
 impl Scheduler {
@@ -94,34 +94,32 @@ impl Scheduler {
 
     /// Creates a sandbox for `func` ahead of demand on the device placement chooses for it
     /// (its home unless that is over its load bound; any device, tokens or not), if the creation
-    /// cap and memory allow; the engine starts it and then calls [`Scheduler::prewarm_done`].
-    /// Returns the sandbox and its device.
-    pub fn prewarm(&mut self, func: FunctionId, now: Time) -> Option<(SandboxId, GpuId)> {
+    /// cap and memory allow; the engine carries out the moves that make room for it, put in
+    /// `out` (idle sandboxes pushed to host, lingering ones destroyed), starts it and then calls
+    /// [`Scheduler::prewarm_done`]. Returns the sandbox and its device.
+    pub fn prewarm(
+        &mut self,
+        func: FunctionId,
+        now: Time,
+        out: &mut Vec<Action>,
+    ) -> Option<(SandboxId, GpuId)> {
         let gpu = self.home_of(func)?;
-        let capacity = self.info(func).concurrency;
-        let sb = self.pool.create(func, gpu, capacity, now)?;
-        let rank = self.rank_of(func);
-        self.memory
-            .add(sb, gpu, self.info(func).gpu_mem_bytes, rank, now);
-        if self.memory.admit(sb, now).is_err() {
-            self.pool.remove(sb);
-            self.memory.remove(sb);
-            return None;
-        }
+        let sb = self.create_admitted(func, gpu, now, out)?;
         self.creation_begun(sb, now);
         Some((sb, gpu))
     }
 
     /// A sandbox of `func` created before `now` in `took` (an operator's prewarm before traffic,
     /// as the simulator models it): [`Scheduler::prewarm`] and [`Scheduler::prewarm_done`] at
-    /// `now`, with `took` as its cold start's measurement.
+    /// `now`, with `took` as its cold start's measurement; the moves that made room are in `out`.
     pub fn prewarmed(
         &mut self,
         func: FunctionId,
         took: Dur,
         now: Time,
+        out: &mut Vec<Action>,
     ) -> Option<(SandboxId, GpuId)> {
-        let (sb, gpu) = self.prewarm(func, now)?;
+        let (sb, gpu) = self.prewarm(func, now, out)?;
         self.prewarm_ready(sb, now, Some(took));
         Some((sb, gpu))
     }

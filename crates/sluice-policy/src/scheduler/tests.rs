@@ -286,7 +286,11 @@ fn prewarm_creates_an_idle_warm_sandbox() {
             ..Default::default()
         },
     );
-    let (sb, gpu) = s.prewarm(FunctionId(0), ms(0)).expect("room to prewarm");
+    let mut room = Vec::new();
+    let (sb, gpu) = s
+        .prewarm(FunctionId(0), ms(0), &mut room)
+        .expect("room to prewarm");
+    assert!(room.is_empty(), "an empty device needs no moves: {room:?}");
     s.prewarm_done(sb, ms(5));
     assert_eq!(s.pool().counts(), (0, 1, 0));
     s.submit(InvocationId(0), FunctionId(0), ms(10));
@@ -299,13 +303,46 @@ fn prewarm_creates_an_idle_warm_sandbox() {
 }
 
 #[test]
+fn a_prewarm_on_a_full_device_hands_out_the_moves_that_make_room() {
+    // 250 MB, three functions of 100 MB: the third prewarm pushes the first, idle, to host, and
+    // the engine must be told, or the device holds 300 MB while the books say 200 MB.
+    let mut s = three_100_mb_functions_on_250_mb();
+    let mut room = Vec::new();
+    let mut made = Vec::new();
+    for f in 0..3 {
+        room.clear();
+        let (sb, _) = s
+            .prewarm(FunctionId(f), ms(f as u64), &mut room)
+            .expect("room");
+        s.prewarm_done(sb, ms(f as u64 + 1));
+        made.push(sb);
+        let moves: Vec<_> = room
+            .iter()
+            .filter_map(|a| match a {
+                Action::Move(m) => Some(*m),
+                _ => None,
+            })
+            .collect();
+        if f < 2 {
+            assert!(moves.is_empty(), "prewarm {f}: {room:?}");
+        } else {
+            assert_eq!(moves.len(), 1, "{room:?}");
+            assert_eq!((moves[0].sandbox, moves[0].to), (made[0], Location::Host));
+            assert_eq!(moves[0].bytes, 100 * MB);
+        }
+    }
+    assert_eq!(s.memory().location(made[0]), Some(Location::Host));
+    assert_eq!(s.memory().resident(GpuId(0)), 200 * MB);
+}
+
+#[test]
 fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
     // Under batch a line spills to a second sandbox once it holds a cold start's worth of work;
     // a prewarmed function never cold-started, so its cold start comes from the prewarm (3 s).
     let mut s = sched("batch", 2, 1000);
     let f = FunctionId(0);
     s.register(f, FunctionInfo::default());
-    let (sb, _) = s.prewarm(f, ms(0)).expect("room to prewarm");
+    let (sb, _) = s.prewarm(f, ms(0), &mut Vec::new()).expect("room");
     s.prewarm_done(sb, ms(3_000));
     assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(3_000)));
     // Twenty calls at once, each expected to take the 500 ms prior: the warm sandbox takes the
@@ -321,7 +358,7 @@ fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
     // The prewarm taken in its time: the same with `prewarmed`, measured as given.
     let mut s = sched("batch", 2, 1000);
     s.register(f, FunctionInfo::default());
-    s.prewarmed(f, Dur::from_millis(2_000), ms(0))
+    s.prewarmed(f, Dur::from_millis(2_000), ms(0), &mut Vec::new())
         .expect("room");
     assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(2_000)));
 }

@@ -141,15 +141,22 @@ impl<'a> Node<'a> {
     }
 
     /// Creates up to `per_function` sandboxes of every function, ready at time zero (counted as
-    /// cold starts), as the worker's prewarm API would before traffic arrives.
+    /// cold starts), as the worker's prewarm API would before traffic arrives; where memory is
+    /// short, the moves that make room are made (and counted) at time zero too.
     pub fn prewarm_all(&mut self, per_function: u32) {
+        let mut room = Vec::new();
         for _ in 0..per_function {
             for i in 0..self.functions.len() {
                 let local = self.local_of(FunctionId(i as u32));
                 let took = self.functions[i].cold_start;
-                if self.sched.prewarmed(local, took, Time::ZERO).is_some() {
+                if self
+                    .sched
+                    .prewarmed(local, took, Time::ZERO, &mut room)
+                    .is_some()
+                {
                     self.cold_starts += 1;
                 }
+                self.apply(&mut room, Time::ZERO);
             }
         }
     }
@@ -276,23 +283,7 @@ impl<'a> Node<'a> {
             if actions.is_empty() {
                 break;
             }
-            for a in actions.drain(..) {
-                match a {
-                    Action::Start(s) => self.start(s, now),
-                    Action::Move(m) => {
-                        let done = self.copy(m, now);
-                        if m.to == Location::Device {
-                            self.ready_at.insert(m.sandbox, done);
-                        }
-                    }
-                    Action::Destroy(sb) => {
-                        self.ready_at.remove(&sb);
-                    }
-                    // Fits no device: refused, as the worker answers it.
-                    Action::Reject(_) => self.rejected += 1,
-                    Action::Create(c) => self.create(c, now),
-                }
-            }
+            self.apply(&mut actions, now);
         }
         self.actions = actions;
         if let Some(t) = self.sched.next_timer() {
@@ -300,6 +291,27 @@ impl<'a> Node<'a> {
             if self.timer_at.is_none_or(|at| t < at || at <= now) {
                 self.timer_at = Some(t);
                 self.push(t, Event::Timer);
+            }
+        }
+    }
+
+    /// Carries out the scheduler's `actions` at `now`, draining them.
+    fn apply(&mut self, actions: &mut Vec<Action>, now: Time) {
+        for a in actions.drain(..) {
+            match a {
+                Action::Start(s) => self.start(s, now),
+                Action::Move(m) => {
+                    let done = self.copy(m, now);
+                    if m.to == Location::Device {
+                        self.ready_at.insert(m.sandbox, done);
+                    }
+                }
+                Action::Destroy(sb) => {
+                    self.ready_at.remove(&sb);
+                }
+                // Fits no device: refused, as the worker answers it.
+                Action::Reject(_) => self.rejected += 1,
+                Action::Create(c) => self.create(c, now),
             }
         }
     }

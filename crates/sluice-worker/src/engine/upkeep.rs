@@ -72,9 +72,9 @@ pub(super) async fn sample_loop(inner: Weak<Inner>) {
     }
 }
 
-/// Starts up to `count` sandboxes of `name` ahead of demand.
+/// Starts up to `count` sandboxes of `name` ahead of demand, after the memory moves that make
+/// room for them.
 pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32, InvokeError> {
-    let mut started = 0;
     let mut st = inner.lock();
     let Some(f) = st.functions.get(name) else {
         return Err(InvokeError::UnknownFunction(name.to_string()));
@@ -83,15 +83,20 @@ pub(super) fn prewarm(inner: &Arc<Inner>, name: &str, count: u32) -> Result<u32,
     let spec = inner
         .spec(&st, id)
         .ok_or_else(|| InvokeError::Internal("spec missing".into()))?;
+    let (mut room, mut created) = (Vec::new(), Vec::new());
     for _ in 0..count {
         let now = inner.now();
-        let Some((sb, gpu)) = st.sched(q).prewarm(id, now) else {
+        let Some(sb) = st.sched(q).prewarm(id, now, &mut room) else {
             break;
         };
-        started += 1;
+        created.push(sb);
+    }
+    drop(st);
+    inner.execute(room.into_iter().map(|a| (q, a)).collect());
+    for &(sb, gpu) in &created {
         create_ahead(inner, q, sb, gpu, spec.clone());
     }
-    Ok(started)
+    Ok(created.len() as u32)
 }
 
 /// Creates sandbox `sb` of `spec` on `gpu`, which the scheduler counted as starting with no
