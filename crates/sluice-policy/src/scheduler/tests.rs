@@ -195,13 +195,15 @@ proptest! {
     /// start that waits for a token after its sandbox is ready resumes in that sandbox), the
     /// tokens in use are the invocations running (plus those creating, when cold starts hold
     /// one) and never exceed D, residency never exceeds capacity, a sandbox never runs more
-    /// than its capacity and stays resident while it runs, nothing is lost.
+    /// than its capacity and stays resident while it runs, nothing is lost; operator prewarms in
+    /// between change none of that.
     #[test]
     fn scheduler_invariants(
         policy in prop::sample::select(crate::queue::POLICY_NAMES),
         arrivals in proptest::collection::vec((0u32..5, 0u64..50), 1..120),
         gpus in 1usize..3,
         holds in any::<bool>(),
+        prewarms in proptest::collection::vec((0u32..5, 0usize..120), 0..4),
     ) {
         let mut cfg = SchedulerConfig { policy: policy.into(), ..SchedulerConfig::default() };
         cfg.slots.cold_start_holds_token = holds;
@@ -223,7 +225,19 @@ proptest! {
             // Each step moves something on: far fewer steps than this finish any case.
             prop_assert!(step < 100_000, "no progress: {} queued", s.queued());
             match pending.next() {
-                Some((i, (f, gap))) => { now += Dur::from_millis(gap); s.submit(InvocationId(i as u64), FunctionId(f), now); }
+                Some((i, (f, gap))) => {
+                    now += Dur::from_millis(gap);
+                    s.submit(InvocationId(i as u64), FunctionId(f), now);
+                    // An operator's prewarm in between: the moves that make room for it are
+                    // carried out (the books say where each moved sandbox now is).
+                    for &(pf, _) in prewarms.iter().filter(|p| p.1 == i) {
+                        out.clear();
+                        if let Some((sb, _)) = s.prewarm(FunctionId(pf), now, &mut out) { buying.push(sb); }
+                        for a in &out {
+                            if let Action::Move(m) = a { prop_assert_eq!(s.memory().location(m.sandbox), Some(m.to)); }
+                        }
+                    }
+                }
                 None if running.is_empty() && creating.is_empty() && parked.is_empty() && buying.is_empty() && s.queued() == 0 => break,
                 None => {}
             }
