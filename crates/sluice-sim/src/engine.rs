@@ -57,6 +57,8 @@ pub fn run_with(
     node.register_all();
     node.prewarm_all(prewarm);
     let arrivals = &workload.arrivals;
+    // One record per arrival: reserved once, not regrown (and copied) as the run goes.
+    node.records_mut().reserve_exact(arrivals.len());
     let mut next = 0usize;
     loop {
         let t_arrival = arrivals.get(next).map(|a| a.at);
