@@ -232,6 +232,36 @@ fn prewarmed_sandboxes_are_ready_before_the_first_arrival() {
 }
 
 #[test]
+fn a_prewarm_that_overfills_the_device_moves_and_counts_what_it_displaces() {
+    // One 16 GiB device, two 10 GiB functions prewarmed: the second prewarm pushes the first to
+    // host at time zero, counted; a's first call pushes b out and brings a back.
+    let model = DeviceModel {
+        memory_gib: 16.0,
+        ..DeviceModel::default()
+    };
+    let w = workload(
+        vec![
+            profile("a", 10, 1_000, 10 << 10),
+            profile("b", 10, 1_000, 10 << 10),
+        ],
+        &[(5_000, 0)],
+    );
+    let opts = RunOptions {
+        prewarm: 1,
+        ..RunOptions::default()
+    };
+    let r = run_with(&w, &cfg("fcfs"), &model, 1, opts, &mut |_| {}).unwrap();
+    let gib10 = 10u64 << 30;
+    assert_eq!(
+        r.bytes_to_host,
+        2 * gib10,
+        "a for b's prewarm, then b for a's call"
+    );
+    assert_eq!(r.bytes_to_device, gib10, "a brought back for its call");
+    assert!(!r.records[0].cold);
+}
+
+#[test]
 fn a_function_called_every_15_minutes_stays_warm_in_memory_nobody_needs() {
     // Four calls 15 minutes apart: past the 10-minute TTL each time, but the sandbox's memory
     // is resident on a device nobody else uses, so it lingers (spare keep-alive) and only the
