@@ -8,7 +8,7 @@
 //! gives the batch back one dispatch. Functions live in the ordered set of [`HeadOrdered`]
 //! (`heads.rs`) keyed by `(head arrival, head sequence number, function)`: O(log n) per operation.
 //! The scheduler runs a batch in one sandbox (up to the function's `concurrency` at once), as the
-//! MQFQ-Sticky authors' batching does: see `scheduler/batching.rs`.
+//! MQFQ-Sticky authors' batching does: see `scheduler/lines.rs`.
 
 use super::heads::HeadOrdered;
 use super::{DispatchCtx, QueuePolicy};
