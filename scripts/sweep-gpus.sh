@@ -6,12 +6,14 @@
 # Writes <out>/g<N>.json and <out>/sweep.md; nothing is written to <out> unless every run
 # succeeded.
 # Usage: scripts/sweep-gpus.sh [--bin PATH] [--config FILE] [--gpus "1 2 4 8 16"] [--seed S]
-#                              --trace SPEC --out DIR
-# --bin runs another build (e.g. an older commit's) with the same arguments.
+#                              [--key-salt K] --trace SPEC --out DIR
+# --bin runs another build (e.g. an older commit's) with the same arguments. --key-salt picks
+# another layout of the functions' home devices (scripts/sweep-replicas.sh runs several).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=./target/release/sluice
 config=()
+salt=()
 gpus="1 2 4 8 16"
 seed=1
 trace=
@@ -22,17 +24,18 @@ while [ $# -gt 0 ]; do
     --config) config=(--config "$2"); shift 2 ;;
     --gpus) gpus=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
+    --key-salt) salt=(--key-salt "$2"); shift 2 ;;
     --trace) trace=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -n "$trace" ] && [ -n "$out" ] || { echo "usage: $0 [--bin PATH] [--config FILE] [--gpus LIST] [--seed S] --trace SPEC --out DIR" >&2; exit 2; }
+[ -n "$trace" ] && [ -n "$out" ] || { echo "usage: $0 [--bin PATH] [--config FILE] [--gpus LIST] [--seed S] [--key-salt K] --trace SPEC --out DIR" >&2; exit 2; }
 policies=fcfs,sjf,eedf,batch,paella,mqfq,mqfq-sticky
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for g in $gpus; do
-  "$bin" sim --trace "$trace" --policies "$policies" --gpus "$g" --seed "$seed" "${config[@]}" \
+  "$bin" sim --trace "$trace" --policies "$policies" --gpus "$g" --seed "$seed" "${config[@]}" "${salt[@]}" \
     --quiet --json > "$work/g$g.json"
 done
 python3 - "$work" "$trace" "$gpus" > "$work/sweep.md" <<'PY'

@@ -39,6 +39,12 @@ pub struct SimArgs {
     /// Spread of arrivals within an Azure minute: poisson or uniform (overrides the config).
     #[arg(long)]
     spread: Option<Spread>,
+    /// Salt of the device placement's keys: another layout of which device is each function's
+    /// home (0, the default: the pinned layout; overrides the config's
+    /// `scheduler.placement.key_salt`). Replicas that differ only in it tell a policy's effect
+    /// from where the hash put a few functions (`scripts/sweep-replicas.sh`).
+    #[arg(long)]
+    key_salt: Option<u64>,
     /// Simulator configuration file (TOML); embedded defaults otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -174,6 +180,9 @@ pub(crate) fn experiment(args: &SimArgs) -> Result<Experiment> {
     }
     if let Some(s) = args.spread {
         config.trace.spread = s;
+    }
+    if let Some(salt) = args.key_salt {
+        config.scheduler.placement.key_salt = salt;
     }
     if let Some(ms) = args.max_queue_ms {
         config.admission.max_queue_ms = Some(ms);

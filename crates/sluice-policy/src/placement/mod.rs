@@ -393,14 +393,19 @@ impl<B: BinId> Placement<B> {
         point.checked_shr(64 - bits).unwrap_or(0)
     }
 
-    /// Index of the first ring point at or after `key`, wrapping.
+    /// Index of the first ring point at or after `key`'s point (the key itself, or its salted
+    /// hash under [`PlacementParams::key_salt`]), wrapping.
     fn start(&self, key: Key) -> Option<usize> {
         if self.ring.is_empty() {
             return None;
         }
-        let b = self.bucket(key.0, self.index_bits) as usize;
+        let point = match self.params.key_salt {
+            0 => key.0,
+            salt => hash::fmix64(key.0 ^ salt),
+        };
+        let b = self.bucket(point, self.index_bits) as usize;
         let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
-        let i = lo + self.ring[lo..hi].partition_point(|&(p, _)| p < key.0);
+        let i = lo + self.ring[lo..hi].partition_point(|&(p, _)| p < point);
         Some(if i == self.ring.len() { 0 } else { i })
     }
 

@@ -48,6 +48,12 @@ pub struct PlacementParams {
     /// Seed of the built-in random source (the fallback's two choices, the jitter and the
     /// fractional rounding).
     pub seed: u64,
+    /// Salt mixed into every key before it is looked up on the ring. 0 (the default) is the
+    /// pinned layout that every replica and every build agree on; any other value gives another,
+    /// equally valid, layout of homes. For experiments: runs that differ only in which bin is each
+    /// key's home (replicas of a simulation), to tell a policy's effect from where the hash
+    /// happened to put a few functions. Every chooser sharing a ring must use the same salt.
+    pub key_salt: u64,
 }
 
 impl Default for PlacementParams {
@@ -62,6 +68,7 @@ impl Default for PlacementParams {
             jitter: 0.0,
             fractional: false,
             seed: 0,
+            key_salt: 0,
         }
     }
 }

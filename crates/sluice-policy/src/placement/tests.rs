@@ -168,6 +168,42 @@ fn a_heavier_bin_takes_proportionally_more_under_the_bound() {
     assert!(b > 2.0 * a, "{a} vs {b}");
 }
 
+#[test]
+fn a_key_salt_lays_out_other_homes_and_zero_is_the_pinned_layout() {
+    let bins: Vec<(u32, u32)> = (0..8).map(|b| (b, 1)).collect();
+    let salted = |salt| {
+        ring(
+            &bins,
+            PlacementParams {
+                key_salt: salt,
+                ..Default::default()
+            },
+        )
+    };
+    let homes = |p: &Placement<u32>| -> Vec<u32> {
+        (0..2000)
+            .map(|k| *p.home(Key::of_u64(k)).unwrap())
+            .collect()
+    };
+    let pinned = homes(&ring(&bins, PlacementParams::default()));
+    assert_eq!(homes(&salted(0)), pinned);
+    // A salt is a layout: every replica with it agrees.
+    let seven = homes(&salted(7));
+    assert_eq!(homes(&salted(7)), seven);
+    // About 7 of 8 keys land elsewhere, as under an independent hash, and every bin keeps a
+    // share near its weight.
+    let moved = seven.iter().zip(&pinned).filter(|(a, b)| a != b).count();
+    assert!((1600..=1900).contains(&moved), "{moved} of 2000 moved");
+    for b in 0..8 {
+        let n = seven.iter().filter(|&&h| h == b).count();
+        assert!((130..=370).contains(&n), "bin {b} is home to {n} of 2000");
+    }
+    // The walk past the home follows the salted point too: a placement starts at the salted home.
+    let mut p = salted(7);
+    let chosen = p.place(&req(42)).unwrap();
+    assert_eq!((chosen.bin, chosen.kind), (seven[42], ChoiceKind::Home));
+}
+
 /// Four bins of weight 1 under the default parameters, the home of key 9 and another bin.
 fn four_bins_home_and_other() -> (Placement<u32>, Key, u32, u32) {
     let p = ring(
