@@ -91,7 +91,7 @@ with open(f"{out}/replicas.md", "w") as f:
         w("|---|---|---|---:|---:|")
         for r in rises:
             w(f"| {r['policy']} | {r['from']} → {r['to']} | {r['metric']} | "
-              f"{r['change'] * 100:+.2f}% | {r['replicas_rising']} of {replicas} |")
+              f"{r['change'] * 100:+.2g}% | {r['replicas_rising']} of {replicas} |")
         w()
     w("Rising figures in each replica on its own (salt 0, 1, …): "
       + ", ".join(str(n) for n in per_replica) + ".")
