@@ -359,3 +359,69 @@ fn a_key_salt_is_another_layout_and_zero_is_the_default() {
         "{err}"
     );
 }
+
+#[test]
+fn the_replica_sweep_averages_its_layouts_and_counts_their_rises() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rep");
+    let spec = slice_spec();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sweep-replicas.sh");
+    let run = Command::new("bash")
+        .arg(&script)
+        .args(["--bin", env!("CARGO_BIN_EXE_sluice"), "--replicas", "2"])
+        .args(["--gpus", "1 2 4", "--trace", &spec, "--out"])
+        .arg(&out)
+        .output()
+        .expect("bash runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let read = |p: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(p)).unwrap()).unwrap()
+    };
+    let summary = read("replicas.json");
+    assert_eq!(summary["replicas"], 2);
+    assert_eq!(
+        summary["rising_figures_per_replica"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Each replica is the sweep with its own salt; the summary holds their mean.
+    for g in [1, 2, 4] {
+        let mean_of = |k: u32| {
+            let run = read(&format!("salt-{k}/g{g}.json"));
+            let p = &run["policies"].as_array().unwrap()[0];
+            assert_eq!(p["policy"], "fcfs");
+            p["latency_ms"]["p99"].as_f64().unwrap()
+        };
+        let want = (mean_of(0) + mean_of(1)) / 2.0;
+        let got = summary["latency_ms"]["fcfs"][g.to_string()]["p99"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "{g} GPUs: {got} vs {want}"
+        );
+    }
+    // Salt 0 is the default layout: its sweep is the plain run's.
+    let plain = sluice_json(&[
+        "sim",
+        "--trace",
+        &spec,
+        "--policies",
+        "fcfs,sjf,eedf,batch,paella,mqfq,mqfq-sticky",
+        "--gpus",
+        "2",
+        "--seed",
+        "1",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(read("salt-0/g2.json")["policies"], plain["policies"]);
+    let md = std::fs::read_to_string(out.join("replicas.md")).unwrap();
+    assert!(md.contains("2 layouts of the home devices"), "{md}");
+}

@@ -13,8 +13,8 @@
 //!
 //! How memory follows flow state is [`FlowCoupling`]: MQFQ-Sticky's eager movement (prefetch on
 //! Active, push to host on Throttled/Inactive), Sluice's lazy variant (prefetch on Active, but
-//! leaving Active only lowers a sandbox's rank so it is pushed out first *when room is needed*),
-//! or none.
+//! leaving Active only lowers a sandbox's rank to that of everything else, so it is pushed out in
+//! LRU order *when room is needed*), or none.
 //!
 //! This module decides; it moves nothing. The engine carries out the returned [`MemMove`]s.
 

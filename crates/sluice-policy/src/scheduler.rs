@@ -394,11 +394,7 @@ impl Scheduler {
 
     /// The eviction rank that `func`'s flow state gives its idle sandboxes.
     fn rank_of(&self, func: FunctionId) -> Rank {
-        match self.queue.flow_state(func) {
-            Some(FlowState::Active) => Rank::Hot,
-            Some(FlowState::Inactive) => Rank::Cold,
-            Some(FlowState::Throttled) | None => Rank::Normal,
-        }
+        rank_in(self.queue.flow_state(func))
     }
 
     /// Turns flow-state changes into memory ranks and moves, per the configured coupling.
@@ -410,11 +406,7 @@ impl Scheduler {
         }
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {
-            let rank = match ev.state {
-                FlowState::Active => Rank::Hot,
-                FlowState::Throttled => Rank::Normal,
-                FlowState::Inactive => Rank::Cold,
-            };
+            let rank = rank_in(Some(ev.state));
             let to = match (ev.state, self.coupling) {
                 (FlowState::Active, _) => Some(Location::Device),
                 (_, FlowCoupling::Eager) => Some(Location::Host),
@@ -477,6 +469,15 @@ impl Scheduler {
     /// The current service-time estimate of `func`.
     pub fn estimate(&self, func: FunctionId) -> Dur {
         self.estimator.estimate(func)
+    }
+}
+
+/// The eviction rank of the idle sandboxes of a function in flow `state` (`None`: the policy has
+/// no flows): an Active flow's are kept longest, the rest share one LRU order.
+fn rank_in(state: Option<FlowState>) -> Rank {
+    match state {
+        Some(FlowState::Active) => Rank::Hot,
+        Some(FlowState::Throttled | FlowState::Inactive) | None => Rank::Normal,
     }
 }
 

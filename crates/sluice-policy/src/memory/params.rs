@@ -11,17 +11,21 @@ pub enum FlowCoupling {
     Off,
     /// MQFQ-Sticky: prefetch when the flow turns Active, push to host as soon as it leaves.
     Eager,
-    /// Prefetch when the flow turns Active; leaving Active only makes its sandboxes the first
-    /// to be pushed out when a start needs room (no bytes move until they must).
+    /// Prefetch when the flow turns Active; leaving Active only drops its sandboxes to the
+    /// common rank, pushed out least recently used first with everything else not Active when a
+    /// start needs room (no bytes move until they must).
     Lazy,
 }
 
-/// Eviction rank of an idle sandbox: lower ranks are pushed to host first.
+/// Eviction rank of an idle sandbox: lower ranks are pushed to host first, least recently used
+/// first within a rank.
+///
+/// An Inactive flow's sandboxes are not ranked below a Throttled one's: on the overloaded Azure
+/// day that rank pushed out sandboxes of flows that had just gone Inactive ahead of older ones,
+/// and they came back (docs/mqfq-results.md, change 13).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Rank {
-    /// Its flow is Inactive.
-    Cold,
-    /// Its flow is Throttled, or the policy has no flows.
+    /// Its flow is Throttled or Inactive, or the policy has no flows.
     Normal,
     /// Its flow is Active: expected to run again soon.
     Hot,

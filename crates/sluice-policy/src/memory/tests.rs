@@ -68,7 +68,7 @@ fn busy_sandboxes_are_never_evicted_and_refusal_changes_nothing() {
 #[test]
 fn a_sandbox_stays_resident_until_its_last_invocation_ends() {
     let mut m = mem(100, 1.0);
-    m.add(SandboxId(1), GpuId(0), 60 * MB, Rank::Cold, t(0));
+    m.add(SandboxId(1), GpuId(0), 60 * MB, Rank::Normal, t(0));
     assert_eq!(m.admit(SandboxId(1), t(0)), Ok(vec![]));
     assert_eq!(
         m.admit(SandboxId(1), t(1)),
@@ -185,12 +185,12 @@ proptest! {
 #[test]
 fn lower_ranks_are_pushed_out_first() {
     let mut m = mem(100, 1.0);
-    for (i, rank) in [(1, Rank::Hot), (2, Rank::Cold), (3, Rank::Normal)] {
+    for (i, rank) in [(1, Rank::Hot), (2, Rank::Normal), (3, Rank::Hot)] {
         m.add(SandboxId(i), GpuId(0), 30 * MB, rank, t(0));
         m.admit(SandboxId(i), t(0)).unwrap();
         m.release(SandboxId(i), t(i));
     }
-    m.set_rank(SandboxId(1), Rank::Cold);
+    m.set_rank(SandboxId(3), Rank::Normal);
     m.add(SandboxId(4), GpuId(0), 50 * MB, Rank::Hot, t(9));
     let victims: Vec<_> = m
         .admit(SandboxId(4), t(9))
@@ -198,6 +198,6 @@ fn lower_ranks_are_pushed_out_first() {
         .iter()
         .map(|mv| mv.sandbox)
         .collect();
-    // Sandboxes 1 and 2 are Cold (1 used earlier), 3 is Normal.
-    assert_eq!(victims, vec![SandboxId(1), SandboxId(2)]);
+    // Sandboxes 2 and 3 are Normal (2 used earlier); 1, the least recently used, is Hot and stays.
+    assert_eq!(victims, vec![SandboxId(2), SandboxId(3)]);
 }

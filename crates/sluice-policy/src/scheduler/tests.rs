@@ -30,6 +30,18 @@ fn starts(actions: &[Action]) -> Vec<Start> {
 }
 
 #[test]
+fn only_an_active_flow_keeps_its_idle_sandboxes_ahead_of_the_lru_order() {
+    // Inactive and Throttled flows' idle sandboxes share one rank, pushed out least recently
+    // used first: ranking an Inactive flow's below pushed out sandboxes of flows that had just
+    // gone Inactive ahead of older ones, and they came back (docs/mqfq-results.md, change 13).
+    assert_eq!(rank_in(Some(FlowState::Inactive)), Rank::Normal);
+    assert_eq!(rank_in(Some(FlowState::Throttled)), Rank::Normal);
+    assert_eq!(rank_in(None), Rank::Normal);
+    assert_eq!(rank_in(Some(FlowState::Active)), Rank::Hot);
+    assert!(Rank::Normal < Rank::Hot, "Normal goes first");
+}
+
+#[test]
 fn rejects_bad_configuration_with_a_message() {
     let mut cfg = SchedulerConfig {
         policy: "lifo".into(),
