@@ -31,8 +31,10 @@ done
   echo "usage: $0 [--replicas R (>= 2)] [--bin PATH] [--config FILE] [--gpus LIST] [--seed S] --trace SPEC --out DIR" >&2
   exit 2
 }
+# Without --bin the sweeps run this checkout's release build: make sure it is current.
+[[ " ${pass[*]} " == *" --bin "* ]] || cargo build --release -q -p sluice-cli
 for ((k = 0; k < replicas; k++)); do
-  scripts/sweep-gpus.sh "${pass[@]}" --key-salt "$k" --trace "$trace" --out "$out/salt-$k" 2>/dev/null
+  scripts/sweep-gpus.sh "${pass[@]}" --key-salt "$k" --trace "$trace" --out "$out/salt-$k"
 done
 python3 - "$out" "$replicas" "$trace" <<'PY'
 import glob, json, os, re, sys
