@@ -208,7 +208,7 @@ proptest! {
     /// tokens in use are the invocations running (plus those creating, when cold starts hold
     /// one) and never exceed D, residency never exceeds capacity, a sandbox never runs more
     /// than its capacity and stays resident while it runs, nothing is lost; operator prewarms in
-    /// between change none of that.
+    /// between, and the layout of the home devices (`placement.key_salt`), change none of that.
     #[test]
     fn scheduler_invariants(
         policy in prop::sample::select(crate::queue::POLICY_NAMES),
@@ -216,9 +216,11 @@ proptest! {
         gpus in 1usize..3,
         holds in any::<bool>(),
         prewarms in proptest::collection::vec((0u32..5, 0usize..120), 0..4),
+        salt in 0u64..4,
     ) {
         let mut cfg = SchedulerConfig { policy: policy.into(), ..SchedulerConfig::default() };
         cfg.slots.cold_start_holds_token = holds;
+        cfg.placement.key_salt = salt;
         let mut s = Scheduler::new(&cfg, vec![300 * MB; gpus]).unwrap();
         for f in 0..5 {
             let info = FunctionInfo { gpu_mem_bytes: (60 + 20 * f as u64) * MB, concurrency: f % 3 + 1, ..Default::default() };
