@@ -125,6 +125,9 @@ fn bad_input_is_a_clear_error() {
     let bad_spare =
         std::env::temp_dir().join(format!("sluice-bad-spare-{}.toml", std::process::id()));
     std::fs::write(&bad_spare, "[scheduler.keepalive]\nspare_ttl_s = -1\n").unwrap();
+    let bad_salt =
+        std::env::temp_dir().join(format!("sluice-bad-salt-{}.toml", std::process::id()));
+    std::fs::write(&bad_salt, "[scheduler.placement]\nkey_salt = \"seven\"\n").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--trace", &spec, "--policies", "lifo"],
@@ -160,6 +163,10 @@ fn bad_input_is_a_clear_error() {
             "keepalive.spare_ttl_s",
         ),
         (
+            vec!["--trace", &spec, "--config", bad_salt.to_str().unwrap()],
+            "key_salt",
+        ),
+        (
             vec![
                 "--trace",
                 &spec,
@@ -190,6 +197,7 @@ fn bad_input_is_a_clear_error() {
     std::fs::remove_file(bad_overhead).ok();
     std::fs::remove_file(bad_prewarm).ok();
     std::fs::remove_file(bad_spare).ok();
+    std::fs::remove_file(bad_salt).ok();
 }
 
 #[test]
@@ -424,4 +432,17 @@ fn the_replica_sweep_averages_its_layouts_and_counts_their_rises() {
     assert_eq!(read("salt-0/g2.json")["policies"], plain["policies"]);
     let md = std::fs::read_to_string(out.join("replicas.md")).unwrap();
     assert!(md.contains("2 layouts of the home devices"), "{md}");
+    // One replica is no replica: refused with the usage line, nothing written.
+    let one = dir.path().join("one");
+    let refused = Command::new("bash")
+        .arg(&script)
+        .args(["--bin", env!("CARGO_BIN_EXE_sluice"), "--replicas", "1"])
+        .args(["--trace", &spec, "--out"])
+        .arg(&one)
+        .output()
+        .expect("bash runs");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("usage") && err.contains("--replicas"), "{err}");
+    assert!(!one.exists());
 }
