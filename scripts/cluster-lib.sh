@@ -2,6 +2,9 @@
 # loopback ports with temporary data, workers and routers from a built sluice binary, and stop
 # everything on exit. Every wait is bounded.
 
+# Debian installs nats-server in /usr/sbin, which is not on a user's PATH unless they are root.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_http URL SECONDS: until URL answers 2xx, or fail.

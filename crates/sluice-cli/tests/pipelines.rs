@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{http, repo, wait_done, wait_for, Worker};
+use common::{http, repo, shm_groups, shm_root, wait_done, wait_for, Worker};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,35 +43,12 @@ fn create(w: &Worker, body: &str) -> Value {
 }
 
 /// Files left in this worker's shared-memory groups of `pipeline`.
-fn shm_files(pipeline: &str) -> Vec<PathBuf> {
-    let root = PathBuf::from("/dev/shm/sluice");
-    let mut out = Vec::new();
-    for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-        let name = dir.file_name().to_string_lossy().into_owned();
-        if name.contains(&format!("-{pipeline}-g")) {
-            for f in std::fs::read_dir(dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                out.push(f.path());
-            }
-        }
-    }
-    out
-}
-
-fn shm_dirs(pipeline: &str) -> usize {
-    std::fs::read_dir("/dev/shm/sluice")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|d| {
-            d.file_name()
-                .to_string_lossy()
-                .contains(&format!("-{pipeline}-g"))
-        })
-        .count()
+fn shm_files(w: &Worker, pipeline: &str) -> Vec<PathBuf> {
+    shm_groups(w, pipeline)
+        .iter()
+        .flat_map(|g| std::fs::read_dir(g).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .collect()
 }
 
 fn metric(w: &Worker, needle: &str) -> f64 {
@@ -122,7 +99,15 @@ fn dag_with_fan_out_and_fan_in_hands_over_in_place_and_leaks_nothing() {
         ) >= 20.0
     );
     assert_eq!(metric(&w, "kind=\"copy\""), 0.0);
-    wait_for(Duration::from_secs(5), || shm_files("dagtest").is_empty());
+    // The group is where this test looks (else the checks below would hold vacuously).
+    assert!(
+        !shm_groups(&w, "dagtest").is_empty(),
+        "no shared-memory group of dagtest under {}",
+        shm_root(&w).display()
+    );
+    wait_for(Duration::from_secs(5), || {
+        shm_files(&w, "dagtest").is_empty()
+    });
     let (_, b, _) = http(&w, "GET", "/v1/pipelines/dagtest", None);
     let v: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(v["status"]["completed"], 5);
@@ -131,7 +116,7 @@ fn dag_with_fan_out_and_fan_in_hands_over_in_place_and_leaks_nothing() {
     // DELETE answers once the stages' tasks have let go of the group (seen in CI before it
     // waited: one directory left when checked at once).
     assert_eq!(
-        shm_dirs("dagtest"),
+        shm_groups(&w, "dagtest").len(),
         0,
         "the group directory is removed with the pipeline"
     );
@@ -195,11 +180,16 @@ fn a_dying_stage_fails_its_request_restarts_and_leaks_no_segment() {
     let (code, out, _) = http(&w, "POST", "/v1/pipelines/dietest/invoke", Some("eid"));
     assert_eq!(code, 502, "{out}");
     assert!(out.contains("mid"), "the error names the stage: {out}");
-    wait_for(Duration::from_secs(5), || shm_files("dietest").is_empty());
+    assert!(!shm_groups(&w, "dietest").is_empty());
+    wait_for(Duration::from_secs(5), || {
+        shm_files(&w, "dietest").is_empty()
+    });
     let (code, out, _) = http(&w, "POST", "/v1/pipelines/dietest/invoke", Some("fine"));
     assert_eq!(code, 200, "{out}\n{}", w.log());
     assert_eq!(out, "fine");
-    wait_for(Duration::from_secs(5), || shm_files("dietest").is_empty());
+    wait_for(Duration::from_secs(5), || {
+        shm_files(&w, "dietest").is_empty()
+    });
 }
 
 #[test]

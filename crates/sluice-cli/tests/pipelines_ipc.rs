@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{http, repo, wait_for, Worker};
+use common::{http, repo, shm_groups, wait_for, Worker};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -69,18 +69,12 @@ fn invoke(w: &Worker, name: &str, input: &str) -> (u16, String) {
 
 /// The handles (hex) the fixture recorded in `ipclog-<file>` of the pipeline's shared-memory
 /// group directory (the one directory its sandboxes share with this test).
-fn logged(pipeline: &str, file: &str) -> Vec<String> {
-    let group = std::fs::read_dir("/dev/shm/sluice")
+fn logged(w: &Worker, pipeline: &str, file: &str) -> Vec<String> {
+    let group = shm_groups(w, pipeline)
         .into_iter()
-        .flatten()
-        .flatten()
-        .find(|d| {
-            d.file_name()
-                .to_string_lossy()
-                .contains(&format!("-{pipeline}-g"))
-        })
+        .next()
         .unwrap_or_else(|| panic!("no shared-memory group for {pipeline}"));
-    std::fs::read_to_string(group.path().join(format!("ipclog-{file}")))
+    std::fs::read_to_string(group.join(format!("ipclog-{file}")))
         .unwrap_or_default()
         .lines()
         .map(str::to_owned)
@@ -144,17 +138,17 @@ fn co_located_consumer_gets_the_exact_handle_and_every_handle_is_released() {
     let (code, out) = invoke(&w, PIPE, "fail-this-one");
     assert_eq!(code, 502, "{out}");
     assert!(out.contains("refused the device input"), "{out}");
-    let exports = logged(PIPE, "exports");
+    let exports = logged(&w, PIPE, "exports");
     assert_eq!(exports.len(), 6);
-    assert_eq!(set(logged(PIPE, "seen")), set(exports.clone()));
+    assert_eq!(set(logged(&w, PIPE, "seen")), set(exports.clone()));
     assert_eq!(handoffs(&w, PIPE, "cuda-ipc"), 6.0);
     assert_eq!(handoffs(&w, PIPE, "copy"), 0.0);
     assert_eq!(handoffs(&w, PIPE, "shm"), 0.0);
     wait_for(Duration::from_secs(5), || {
-        set(logged(PIPE, "releases")) == set(exports.clone())
+        set(logged(&w, PIPE, "releases")) == set(exports.clone())
     });
     // Each exactly once (the helper would note a second release of a handle it no longer holds).
-    assert_eq!(logged(PIPE, "releases").len(), 6);
+    assert_eq!(logged(&w, PIPE, "releases").len(), 6);
 }
 
 #[test]
@@ -178,10 +172,10 @@ fn a_dead_producers_handles_are_never_handed_out() {
         out.contains("stage p died before stage c could open its output"),
         "{out}"
     );
-    let dead = logged(PIPE, "exports");
+    let dead = logged(&w, PIPE, "exports");
     assert_eq!(dead.len(), 1);
     assert!(
-        logged(PIPE, "seen").is_empty(),
+        logged(&w, PIPE, "seen").is_empty(),
         "the consumer was handed a dead producer's handle"
     );
     // The producer is restarted, and a fresh handle goes through and is released.
@@ -190,18 +184,18 @@ fn a_dead_producers_handles_are_never_handed_out() {
     let (first, second) = out.split_once('|').unwrap();
     assert_eq!(payload_of(&first[..128]), b"alive");
     assert_eq!(second, "bytes:alive");
-    let exports = logged(PIPE, "exports");
+    let exports = logged(&w, PIPE, "exports");
     assert_eq!(exports.len(), 2);
     let fresh = exports[1].clone();
-    assert_eq!(logged(PIPE, "seen"), vec![fresh.clone()]);
+    assert_eq!(logged(&w, PIPE, "seen"), vec![fresh.clone()]);
     wait_for(Duration::from_secs(5), || {
-        logged(PIPE, "releases") == vec![fresh.clone()]
+        logged(&w, PIPE, "releases") == vec![fresh.clone()]
     });
     // Nothing is ever released for the dead process's buffer (the driver freed it with the
     // process; its handle must not reach the new one).
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(logged(PIPE, "releases"), vec![fresh]);
-    assert!(!logged(PIPE, "releases").contains(&dead[0]));
+    assert_eq!(logged(&w, PIPE, "releases"), vec![fresh]);
+    assert!(!logged(&w, PIPE, "releases").contains(&dead[0]));
 }
 
 #[test]
@@ -236,10 +230,10 @@ fn a_consumer_that_needs_a_copy_gets_a_clear_error_without_a_driver() {
     );
     assert_eq!(handoffs(&w, PIPE, "cuda-ipc"), 1.0);
     assert_eq!(handoffs(&w, PIPE, "copy"), 1.0);
-    let exports = logged(PIPE, "exports");
+    let exports = logged(&w, PIPE, "exports");
     assert_eq!(exports.len(), 1);
     wait_for(Duration::from_secs(5), || {
-        logged(PIPE, "releases") == exports
+        logged(&w, PIPE, "releases") == exports
     });
 }
 
@@ -264,7 +258,7 @@ fn the_device_handoff_switch_can_be_off_and_is_validated() {
         out.contains("DeviceOutput, but the worker asked for shm output"),
         "{out}"
     );
-    assert_eq!(logged(PIPE, "releases"), logged(PIPE, "exports"));
+    assert_eq!(logged(&w, PIPE, "releases"), logged(&w, PIPE, "exports"));
     let bad = json!({
         "spec": {"name": "ipcbad", "slo_ms": 1000, "stages": [
             stage("p", "produce", &[], json!({"env": {"SLUICE_DEVICE_HANDOFF": "gpu"}}))

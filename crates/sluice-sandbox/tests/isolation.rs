@@ -17,6 +17,18 @@ fn open_dir(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// This process's supplementary groups (`id -G`).
+fn own_groups() -> Vec<u64> {
+    let out = std::process::Command::new("id")
+        .arg("-G")
+        .output()
+        .expect("run id -G");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .collect()
+}
+
 #[tokio::test]
 async fn functions_run_unprivileged_in_a_minimal_root_and_are_torn_down() {
     for iso in ALL {
@@ -38,7 +50,28 @@ async fn functions_run_unprivileged_in_a_minimal_root_and_are_torn_down() {
         let env = call(&sb, json!({"op": "env"})).await.expect("env");
         assert_eq!(env["env"]["EXTRA"], "2", "{iso}");
         assert_eq!(env["env"]["FROM_SPEC"], "1", "{iso}");
-        assert_eq!(env["groups"], json!([]), "{iso}: no supplementary groups");
+        if is_root() {
+            assert_eq!(env["groups"], json!([]), "{iso}: no supplementary groups");
+        } else {
+            // An unprivileged process cannot drop its supplementary groups: the sandbox keeps
+            // the worker user's, seen inside a user namespace as their mapped ids (the user's
+            // own group is 1000) or as the overflow id; never a group the user does not have.
+            let groups: Vec<u64> = env["groups"]
+                .as_array()
+                .expect("groups")
+                .iter()
+                .filter_map(serde_json::Value::as_u64)
+                .collect();
+            let own = own_groups();
+            assert!(
+                groups.iter().all(|g| if iso == Isolation::Plain {
+                    own.contains(g)
+                } else {
+                    *g == 1000 || *g == 65534
+                }),
+                "{iso}: only the worker user's own groups ({own:?}): {groups:?}"
+            );
+        }
         if iso == Isolation::Plain {
             assert_eq!(env["uid"], sb.user().uid(), "{iso}");
         } else {

@@ -238,6 +238,34 @@ impl Drop for Worker {
     }
 }
 
+/// Where `w` keeps pipelines' shared-memory groups, by the worker's own rule (`shm_root` in
+/// sluice-worker's server.rs): `/dev/shm/sluice` as root, `/dev/shm/sluice-<uid>` as any other
+/// user (a root worker's directory is not writable to it), `<data_dir>/shm` without `/dev/shm`.
+/// Tests that look for leftover segments must look there, or a run as another user finds none
+/// and proves nothing.
+pub fn shm_root(w: &Worker) -> PathBuf {
+    let dev_shm = Path::new("/dev/shm");
+    // SAFETY: geteuid(2) takes no arguments, touches no memory of ours and always succeeds.
+    let uid = unsafe { libc::geteuid() };
+    match (dev_shm.is_dir(), uid) {
+        (true, 0) => dev_shm.join("sluice"),
+        (true, uid) => dev_shm.join(format!("sluice-{uid}")),
+        (false, _) => w.dir.join("data").join("shm"),
+    }
+}
+
+/// `w`'s shared-memory group directories of `pipeline`.
+pub fn shm_groups(w: &Worker, pipeline: &str) -> Vec<PathBuf> {
+    let needle = format!("-{pipeline}-g");
+    std::fs::read_dir(shm_root(w))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().contains(&needle))
+        .map(|d| d.path())
+        .collect()
+}
+
 /// A new, empty directory for one worker's config, log and data.
 pub fn fresh_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

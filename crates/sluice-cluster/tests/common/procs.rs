@@ -118,14 +118,20 @@ pub struct Etcd {
     also: Option<String>,
 }
 
-/// Panics with the package to install when `program` is not on the PATH.
-fn need(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is not installed: the cluster tests need it (apt-get install {package})"
-    );
+/// Where `program` is: on the PATH, or in an sbin directory (Debian installs nats-server in
+/// /usr/sbin, which is not on a user's PATH unless they are root). Panics with the package to
+/// install when it is in neither.
+fn need(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{program} is not installed: the cluster tests need it (apt-get install {package})"
+            )
+        })
 }
 
 fn etcd_cmd(dir: &Path, p: &[u16], also: Option<&str>) -> Command {
@@ -134,7 +140,7 @@ fn etcd_cmd(dir: &Path, p: &[u16], also: Option<&str>) -> Command {
     if let Some(h) = also {
         urls.push_str(&format!(",http://{h}:{c}"));
     }
-    let mut cmd = Command::new("etcd");
+    let mut cmd = Command::new(need("etcd", "etcd-server"));
     cmd.args(["--name", "t", "--data-dir"])
         .arg(dir.join("etcd"))
         .args(["--listen-client-urls", &urls])
@@ -156,7 +162,6 @@ impl Etcd {
 
     /// Starts etcd under `dir`, serving clients on `also` (an address) too.
     pub fn start_also_on(dir: &Path, also: Option<&str>) -> Etcd {
-        need("etcd", "etcd-server");
         let (proc, ports) = start_retrying("etcd", 2, |p| {
             Proc::spawn(etcd_cmd(dir, p, also), dir.join("etcd.log"))
         });
@@ -205,9 +210,9 @@ pub struct Nats {
 impl Nats {
     /// Starts nats-server under `dir`.
     pub fn start(dir: &Path) -> Nats {
-        need("nats-server", "nats-server");
+        let program = need("nats-server", "nats-server");
         let (proc, ports) = start_retrying("nats-server", 1, |p| {
-            let mut cmd = Command::new("nats-server");
+            let mut cmd = Command::new(&program);
             cmd.args(["-js", "-sd"]).arg(dir.join("nats")).args([
                 "-a",
                 "127.0.0.1",
