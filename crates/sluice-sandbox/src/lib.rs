@@ -22,6 +22,7 @@ mod admit;
 mod bwrap;
 mod cgroup;
 mod elf;
+mod family;
 pub mod gpu;
 pub mod image_root;
 mod init;

@@ -1,10 +1,12 @@
 //! A running sandbox: the process the launcher started (the isolation wrapper, or the function
 //! itself for a plain process), its captured output (`output`: stdout and stderr), readiness with
-//! fail-fast on early exit,
-//! the host-side path of its socket, and teardown — SIGKILL to its session and everything in
-//! its cgroup, reap, stop its network helper, remove its cgroup and directory, give its user back.
+//! fail-fast on early exit, the host-side path of its socket, and teardown — SIGKILL to its
+//! session and everything in its cgroup (without one, to the leader's descendants, waiting until
+//! they are gone), reap, stop its network helper, remove its cgroup and directory, give its user
+//! back.
 
 use crate::cgroup::Cgroup;
+use crate::family::{self, Member};
 use crate::network::Slirp;
 use crate::output::Output;
 use crate::users::UserLease;
@@ -307,7 +309,7 @@ impl Sandbox {
         let Some(mut parts) = self.parts.take() else {
             return;
         };
-        parts.signal();
+        let family = parts.signal();
         let reaped = tokio::time::timeout(Duration::from_secs(5), parts.child.wait()).await;
         let killed = ExitInfo {
             code: None,
@@ -315,6 +317,13 @@ impl Sandbox {
         };
         let info = reaped.ok().and_then(Result::ok).map_or(killed, exit_info);
         self.exited.get_or_insert(info);
+        // Without a cgroup, until everything the function started is gone (bounded).
+        for _ in 0..400 {
+            if family.iter().all(Member::gone) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if let Some(cg) = &parts.cgroup {
             for _ in 0..200 {
                 cg.kill_all();
@@ -353,8 +362,13 @@ pub(crate) fn remove_dir(dir: &Path) {
 
 impl Parts {
     /// SIGKILL to the session (while the leader is unreaped, so the id is still ours), the
-    /// leader, and everything in the cgroup.
-    fn signal(&mut self) {
+    /// leader, and everything in the cgroup; without a cgroup, to each of the leader's
+    /// descendants too, which it returns (see [`family`](crate::family)).
+    fn signal(&mut self) -> Vec<Member> {
+        let family = match (&self.cgroup, self.child.id()) {
+            (None, Some(pid)) => family::descendants(pid),
+            _ => Vec::new(),
+        };
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
             // SAFETY: kill(2) on our own unreaped child's process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -363,16 +377,21 @@ impl Parts {
         if let Some(cg) = &self.cgroup {
             cg.kill_all();
         }
+        for m in &family {
+            m.kill();
+        }
+        family
     }
 
     /// Synchronous best-effort teardown for Drop: waits up to ~50 ms for the processes to go,
     /// then removes the dir; a cgroup still busy by then is left to a background task when a
     /// runtime is at hand.
     fn teardown_now(mut self) {
-        self.signal();
+        let family = self.signal();
         let mut cgroup_gone = self.cgroup.is_none();
         for _ in 0..10 {
-            let reaped = matches!(self.child.try_wait(), Ok(Some(_)));
+            let reaped =
+                matches!(self.child.try_wait(), Ok(Some(_))) && family.iter().all(Member::gone);
             if let Some(cg) = &self.cgroup {
                 cg.kill_all();
                 cgroup_gone = cg.remove();

@@ -171,10 +171,11 @@ async fn kill_stops_a_hung_function_and_drop_cleans_up() {
             "{iso}: kill is quick"
         );
         assert!(cgroups.iter().all(|d| !d.exists()), "{iso}: cgroup removed");
-        assert!(matches!(
-            sb.client().ready().await,
-            Err(ProtocolError::Connect(_))
-        ));
+        let after = sb.client().ready().await;
+        assert!(
+            matches!(after, Err(ProtocolError::Connect(_))),
+            "{iso}: nothing answers after kill: {after:?}"
+        );
         let (sb, _fn) = ready(&l, resources()).await;
         let (pid, dir, cgroups) = (sb.pid(), sb.dir().map(Path::to_path_buf), sb.cgroup_dirs());
         drop(sb);
