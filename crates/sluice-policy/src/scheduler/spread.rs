@@ -98,6 +98,13 @@ impl Scheduler {
         to
     }
 
+    /// Whether some device runs nothing and has a free token.
+    pub(super) fn an_idle_device(&self) -> bool {
+        (0..self.slots.gpus())
+            .map(|g| GpuId(g as u16))
+            .any(|g| self.slots.in_use(g) == 0 && self.slots.has_free(g))
+    }
+
     /// Whether at least half the devices run nothing and have a free token (they pass the
     /// utilisation gate): a second sandbox of a function would then run alone rather than beside
     /// other work.

@@ -392,6 +392,29 @@ fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
 }
 
 #[test]
+fn a_batch_spills_only_onto_a_device_that_would_otherwise_idle() {
+    // The same batch on one device: it runs its first call, so no device is idle, and a second
+    // sandbox would take the other token from whatever else is queued to pay a cold start for
+    // work the first sandbox runs anyway. The whole batch waits in the one line. (It spilled
+    // onto the second token before: overloaded, batch cold-started each batch on every device.)
+    let mut s = sched("batch", 1, 1000);
+    let f = FunctionId(0);
+    s.register(f, FunctionInfo::default());
+    let (sb, _) = s.prewarm(f, ms(0), &mut Vec::new()).expect("room");
+    s.prewarm_done(sb, ms(3_000));
+    for i in 0..20 {
+        s.submit(InvocationId(i), f, ms(4_000));
+    }
+    let mut out = Vec::new();
+    s.poll(ms(4_000), &mut out);
+    let st = starts(&out);
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert!(st[0].sandbox == sb && !st[0].cold, "{st:?}");
+    assert_eq!(s.in_lines(), 19, "the rest of the batch waits in its line");
+    assert_eq!(s.tokens_in_use(GpuId(0)), 1, "the other token stays free");
+}
+
+#[test]
 fn past_its_ttl_a_resident_sandbox_lingers_and_is_destroyed_not_pushed_out_for_room() {
     // One device of 250 MB, functions of 100 MB, TTL 600 s, spare TTL 3600 s (the defaults).
     let mut s = three_100_mb_functions_on_250_mb();
