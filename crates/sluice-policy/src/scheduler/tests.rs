@@ -363,27 +363,38 @@ fn a_prewarm_on_a_full_device_hands_out_the_moves_that_make_room() {
     assert_eq!(s.memory().resident(GpuId(0)), 200 * MB);
 }
 
-#[test]
-fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
-    // Under batch a line spills to a second sandbox once it holds a cold start's worth of work;
-    // a prewarmed function never cold-started, so its cold start comes from the prewarm (3 s).
-    let mut s = sched("batch", 2, 1000);
+/// Under batch on `gpus` devices, function 0 prewarmed (its cold start taken as 3 s), then twenty
+/// of its calls at once, each expected to take the 500 ms prior: the scheduler, the prewarmed
+/// sandbox and the starts of the poll at their arrival.
+fn twenty_calls_behind_a_prewarmed_batch_sandbox(
+    gpus: usize,
+) -> (Scheduler, SandboxId, Vec<Start>) {
+    let mut s = sched("batch", gpus, 1000);
     let f = FunctionId(0);
     s.register(f, FunctionInfo::default());
     let (sb, _) = s.prewarm(f, ms(0), &mut Vec::new()).expect("room");
     s.prewarm_done(sb, ms(3_000));
     assert_eq!(s.cold_start_estimate(f), Some(Dur::from_millis(3_000)));
-    // Twenty calls at once, each expected to take the 500 ms prior: the warm sandbox takes the
-    // first, a line forms behind it, and once the line holds 3 s of work a second sandbox starts.
     for i in 0..20 {
         s.submit(InvocationId(i), f, ms(4_000));
     }
     let mut out = Vec::new();
     s.poll(ms(4_000), &mut out);
     let st = starts(&out);
+    (s, sb, st)
+}
+
+#[test]
+fn a_prewarm_measures_the_cold_start_so_a_prewarmed_batch_still_spills() {
+    // Under batch a line spills to a second sandbox once it holds a cold start's worth of work
+    // and a device is idle; a prewarmed function never cold-started, so its cold start comes from
+    // the prewarm (3 s). The warm sandbox takes the first call, a line forms behind it, and once
+    // the line holds 3 s of work a second sandbox starts on the idle device.
+    let (_, sb, st) = twenty_calls_behind_a_prewarmed_batch_sandbox(2);
     assert!(st.iter().any(|x| x.sandbox == sb && !x.cold), "{st:?}");
     assert!(st.iter().any(|x| x.cold), "the batch spilled: {st:?}");
     // The prewarm taken in its time: the same with `prewarmed`, measured as given.
+    let f = FunctionId(0);
     let mut s = sched("batch", 2, 1000);
     s.register(f, FunctionInfo::default());
     s.prewarmed(f, Dur::from_millis(2_000), ms(0), &mut Vec::new())
@@ -397,17 +408,7 @@ fn a_batch_spills_only_onto_a_device_that_would_otherwise_idle() {
     // sandbox would take the other token from whatever else is queued to pay a cold start for
     // work the first sandbox runs anyway. The whole batch waits in the one line. (It spilled
     // onto the second token before: overloaded, batch cold-started each batch on every device.)
-    let mut s = sched("batch", 1, 1000);
-    let f = FunctionId(0);
-    s.register(f, FunctionInfo::default());
-    let (sb, _) = s.prewarm(f, ms(0), &mut Vec::new()).expect("room");
-    s.prewarm_done(sb, ms(3_000));
-    for i in 0..20 {
-        s.submit(InvocationId(i), f, ms(4_000));
-    }
-    let mut out = Vec::new();
-    s.poll(ms(4_000), &mut out);
-    let st = starts(&out);
+    let (s, sb, st) = twenty_calls_behind_a_prewarmed_batch_sandbox(1);
     assert_eq!(st.len(), 1, "{st:?}");
     assert!(st[0].sandbox == sb && !st[0].cold, "{st:?}");
     assert_eq!(s.in_lines(), 19, "the rest of the batch waits in its line");
