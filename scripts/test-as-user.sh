@@ -19,7 +19,7 @@ keep=false
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --user) user=$2; shift 2 ;;
+    --user) [ $# -ge 2 ] || { echo "--user needs a user name" >&2; exit 2; }; user=$2; shift 2 ;;
     --keep) keep=true; shift ;;
     --) shift; args=("$@"); break ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
