@@ -6,7 +6,7 @@
 //! namespace dies with the namespace's init, asynchronously, and the init's exit completes only
 //! once the kernel has reaped every other process of the namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One process: its pid and its start time (clock ticks after boot, `/proc/<pid>/stat` field 22).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -67,11 +67,13 @@ pub(crate) fn descendants(root: u32) -> Vec<Member> {
 /// The descendants of `root` in a parent → children table, parents before children.
 fn from_tree(root: u32, children: &BTreeMap<u32, Vec<Member>>) -> Vec<Member> {
     let mut out = Vec::new();
+    // A cycle cannot happen in a real table; a malformed one must not loop forever. A set, not a
+    // scan of `out`: a function without a pids limit may have started thousands of processes.
+    let mut seen = BTreeSet::from([root]);
     let mut next = vec![root];
     while let Some(p) = next.pop() {
         for m in children.get(&p).into_iter().flatten() {
-            // A cycle cannot happen in a real table; a malformed one must not loop forever.
-            if m.pid != root && !out.contains(m) {
+            if seen.insert(m.pid) {
                 out.push(*m);
                 next.push(m.pid);
             }

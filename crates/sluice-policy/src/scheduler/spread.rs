@@ -98,22 +98,21 @@ impl Scheduler {
         to
     }
 
-    /// Whether some device runs nothing and has a free token.
-    pub(super) fn an_idle_device(&self) -> bool {
+    /// The devices that run nothing and have a free token (they pass the utilisation gate).
+    fn idle_devices(&self) -> impl Iterator<Item = GpuId> + '_ {
         (0..self.slots.gpus())
             .map(|g| GpuId(g as u16))
-            .any(|g| self.slots.in_use(g) == 0 && self.slots.has_free(g))
+            .filter(|&g| self.slots.in_use(g) == 0 && self.slots.has_free(g))
     }
 
-    /// Whether at least half the devices run nothing and have a free token (they pass the
-    /// utilisation gate): a second sandbox of a function would then run alone rather than beside
-    /// other work.
+    /// Whether some device runs nothing and has a free token.
+    pub(super) fn an_idle_device(&self) -> bool {
+        self.idle_devices().next().is_some()
+    }
+
+    /// Whether at least half the devices run nothing and have a free token: a second sandbox of
+    /// a function would then run alone rather than beside other work.
     pub(super) fn mostly_idle(&self) -> bool {
-        let n = self.slots.gpus();
-        let idle = (0..n)
-            .map(|g| GpuId(g as u16))
-            .filter(|&g| self.slots.in_use(g) == 0 && self.slots.has_free(g))
-            .count();
-        2 * idle >= n
+        2 * self.idle_devices().count() >= self.slots.gpus()
     }
 }
