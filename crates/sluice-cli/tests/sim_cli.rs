@@ -59,6 +59,9 @@ fn golden_summary_of_a_small_trace() {
         for key in ["mean", "p50", "p99", "p999"] {
             assert!(p["latency_ms"][key].as_f64().unwrap() > 0.0);
         }
+        let causes = p["cold_start_causes"].as_object().expect("causes counted");
+        let sum: u64 = causes.values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(Some(sum), p["cold_starts"].as_u64(), "{p}");
     }
     let text = serde_json::to_string_pretty(&json).unwrap() + "\n";
     let golden = data("sim-golden.json");

@@ -307,6 +307,8 @@ fn status_metrics_openapi_and_policy_selection() {
     let (_, metrics, _) = http(&w, "GET", "/metrics", None);
     for name in [
         "sluice_invocations_total{function=\"m\",outcome=\"ok\"} 1",
+        "sluice_cold_starts_total{cause=\"first\"} 1",
+        "sluice_cold_starts_total{cause=\"elsewhere\"} 0",
         "sluice_latency_seconds_bucket",
         "phase=\"end_to_end\"",
         "sluice_queue_length",

@@ -35,6 +35,7 @@
 
 mod admission;
 mod ahead;
+mod cold_causes;
 mod creating;
 mod lifecycle;
 mod lines;
@@ -43,6 +44,7 @@ mod spread;
 mod token_lines;
 mod types;
 
+pub use cold_causes::ColdCauses;
 pub use types::{
     Action, ConfigError, Create, FunctionInfo, Reject, RejectReason, SchedulerConfig, Start,
 };
@@ -106,6 +108,10 @@ pub struct Scheduler {
     corun: DenseMap<FunctionId, spread::Debt>,
     /// Per function, the sandbox bought ahead for it that is still being created (`ahead`).
     ahead: DenseMap<FunctionId, SandboxId>,
+    /// Sandbox creations by cause (`cold_causes`).
+    cold_causes: ColdCauses,
+    /// The functions that have had a sandbox (`cold_causes`).
+    had_sandbox: DenseMap<FunctionId, ()>,
 }
 
 impl Scheduler {
@@ -130,6 +136,8 @@ impl Scheduler {
             cancelled: IdSet::default(),
             corun: DenseMap::default(),
             ahead: DenseMap::default(),
+            cold_causes: ColdCauses::default(),
+            had_sandbox: DenseMap::default(),
             queue: queue::build(&cfg.policy, &cfg.queue)?,
             slots: DeviceSlots::new(gpu_memory.len(), &cfg.slots),
             memory: DeviceMemory::new(gpu_memory, &cfg.memory),
@@ -305,16 +313,19 @@ impl Scheduler {
         let memory = &self.memory;
         let resident = |sb| memory.location(sb) == Some(Location::Device);
         let capacity = self.info(inv.func).concurrency;
-        let (sandbox, cold) = match self.pool.acquire(inv.func, gpu, capacity, now, resident) {
-            Acquire::Warm(sb) | Acquire::Shared(sb) => (sb, false),
+        let (sandbox, cause) = match self.pool.acquire(inv.func, gpu, capacity, now, resident) {
+            Acquire::Warm(sb) | Acquire::Shared(sb) => (sb, None),
             Acquire::Cold(sb) => {
+                // The new sandbox is neither idle nor in a line yet; counted only if it starts.
+                let cause = self.cold_cause(inv.func);
                 let bytes = self.info(inv.func).gpu_mem_bytes;
                 let rank = self.rank_of(inv.func);
                 self.memory.add(sb, gpu, bytes, rank, now);
-                (sb, true)
+                (sb, Some(cause))
             }
             Acquire::Blocked => return Outcome::Later,
         };
+        let cold = cause.is_some();
         let err = match self.memory.admit(sandbox, now) {
             Ok(moves) => {
                 let moves = self.drop_lingering(moves, out);
@@ -326,7 +337,8 @@ impl Scheduler {
                     moves,
                 }));
                 self.line_started(inv.func, sandbox, cold, now);
-                if cold {
+                if let Some(cause) = cause {
+                    self.count_paid(inv.func, cause);
                     self.creation_started(inv, sandbox, gpu);
                 }
                 for sb in self.pool.trim_device(gpu) {
@@ -481,6 +493,8 @@ fn rank_in(state: Option<FlowState>) -> Rank {
     }
 }
 
+#[cfg(test)]
+mod cold_causes_tests;
 #[cfg(test)]
 mod creating_tests;
 #[cfg(test)]

@@ -96,6 +96,7 @@ pub fn run_with(
         makespan,
         gpu_busy: node.gpu_busy(),
         cold_starts: node.cold_starts(),
+        cold_causes: Some(node.cold_causes()),
         bytes_to_device: node.bytes_moved().0,
         bytes_to_host: node.bytes_moved().1,
         offered_util: workload.offered_util(gpus),

@@ -51,6 +51,7 @@ pub fn run(
     r.policy = NAME.to_string();
     // Its sandboxes start in no time: none of them is a cold start.
     r.cold_starts = 0;
+    r.cold_causes = None;
     Ok(r)
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_core::{Dur, FunctionId, GpuId, Time};
+use sluice_policy::scheduler::ColdCauses;
 
 /// The life of one invocation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +67,10 @@ pub struct RunResult {
     pub gpu_busy: Vec<Dur>,
     /// Sandboxes created (cold starts).
     pub cold_starts: u64,
+    /// The cold starts by cause, where the run's scheduler counted them (not a live run's, nor
+    /// the ideal's, which pays none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_causes: Option<ColdCauses>,
     /// Bytes moved host→device (prefetch and on-demand) and device→host (offload).
     pub bytes_to_device: u64,
     /// Bytes moved device→host: idle sandboxes pushed out to make room or, under eager flow

@@ -11,6 +11,7 @@
 //! With `UPDATE_GOLDEN=1` set the tests rewrite the files instead of comparing.
 
 use sluice_core::{Dur, FunctionId, GpuId, Time};
+use sluice_policy::scheduler::ColdCauses;
 use sluice_sim::record::{InvocationRecord, RunResult};
 use sluice_sim::report::{render_sweep_markdown, render_table, summarize, to_json, SweepRow};
 use std::path::PathBuf;
@@ -44,6 +45,11 @@ fn run(policy: &str, records: Vec<InvocationRecord>, busy_ms: [u64; 2]) -> RunRe
         makespan: Dur::from_millis(1_500),
         gpu_busy: busy_ms.map(Dur::from_millis).to_vec(),
         cold_starts: cold,
+        // Each cold start is its function's first sandbox.
+        cold_causes: Some(ColdCauses {
+            first: cold,
+            ..ColdCauses::default()
+        }),
         bytes_to_host: 250_000_000,
         offered_util: 0.7,
         rejected: 1,

@@ -290,6 +290,8 @@ fn to_run(
         functions: w.functions.iter().map(|f| f.name.clone()).collect(),
         invocations: outs.len() as u64,
         cold_starts: outs.iter().filter(|o| o.ok && o.cold).count() as u64,
+        // A client sees that a call started cold, not why.
+        cold_causes: None,
         records,
         gpus: args.gpus,
         makespan: Dur::from_micros(span.as_micros() as u64),

@@ -80,6 +80,7 @@ impl Scheduler {
             return false;
         };
         self.ahead.insert(func, sandbox);
+        self.count_unpaid(func, true);
         self.line_bought(func, sandbox, now);
         out.push(Action::Create(Create { func, sandbox, gpu }));
         true

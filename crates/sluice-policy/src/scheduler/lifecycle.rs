@@ -105,6 +105,7 @@ impl Scheduler {
     ) -> Option<(SandboxId, GpuId)> {
         let gpu = self.home_of(func)?;
         let sb = self.create_admitted(func, gpu, now, out)?;
+        self.count_unpaid(func, false);
         self.creation_begun(sb, now);
         Some((sb, gpu))
     }

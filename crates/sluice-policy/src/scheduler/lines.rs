@@ -65,6 +65,13 @@ pub(super) struct Lines {
     runs: DenseMap<FunctionId, u32>,
 }
 
+impl Lines {
+    /// Whether `func` has a sandbox starting or running.
+    pub(super) fn has_busy(&self, func: FunctionId) -> bool {
+        self.busy.get(&func).is_some_and(|v| !v.is_empty())
+    }
+}
+
 impl Scheduler {
     /// Puts `inv` in the line of a busy sandbox of its function if the rule above says so;
     /// true if it did.

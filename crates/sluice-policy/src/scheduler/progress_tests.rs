@@ -239,6 +239,8 @@ proptest! {
         let mut cancelled = BTreeSet::new();
         // Cold starts whose sandbox is ready and which wait for a token.
         let mut parked = BTreeSet::new();
+        // Sandboxes created: cold starts, and bought ahead.
+        let mut made = [0u64; 2];
         for o in ops {
             match o {
                 Op::Register(f, mb) => {
@@ -263,7 +265,7 @@ proptest! {
                     }
                 }
             }
-            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size)?;
+            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size, &mut made)?;
         }
         // Arrivals stop; devices free up as everything running finishes.
         let mut rounds = 0;
@@ -277,12 +279,17 @@ proptest! {
             if let Some(st) = (!running.is_empty()).then(|| running.remove(0)) {
                 s.finished(st.sandbox, st.inv.func, Dur::from_millis(3), now);
             }
-            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size)?;
+            step(&mut s, now, &mut ended, &mut starting, &mut parked, &size, &mut made)?;
         }
         for id in 0..next_id {
             let was_cancelled = cancelled.contains(&id);
             prop_assert!(ended.contains_key(&id) != was_cancelled, "invocation {} lost", id);
         }
+        // Every creation is counted under exactly one cause.
+        let causes = s.cold_causes();
+        prop_assert_eq!(causes.total(), made[0] + made[1], "{:?}", causes);
+        prop_assert_eq!(causes.ahead, made[1]);
+        prop_assert_eq!(causes.prewarm, 0);
         prop_assert_eq!(s.backlog().queued_work(), Dur::ZERO);
         prop_assert_eq!(s.backlog().running_work(), Dur::ZERO);
         for g in 0..gpus {
@@ -304,7 +311,7 @@ fn ready(s: &mut Scheduler, st: Start, running: &mut Vec<Start>, parked: &mut BT
 
 /// Polls once and records what ended: starts (to be run) and rejections (only of functions
 /// larger than the 300 MB devices). A warm start of a parked invocation resumes it; a sandbox
-/// bought ahead is ready at once.
+/// bought ahead is ready at once. Counts the sandboxes created in `made`: cold starts, bought ahead.
 fn step(
     s: &mut Scheduler,
     now: Time,
@@ -312,6 +319,7 @@ fn step(
     starting: &mut Vec<Start>,
     parked: &mut BTreeSet<u64>,
     size: &[u64; 5],
+    made: &mut [u64; 2],
 ) -> Result<(), TestCaseError> {
     for a in poll(s, now) {
         match a {
@@ -320,6 +328,7 @@ fn step(
                 starting.push(st);
             }
             Action::Start(st) => {
+                made[0] += u64::from(st.cold);
                 prop_assert!(
                     ended.insert(st.inv.id.0, "started").is_none(),
                     "ended twice"
@@ -334,7 +343,10 @@ fn step(
                 );
             }
             // A sandbox bought ahead: created at once (no invocation waits for it).
-            Action::Create(c) => s.prewarm_done(c.sandbox, now),
+            Action::Create(c) => {
+                made[1] += 1;
+                s.prewarm_done(c.sandbox, now);
+            }
             Action::Move(_) | Action::Destroy(_) => {}
         }
     }

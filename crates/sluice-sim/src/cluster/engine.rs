@@ -17,7 +17,7 @@ use crate::workload::{Arrival, FunctionProfile};
 use sluice_core::{Dur, FunctionId, InvocationId, Time};
 use sluice_policy::placement::{ChoiceKind, Key, Request};
 use sluice_policy::routing::{Popularity, Router};
-use sluice_policy::scheduler::SchedulerConfig;
+use sluice_policy::scheduler::{ColdCauses, SchedulerConfig};
 use std::time::{Duration, Instant};
 
 /// Recent workers remembered per function for locality hints.
@@ -322,6 +322,7 @@ impl<'a> Cluster<'a, '_> {
         let mut utils = Vec::with_capacity(self.members);
         let (mut busy_all, mut time_all) = (0.0, 0.0);
         let (mut cold, mut bytes, mut rejected) = (0u64, 0u64, self.unroutable);
+        let mut causes = ColdCauses::default();
         for i in 0..self.members {
             let slot = self.crew.slot(i as u32);
             let n = &slot.node;
@@ -334,6 +335,7 @@ impl<'a> Cluster<'a, '_> {
             busy_all += busy;
             time_all += span;
             cold += n.cold_starts();
+            causes.add(&n.cold_causes());
             let (d, h) = n.bytes_moved();
             bytes += d + h;
             rejected += n.rejected();
@@ -349,6 +351,7 @@ impl<'a> Cluster<'a, '_> {
             completed: tally.latency.len(),
             rejected,
             cold_starts: cold,
+            cold_start_causes: causes,
             gb_moved: bytes as f64 / 1e9,
             load_imbalance: if mean > 0.0 { max / mean } else { 1.0 },
             spilled: self.params.router.hashes().then_some(self.spilled),

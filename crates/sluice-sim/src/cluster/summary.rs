@@ -6,6 +6,7 @@
 use crate::report::Quantiles;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sluice_policy::scheduler::ColdCauses;
 
 /// Buckets per factor of e: about 2% wide, so quantiles are within 1% of the truth.
 const PER_E: f64 = 50.0;
@@ -115,6 +116,9 @@ pub struct ClusterSummary {
     pub rejected: u64,
     /// Sandboxes created, over all workers.
     pub cold_starts: u64,
+    /// The same by cause (`sluice_policy::scheduler::ColdCauses`), over all workers.
+    #[serde(default)]
+    pub cold_start_causes: ColdCauses,
     /// Host↔device bytes moved over all workers, GB (10⁹ bytes).
     pub gb_moved: f64,
     /// Max over mean of the workers' busy time (each worker's GPU busy time over its GPU time
@@ -222,6 +226,11 @@ mod tests {
             completed: 9,
             rejected: 1,
             cold_starts: 3,
+            cold_start_causes: ColdCauses {
+                first: 2,
+                concurrent: 1,
+                ..ColdCauses::default()
+            },
             gb_moved: 1.5,
             load_imbalance: 1.1,
             spilled: Some(2),
@@ -250,6 +259,8 @@ mod tests {
             assert!(r[k].is_f64(), "{k}");
         }
         assert!(r["remapped"].is_null());
+        assert_eq!(r["cold_start_causes"]["first"], 2);
+        assert_eq!(r["cold_start_causes"]["concurrent"], 1);
         for g in ["latency_ms", "queue_ms"] {
             for q in ["mean", "p50", "p99", "p999"] {
                 assert!(r[g][q].is_f64(), "{g}.{q}");

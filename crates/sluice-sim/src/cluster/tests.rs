@@ -84,6 +84,18 @@ fn ch_bl_balances_within_a_quarter_with_fewer_cold_starts_than_random() {
     );
     assert_eq!(random.spilled, None);
     assert!(ch.spilled.is_some());
+    for r in [&ch, &random, &fractional, &ceiling] {
+        let c = r.cold_start_causes;
+        assert_eq!(c.total(), r.cold_starts, "{}: {c:?}", r.router);
+    }
+    // A function's sandboxes spread over more workers under random routing: more of them are
+    // each worker's first.
+    assert!(
+        ch.cold_start_causes.first < random.cold_start_causes.first,
+        "{:?} vs {:?}",
+        ch.cold_start_causes,
+        random.cold_start_causes
+    );
 }
 
 /// Under the plain ceiling at ε 0.25 CH-BL has under half of random's cold starts even on

@@ -14,7 +14,7 @@ use sluice_policy::admission::{decide, Admission};
 use sluice_policy::idmap::IdMap;
 use sluice_policy::memory::{Location, MemMove};
 use sluice_policy::scheduler::{
-    Action, ConfigError, Create, FunctionInfo, Scheduler, SchedulerConfig, Start,
+    Action, ColdCauses, ConfigError, Create, FunctionInfo, Scheduler, SchedulerConfig, Start,
 };
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -235,6 +235,11 @@ impl<'a> Node<'a> {
     /// Cold starts so far.
     pub fn cold_starts(&self) -> u64 {
         self.cold_starts
+    }
+
+    /// Cold starts so far, by cause (they sum to [`Node::cold_starts`]).
+    pub fn cold_causes(&self) -> ColdCauses {
+        self.sched.cold_causes()
     }
 
     /// Bytes moved host→device and device→host so far.

@@ -288,3 +288,51 @@ fn a_function_called_every_15_minutes_stays_warm_in_memory_nobody_needs() {
     let r = run_it(&w, "fcfs", &DeviceModel::default());
     assert!(r.records.iter().all(|x| x.cold));
 }
+
+#[test]
+fn every_cold_start_has_one_cause_under_every_policy() {
+    // Three functions in bursts on two devices, each prewarmed once or not: more calls at once
+    // than sandboxes, so more sandboxes than functions.
+    let mut arrivals = Vec::new();
+    for burst in 0..4u64 {
+        let at = burst * 700_000;
+        for k in 0..12u64 {
+            arrivals.push((at + k * 20, (k % 3) as u32));
+        }
+    }
+    let w = workload(
+        vec![
+            profile("a", 300, 1_500, 4 << 10),
+            profile("b", 40, 800, 6 << 10),
+            profile("c", 900, 2_500, 8 << 10),
+        ],
+        &arrivals,
+    );
+    let model = DeviceModel {
+        memory_gib: 16.0,
+        ..DeviceModel::default()
+    };
+    for &policy in sluice_policy::queue::POLICY_NAMES {
+        for prewarm in [0, 1] {
+            let opts = RunOptions {
+                prewarm,
+                ..RunOptions::default()
+            };
+            let r = run_with(&w, &cfg(policy), &model, 2, opts, &mut |_| {}).unwrap();
+            let c = r.cold_causes.expect("a simulated run counts causes");
+            assert_eq!(
+                c.total(),
+                r.cold_starts,
+                "{policy}, prewarm {prewarm}: {c:?}"
+            );
+            assert_eq!(c.prewarm, 3 * u64::from(prewarm), "{policy}: {c:?}");
+            assert_eq!(c.first, 3 * u64::from(1 - prewarm), "{policy}: {c:?}");
+            assert!(
+                c.total() > 3,
+                "more than one sandbox per function: {policy}: {c:?}"
+            );
+        }
+    }
+    let ideal = crate::ideal::run(&w, &cfg("fcfs"), &model, 2).unwrap();
+    assert_eq!(ideal.cold_causes, None, "the ideal pays no cold start");
+}

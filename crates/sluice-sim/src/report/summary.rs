@@ -7,6 +7,7 @@
 use crate::record::{InvocationRecord, RunResult};
 use serde::{Deserialize, Serialize};
 use sluice_core::stats::{jain_index, mean, quantile_sorted};
+use sluice_policy::scheduler::ColdCauses;
 use std::collections::BTreeMap;
 
 /// Mean and tail of a distribution of durations, in milliseconds. All zero for no samples.
@@ -61,6 +62,9 @@ pub struct Summary {
     pub gpu_util: f64,
     /// Sandboxes created (cold starts).
     pub cold_starts: u64,
+    /// The cold starts by cause, where the run counted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_causes: Option<ColdCauses>,
     /// Bytes moved host→device (prefetch and on-demand).
     pub bytes_to_device: u64,
     /// Bytes moved device→host (offload).
@@ -126,6 +130,7 @@ pub fn summarize(r: &RunResult) -> Summary {
         throughput_per_s: ratio(completed as f64, makespan_s),
         gpu_util: ratio(busy_s, capacity_s),
         cold_starts: r.cold_starts,
+        cold_start_causes: r.cold_causes,
         bytes_to_device: r.bytes_to_device,
         bytes_to_host: r.bytes_to_host,
         offered_util: r.offered_util,

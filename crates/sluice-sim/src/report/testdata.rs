@@ -2,6 +2,7 @@
 
 use crate::record::{InvocationRecord, RunResult};
 use sluice_core::{Dur, FunctionId, GpuId, Time};
+use sluice_policy::scheduler::ColdCauses;
 
 /// One record; `t` is arrival, dispatched, started, finished in whole milliseconds.
 pub(crate) fn rec(id: u64, func: u32, t: [u64; 4], solo_ms: u64, cold: bool) -> InvocationRecord {
@@ -46,6 +47,10 @@ pub(crate) fn hand_made_run(policy: &str) -> RunResult {
         makespan: Dur::from_millis(100),
         gpu_busy: vec![Dur::from_millis(60), Dur::from_millis(40)],
         cold_starts: 1,
+        cold_causes: Some(ColdCauses {
+            first: 1,
+            ..ColdCauses::default()
+        }),
         bytes_to_device: 3_000_000_000,
         bytes_to_host: 1_000_000_000,
         offered_util: 0.8,

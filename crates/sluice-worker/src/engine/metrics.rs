@@ -1,6 +1,6 @@
 //! The worker's Prometheus metrics: invocations by function and outcome, latency histograms per
-//! phase, queue lengths, flow states, sandboxes by state and bought ahead, memory moved, and GPU
-//! readings.
+//! phase, queue lengths, flow states, sandboxes by state and bought ahead, cold starts by cause,
+//! memory moved, and GPU readings.
 //! Gauges that mirror engine state are refreshed just before each scrape.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sluice_policy::scheduler::ColdCauses;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +27,11 @@ pub(crate) struct Phase {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Named {
     pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Cause {
+    pub cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +57,7 @@ pub struct Metrics {
     pub(crate) sandboxes: Family<Named, Gauge>,
     pub(crate) bytes_moved: Family<Named, Counter>,
     pub(crate) sandboxes_bought: Counter,
+    pub(crate) cold_starts: Family<Cause, Counter>,
     pub(crate) gpu_util: Family<Gpu, FGauge>,
     pub(crate) gpu_mem_used: Family<Gpu, Gauge>,
     pub(crate) gpu_mem_total: Family<Gpu, Gauge>,
@@ -69,6 +76,7 @@ impl Metrics {
             sandboxes: Family::default(),
             bytes_moved: Family::default(),
             sandboxes_bought: Counter::default(),
+            cold_starts: Family::default(),
             gpu_util: Family::default(),
             gpu_mem_used: Family::default(),
             gpu_mem_total: Family::default(),
@@ -110,6 +118,11 @@ impl Metrics {
             "sandboxes_bought",
             "Sandboxes the scheduler bought ahead: created with no invocation waiting for them",
             m.sandboxes_bought.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Sandboxes created, by cause (first, gone, concurrent, elsewhere, ahead, prewarm)",
+            m.cold_starts.clone(),
         );
         registry.register(
             "gpu_utilization",
@@ -163,6 +176,24 @@ impl Metrics {
                 name: name.to_string(),
             })
             .set(v);
+    }
+
+    /// Raises the cold-start counters to the schedulers' counts `c` (they only grow).
+    pub(crate) fn mirror_cold_causes(&self, c: &ColdCauses) {
+        for (cause, n) in [
+            ("first", c.first),
+            ("gone", c.gone),
+            ("concurrent", c.concurrent),
+            ("elsewhere", c.elsewhere),
+            ("ahead", c.ahead),
+            ("prewarm", c.prewarm),
+        ] {
+            let counter = self.cold_starts.get_or_create(&Cause { cause });
+            let seen = counter.get();
+            if n > seen {
+                counter.inc_by(n - seen);
+            }
+        }
     }
 
     /// The OpenMetrics text exposition.

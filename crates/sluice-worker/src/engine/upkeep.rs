@@ -146,6 +146,9 @@ pub(super) fn refresh_gauges(inner: &Inner) {
     Metrics::set(&m.sandboxes, "starting", starting as i64);
     Metrics::set(&m.sandboxes, "idle", idle as i64);
     Metrics::set(&m.sandboxes, "busy", busy as i64);
+    let mut causes = st.gpu.cold_causes();
+    causes.add(&st.cpu.cold_causes());
+    m.mirror_cold_causes(&causes);
     let (mut active, mut throttled, mut inactive) = (0, 0, 0);
     for r in st.functions.values() {
         let sched = match r.queue {
