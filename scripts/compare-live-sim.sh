@@ -17,7 +17,8 @@
 # and concurrency slowdown set to zero (moves on simulated GPUs are bookkeeping) and each of its
 # cold starts drawn from those the live run measured (`device.cold_start_samples_ms`), each call
 # as much longer than the trace's time as the live calls were (`device.exec_overhead_ms`); the
-# simulated figures are the mean of K (--seeds, default 10) such runs, with their range.
+# simulated figures are the mean of K (--seeds, default 10) such runs, with their range. Both
+# sides count their cold starts by cause (the worker's sluice_cold_starts_total), shown under the table.
 #
 # Usage: scripts/compare-live-sim.sh [target utilisation, default 0.5] [out file, default
 #        out/live-vs-sim.md; docs/results/live-vs-sim.md to update the table the docs quote]
@@ -158,7 +159,12 @@ for k in ("latency_ms", "queue_ms"):
     sim[k] = {q: mean_of([r[k][q] for r in runs]) for q in runs[0][k]}
 moved = {"to_device": 0, "to_host": 0}
 bought = 0
+causes = {}
 for line in open(sys.argv[2]):
+    # The worker's cold starts by cause, as the simulator's scheduler counts them.
+    m = re.match(r'sluice_cold_starts_total\{cause="([a-z]+)"\} ([0-9.e+]+)', line)
+    if m:
+        causes[m.group(1)] = int(float(m.group(2)))
     m = re.match(r'sluice_memory_moved_bytes_total\{name="(to_device|to_host)"\} ([0-9.e+]+)', line)
     if m:
         moved[m.group(1)] = int(float(m.group(2)))
@@ -198,6 +204,11 @@ if len(runs) > 1:
                      f"(the live figure {a:.3f} is above {inside} of them)")
 lines.append("")
 lines.append(f"Live cold starts: {live['cold_starts'] - bought} calls started cold, {bought} sandboxes bought ahead.")
+if causes and all("cold_start_causes" in r for r in runs):
+    by = [f"{c} {causes.get(c, 0)} / {mean_of([r['cold_start_causes'][c] for r in runs]):.1f}"
+          for c in ("first", "gone", "concurrent", "elsewhere", "ahead", "prewarm")]
+    lines.append("")
+    lines.append("Cold starts by cause, live (`sluice_cold_starts_total`) / simulated: " + ", ".join(by) + ".")
 text = "\n".join(lines) + "\n"
 open(out, "w").write(text)
 print(text)
