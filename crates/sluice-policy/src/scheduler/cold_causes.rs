@@ -39,9 +39,21 @@ pub struct ColdCauses {
 }
 
 impl ColdCauses {
+    /// Each cause's name (as in the JSON and the worker's metric label) and count.
+    pub fn by_name(&self) -> [(&'static str, u64); 6] {
+        [
+            ("first", self.first),
+            ("gone", self.gone),
+            ("concurrent", self.concurrent),
+            ("elsewhere", self.elsewhere),
+            ("ahead", self.ahead),
+            ("prewarm", self.prewarm),
+        ]
+    }
+
     /// All creations, every cause together.
     pub fn total(&self) -> u64 {
-        self.first + self.gone + self.concurrent + self.elsewhere + self.ahead + self.prewarm
+        self.by_name().iter().map(|&(_, n)| n).sum()
     }
 
     /// Adds `other`'s counts to these (e.g. the workers of a cluster).

@@ -157,3 +157,25 @@ fn a_cold_start_that_cannot_be_admitted_is_not_counted() {
     );
     assert_eq!(s.cold_causes().total(), 0);
 }
+
+#[test]
+fn each_cause_is_named_as_in_the_json_and_counted_once_in_the_total() {
+    let c = ColdCauses {
+        first: 1,
+        gone: 2,
+        concurrent: 4,
+        elsewhere: 8,
+        ahead: 16,
+        prewarm: 32,
+    };
+    let json = serde_json::to_value(c).unwrap();
+    let named = c.by_name();
+    assert_eq!(json.as_object().unwrap().len(), named.len());
+    for (name, n) in named {
+        assert_eq!(json[name], n, "{name}");
+    }
+    assert_eq!(c.total(), 63);
+    let mut twice = c;
+    twice.add(&c);
+    assert_eq!(twice.total(), 126);
+}

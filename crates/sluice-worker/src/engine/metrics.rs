@@ -180,14 +180,7 @@ impl Metrics {
 
     /// Raises the cold-start counters to the schedulers' counts `c` (they only grow).
     pub(crate) fn mirror_cold_causes(&self, c: &ColdCauses) {
-        for (cause, n) in [
-            ("first", c.first),
-            ("gone", c.gone),
-            ("concurrent", c.concurrent),
-            ("elsewhere", c.elsewhere),
-            ("ahead", c.ahead),
-            ("prewarm", c.prewarm),
-        ] {
+        for (cause, n) in c.by_name() {
             let counter = self.cold_starts.get_or_create(&Cause { cause });
             let seen = counter.get();
             if n > seen {
